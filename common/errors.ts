@@ -1,0 +1,104 @@
+// The closed set of error codes (DESIGN §3), shared by REST, gRPC, the agent
+// and collectErrors. Each code is mapped once to an HTTP status and once to a
+// Connect code; test/common/errors.test.ts checks the mapping is total.
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export const ERROR_CODES = {
+  invalid_request: { http: 400, connect: Code.InvalidArgument },
+  unsupported_field: { http: 400, connect: Code.InvalidArgument },
+  unauthenticated: { http: 401, connect: Code.Unauthenticated },
+  permission_denied: { http: 403, connect: Code.PermissionDenied },
+  signature_invalid: { http: 403, connect: Code.PermissionDenied },
+  url_expired: { http: 403, connect: Code.PermissionDenied },
+  not_found: { http: 404, connect: Code.NotFound },
+  file_not_found: { http: 404, connect: Code.NotFound },
+  sandbox_not_running: { http: 409, connect: Code.FailedPrecondition },
+  idempotency_key_in_use: { http: 409, connect: Code.Aborted },
+  file_changed: { http: 409, connect: Code.Aborted },
+  idempotency_key_reused: { http: 422, connect: Code.FailedPrecondition },
+  path_outside_workspace: { http: 422, connect: Code.InvalidArgument },
+  invalid_path: { http: 422, connect: Code.InvalidArgument },
+  not_a_regular_file: { http: 422, connect: Code.InvalidArgument },
+  too_large: { http: 413, connect: Code.ResourceExhausted },
+  quota_exceeded: { http: 413, connect: Code.ResourceExhausted },
+  agent_unavailable: { http: 503, connect: Code.Unavailable },
+  storage_unavailable: { http: 503, connect: Code.Unavailable },
+  integrity_error: { http: 502, connect: Code.DataLoss },
+  internal: { http: 500, connect: Code.Internal },
+} as const satisfies Record<string, { http: number; connect: Code }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** The one error type of the project: a code from the closed set, a sentence for the client, optional details. */
+export class CrowNestError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "CrowNestError";
+    this.code = code;
+    this.details = details;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+
+  get connectCode(): Code {
+    return ERROR_CODES[this.code].connect;
+  }
+}
+
+/** Turns a Node errno into the closed set (the one place that does so). */
+export function fromErrno(err: unknown, path: string): CrowNestError {
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (errno) {
+    case "ENOENT":
+    case "ENOTDIR":
+      return new CrowNestError("file_not_found", `no such file: ${path}`, { path }, { cause: err });
+    case "ELOOP":
+      return new CrowNestError("path_outside_workspace", `too many symbolic links: ${path}`, { path }, { cause: err });
+    case "ENAMETOOLONG":
+      return new CrowNestError("invalid_path", `path too long: ${path}`, { path }, { cause: err });
+    case "EISDIR":
+    case "ENXIO":
+      return new CrowNestError("not_a_regular_file", `not a regular file: ${path}`, { path }, { cause: err });
+    case "EACCES":
+    case "EPERM":
+      return new CrowNestError("file_not_found", `not readable: ${path}`, { path }, { cause: err });
+    case "EFBIG":
+    case "ENOSPC":
+    case "EDQUOT":
+      return new CrowNestError("too_large", `no space left for ${path}`, { path }, { cause: err });
+    default:
+      return new CrowNestError("internal", "internal error", {}, { cause: err });
+  }
+}
+
+/** Normalizes anything thrown; unknown errors become `internal` with a generic message (the cause is kept for the log). */
+export function toCrowNestError(err: unknown): CrowNestError {
+  if (err instanceof CrowNestError) return err;
+  if (err instanceof ConnectError) {
+    const code = codeFromMessage(err.rawMessage);
+    if (code) return new CrowNestError(code, err.rawMessage.slice(code.length + 2) || code, {}, { cause: err });
+    return new CrowNestError("internal", "internal error", {}, { cause: err });
+  }
+  return new CrowNestError("internal", "internal error", {}, { cause: err });
+}
+
+/** Reads the code name a peer put at the start of an error message ("path_outside_workspace: ..."). */
+export function codeFromMessage(message: string): ErrorCode | undefined {
+  const m = /^([a-z_]+): /.exec(message);
+  return m && isErrorCode(m[1]) ? m[1] : undefined;
+}
+
+/** The Connect form of an error: the code name leads the message, the matching Connect code. */
+export function toConnectError(err: unknown): ConnectError {
+  const e = toCrowNestError(err);
+  return new ConnectError(`${e.code}: ${e.message}`, e.connectCode, undefined, undefined, err);
+}

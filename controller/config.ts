@@ -1,0 +1,237 @@
+// Configuration (DESIGN §2): parsed once at start from the environment into a
+// typed object; nothing reads process.env after this. A bad value fails with
+// one line naming the variable.
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve, join } from "node:path";
+import type { Plan } from "./db/types.js";
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export type DatabaseConfig = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string };
+
+export type BlobConfig =
+  | { kind: "file"; dir: string }
+  | {
+      kind: "s3";
+      bucket: string;
+      prefix: string;
+      endpoint: string | undefined;
+      region: string;
+      forcePathStyle: boolean;
+    };
+
+export interface PlanLimits {
+  retentionDays: number;
+  /** Largest single artifact, bytes. */
+  maxArtifactBytes: number;
+  /** Total stored bytes per account. */
+  quotaBytes: number;
+}
+
+export interface Config {
+  httpAddr: ListenAddress;
+  grpcAddr: ListenAddress;
+  dataDir: string;
+  database: DatabaseConfig;
+  blob: BlobConfig;
+  /** The bootstrap key; `generated` when it was created (and must be printed once). */
+  apiKey: { value: string; generated: boolean; fromEnv: boolean };
+  signingSecret: Buffer;
+  /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
+  publicUrl: string | undefined;
+  runtime: "local" | "external";
+  downloadUrlTtlSeconds: number;
+  plans: Record<Plan, PlanLimits>;
+  /** No bytes from the agent for this long fails an export (stalled stream). */
+  exportStallMs: number;
+  /** Pending records older than this are crashed exports, removed by the reconciler. */
+  pendingMaxAgeMs: number;
+  /** How often the sweeper / reconciler run. */
+  sweepIntervalMs: number;
+  /** Default sandbox lifetime when a request gives none. */
+  sandboxDefaultTimeoutSeconds: number;
+  /** How many collect entries export at once. */
+  collectConcurrency: number;
+  logLevel: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+const GiB = 1024 ** 3;
+
+export function parseAddress(variable: string, value: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  if (!m) throw new ConfigError(variable, `expected HOST:PORT, got ${JSON.stringify(value)}`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ConfigError(variable, `port ${port} is out of range (0-65535)`);
+  const host = m[1] ?? m[2] ?? "";
+  if (host === "") throw new ConfigError(variable, `expected HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host, port };
+}
+
+function positiveInt(env: Env, variable: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[variable];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(variable, `expected a positive whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw.trim());
+  if (n < 1 || n > max) throw new ConfigError(variable, `expected a whole number from 1 to ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, variable: string, fallback: boolean): boolean {
+  const raw = env[variable];
+  if (raw === undefined || raw === "") return fallback;
+  if (/^(1|true|yes)$/i.test(raw)) return true;
+  if (/^(0|false|no)$/i.test(raw)) return false;
+  throw new ConfigError(variable, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+/** Reads a secret from the data dir, or generates and stores it with mode 0600. */
+function storedSecret(dataDir: string, file: string, make: () => string): { value: string; generated: boolean } {
+  const path = join(dataDir, file);
+  if (existsSync(path)) return { value: readFileSync(path, "utf8").trim(), generated: false };
+  const value = make();
+  writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });
+  chmodSync(path, 0o600);
+  return { value, generated: true };
+}
+
+export function generateApiKeySecret(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const httpAddr = parseAddress("CROWNEST_HTTP_ADDR", env.CROWNEST_HTTP_ADDR || "127.0.0.1:8080");
+  const grpcAddr = parseAddress("CROWNEST_GRPC_ADDR", env.CROWNEST_GRPC_ADDR || "127.0.0.1:8081");
+
+  const dataDir = resolve(env.CROWNEST_DATA_DIR || "./.crownest");
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ConfigError("CROWNEST_DATA_DIR", `cannot create ${dataDir}: ${(err as Error).message}`);
+  }
+
+  let database: DatabaseConfig;
+  const dbUrl = env.CROWNEST_DATABASE_URL;
+  if (!dbUrl) database = { kind: "sqlite", file: join(dataDir, "crownest.db") };
+  else if (/^postgres(ql)?:\/\//.test(dbUrl)) {
+    try {
+      new URL(dbUrl);
+    } catch {
+      throw new ConfigError("CROWNEST_DATABASE_URL", "not a valid postgres:// URL");
+    }
+    database = { kind: "postgres", url: dbUrl };
+  } else if (dbUrl.startsWith("sqlite:")) {
+    database = { kind: "sqlite", file: resolve(dbUrl.slice("sqlite:".length)) };
+  } else {
+    throw new ConfigError("CROWNEST_DATABASE_URL", "expected postgres://… (or sqlite:FILE)");
+  }
+
+  let blob: BlobConfig;
+  const blobUrl = env.CROWNEST_BLOB_URL || `file:${join(dataDir, "blobs")}`;
+  if (blobUrl.startsWith("file:")) {
+    const dir = blobUrl.slice("file:".length).replace(/^\/\/(?=\/)/, "");
+    if (dir === "") throw new ConfigError("CROWNEST_BLOB_URL", "file: needs a directory");
+    blob = { kind: "file", dir: resolve(dir) };
+  } else if (blobUrl.startsWith("s3://")) {
+    const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(blobUrl);
+    if (!m) throw new ConfigError("CROWNEST_BLOB_URL", "expected s3://bucket/prefix with a valid bucket name");
+    const endpoint = env.CROWNEST_S3_ENDPOINT || undefined;
+    if (endpoint) {
+      try {
+        new URL(endpoint);
+      } catch {
+        throw new ConfigError("CROWNEST_S3_ENDPOINT", `not a URL: ${JSON.stringify(endpoint)}`);
+      }
+    }
+    blob = {
+      kind: "s3",
+      bucket: m[1]!,
+      prefix: (m[2] ?? "").replace(/^\/+|\/+$/g, ""),
+      endpoint,
+      region: env.CROWNEST_S3_REGION || env.AWS_REGION || "us-east-1",
+      forcePathStyle: bool(env, "CROWNEST_S3_FORCE_PATH_STYLE", endpoint !== undefined),
+    };
+  } else {
+    throw new ConfigError("CROWNEST_BLOB_URL", "expected file:DIR or s3://bucket/prefix");
+  }
+
+  let apiKey: Config["apiKey"];
+  if (env.CROWNEST_API_KEY !== undefined && env.CROWNEST_API_KEY !== "") {
+    if (env.CROWNEST_API_KEY.length < 16) throw new ConfigError("CROWNEST_API_KEY", "must be at least 16 characters");
+    apiKey = { value: env.CROWNEST_API_KEY, generated: false, fromEnv: true };
+  } else {
+    apiKey = { ...storedSecret(dataDir, "api-key", () => `cnk_${generateApiKeySecret()}`), fromEnv: false };
+  }
+
+  let signingSecret: Buffer;
+  if (env.CROWNEST_SIGNING_SECRET !== undefined && env.CROWNEST_SIGNING_SECRET !== "") {
+    if (env.CROWNEST_SIGNING_SECRET.length < 16) throw new ConfigError("CROWNEST_SIGNING_SECRET", "must be at least 16 characters");
+    signingSecret = Buffer.from(env.CROWNEST_SIGNING_SECRET, "utf8");
+  } else {
+    signingSecret = Buffer.from(storedSecret(dataDir, "signing-secret", () => randomBytes(32).toString("hex")).value, "utf8");
+  }
+
+  let publicUrl: string | undefined;
+  if (env.CROWNEST_PUBLIC_URL) {
+    try {
+      const u = new URL(env.CROWNEST_PUBLIC_URL);
+      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
+    } catch {
+      throw new ConfigError("CROWNEST_PUBLIC_URL", `expected an http(s) URL, got ${JSON.stringify(env.CROWNEST_PUBLIC_URL)}`);
+    }
+    publicUrl = env.CROWNEST_PUBLIC_URL.replace(/\/+$/, "");
+  }
+
+  const runtime = env.CROWNEST_RUNTIME || "local";
+  if (runtime !== "local" && runtime !== "external") {
+    throw new ConfigError("CROWNEST_RUNTIME", `expected local or external, got ${JSON.stringify(runtime)}`);
+  }
+
+  const plans: Record<Plan, PlanLimits> = {
+    free: {
+      retentionDays: positiveInt(env, "CROWNEST_RETENTION_FREE_DAYS", 7, 3650),
+      maxArtifactBytes: positiveInt(env, "CROWNEST_MAX_ARTIFACT_BYTES_FREE", 1 * GiB),
+      quotaBytes: positiveInt(env, "CROWNEST_QUOTA_BYTES_FREE", 5 * GiB),
+    },
+    developer: {
+      retentionDays: positiveInt(env, "CROWNEST_RETENTION_DEVELOPER_DAYS", 30, 3650),
+      maxArtifactBytes: positiveInt(env, "CROWNEST_MAX_ARTIFACT_BYTES_DEVELOPER", 5 * GiB),
+      quotaBytes: positiveInt(env, "CROWNEST_QUOTA_BYTES_DEVELOPER", 100 * GiB),
+    },
+  };
+
+  return {
+    httpAddr,
+    grpcAddr,
+    dataDir,
+    database,
+    blob,
+    apiKey,
+    signingSecret,
+    publicUrl,
+    runtime,
+    downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),
+    plans,
+    exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),
+    pendingMaxAgeMs: positiveInt(env, "CROWNEST_PENDING_MAX_AGE_MS", 15 * 60_000),
+    sweepIntervalMs: positiveInt(env, "CROWNEST_SWEEP_INTERVAL_MS", 60_000),
+    sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
+    collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
+    logLevel: env.CROWNEST_LOG_LEVEL || "info",
+  };
+}

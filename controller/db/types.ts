@@ -1,0 +1,202 @@
+// The metadata store seam (STYLE 5): one interface, SQLite and PostgreSQL
+// implementations from one query layer (Kysely), one conformance suite.
+import type { ErrorCode } from "../../common/errors.js";
+
+export type Plan = "free" | "developer";
+
+export const SCOPES = [
+  "sandbox:create",
+  "sandbox:read",
+  "sandbox:delete",
+  "file:read",
+  "file:write",
+  "command:run",
+  "command:read",
+  "artifact:create",
+  "artifact:read",
+  "artifact:delete",
+  "admin",
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface AccountRow {
+  id: string;
+  plan: Plan;
+  /** Per-account overrides; null means the plan's configured default. */
+  retentionDays: number | null;
+  maxArtifactBytes: number | null;
+  quotaBytes: number | null;
+  createdAt: Date;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  accountId: string;
+  scopes: Scope[];
+  /** Hex sha256 of the secret; the secret itself is never stored. */
+  secretHash: string;
+  createdAt: Date;
+}
+
+export type SandboxStatus = "running" | "destroyed";
+
+export interface SandboxRow {
+  id: string;
+  accountId: string;
+  status: SandboxStatus;
+  runtime: "local" | "external";
+  /** Where the sandbox's agent listens (http://host:port). */
+  agentUrl: string;
+  /** The agent's bearer token (needed to call it; never logged or returned). */
+  agentToken: string;
+  /** local runtime: pid of the agent process, for cleanup after a restart. */
+  agentPid: number | null;
+  createdAt: Date;
+  expiresAt: Date;
+  destroyedAt: Date | null;
+}
+
+export type ArtifactState = "pending" | "ready";
+
+export interface ArtifactRow {
+  id: string;
+  accountId: string;
+  sandboxId: string;
+  commandId: string | null;
+  name: string;
+  sourcePath: string;
+  sizeBytes: number;
+  contentType: string;
+  sha256: string;
+  /** Chosen by the controller, never derived from input. */
+  storageKey: string;
+  state: ArtifactState;
+  createdAt: Date;
+  /** Set when ready. */
+  expiresAt: Date | null;
+}
+
+export type CommandStatus = "running" | "exited" | "timed_out" | "error";
+export type CollectStatus = "not_requested" | "pending" | "succeeded" | "partial" | "failed" | "skipped";
+export type CollectOn = "success" | "always";
+
+export interface CollectEntry {
+  path: string;
+  name?: string;
+}
+
+export interface CollectError {
+  path: string;
+  name: string;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface CommandRow {
+  id: string;
+  accountId: string;
+  sandboxId: string;
+  command: string;
+  cwd: string;
+  status: CommandStatus;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  startedAt: Date;
+  finishedAt: Date | null;
+  collectStatus: CollectStatus;
+  collect: CollectEntry[];
+  collectOn: CollectOn;
+  collectErrors: CollectError[];
+  /** Last sign of life of the controller working on it (run or collection); the reconciler finishes stale ones. */
+  heartbeatAt: Date;
+}
+
+export type IdempotencyState = "in_progress" | "done";
+
+export interface IdempotencyRow {
+  accountId: string;
+  key: string;
+  /** Hash of what identifies the request (route + body). */
+  requestHash: string;
+  state: IdempotencyState;
+  responseStatus: number | null;
+  responseBody: unknown;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface ArtifactCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export interface MetadataStore {
+  readonly dialect: "sqlite" | "postgres";
+  /** Runs pending migrations (idempotent; safe when several replicas start together). */
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  createAccount(row: AccountRow): Promise<void>;
+  getAccount(id: string): Promise<AccountRow | undefined>;
+
+  createApiKey(row: ApiKeyRow): Promise<void>;
+  getApiKey(id: string): Promise<ApiKeyRow | undefined>;
+  /** Lookup by the sha256 of the presented secret (unique index); the caller still compares in constant time. */
+  findApiKeyByHash(secretHash: string): Promise<ApiKeyRow | undefined>;
+
+  createSandbox(row: SandboxRow): Promise<void>;
+  getSandbox(id: string): Promise<SandboxRow | undefined>;
+  /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
+  markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
+  /** Running sandboxes whose expiresAt <= now. */
+  listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
+  listRunningSandboxes(): Promise<SandboxRow[]>;
+
+  insertPendingArtifact(row: ArtifactRow): Promise<void>;
+  /** pending -> ready with the final figures; false when the record is gone. */
+  markArtifactReady(
+    id: string,
+    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },
+  ): Promise<boolean>;
+  /** Any state. */
+  getArtifact(id: string): Promise<ArtifactRow | undefined>;
+  deleteArtifact(id: string): Promise<boolean>;
+  /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
+  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]>;
+  listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]>;
+  /** Bytes held by an account: ready and pending artifacts (pending counted by their size so far = 0). */
+  storedBytes(accountId: string): Promise<number>;
+  /** Pending artifacts created before `before` (crashed exports). */
+  listStalePending(before: Date, limit: number): Promise<ArtifactRow[]>;
+  /**
+   * Claims up to `limit` ready artifacts with expiresAt <= now for sweeping,
+   * so that with several replicas each is handed to one sweeper
+   * (PostgreSQL: FOR UPDATE SKIP LOCKED). Claimed rows are not listed again
+   * for `leaseMs`.
+   */
+  claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]>;
+
+  insertCommand(row: CommandRow): Promise<void>;
+  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>): Promise<void>;
+  getCommand(id: string): Promise<CommandRow | undefined>;
+  /** Commands still running or collecting whose heartbeat is older than `before`. */
+  listStaleCommands(before: Date, limit: number): Promise<CommandRow[]>;
+
+  /**
+   * Starts an idempotent request. Exactly one concurrent caller per
+   * (account, key) gets "started", also across replicas (unique key).
+   * Expired rows are replaced.
+   */
+  beginIdempotent(
+    row: Pick<IdempotencyRow, "accountId" | "key" | "requestHash" | "createdAt" | "expiresAt">,
+  ): Promise<{ outcome: "started" } | { outcome: "existing"; row: IdempotencyRow }>;
+  finishIdempotent(accountId: string, key: string, responseStatus: number, responseBody: unknown): Promise<void>;
+  /** Forgets an in-progress key (the request failed in a way worth retrying). */
+  releaseIdempotent(accountId: string, key: string): Promise<void>;
+  deleteExpiredIdempotency(now: Date): Promise<number>;
+}

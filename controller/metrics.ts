@@ -1,0 +1,57 @@
+// One Prometheus registry per controller (no globals: tests run several).
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: "crownest_http_requests_total",
+    help: "REST requests by route and status",
+    labelNames: ["method", "route", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly rpcRequests = new Counter({
+    name: "crownest_rpc_requests_total",
+    help: "gRPC/Connect calls by method and code",
+    labelNames: ["method", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly exports = new Counter({
+    name: "crownest_exports_total",
+    help: "Export pipeline runs by outcome (ok or error code)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly exportBytes = new Counter({
+    name: "crownest_export_bytes_total",
+    help: "Bytes exported into the blob store",
+    registers: [this.registry],
+  });
+  readonly exportSeconds = new Histogram({
+    name: "crownest_export_duration_seconds",
+    help: "Export pipeline duration",
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+    registers: [this.registry],
+  });
+  readonly blobOps = new Histogram({
+    name: "crownest_blob_operation_seconds",
+    help: "Blob store operations by store, operation and outcome",
+    labelNames: ["store", "op", "outcome"] as const,
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    registers: [this.registry],
+  });
+  readonly sweptArtifacts = new Counter({
+    name: "crownest_swept_artifacts_total",
+    help: "Artifacts removed by the retention sweeper",
+    registers: [this.registry],
+  });
+  readonly reconciled = new Counter({
+    name: "crownest_reconciled_total",
+    help: "Records finished or removed by the reconciler, by kind",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+
+  constructor(defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+}

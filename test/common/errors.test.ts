@@ -1,0 +1,65 @@
+import { readFileSync } from "node:fs";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import {
+  CrowNestError,
+  ERROR_CODES,
+  codeFromMessage,
+  fromErrno,
+  toConnectError,
+  toCrowNestError,
+} from "../../common/errors.js";
+
+// The closed set as DESIGN §3 lists it, with the HTTP status of each.
+const DESIGN_CODES: Record<string, number> = {
+  invalid_request: 400, unsupported_field: 400, unauthenticated: 401, permission_denied: 403,
+  signature_invalid: 403, url_expired: 403, not_found: 404, file_not_found: 404,
+  sandbox_not_running: 409, idempotency_key_in_use: 409, file_changed: 409,
+  idempotency_key_reused: 422, path_outside_workspace: 422, invalid_path: 422,
+  not_a_regular_file: 422, too_large: 413, quota_exceeded: 413, agent_unavailable: 503,
+  storage_unavailable: 503, integrity_error: 502, internal: 500,
+};
+
+describe("error registry", () => {
+  it("is exactly the closed set of DESIGN §3 with its HTTP statuses", () => {
+    const mine = Object.fromEntries(Object.entries(ERROR_CODES).map(([k, v]) => [k, v.http]));
+    expect(mine).toEqual(DESIGN_CODES);
+  });
+
+  it("maps every code to a Connect code other than Unknown", () => {
+    for (const [code, m] of Object.entries(ERROR_CODES)) {
+      expect(Object.values(Code), code).toContain(m.connect);
+      expect(m.connect, code).not.toBe(Code.Unknown);
+    }
+  });
+
+  it("documents every code in the README", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    for (const code of Object.keys(ERROR_CODES)) expect(readme, code).toContain(`\`${code}\``);
+  });
+
+  it("puts the code name at the start of a Connect error and reads it back", () => {
+    const ce = toConnectError(new CrowNestError("path_outside_workspace", "nope"));
+    expect(ce.code).toBe(Code.InvalidArgument);
+    expect(ce.rawMessage).toBe("path_outside_workspace: nope");
+    expect(codeFromMessage(ce.rawMessage)).toBe("path_outside_workspace");
+    const back = toCrowNestError(ce);
+    expect(back.code).toBe("path_outside_workspace");
+    expect(back.message).toBe("nope");
+  });
+
+  it("hides unknown errors behind internal", () => {
+    const e = toCrowNestError(new Error("secret detail /etc/shadow"));
+    expect(e.code).toBe("internal");
+    expect(e.message).not.toContain("shadow");
+    expect(toCrowNestError(new ConnectError("weird", Code.Unknown)).code).toBe("internal");
+  });
+
+  it("maps errno values", () => {
+    const errno = (code: string) => Object.assign(new Error(code), { code });
+    expect(fromErrno(errno("ENOENT"), "/workspace/x").code).toBe("file_not_found");
+    expect(fromErrno(errno("ELOOP"), "/workspace/x").code).toBe("path_outside_workspace");
+    expect(fromErrno(errno("ENXIO"), "/workspace/x").code).toBe("not_a_regular_file");
+    expect(fromErrno(errno("EIO"), "/workspace/x").code).toBe("internal");
+  });
+});
