@@ -66,6 +66,8 @@ export interface Config {
   sandboxDefaultTimeoutSeconds: number;
   /** How many collect entries export at once. */
   collectConcurrency: number;
+  /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
+  commandStaleMs: number;
   logLevel: string;
 }
 
@@ -232,6 +234,7 @@ export function loadConfig(env: Env = process.env): Config {
     sweepIntervalMs: positiveInt(env, "CROWNEST_SWEEP_INTERVAL_MS", 60_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
+    commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
     logLevel: env.CROWNEST_LOG_LEVEL || "info",
   };
 }
