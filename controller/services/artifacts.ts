@@ -1,0 +1,196 @@
+// Artifact operations shared by REST and gRPC. Scope checks live here; the
+// export itself is services/export.ts. Pending, expired (even if not yet
+// swept) and other accounts' artifacts are all not_found.
+import type { Readable } from "node:stream";
+import { CrowNestError } from "../../common/errors.js";
+import type { ArtifactCursor, ArtifactRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { requireScopes, type Caller } from "./caller.js";
+import { signDownloadUrl } from "./downloads.js";
+import { exportPath } from "./export.js";
+import { requestHash, withIdempotency } from "./idempotency.js";
+import { requireRunningSandbox } from "./sandboxes.js";
+
+export interface ArtifactView {
+  id: string;
+  sandboxId: string;
+  commandId: string | null;
+  name: string;
+  sourcePath: string;
+  sizeBytes: number;
+  contentType: string;
+  sha256: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+export function artifactView(row: ArtifactRow): ArtifactView {
+  return {
+    id: row.id,
+    sandboxId: row.sandboxId,
+    commandId: row.commandId,
+    name: row.name,
+    sourcePath: row.sourcePath,
+    sizeBytes: row.sizeBytes,
+    contentType: row.contentType,
+    sha256: row.sha256,
+    createdAt: row.createdAt.toISOString(),
+    // Ready rows always have one; the fallback only keeps the type honest.
+    expiresAt: (row.expiresAt ?? row.createdAt).toISOString(),
+  };
+}
+
+/** The operation name in request hashes: one for REST and gRPC, so a key replays across both. */
+export const CREATE_ARTIFACT_OPERATION = "artifacts.create";
+
+export interface CreateArtifactInput {
+  sandboxId: string;
+  path: string;
+  name?: string;
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+export async function createArtifact(
+  deps: Deps,
+  caller: Caller,
+  input: CreateArtifactInput,
+): Promise<{ artifact: ArtifactView; replayed: boolean }> {
+  requireScopes(caller, "artifact:create", "file:read");
+  const run = async (): Promise<{ status: number; body: ArtifactView }> => {
+    const sandbox = await requireRunningSandbox(deps, caller, input.sandboxId);
+    const row = await exportPath(deps, {
+      accountId: caller.accountId,
+      sandbox,
+      path: input.path,
+      ...(input.name !== undefined ? { name: input.name } : {}),
+      commandId: null,
+      ...(input.signal ? { signal: input.signal } : {}),
+    });
+    return { status: 201, body: artifactView(row) };
+  };
+  if (input.idempotencyKey === undefined) return { artifact: (await run()).body, replayed: false };
+  const hash = requestHash(CREATE_ARTIFACT_OPERATION, input.sandboxId, { path: input.path, name: input.name });
+  const result = await withIdempotency(deps, { accountId: caller.accountId, key: input.idempotencyKey, requestHash: hash }, run);
+  return { artifact: result.body, replayed: result.replayed };
+}
+
+/** A ready, unexpired artifact of the caller's account, or not_found. No scope check (callers choose theirs). */
+export async function findVisibleArtifact(deps: Deps, accountId: string, id: string): Promise<ArtifactRow> {
+  const row = typeof id === "string" && id.length > 0 && id.length <= 128 ? await deps.db.getArtifact(id) : undefined;
+  if (!row || row.accountId !== accountId || row.state !== "ready" || isExpired(row, deps.clock.now())) {
+    throw new CrowNestError("not_found", "artifact not found", { id });
+  }
+  return row;
+}
+
+function isExpired(row: ArtifactRow, now: Date): boolean {
+  return row.expiresAt === null || row.expiresAt.getTime() <= now.getTime();
+}
+
+export async function getArtifact(deps: Deps, caller: Caller, id: string): Promise<ArtifactRow> {
+  requireScopes(caller, "artifact:read");
+  return findVisibleArtifact(deps, caller.accountId, id);
+}
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 200;
+
+export function encodeCursor(row: Pick<ArtifactRow, "createdAt" | "id">): string {
+  return Buffer.from(JSON.stringify({ t: row.createdAt.getTime(), i: row.id }), "utf8").toString("base64url");
+}
+
+/** The opaque page token, validated: anything we did not produce is invalid_request. */
+export function decodeCursor(cursor: string): ArtifactCursor {
+  const invalid = () => new CrowNestError("invalid_request", "cursor is not one this API returned");
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw invalid();
+  }
+  const { t, i } = (parsed ?? {}) as { t?: unknown; i?: unknown };
+  if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0 || typeof i !== "string" || !/^art_[0-9a-f]{1,64}$/.test(i)) {
+    throw invalid();
+  }
+  return { createdAt: new Date(t), id: i };
+}
+
+/** 0 or absent: the default; above the maximum: the maximum; otherwise a positive whole number. */
+export function pageSize(limit: number | undefined): number {
+  if (limit === undefined || limit === 0) return DEFAULT_PAGE_SIZE;
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new CrowNestError("invalid_request", "limit must be a positive whole number");
+  return Math.min(limit, MAX_PAGE_SIZE);
+}
+
+export async function listArtifacts(
+  deps: Deps,
+  caller: Caller,
+  sandboxId: string,
+  options: { limit?: number; cursor?: string } = {},
+): Promise<{ artifacts: ArtifactRow[]; nextCursor: string | null }> {
+  requireScopes(caller, "artifact:read");
+  const limit = pageSize(options.limit);
+  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+  // Destroyed sandboxes are fine: artifacts outlive them.
+  const sandbox = sandboxId ? await deps.db.getSandbox(sandboxId) : undefined;
+  if (!sandbox || sandbox.accountId !== caller.accountId) throw new CrowNestError("not_found", "sandbox not found", { id: sandboxId });
+  // One extra row tells whether another page exists.
+  const rows = await deps.db.listArtifacts(sandboxId, deps.clock.now(), limit + 1, after);
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return { artifacts: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+/** Blob first, then the record: a failure in between leaves a record that a retry deletes. */
+export async function deleteArtifact(deps: Deps, caller: Caller, id: string): Promise<void> {
+  requireScopes(caller, "artifact:delete");
+  const row = await findVisibleArtifact(deps, caller.accountId, id);
+  await deps.blobs.delete(row.storageKey);
+  await deps.db.deleteArtifact(row.id);
+  deps.log.info({ artifactId: row.id }, "artifact deleted");
+}
+
+export interface DownloadUrl {
+  url: string;
+  method: "GET";
+  headers: Record<string, string>;
+  authMode: "api_key";
+  expiresAt: Date;
+}
+
+export async function createDownloadUrl(deps: Deps, caller: Caller, id: string): Promise<DownloadUrl> {
+  requireScopes(caller, "artifact:read");
+  const row = await findVisibleArtifact(deps, caller.accountId, id);
+  const signed = signDownloadUrl(deps, row.id, row.accountId);
+  return { url: signed.url, method: "GET", headers: {}, authMode: "api_key", expiresAt: signed.expiresAt };
+}
+
+/**
+ * The artifact's bytes, or the inclusive range [start, end] of them (for
+ * gRPC ReadArtifact). An empty artifact streams nothing with end = -1.
+ */
+export async function openArtifactStream(
+  deps: Deps,
+  caller: Caller,
+  id: string,
+  range?: { start: number; end: number },
+  signal?: AbortSignal,
+): Promise<{ artifact: ArtifactRow; stream: Readable; start: number; end: number }> {
+  requireScopes(caller, "artifact:read");
+  const artifact = await findVisibleArtifact(deps, caller.accountId, id);
+  const size = artifact.sizeBytes;
+  if (range) {
+    const { start, end } = range;
+    const emptyAtZero = size === 0 && start === 0 && end === -1;
+    if (!emptyAtZero && (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end || end >= size)) {
+      throw new CrowNestError("invalid_request", `range ${start}-${end} is outside the artifact's ${size} bytes`, { sizeBytes: size });
+    }
+  }
+  const start = range?.start ?? 0;
+  const end = range?.end ?? size - 1;
+  const whole = start === 0 && end === size - 1;
+  const stream = await deps.blobs.read(artifact.storageKey, whole ? undefined : { start, end }, signal);
+  return { artifact, stream, start, end };
+}

@@ -1,0 +1,317 @@
+// The one export pipeline (DESIGN §5): the explicit API, command collection
+// and the gRPC API all call exportPath. It never trusts the agent: it counts
+// bytes, compares hashes with the agent's trailer, enforces the plan's limits
+// mid-stream, and leaves nothing visible when anything fails.
+import { performance } from "node:perf_hooks";
+import { posix } from "node:path";
+import { lookup as lookupMimeType } from "mime-types";
+import { CrowNestError, toCrowNestError } from "../../common/errors.js";
+import { WORKSPACE, normalizeWorkspacePath } from "../../common/paths.js";
+import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import type { ArchiveHeader, FileInfo, Trailer } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import type { Config, PlanLimits } from "../config.js";
+import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { newId } from "../ids.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { agentOf } from "./sandboxes.js";
+
+export interface ExportInput {
+  accountId: string;
+  sandbox: SandboxRow;
+  /** As the client sent it; normalized here. */
+  path: string;
+  name?: string;
+  commandId?: string | null;
+  /** Aborts the export (client gone, controller shutting down); cleanup still runs. */
+  signal?: AbortSignal;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const MAX_NAME_BYTES = 255;
+const TAR_TYPE = "application/x-tar";
+
+/** The limits that apply to one account: its overrides, else its plan's configured defaults. */
+export function limitsFor(config: Config, account: AccountRow): PlanLimits {
+  const plan = config.plans[account.plan];
+  return {
+    retentionDays: account.retentionDays ?? plan.retentionDays,
+    maxArtifactBytes: account.maxArtifactBytes ?? plan.maxArtifactBytes,
+    quotaBytes: account.quotaBytes ?? plan.quotaBytes,
+  };
+}
+
+/** invalid_request unless `name` is usable as a download file name. */
+export function validateArtifactName(name: string): void {
+  if (typeof name !== "string" || name.length === 0) throw new CrowNestError("invalid_request", "name must not be empty");
+  if (Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) {
+    throw new CrowNestError("invalid_request", `name is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  // Control characters (NUL, CR, LF, DEL, C1) would break headers and logs; "/" would suggest a path.
+  if (/[\u0000-\u001f\u007f-\u009f/]/.test(name)) {
+    throw new CrowNestError("invalid_request", "name must not contain '/' or control characters");
+  }
+  if (name === "." || name === "..") throw new CrowNestError("invalid_request", "name must not be '.' or '..'");
+}
+
+/** The name an export gets when the request gives none. */
+export function defaultArtifactName(sourcePath: string, isDirectory: boolean): string {
+  if (sourcePath === WORKSPACE) return "workspace.tar";
+  const base = posix.basename(sourcePath);
+  return isDirectory ? `${base}.tar` : base;
+}
+
+export function contentTypeFor(name: string, isDirectory: boolean): string {
+  if (isDirectory) return TAR_TYPE;
+  return lookupMimeType(name) || "application/octet-stream";
+}
+
+/**
+ * Re-yields `source`, failing when it yields nothing for `stallMs`. The timer
+ * only runs while waiting on the source, so a slow consumer (backpressure from
+ * the blob store) never counts as a stall. `onStall` runs first so the caller
+ * can cancel the underlying call (a pending next() is only released that way).
+ */
+export async function* watchForStalls<T>(source: AsyncIterable<T>, stallMs: number, onStall: () => void): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let finished = false;
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          onStall();
+          reject(new CrowNestError("agent_unavailable", `the agent sent nothing for ${stallMs} ms`));
+        }, stallMs);
+      });
+      let step: IteratorResult<T>;
+      try {
+        step = await Promise.race([it.next(), stalled]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (step.done) {
+        finished = true;
+        return;
+      }
+      yield step.value;
+    }
+  } finally {
+    // Not awaited: after a stall the source may still be stuck in next().
+    if (!finished) void Promise.resolve(it.return?.()).catch(() => undefined);
+  }
+}
+
+type StreamEvent =
+  | { case: "header"; value: FileInfo | ArchiveHeader }
+  | { case: "chunk"; value: Uint8Array }
+  | { case: "trailer"; value: Trailer }
+  | { case: undefined; value?: undefined };
+
+/** Runs the export pipeline; returns the ready artifact record. No scope checks: callers check. */
+export async function exportPath(deps: Deps, input: ExportInput): Promise<ArtifactRow> {
+  const started = performance.now();
+  const progress: { name?: string } = {};
+  try {
+    const row = await runExport(deps, input, progress);
+    deps.metrics.exports.inc({ outcome: "ok" });
+    deps.metrics.exportBytes.inc(row.sizeBytes);
+    return row;
+  } catch (err) {
+    const e = toCrowNestError(err);
+    // Command collection names its error items after the artifact ("<base>.tar" for a directory).
+    if (progress.name !== undefined && e.details.name === undefined) e.details.name = progress.name;
+    deps.metrics.exports.inc({ outcome: e.code });
+    throw e;
+  } finally {
+    deps.metrics.exportSeconds.observe((performance.now() - started) / 1000);
+  }
+}
+
+async function runExport(deps: Deps, input: ExportInput, progress: { name?: string }): Promise<ArtifactRow> {
+  const { sandbox, accountId } = input;
+  if (sandbox.accountId !== accountId) throw new CrowNestError("not_found", "sandbox not found");
+  const sourcePath = normalizeWorkspacePath(input.path);
+  if (input.name !== undefined) validateArtifactName(input.name);
+  const account = await deps.db.getAccount(accountId);
+  if (!account) throw new CrowNestError("not_found", "account not found");
+  const limits = limitsFor(deps.config, account);
+
+  // One controller for the agent call and the blob write: any failure stops both.
+  const abort = new AbortController();
+  const signal = input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
+  if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
+  const agent = agentOf(sandbox);
+
+  let info: FileInfo | undefined;
+  try {
+    info = (await agent.workspace.stat({ path: sourcePath }, { signal, timeoutMs: deps.config.exportStallMs })).info;
+  } catch (err) {
+    throw fromAgentError(err);
+  }
+  if (!info) throw new CrowNestError("agent_unavailable", "the agent answered Stat without file information");
+  let isDirectory: boolean;
+  switch (info.type) {
+    case FileType.DIRECTORY:
+      isDirectory = true;
+      break;
+    case FileType.REGULAR:
+      isDirectory = false;
+      break;
+    default:
+      throw new CrowNestError("not_a_regular_file", `not a regular file or directory: ${sourcePath}`, { path: sourcePath });
+  }
+  const name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
+  progress.name = name;
+  validateArtifactName(name);
+  const contentType = contentTypeFor(name, isDirectory);
+
+  // Fail early on what Stat already tells; the stream is checked again byte by byte.
+  const declared = isDirectory ? 0 : Number(info.size);
+  const storedBefore = await deps.db.storedBytes(accountId);
+  const checkLimits = (bytes: number): void => {
+    if (bytes > limits.maxArtifactBytes) {
+      throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
+        limitBytes: limits.maxArtifactBytes,
+      });
+    }
+    if (storedBefore + bytes > limits.quotaBytes) {
+      throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+        quotaBytes: limits.quotaBytes,
+      });
+    }
+  };
+  checkLimits(declared);
+
+  const id = newId("art");
+  const pending: ArtifactRow = {
+    id,
+    accountId,
+    sandboxId: sandbox.id,
+    commandId: input.commandId ?? null,
+    name,
+    sourcePath,
+    sizeBytes: 0,
+    contentType,
+    sha256: "",
+    // Chosen here, never from input; the blob store adds its own prefix.
+    storageKey: `${accountId}/${sandbox.id}/${id}`,
+    state: "pending",
+    createdAt: deps.clock.now(),
+    expiresAt: null,
+  };
+  await deps.db.insertPendingArtifact(pending);
+
+  const seen: { header?: FileInfo | ArchiveHeader; trailer?: Trailer; bytes: number; failure?: CrowNestError } = { bytes: 0 };
+  const fail = (err: unknown): CrowNestError => {
+    const failure = seen.failure ?? (err instanceof CrowNestError ? err : fromAgentError(err));
+    seen.failure = failure;
+    abort.abort(failure);
+    return failure;
+  };
+
+  async function* agentBytes(): AsyncGenerator<Uint8Array> {
+    try {
+      const responses = isDirectory
+        ? agent.workspace.readArchive({ path: sourcePath }, { signal })
+        : agent.workspace.readFile({ path: sourcePath }, { signal });
+      const guarded = watchForStalls(responses, deps.config.exportStallMs, () =>
+        abort.abort(new CrowNestError("agent_unavailable", "stalled")),
+      );
+      for await (const message of guarded) {
+        const event = message.event as StreamEvent;
+        if (seen.trailer) throw new CrowNestError("integrity_error", "the agent sent data after its trailer");
+        switch (event.case) {
+          case "header":
+            if (seen.header || seen.bytes > 0) throw new CrowNestError("integrity_error", "the agent sent a second header");
+            seen.header = event.value;
+            if (!isDirectory) checkLimits(Number((event.value as FileInfo).size));
+            break;
+          case "chunk":
+            if (!seen.header) throw new CrowNestError("integrity_error", "the agent sent bytes before its header");
+            seen.bytes += event.value.byteLength;
+            checkLimits(seen.bytes);
+            yield event.value;
+            break;
+          case "trailer":
+            seen.trailer = event.value;
+            break;
+          default:
+            throw new CrowNestError("integrity_error", "the agent sent an unknown stream event");
+        }
+      }
+    } catch (err) {
+      throw fail(err);
+    }
+  }
+
+  let blobWritten = false;
+  try {
+    let result;
+    try {
+      result = await deps.blobs.write(pending.storageKey, agentBytes(), {
+        signal,
+        contentType,
+        ...(isDirectory ? {} : { sizeHint: declared }),
+      });
+    } catch (err) {
+      // The source's own failure is the real cause; the store only saw its stream end.
+      if (seen.failure) throw seen.failure;
+      if (err instanceof CrowNestError) throw err;
+      throw new CrowNestError("storage_unavailable", "the blob store failed", {}, { cause: err });
+    }
+    blobWritten = true;
+    if (seen.failure) throw seen.failure;
+    const trailer = seen.trailer;
+    if (!trailer) throw new CrowNestError("integrity_error", "the agent's stream ended without a trailer");
+    const headerSize = !isDirectory && seen.header ? Number((seen.header as FileInfo).size) : result.size;
+    if (
+      result.size !== seen.bytes ||
+      result.size !== Number(trailer.size) ||
+      result.size !== headerSize ||
+      result.sha256 !== trailer.sha256.toLowerCase()
+    ) {
+      throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
+        storedBytes: result.size,
+        reportedBytes: Number(trailer.size),
+      });
+    }
+    const createdAt = deps.clock.now();
+    const ready = {
+      sizeBytes: result.size,
+      sha256: result.sha256,
+      contentType,
+      createdAt,
+      expiresAt: new Date(createdAt.getTime() + limits.retentionDays * DAY_MS),
+    };
+    if (!(await deps.db.markArtifactReady(id, ready))) {
+      throw new CrowNestError("internal", "the export's pending record disappeared");
+    }
+    deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
+    return { ...pending, ...ready, state: "ready" };
+  } catch (err) {
+    if (!abort.signal.aborted) abort.abort(err);
+    await discardPending(deps, pending, blobWritten);
+    throw err;
+  }
+}
+
+/**
+ * Removes what a failed export left: the blob (the store already cleans a
+ * failed write; deleting again is cheap insurance), then the record. When the
+ * blob cannot be deleted, the pending record stays for the reconciler, which
+ * retries the blob first.
+ */
+async function discardPending(deps: Deps, row: ArtifactRow, blobWritten: boolean): Promise<void> {
+  try {
+    await deps.blobs.delete(row.storageKey);
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, blobWritten, err: toCrowNestError(err).message }, "could not delete the blob of a failed export; left to the reconciler");
+    return;
+  }
+  try {
+    await deps.db.deleteArtifact(row.id);
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not delete the pending record of a failed export; left to the reconciler");
+  }
+}
