@@ -1,0 +1,100 @@
+// REST routes of artifacts (DESIGN §3): thin adapters from HTTP to
+// services/artifacts.ts, which holds the rules.
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { CrowNestError } from "../../../common/errors.js";
+import type { Deps } from "../../deps.js";
+import {
+  artifactView,
+  createArtifact,
+  createDownloadUrl,
+  deleteArtifact,
+  getArtifact,
+  listArtifacts,
+} from "../../services/artifacts.js";
+import { isReplayedError, parseIdempotencyKey } from "../../services/idempotency.js";
+import { callerOf } from "../context.js";
+
+const CREATE_FIELDS = new Set(["path", "name"]);
+
+/** {path, name?} and nothing else; validated here rather than by schema so unknown fields are refused, never silently dropped. */
+export function parseCreateBody(body: unknown): { path: string; name?: string } {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new CrowNestError("invalid_request", "the body must be a JSON object {path, name?}");
+  }
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !CREATE_FIELDS.has(k));
+  if (unknown.length > 0) throw new CrowNestError("invalid_request", `unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { fields: unknown });
+  if (typeof fields.path !== "string") throw new CrowNestError("invalid_request", "path must be a string");
+  if (fields.name !== undefined && typeof fields.name !== "string") throw new CrowNestError("invalid_request", "name must be a string");
+  return { path: fields.path, ...(fields.name !== undefined ? { name: fields.name as string } : {}) };
+}
+
+function parseLimit(raw: unknown): number | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (typeof raw !== "string" || !/^\d{1,6}$/.test(raw) || Number(raw) < 1) {
+    throw new CrowNestError("invalid_request", "limit must be a whole number from 1 to 200");
+  }
+  return Number(raw);
+}
+
+function singleString(raw: unknown, what: string): string | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string") throw new CrowNestError("invalid_request", `${what} must be given once`);
+  return raw;
+}
+
+/** Aborted when the client goes away before the answer, so a long export stops and cleans up. */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  // The response's "close" (not the request's, which fires once the body is read) tells a vanished client.
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) controller.abort(new CrowNestError("internal", "client went away"));
+  });
+  return controller.signal;
+}
+
+export function register(app: FastifyInstance, deps: Deps): void {
+  app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/artifacts", async (request, reply) => {
+    const caller = callerOf(request);
+    const body = parseCreateBody(request.body);
+    const idempotencyKey = parseIdempotencyKey(request.headers["idempotency-key"]);
+    try {
+      const { artifact, replayed } = await createArtifact(deps, caller, {
+        sandboxId: request.params.id,
+        ...body,
+        ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+        signal: clientGone(reply),
+      });
+      if (replayed) reply.header("Idempotent-Replayed", "true");
+      return reply.code(201).send(artifact);
+    } catch (err) {
+      if (isReplayedError(err)) reply.header("Idempotent-Replayed", "true");
+      throw err;
+    }
+  });
+
+  app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>("/v1/sandboxes/:id/artifacts", async (request) => {
+    const caller = callerOf(request);
+    const limit = parseLimit(request.query.limit);
+    const cursor = singleString(request.query.cursor, "cursor");
+    const page = await listArtifacts(deps, caller, request.params.id, {
+      ...(limit !== undefined ? { limit } : {}),
+      ...(cursor ? { cursor } : {}),
+    });
+    return { artifacts: page.artifacts.map(artifactView), nextCursor: page.nextCursor };
+  });
+
+  app.get<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId", async (request) => {
+    return artifactView(await getArtifact(deps, callerOf(request), request.params.artifactId));
+  });
+
+  app.delete<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId", async (request, reply) => {
+    await deleteArtifact(deps, callerOf(request), request.params.artifactId);
+    return reply.code(204).send();
+  });
+
+  app.post<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId/download-url", async (request) => {
+    const link = await createDownloadUrl(deps, callerOf(request), request.params.artifactId);
+    return { ...link, expiresAt: link.expiresAt.toISOString() };
+  });
+}

@@ -1,0 +1,163 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { CrowNestError } from "../../../common/errors.js";
+import { ManualClock } from "../../../controller/clock.js";
+import { loadConfig, type Config } from "../../../controller/config.js";
+import {
+  contentDisposition,
+  downloadSignature,
+  noneMatch,
+  parseRange,
+  publicBaseUrl,
+  signDownloadUrl,
+  verifyDownload,
+} from "../../../controller/services/downloads.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const dataDir = mkdtempSync(join(tmpdir(), "crownest-dl-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+function config(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    CROWNEST_DATA_DIR: dataDir,
+    CROWNEST_SIGNING_SECRET: "a-signing-secret-for-tests",
+    CROWNEST_PUBLIC_URL: "https://crownest.example/",
+    ...env,
+  });
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return err instanceof CrowNestError ? err.code : `not a CrowNestError: ${String(err)}`;
+  }
+}
+
+function presented(url: string, accountId: string) {
+  const u = new URL(url);
+  return {
+    artifactId: decodeURIComponent(u.pathname.split("/").pop()!),
+    accountId,
+    expires: u.searchParams.get("expires") ?? undefined,
+    sig: u.searchParams.get("sig") ?? undefined,
+  };
+}
+
+describe("signed download URLs", () => {
+  const start = new Date("2030-01-01T00:00:00Z");
+
+  it("builds the URL on the public base with the expiry and an HMAC of id, account and expiry", () => {
+    const deps = { config: config(), clock: new ManualClock(start) };
+    const signed = signDownloadUrl(deps, "art_1", "acct_1");
+    const expires = start.getTime() / 1000 + 300;
+    expect(signed.url).toBe(
+      `https://crownest.example/v1/downloads/art_1?expires=${expires}&sig=${downloadSignature(deps.config.signingSecret, "art_1", "acct_1", expires)}`,
+    );
+    expect(signed.expiresAt.toISOString()).toBe("2030-01-01T00:05:00.000Z");
+    expect(codeOf(() => verifyDownload(deps, presented(signed.url, "acct_1")))).toBeUndefined();
+  });
+
+  it("uses the configured TTL and the listening address when no public URL is set", () => {
+    const cfg = config({ CROWNEST_DOWNLOAD_URL_TTL_SECONDS: "42", CROWNEST_HTTP_ADDR: "127.0.0.1:9999" });
+    cfg.publicUrl = undefined;
+    expect(publicBaseUrl(cfg)).toBe("http://127.0.0.1:9999");
+    const signed = signDownloadUrl({ config: cfg, clock: new ManualClock(start) }, "art_1", "acct_1");
+    expect(signed.url.startsWith("http://127.0.0.1:9999/v1/downloads/art_1?")).toBe(true);
+    expect(signed.expiresAt.getTime() - start.getTime()).toBe(42_000);
+  });
+
+  it("expires at the expiry instant and not a moment before", () => {
+    const clock = new ManualClock(start);
+    const deps = { config: config(), clock };
+    const signed = signDownloadUrl(deps, "art_1", "acct_1");
+    clock.advance(299_999);
+    expect(codeOf(() => verifyDownload(deps, presented(signed.url, "acct_1")))).toBeUndefined();
+    clock.advance(1);
+    expect(codeOf(() => verifyDownload(deps, presented(signed.url, "acct_1")))).toBe("url_expired");
+  });
+
+  it("checks the signature before the expiry: an expired forged URL is signature_invalid", () => {
+    const clock = new ManualClock(start);
+    const deps = { config: config(), clock };
+    const p = presented(signDownloadUrl(deps, "art_1", "acct_1").url, "acct_1");
+    clock.advance(3600_000);
+    expect(codeOf(() => verifyDownload(deps, { ...p, sig: p.sig!.replace(/^./, (c) => (c === "A" ? "B" : "A")) }))).toBe("signature_invalid");
+    expect(codeOf(() => verifyDownload(deps, p))).toBe("url_expired");
+  });
+
+  const tampered: Array<[string, (p: ReturnType<typeof presented>) => Partial<ReturnType<typeof presented>>]> = [
+    ["another artifact id", () => ({ artifactId: "art_2" })],
+    ["another account (a key of another account)", () => ({ accountId: "acct_2" })],
+    ["a later expiry", (p) => ({ expires: String(Number(p.expires) + 3600) })],
+    ["the expiry with a leading zero", (p) => ({ expires: `0${p.expires}` })],
+    ["a changed last signature character", (p) => ({ sig: p.sig!.slice(0, -1) + (p.sig!.endsWith("A") ? "B" : "A") })],
+    ["a truncated signature", (p) => ({ sig: p.sig!.slice(0, -1) })],
+    ["no signature", () => ({ sig: undefined })],
+    ["no expiry", () => ({ expires: undefined })],
+    ["a signature that is not base64url", (p) => ({ sig: `${p.sig!.slice(0, -1)}=` })],
+    ["an expiry that is not a number", () => ({ expires: "1e12" })],
+  ];
+  it.each(tampered)("refuses %s with signature_invalid", (_what, change) => {
+    const deps = { config: config(), clock: new ManualClock(start) };
+    const p = presented(signDownloadUrl(deps, "art_1", "acct_1").url, "acct_1");
+    expect(codeOf(() => verifyDownload(deps, { ...p, ...change(p) }))).toBe("signature_invalid");
+  });
+
+  it("refuses a URL signed with another secret (another deployment)", () => {
+    const clock = new ManualClock(start);
+    const p = presented(signDownloadUrl({ config: config({ CROWNEST_SIGNING_SECRET: "some-other-secret-value" }), clock }, "art_1", "acct_1").url, "acct_1");
+    expect(codeOf(() => verifyDownload({ config: config(), clock }, p))).toBe("signature_invalid");
+  });
+});
+
+describe("download HTTP semantics", () => {
+  const ranges: Array<[string | undefined, number, ReturnType<typeof parseRange>]> = [
+    [undefined, 10, undefined],
+    ["bytes=0-3", 10, { start: 0, end: 3 }],
+    ["bytes=2-", 10, { start: 2, end: 9 }],
+    ["bytes=-4", 10, { start: 6, end: 9 }],
+    ["bytes=-40", 10, { start: 0, end: 9 }],
+    ["bytes=5-400", 10, { start: 5, end: 9 }],
+    ["bytes=9-9", 10, { start: 9, end: 9 }],
+    ["bytes=10-", 10, "unsatisfiable"],
+    ["bytes=10-20", 10, "unsatisfiable"],
+    ["bytes=-0", 10, "unsatisfiable"],
+    ["bytes=0-0", 0, "unsatisfiable"],
+    ["bytes=-1", 0, "unsatisfiable"],
+    ["bytes=99999999999999999999999-", 10, "unsatisfiable"],
+    ["bytes=5-2", 10, undefined],
+    ["bytes=0-1,4-5", 10, undefined],
+    ["bytes=-", 10, undefined],
+    ["items=0-1", 10, undefined],
+    ["bytes=a-b", 10, undefined],
+  ];
+  it.each(ranges)("Range %j on %i bytes → %j", (header, size, expected) => {
+    expect(parseRange(header, size)).toEqual(expected);
+  });
+
+  it("Content-Disposition keeps quotes, CR/LF and backslashes out of the quoted name and carries the exact UTF-8 name", () => {
+    const name = 'r\u00e9sum\u00e9 "final";\\ (1)*\'.txt';
+    const header = contentDisposition(name);
+    expect(header).toBe(
+      `attachment; filename="r_sum_ _final_;_ (1)*'.txt"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22%3B%5C%20%281%29%2A%27.txt`,
+    );
+    expect(header).not.toMatch(/[\r\n]/);
+    const encoded = /filename\*=UTF-8''(.*)$/.exec(header)![1]!;
+    expect(decodeURIComponent(encoded)).toBe(name);
+    expect(contentDisposition("evil\r\nSet-Cookie: a=b")).not.toMatch(/[\r\n]/);
+    expect(contentDisposition("100%.txt")).toContain('filename="100_.txt"');
+  });
+
+  it("If-None-Match matches the strong tag, its weak form, a list, and *", () => {
+    const etag = '"abc"';
+    expect(noneMatch(undefined, etag)).toBe(false);
+    expect(noneMatch('"abc"', etag)).toBe(true);
+    expect(noneMatch('W/"abc"', etag)).toBe(true);
+    expect(noneMatch('"x", "abc"', etag)).toBe(true);
+    expect(noneMatch("*", etag)).toBe(true);
+    expect(noneMatch('"abd"', etag)).toBe(false);
+  });
+});
