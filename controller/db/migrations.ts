@@ -1,0 +1,166 @@
+// Versioned schema migrations, in code (no files to find at run time), written
+// once with Kysely's schema builder for both dialects. Append new migrations
+// with a name that sorts after the last one; never edit an applied one.
+import { Migrator, sql } from "kysely";
+import type { Kysely, Migration, MigrationProvider } from "kysely";
+
+// Migrations must not depend on today's table types, which change with them.
+type AnyDb = Kysely<any>;
+
+const initial: Migration = {
+  async up(db: AnyDb) {
+    await db.schema
+      .createTable("accounts")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("plan", "text", (c) => c.notNull())
+      .addColumn("retention_days", "integer")
+      .addColumn("max_artifact_bytes", "bigint")
+      .addColumn("quota_bytes", "bigint")
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addCheckConstraint("accounts_plan_check", sql`plan in ('free', 'developer')`)
+      .execute();
+
+    await db.schema
+      .createTable("api_keys")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("account_id", "text", (c) => c.notNull().references("accounts.id"))
+      .addColumn("scopes", "text", (c) => c.notNull())
+      .addColumn("secret_hash", "text", (c) => c.notNull().unique())
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable("sandboxes")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("account_id", "text", (c) => c.notNull().references("accounts.id"))
+      .addColumn("status", "text", (c) => c.notNull())
+      .addColumn("runtime", "text", (c) => c.notNull())
+      .addColumn("agent_url", "text", (c) => c.notNull())
+      .addColumn("agent_token", "text", (c) => c.notNull())
+      .addColumn("agent_pid", "integer")
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("expires_at", "bigint", (c) => c.notNull())
+      .addColumn("destroyed_at", "bigint")
+      .addCheckConstraint("sandboxes_status_check", sql`status in ('running', 'destroyed')`)
+      .addCheckConstraint("sandboxes_runtime_check", sql`runtime in ('local', 'external')`)
+      .execute();
+    // The sandbox reaper: running sandboxes past their lifetime.
+    await db.schema.createIndex("sandboxes_status_expires").on("sandboxes").columns(["status", "expires_at"]).execute();
+
+    await db.schema
+      .createTable("commands")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("account_id", "text", (c) => c.notNull().references("accounts.id"))
+      .addColumn("sandbox_id", "text", (c) => c.notNull().references("sandboxes.id"))
+      .addColumn("command", "text", (c) => c.notNull())
+      .addColumn("cwd", "text", (c) => c.notNull())
+      .addColumn("status", "text", (c) => c.notNull())
+      .addColumn("exit_code", "integer")
+      .addColumn("signal", "text")
+      .addColumn("stdout", "text", (c) => c.notNull())
+      .addColumn("stderr", "text", (c) => c.notNull())
+      .addColumn("stdout_truncated", "integer", (c) => c.notNull())
+      .addColumn("stderr_truncated", "integer", (c) => c.notNull())
+      .addColumn("started_at", "bigint", (c) => c.notNull())
+      .addColumn("finished_at", "bigint")
+      .addColumn("collect_status", "text", (c) => c.notNull())
+      .addColumn("collect", "text", (c) => c.notNull())
+      .addColumn("collect_on", "text", (c) => c.notNull())
+      .addColumn("collect_errors", "text", (c) => c.notNull())
+      .addColumn("heartbeat_at", "bigint", (c) => c.notNull())
+      .addCheckConstraint("commands_status_check", sql`status in ('running', 'exited', 'timed_out', 'error')`)
+      .addCheckConstraint(
+        "commands_collect_status_check",
+        sql`collect_status in ('not_requested', 'pending', 'succeeded', 'partial', 'failed', 'skipped')`,
+      )
+      .addCheckConstraint("commands_collect_on_check", sql`collect_on in ('success', 'always')`)
+      .execute();
+    // The reconciler looks for stale running commands and stale collections.
+    await db.schema.createIndex("commands_status_heartbeat").on("commands").columns(["status", "heartbeat_at"]).execute();
+    await db.schema
+      .createIndex("commands_collect_status_heartbeat")
+      .on("commands")
+      .columns(["collect_status", "heartbeat_at"])
+      .execute();
+
+    await db.schema
+      .createTable("artifacts")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("account_id", "text", (c) => c.notNull().references("accounts.id"))
+      .addColumn("sandbox_id", "text", (c) => c.notNull().references("sandboxes.id"))
+      .addColumn("command_id", "text", (c) => c.references("commands.id"))
+      .addColumn("name", "text", (c) => c.notNull())
+      .addColumn("source_path", "text", (c) => c.notNull())
+      .addColumn("size_bytes", "bigint", (c) => c.notNull())
+      .addColumn("content_type", "text", (c) => c.notNull())
+      .addColumn("sha256", "text", (c) => c.notNull())
+      .addColumn("storage_key", "text", (c) => c.notNull().unique())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("expires_at", "bigint")
+      .addColumn("claimed_until", "bigint")
+      .addCheckConstraint("artifacts_state_check", sql`state in ('pending', 'ready')`)
+      .addCheckConstraint("artifacts_size_check", sql`size_bytes >= 0`)
+      .execute();
+    // Listing a sandbox's artifacts newest first, by keyset.
+    await db.schema
+      .createIndex("artifacts_sandbox_listing")
+      .on("artifacts")
+      .columns(["sandbox_id", "state", "created_at desc", "id desc"])
+      .execute();
+    // The sweeper (expired ready rows) and the reconciler (old pending rows).
+    await db.schema.createIndex("artifacts_state_expires").on("artifacts").columns(["state", "expires_at"]).execute();
+    await db.schema.createIndex("artifacts_state_created").on("artifacts").columns(["state", "created_at"]).execute();
+    await db.schema.createIndex("artifacts_command").on("artifacts").column("command_id").execute();
+    // storedBytes sums per account.
+    await db.schema.createIndex("artifacts_account").on("artifacts").column("account_id").execute();
+
+    await db.schema
+      .createTable("idempotency_keys")
+      .addColumn("account_id", "text", (c) => c.notNull().references("accounts.id"))
+      .addColumn("key", "text", (c) => c.notNull())
+      .addColumn("request_hash", "text", (c) => c.notNull())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("response_status", "integer")
+      .addColumn("response_body", "text")
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("expires_at", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("idempotency_keys_pk", ["account_id", "key"])
+      .addCheckConstraint("idempotency_keys_state_check", sql`state in ('in_progress', 'done')`)
+      .execute();
+    await db.schema.createIndex("idempotency_keys_expires").on("idempotency_keys").column("expires_at").execute();
+  },
+};
+
+export const migrations: Record<string, Migration> = {
+  "0001_initial": initial,
+};
+
+const provider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};
+
+/**
+ * Brings the schema up to date. On PostgreSQL, Kysely's migrator holds an
+ * advisory lock while it runs, so replicas starting together apply each
+ * migration once; the others wait and then find nothing to do.
+ * `schema` pins the migrator's bookkeeping tables to the connection's
+ * current schema: without it Kysely looks for them in every schema of the
+ * database and can mistake another deployment's for ours.
+ */
+export async function runMigrations(db: AnyDb, schema: string | undefined): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider,
+    migrationTableName: "crownest_migration",
+    migrationLockTableName: "crownest_migration_lock",
+    ...(schema === undefined ? {} : { migrationTableSchema: schema }),
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName;
+    throw new Error(`database migration ${failed ?? ""} failed: ${(error as Error).message ?? String(error)}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,103 @@
+// Table types for Kysely: what the columns hold on the wire, in both
+// dialects. Timestamps are integer milliseconds since the epoch (bigint on
+// PostgreSQL, integer on SQLite) so comparisons are identical everywhere;
+// booleans are integers 0/1; JSON is text. Converting to the row objects of
+// types.ts happens in mapper.ts only.
+import type { Generated } from "kysely";
+
+/** Milliseconds since the epoch. */
+type Millis = number;
+/** 0 or 1. */
+type Flag = number;
+/** JSON text. */
+type Json = string;
+
+export interface AccountsTable {
+  id: string;
+  plan: string;
+  retention_days: number | null;
+  max_artifact_bytes: number | null;
+  quota_bytes: number | null;
+  created_at: Millis;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  account_id: string;
+  scopes: Json;
+  secret_hash: string;
+  created_at: Millis;
+}
+
+export interface SandboxesTable {
+  id: string;
+  account_id: string;
+  status: string;
+  runtime: string;
+  agent_url: string;
+  agent_token: string;
+  agent_pid: number | null;
+  created_at: Millis;
+  expires_at: Millis;
+  destroyed_at: Millis | null;
+}
+
+export interface ArtifactsTable {
+  id: string;
+  account_id: string;
+  sandbox_id: string;
+  command_id: string | null;
+  name: string;
+  source_path: string;
+  size_bytes: number;
+  content_type: string;
+  sha256: string;
+  storage_key: string;
+  state: string;
+  created_at: Millis;
+  expires_at: Millis | null;
+  /** Sweeper lease: a claimed row is not handed out again before this. */
+  claimed_until: Generated<Millis | null>;
+}
+
+export interface CommandsTable {
+  id: string;
+  account_id: string;
+  sandbox_id: string;
+  command: string;
+  cwd: string;
+  status: string;
+  exit_code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  stdout_truncated: Flag;
+  stderr_truncated: Flag;
+  started_at: Millis;
+  finished_at: Millis | null;
+  collect_status: string;
+  collect: Json;
+  collect_on: string;
+  collect_errors: Json;
+  heartbeat_at: Millis;
+}
+
+export interface IdempotencyKeysTable {
+  account_id: string;
+  key: string;
+  request_hash: string;
+  state: string;
+  response_status: number | null;
+  response_body: Json | null;
+  created_at: Millis;
+  expires_at: Millis;
+}
+
+export interface Database {
+  accounts: AccountsTable;
+  api_keys: ApiKeysTable;
+  sandboxes: SandboxesTable;
+  artifacts: ArtifactsTable;
+  commands: CommandsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}

@@ -1,0 +1,536 @@
+// MetadataStore on Kysely: one query layer, SQLite or PostgreSQL underneath.
+// The few places where the dialects differ (row locks for the sweeper, the
+// migrator's schema) are marked where they happen.
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql } from "kysely";
+import type { DatabaseConnection, Driver, SqliteDialectConfig } from "kysely";
+import pg from "pg";
+import { CrowNestError } from "../../common/errors.js";
+import type { DatabaseConfig } from "../config.js";
+import {
+  accountFromDb,
+  accountToDb,
+  apiKeyFromDb,
+  apiKeyToDb,
+  artifactFromDb,
+  artifactToDb,
+  commandFromDb,
+  commandPatchToDb,
+  commandToDb,
+  fromInt,
+  idempotencyFromDb,
+  sandboxFromDb,
+  sandboxToDb,
+  toJson,
+  toMillis,
+  toWhole,
+} from "./mapper.js";
+import type { CommandPatch } from "./mapper.js";
+import { runMigrations } from "./migrations.js";
+import type { Database } from "./schema.js";
+import type {
+  AccountRow,
+  ApiKeyRow,
+  ArtifactCursor,
+  ArtifactRow,
+  CommandRow,
+  IdempotencyRow,
+  MetadataStore,
+  SandboxRow,
+} from "./types.js";
+
+export interface StoreOptions {
+  /** PostgreSQL: connections in the pool. */
+  poolMax?: number;
+  /** PostgreSQL: how long to wait for a connection before failing with storage_unavailable. */
+  connectTimeoutMs?: number;
+  /** SQLite: how long a writer waits for another process's lock. */
+  busyTimeoutMs?: number;
+}
+
+const INT8_OID = 20;
+
+/** pg hands int8 over as a string (it may exceed 2^53); ours are milliseconds and byte counts, always safe integers. */
+function parseInt8(text: string): number {
+  return fromInt(text);
+}
+
+/**
+ * Transactions take SQLite's write lock up front (BEGIN IMMEDIATE). A
+ * deferred transaction that reads and then writes fails outright when another
+ * process wrote in between; an immediate one waits (busy_timeout) instead.
+ * The migrator is the transaction that matters: with it, a second process
+ * waits, then finds the migrations applied.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+/**
+ * SQLite migrations in flight in this process, by file. better-sqlite3 waits
+ * for a lock synchronously, blocking the event loop, so two handles of one
+ * process must not wait for each other: they take turns here instead.
+ */
+const sqliteMigrations = new Map<string, Promise<void>>();
+
+function openSqlite(file: string, opts: StoreOptions): Kysely<Database> {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const database = new BetterSqlite3(file);
+  // WAL: readers do not block the writer. NORMAL is durable across a process
+  // crash (a power loss may roll back the last commits), at a fraction of
+  // FULL's fsyncs per export.
+  database.pragma("journal_mode = WAL");
+  database.pragma("synchronous = NORMAL");
+  database.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
+  database.pragma("foreign_keys = ON");
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
+}
+
+function openPostgres(url: string, opts: StoreOptions): Kysely<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolMax ?? 10,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+    // Per pool, not pg.types.setTypeParser: nothing global is changed.
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === INT8_OID && format !== "binary" ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection emits 'error' on the pool, which
+  // would otherwise crash the process; the next query reports the outage.
+  pool.on("error", () => {});
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "EPIPE"]);
+// PostgreSQL SQLSTATEs meaning "not now": too many connections, shutdown, cannot connect now.
+const UNAVAILABLE_SQLSTATE = new Set(["53300", "57P01", "57P02", "57P03"]);
+const UNAVAILABLE_SQLITE = new Set(["SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN"]);
+
+/** Outages become storage_unavailable (503, retryable); anything else stays as it is (a bug: internal). */
+function classify(err: unknown): unknown {
+  if (err instanceof CrowNestError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : "";
+  const unavailable =
+    (typeof code === "string" &&
+      (UNAVAILABLE_ERRNO.has(code) ||
+        UNAVAILABLE_SQLSTATE.has(code) ||
+        code.startsWith("08") ||
+        [...UNAVAILABLE_SQLITE].some((c) => code.startsWith(c)))) ||
+    /Connection terminated|timeout exceeded when trying to connect/i.test(message);
+  if (!unavailable) return err;
+  return new CrowNestError("storage_unavailable", "the metadata store is unavailable", {}, { cause: err });
+}
+
+export class KyselyMetadataStore implements MetadataStore {
+  readonly dialect: "sqlite" | "postgres";
+  readonly db: Kysely<Database>;
+  readonly #sqliteFile: string | undefined;
+
+  constructor(config: DatabaseConfig, opts: StoreOptions = {}) {
+    this.dialect = config.kind;
+    this.#sqliteFile = config.kind === "sqlite" ? resolve(config.file) : undefined;
+    try {
+      this.db = config.kind === "sqlite" ? openSqlite(config.file, opts) : openPostgres(config.url, opts);
+    } catch (err) {
+      throw classify(err);
+    }
+  }
+
+  /** Every public method runs through here so outages surface as one error code. */
+  private async run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw classify(err);
+    }
+  }
+
+  migrate(): Promise<void> {
+    const file = this.#sqliteFile;
+    if (file === undefined) return this.migrateNow();
+    const turn = (sqliteMigrations.get(file) ?? Promise.resolve()).catch(() => {}).then(() => this.migrateNow());
+    sqliteMigrations.set(file, turn);
+    return turn.finally(() => {
+      if (sqliteMigrations.get(file) === turn) sqliteMigrations.delete(file);
+    });
+  }
+
+  private migrateNow(): Promise<void> {
+    return this.run(async () => {
+      let schema: string | undefined;
+      if (this.dialect === "postgres") {
+        // The first existing schema of the connection's search_path is where
+        // our tables live; null means the search_path names none that exists.
+        const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(this.db);
+        schema = rows[0]?.schema ?? undefined;
+        if (schema === undefined) throw new Error("no schema of the connection's search_path exists");
+      }
+      await runMigrations(this.db, schema);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.run(async () => {
+      await sql`select 1`.execute(this.db);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  createAccount(row: AccountRow): Promise<void> {
+    return this.run(async () => {
+      await this.db.insertInto("accounts").values(accountToDb(row)).execute();
+    });
+  }
+
+  getAccount(id: string): Promise<AccountRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
+      return r && accountFromDb(r);
+    });
+  }
+
+  createApiKey(row: ApiKeyRow): Promise<void> {
+    return this.run(async () => {
+      await this.db.insertInto("api_keys").values(apiKeyToDb(row)).execute();
+    });
+  }
+
+  getApiKey(id: string): Promise<ApiKeyRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("api_keys").selectAll().where("id", "=", id).executeTakeFirst();
+      return r && apiKeyFromDb(r);
+    });
+  }
+
+  findApiKeyByHash(secretHash: string): Promise<ApiKeyRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("api_keys").selectAll().where("secret_hash", "=", secretHash).executeTakeFirst();
+      return r && apiKeyFromDb(r);
+    });
+  }
+
+  createSandbox(row: SandboxRow): Promise<void> {
+    return this.run(async () => {
+      await this.db.insertInto("sandboxes").values(sandboxToDb(row)).execute();
+    });
+  }
+
+  getSandbox(id: string): Promise<SandboxRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("sandboxes").selectAll().where("id", "=", id).executeTakeFirst();
+      return r && sandboxFromDb(r);
+    });
+  }
+
+  markSandboxDestroyed(id: string, at: Date): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db
+        .updateTable("sandboxes")
+        .set({ status: "destroyed", destroyed_at: toMillis(at, "at") })
+        .where("id", "=", id)
+        .where("status", "=", "running")
+        .executeTakeFirst();
+      return res.numUpdatedRows > 0n;
+    });
+  }
+
+  listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]> {
+    return this.run(async () => {
+      const rows = await this.db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("status", "=", "running")
+        .where("expires_at", "<=", toMillis(now, "now"))
+        .orderBy("expires_at")
+        .orderBy("id")
+        .limit(toWhole(limit, "limit"))
+        .execute();
+      return rows.map(sandboxFromDb);
+    });
+  }
+
+  listRunningSandboxes(): Promise<SandboxRow[]> {
+    return this.run(async () => {
+      const rows = await this.db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("status", "=", "running")
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(sandboxFromDb);
+    });
+  }
+
+  insertPendingArtifact(row: ArtifactRow): Promise<void> {
+    return this.run(async () => {
+      // The method's name is the contract: whatever the row says, it starts pending.
+      await this.db
+        .insertInto("artifacts")
+        .values({ ...artifactToDb(row), state: "pending" })
+        .execute();
+    });
+  }
+
+  markArtifactReady(
+    id: string,
+    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },
+  ): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db
+        .updateTable("artifacts")
+        .set({
+          state: "ready",
+          size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
+          sha256: ready.sha256,
+          content_type: ready.contentType,
+          created_at: toMillis(ready.createdAt, "createdAt"),
+          expires_at: toMillis(ready.expiresAt, "expiresAt"),
+        })
+        .where("id", "=", id)
+        .where("state", "=", "pending")
+        .executeTakeFirst();
+      return res.numUpdatedRows > 0n;
+    });
+  }
+
+  getArtifact(id: string): Promise<ArtifactRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
+      return r && artifactFromDb(r);
+    });
+  }
+
+  deleteArtifact(id: string): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
+      return res.numDeletedRows > 0n;
+    });
+  }
+
+  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]> {
+    return this.run(async () => {
+      let q = this.db
+        .selectFrom("artifacts")
+        .selectAll()
+        .where("sandbox_id", "=", sandboxId)
+        .where("state", "=", "ready")
+        .where("expires_at", ">", toMillis(now, "now"));
+      if (after !== undefined) {
+        // Keyset: strictly after the cursor in (created_at desc, id desc) order.
+        const at = toMillis(after.createdAt, "cursor.createdAt");
+        q = q.where((eb) =>
+          eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("id", "<", after.id)])]),
+        );
+      }
+      const rows = await q
+        .orderBy("created_at", "desc")
+        .orderBy("id", "desc")
+        .limit(toWhole(limit, "limit"))
+        .execute();
+      return rows.map(artifactFromDb);
+    });
+  }
+
+  listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]> {
+    return this.run(async () => {
+      // Ready only (pending is never shown); the caller judges expiry against its clock.
+      const rows = await this.db
+        .selectFrom("artifacts")
+        .selectAll()
+        .where("command_id", "=", commandId)
+        .where("state", "=", "ready")
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(artifactFromDb);
+    });
+  }
+
+  storedBytes(accountId: string): Promise<number> {
+    return this.run(async () => {
+      // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
+      const r = await this.db
+        .selectFrom("artifacts")
+        .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+        .where("account_id", "=", accountId)
+        .executeTakeFirstOrThrow();
+      return fromInt(r.total);
+    });
+  }
+
+  listStalePending(before: Date, limit: number): Promise<ArtifactRow[]> {
+    return this.run(async () => {
+      const rows = await this.db
+        .selectFrom("artifacts")
+        .selectAll()
+        .where("state", "=", "pending")
+        .where("created_at", "<", toMillis(before, "before"))
+        .orderBy("created_at")
+        .orderBy("id")
+        .limit(toWhole(limit, "limit"))
+        .execute();
+      return rows.map(artifactFromDb);
+    });
+  }
+
+  claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {
+    return this.run(async () => {
+      const at = toMillis(now, "now");
+      const until = at + toWhole(leaseMs, "leaseMs");
+      let candidates = this.db
+        .selectFrom("artifacts")
+        .select("id")
+        .where("state", "=", "ready")
+        .where("expires_at", "<=", at)
+        .where((eb) => eb.or([eb("claimed_until", "is", null), eb("claimed_until", "<", at)]))
+        .orderBy("expires_at")
+        .limit(toWhole(limit, "limit"));
+      // PostgreSQL: replicas sweep concurrently; rows another sweeper holds are
+      // skipped instead of waited for. SQLite has one writer at a time, so the
+      // single UPDATE statement is already exclusive.
+      if (this.dialect === "postgres") candidates = candidates.forUpdate().skipLocked();
+      const rows = await this.db
+        .updateTable("artifacts")
+        .set({ claimed_until: until })
+        .where("id", "in", candidates)
+        .returningAll()
+        .execute();
+      return rows.map(artifactFromDb).sort((a, b) => a.expiresAt!.getTime() - b.expiresAt!.getTime());
+    });
+  }
+
+  insertCommand(row: CommandRow): Promise<void> {
+    return this.run(async () => {
+      await this.db.insertInto("commands").values(commandToDb(row)).execute();
+    });
+  }
+
+  updateCommand(id: string, patch: CommandPatch): Promise<void> {
+    return this.run(async () => {
+      const set = commandPatchToDb(patch);
+      if (Object.keys(set).length === 0) return;
+      await this.db.updateTable("commands").set(set).where("id", "=", id).execute();
+    });
+  }
+
+  getCommand(id: string): Promise<CommandRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db.selectFrom("commands").selectAll().where("id", "=", id).executeTakeFirst();
+      return r && commandFromDb(r);
+    });
+  }
+
+  listStaleCommands(before: Date, limit: number): Promise<CommandRow[]> {
+    return this.run(async () => {
+      const rows = await this.db
+        .selectFrom("commands")
+        .selectAll()
+        .where((eb) => eb.or([eb("status", "=", "running"), eb("collect_status", "=", "pending")]))
+        .where("heartbeat_at", "<", toMillis(before, "before"))
+        .orderBy("heartbeat_at")
+        .orderBy("id")
+        .limit(toWhole(limit, "limit"))
+        .execute();
+      return rows.map(commandFromDb);
+    });
+  }
+
+  beginIdempotent(
+    row: Pick<IdempotencyRow, "accountId" | "key" | "requestHash" | "createdAt" | "expiresAt">,
+  ): Promise<{ outcome: "started" } | { outcome: "existing"; row: IdempotencyRow }> {
+    return this.run(async () => {
+      const createdAt = toMillis(row.createdAt, "createdAt");
+      const fresh = {
+        request_hash: row.requestHash,
+        state: "in_progress",
+        response_status: null,
+        response_body: null,
+        created_at: createdAt,
+        expires_at: toMillis(row.expiresAt, "expiresAt"),
+      };
+      // A few rounds at most: the only way to loop is a key released or
+      // replaced between our insert attempt and our read.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        // One statement, atomic in both dialects under the primary key: the
+        // insert wins, or it replaces a row that has expired, or nothing
+        // happens and someone else holds the key.
+        const inserted = await this.db
+          .insertInto("idempotency_keys")
+          .values({ account_id: row.accountId, key: row.key, ...fresh })
+          .onConflict((oc) =>
+            oc.columns(["account_id", "key"]).doUpdateSet(fresh).where("idempotency_keys.expires_at", "<=", createdAt),
+          )
+          .returning("key")
+          .executeTakeFirst();
+        if (inserted !== undefined) return { outcome: "started" as const };
+        const existing = await this.db
+          .selectFrom("idempotency_keys")
+          .selectAll()
+          .where("account_id", "=", row.accountId)
+          .where("key", "=", row.key)
+          .executeTakeFirst();
+        if (existing !== undefined) return { outcome: "existing" as const, row: idempotencyFromDb(existing) };
+      }
+      throw new Error("idempotency key kept changing under us");
+    });
+  }
+
+  finishIdempotent(accountId: string, key: string, responseStatus: number, responseBody: unknown): Promise<void> {
+    return this.run(async () => {
+      await this.db
+        .updateTable("idempotency_keys")
+        .set({
+          state: "done",
+          response_status: toWhole(responseStatus, "responseStatus"),
+          response_body: toJson(responseBody),
+        })
+        .where("account_id", "=", accountId)
+        .where("key", "=", key)
+        .execute();
+    });
+  }
+
+  releaseIdempotent(accountId: string, key: string): Promise<void> {
+    return this.run(async () => {
+      // Only an unfinished key: a finished one must keep replaying its response.
+      await this.db
+        .deleteFrom("idempotency_keys")
+        .where("account_id", "=", accountId)
+        .where("key", "=", key)
+        .where("state", "=", "in_progress")
+        .execute();
+    });
+  }
+
+  deleteExpiredIdempotency(now: Date): Promise<number> {
+    return this.run(async () => {
+      const res = await this.db
+        .deleteFrom("idempotency_keys")
+        .where("expires_at", "<=", toMillis(now, "now"))
+        .executeTakeFirst();
+      return Number(res.numDeletedRows);
+    });
+  }
+}

@@ -1,0 +1,708 @@
+// The MetadataStore conformance suite (STYLE 5), run against every
+// implementation: SQLite on a temp file and PostgreSQL on the machine's
+// server. Each test gets a fresh, migrated database so global queries (the
+// sweeper's claim, the reconciler's lists) see only what the test wrote.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { CrowNestError } from "../../../common/errors.js";
+import type { DatabaseConfig } from "../../../controller/config.js";
+import { openMetadataStore } from "../../../controller/db/factory.js";
+import { KyselyMetadataStore } from "../../../controller/db/store.js";
+import type { StoreOptions } from "../../../controller/db/store.js";
+import type {
+  AccountRow,
+  ArtifactRow,
+  CommandRow,
+  MetadataStore,
+  SandboxRow,
+} from "../../../controller/db/types.js";
+import { newId } from "../../../controller/ids.js";
+import { freshPostgresUrl } from "../../helpers/pg.js";
+
+interface Env {
+  config: DatabaseConfig;
+  cleanup(): Promise<void>;
+}
+
+const implementations: { name: "sqlite" | "postgres"; create(): Promise<Env> }[] = [
+  {
+    name: "sqlite",
+    async create() {
+      const dir = mkdtempSync(join(tmpdir(), "crownest-db-"));
+      return {
+        config: { kind: "sqlite", file: join(dir, "meta.db") },
+        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+      };
+    },
+  },
+  {
+    name: "postgres",
+    async create() {
+      const db = await freshPostgresUrl();
+      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
+    },
+  },
+];
+
+const T0 = Date.parse("2030-01-01T00:00:00.000Z");
+const at = (ms: number) => new Date(T0 + ms);
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const GiB = 1024 ** 3;
+
+function account(over: Partial<AccountRow> = {}): AccountRow {
+  return { id: newId("acct"), plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: at(0), ...over };
+}
+
+function sandbox(accountId: string, over: Partial<SandboxRow> = {}): SandboxRow {
+  return {
+    id: newId("sbx"),
+    accountId,
+    status: "running",
+    runtime: "local",
+    agentUrl: "http://127.0.0.1:40001",
+    agentToken: "token-" + newId("req"),
+    agentPid: 4242,
+    createdAt: at(0),
+    expiresAt: at(HOUR),
+    destroyedAt: null,
+    ...over,
+  };
+}
+
+function artifact(sb: SandboxRow, over: Partial<ArtifactRow> = {}): ArtifactRow {
+  const id = newId("art");
+  return {
+    id,
+    accountId: sb.accountId,
+    sandboxId: sb.id,
+    commandId: null,
+    name: "out.txt",
+    sourcePath: "/workspace/out.txt",
+    sizeBytes: 0,
+    contentType: "application/octet-stream",
+    sha256: "",
+    storageKey: `p/${sb.accountId}/${sb.id}/${id}`,
+    state: "pending",
+    createdAt: at(0),
+    expiresAt: null,
+    ...over,
+  };
+}
+
+function command(sb: SandboxRow, over: Partial<CommandRow> = {}): CommandRow {
+  return {
+    id: newId("cmd"),
+    accountId: sb.accountId,
+    sandboxId: sb.id,
+    command: "make build",
+    cwd: "/workspace",
+    status: "running",
+    exitCode: null,
+    signal: null,
+    stdout: "",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    startedAt: at(0),
+    finishedAt: null,
+    collectStatus: "not_requested",
+    collect: [],
+    collectOn: "success",
+    collectErrors: [],
+    heartbeatAt: at(0),
+    ...over,
+  };
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected a rejection with ${code}`).toBeInstanceOf(CrowNestError);
+  expect((err as CrowNestError).code).toBe(code);
+}
+
+describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
+  let env: Env;
+  let store: MetadataStore;
+  const opened: MetadataStore[] = [];
+
+  /** Another handle (SQLite) or pool (PostgreSQL) on the same database, as a second replica would have. */
+  function openStore(opts: StoreOptions = {}): MetadataStore {
+    const s = openMetadataStore(env.config, opts);
+    opened.push(s);
+    return s;
+  }
+
+  /** An account with a sandbox: most rows hang off one. */
+  async function seed(): Promise<{ acct: AccountRow; sb: SandboxRow }> {
+    const acct = account();
+    await store.createAccount(acct);
+    const sb = sandbox(acct.id);
+    await store.createSandbox(sb);
+    return { acct, sb };
+  }
+
+  /** A ready artifact as the export pipeline leaves it. */
+  async function readyArtifact(sb: SandboxRow, createdAt: Date, expiresAt: Date, over: Partial<ArtifactRow> = {}) {
+    const a = artifact(sb, { createdAt, ...over });
+    await store.insertPendingArtifact(a);
+    const sizeBytes = over.sizeBytes ?? 10;
+    expect(await store.markArtifactReady(a.id, { sizeBytes, sha256: "ab".repeat(32), contentType: "text/plain", createdAt, expiresAt })).toBe(true);
+    return { ...a, state: "ready" as const, sizeBytes, sha256: "ab".repeat(32), contentType: "text/plain", expiresAt };
+  }
+
+  beforeEach(async () => {
+    env = await impl.create();
+    store = openStore();
+    await store.migrate();
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+    await env.cleanup();
+  });
+
+  it("reports its dialect and answers ping", async () => {
+    expect(store.dialect).toBe(impl.name);
+    await store.ping();
+  });
+
+  it("migrate() again is harmless and keeps the data", async () => {
+    const acct = account();
+    await store.createAccount(acct);
+    await store.migrate();
+    await store.migrate();
+    expect(await store.getAccount(acct.id)).toEqual(acct);
+  });
+
+  it("two stores migrating a new database at once both succeed", async () => {
+    await store.close();
+    opened.length = 0;
+    await env.cleanup();
+    env = await impl.create();
+    const a = openStore();
+    const b = openStore();
+    await Promise.all([a.migrate(), b.migrate()]);
+    const acct = account();
+    await a.createAccount(acct);
+    expect(await b.getAccount(acct.id)).toEqual(acct);
+    store = a;
+  });
+
+  describe("accounts and API keys", () => {
+    it("round-trips accounts, with and without per-account overrides", async () => {
+      const plain = account();
+      const custom = account({ plan: "developer", retentionDays: 90, maxArtifactBytes: 5 * GiB, quotaBytes: 200 * GiB, createdAt: at(123) });
+      await store.createAccount(plain);
+      await store.createAccount(custom);
+      expect(await store.getAccount(plain.id)).toEqual(plain);
+      expect(await store.getAccount(custom.id)).toEqual(custom);
+      expect(await store.getAccount("acct_missing")).toBeUndefined();
+    });
+
+    it("round-trips API keys by id and by secret hash", async () => {
+      const acct = account();
+      await store.createAccount(acct);
+      const key = { id: newId("key"), accountId: acct.id, scopes: ["artifact:read", "file:read"] as const, secretHash: "f".repeat(64), createdAt: at(5) };
+      await store.createApiKey({ ...key, scopes: [...key.scopes] });
+      expect(await store.getApiKey(key.id)).toEqual({ ...key, scopes: ["artifact:read", "file:read"] });
+      expect(await store.findApiKeyByHash("f".repeat(64))).toEqual({ ...key, scopes: ["artifact:read", "file:read"] });
+      expect(await store.findApiKeyByHash("e".repeat(64))).toBeUndefined();
+      expect(await store.getApiKey("key_missing")).toBeUndefined();
+    });
+
+    it("refuses a second key with the same secret hash and keeps only the first", async () => {
+      const acct = account();
+      await store.createAccount(acct);
+      const first = { id: newId("key"), accountId: acct.id, scopes: ["admin" as const], secretHash: "a".repeat(64), createdAt: at(0) };
+      await store.createApiKey(first);
+      const second = { ...first, id: newId("key"), scopes: ["file:read" as const] };
+      await expect(store.createApiKey(second)).rejects.toThrow();
+      expect(await store.getApiKey(second.id)).toBeUndefined();
+      expect(await store.findApiKeyByHash(first.secretHash)).toEqual(first);
+    });
+
+    it("refuses a key for an account that does not exist", async () => {
+      const key = { id: newId("key"), accountId: "acct_nobody", scopes: ["admin" as const], secretHash: "b".repeat(64), createdAt: at(0) };
+      await expect(store.createApiKey(key)).rejects.toThrow();
+      expect(await store.getApiKey(key.id)).toBeUndefined();
+    });
+  });
+
+  describe("sandboxes", () => {
+    it("round-trips a sandbox", async () => {
+      const { sb } = await seed();
+      expect(await store.getSandbox(sb.id)).toEqual(sb);
+      const external = sandbox(sb.accountId, { runtime: "external", agentPid: null });
+      await store.createSandbox(external);
+      expect(await store.getSandbox(external.id)).toEqual(external);
+      expect(await store.getSandbox("sbx_missing")).toBeUndefined();
+    });
+
+    it("markSandboxDestroyed succeeds once, also when two replicas race", async () => {
+      const { sb } = await seed();
+      const other = openStore();
+      const results = await Promise.all([
+        store.markSandboxDestroyed(sb.id, at(10)),
+        other.markSandboxDestroyed(sb.id, at(11)),
+        store.markSandboxDestroyed(sb.id, at(12)),
+        other.markSandboxDestroyed(sb.id, at(13)),
+      ]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const after = await store.getSandbox(sb.id);
+      expect(after?.status).toBe("destroyed");
+      expect([10, 11, 12, 13].map((ms) => at(ms).getTime())).toContain(after?.destroyedAt?.getTime());
+      expect(await store.markSandboxDestroyed(sb.id, at(20))).toBe(false);
+      expect((await store.getSandbox(sb.id))?.destroyedAt).toEqual(after?.destroyedAt);
+      expect(await store.markSandboxDestroyed("sbx_missing", at(20))).toBe(false);
+    });
+
+    it("lists running sandboxes and the running ones past their lifetime", async () => {
+      const acct = account();
+      await store.createAccount(acct);
+      const expiredEarly = sandbox(acct.id, { expiresAt: at(100) });
+      const expiredLate = sandbox(acct.id, { expiresAt: at(200) });
+      const live = sandbox(acct.id, { expiresAt: at(10 * HOUR) });
+      const gone = sandbox(acct.id, { expiresAt: at(50) });
+      for (const s of [expiredLate, live, gone, expiredEarly]) await store.createSandbox(s);
+      await store.markSandboxDestroyed(gone.id, at(60));
+
+      expect((await store.listExpiredSandboxes(at(200), 10)).map((s) => s.id)).toEqual([expiredEarly.id, expiredLate.id]);
+      expect((await store.listExpiredSandboxes(at(199), 10)).map((s) => s.id)).toEqual([expiredEarly.id]);
+      expect((await store.listExpiredSandboxes(at(200), 1)).map((s) => s.id)).toEqual([expiredEarly.id]);
+      expect((await store.listRunningSandboxes()).map((s) => s.id).sort()).toEqual([expiredEarly.id, expiredLate.id, live.id].sort());
+    });
+  });
+
+  describe("artifacts", () => {
+    it("a pending artifact is readable by id but never listed; ready makes it visible once", async () => {
+      const { sb } = await seed();
+      // Whatever state the row claims, insertPendingArtifact records it pending.
+      const a = artifact(sb, { state: "ready" });
+      await store.insertPendingArtifact(a);
+      expect(await store.getArtifact(a.id)).toEqual({ ...a, state: "pending" });
+      expect(await store.listArtifacts(sb.id, at(0), 10)).toEqual([]);
+
+      const ready = { sizeBytes: 1234, sha256: "cd".repeat(32), contentType: "text/plain", createdAt: at(7), expiresAt: at(DAY) };
+      expect(await store.markArtifactReady(a.id, ready)).toBe(true);
+      const expected: ArtifactRow = { ...a, ...ready, state: "ready" };
+      expect(await store.getArtifact(a.id)).toEqual(expected);
+      expect(await store.listArtifacts(sb.id, at(8), 10)).toEqual([expected]);
+
+      // Ready is final: a second transition changes nothing.
+      expect(await store.markArtifactReady(a.id, { ...ready, sizeBytes: 1 })).toBe(false);
+      expect((await store.getArtifact(a.id))?.sizeBytes).toBe(1234);
+      expect(await store.markArtifactReady("art_missing", ready)).toBe(false);
+    });
+
+    it("deleteArtifact removes any state, once", async () => {
+      const { sb } = await seed();
+      const pending = artifact(sb);
+      await store.insertPendingArtifact(pending);
+      const ready = await readyArtifact(sb, at(0), at(DAY));
+      expect(await store.deleteArtifact(pending.id)).toBe(true);
+      expect(await store.deleteArtifact(ready.id)).toBe(true);
+      expect(await store.deleteArtifact(ready.id)).toBe(false);
+      expect(await store.getArtifact(pending.id)).toBeUndefined();
+      expect(await store.getArtifact(ready.id)).toBeUndefined();
+      expect(await store.listArtifacts(sb.id, at(1), 10)).toEqual([]);
+      // A deleted pending record cannot be made ready afterwards.
+      expect(await store.markArtifactReady(pending.id, { sizeBytes: 1, sha256: "", contentType: "x", createdAt: at(1), expiresAt: at(DAY) })).toBe(false);
+    });
+
+    it("sizes above 2^32 round-trip as exact numbers (5 GiB)", async () => {
+      const { acct, sb } = await seed();
+      const big = await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 5 * GiB + 7 });
+      const got = await store.getArtifact(big.id);
+      expect(got?.sizeBytes).toBe(5 * GiB + 7);
+      expect(typeof got?.sizeBytes).toBe("number");
+      expect((await store.listArtifacts(sb.id, at(1), 10))[0]?.sizeBytes).toBe(5 * GiB + 7);
+      await readyArtifact(sb, at(1), at(DAY), { sizeBytes: 5 * GiB });
+      const total = await store.storedBytes(acct.id);
+      expect(total).toBe(10 * GiB + 7);
+      expect(typeof total).toBe("number");
+    });
+
+    it("refuses a second artifact with the same storage key and keeps the first", async () => {
+      const { sb } = await seed();
+      const first = artifact(sb);
+      await store.insertPendingArtifact(first);
+      const clash = artifact(sb, { storageKey: first.storageKey });
+      await expect(store.insertPendingArtifact(clash)).rejects.toThrow();
+      expect(await store.getArtifact(clash.id)).toBeUndefined();
+      expect(await store.getArtifact(first.id)).toEqual(first);
+    });
+
+    it("refuses an artifact of a sandbox that does not exist", async () => {
+      const { acct } = await seed();
+      const orphan = artifact(sandbox(acct.id));
+      await expect(store.insertPendingArtifact(orphan)).rejects.toThrow();
+      expect(await store.getArtifact(orphan.id)).toBeUndefined();
+    });
+
+    it("paginates newest first by cursor across pages, ties on createdAt broken by id", async () => {
+      const { sb } = await seed();
+      const other = sandbox(sb.accountId);
+      await store.createSandbox(other);
+      const now = at(HOUR);
+      const listed: ArtifactRow[] = [];
+      // Three timestamps, several artifacts sharing each, inserted out of order.
+      for (const ms of [20, 10, 30, 20, 10, 20, 30, 10, 20]) listed.push(await readyArtifact(sb, at(ms), at(DAY)));
+      // Never listed: pending, expired, another sandbox's.
+      await store.insertPendingArtifact(artifact(sb, { createdAt: at(25) }));
+      await readyArtifact(sb, at(15), now);
+      await readyArtifact(other, at(15), at(DAY));
+
+      const expected = [...listed]
+        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+        .map((a) => a.id);
+
+      for (const pageSize of [1, 2, 4, 9, 50]) {
+        const seen: string[] = [];
+        let cursor: { createdAt: Date; id: string } | undefined;
+        for (let pages = 0; pages < 20; pages++) {
+          const page = await store.listArtifacts(sb.id, now, pageSize, cursor);
+          expect(page.length).toBeLessThanOrEqual(pageSize);
+          seen.push(...page.map((a) => a.id));
+          if (page.length < pageSize) break;
+          const last = page[page.length - 1]!;
+          cursor = { createdAt: last.createdAt, id: last.id };
+        }
+        expect(seen, `page size ${pageSize}`).toEqual(expected);
+      }
+    });
+
+    it("an artifact stops being listed the moment it expires", async () => {
+      const { sb } = await seed();
+      const a = await readyArtifact(sb, at(0), at(DAY));
+      expect((await store.listArtifacts(sb.id, at(DAY - 1), 10)).map((x) => x.id)).toEqual([a.id]);
+      expect(await store.listArtifacts(sb.id, at(DAY), 10)).toEqual([]);
+      expect(await store.listArtifacts(sb.id, at(DAY + 1), 10)).toEqual([]);
+    });
+
+    it("lists artifacts still after the sandbox is destroyed", async () => {
+      const { sb } = await seed();
+      const a = await readyArtifact(sb, at(0), at(DAY));
+      expect(await store.markSandboxDestroyed(sb.id, at(1))).toBe(true);
+      expect((await store.listArtifacts(sb.id, at(2), 10)).map((x) => x.id)).toEqual([a.id]);
+    });
+
+    it("lists a command's ready artifacts only", async () => {
+      const { sb } = await seed();
+      const cmd = command(sb);
+      const otherCmd = command(sb);
+      await store.insertCommand(cmd);
+      await store.insertCommand(otherCmd);
+      const first = await readyArtifact(sb, at(1), at(DAY), { commandId: cmd.id });
+      const second = await readyArtifact(sb, at(2), at(DAY), { commandId: cmd.id });
+      await store.insertPendingArtifact(artifact(sb, { commandId: cmd.id }));
+      await readyArtifact(sb, at(3), at(DAY), { commandId: otherCmd.id });
+      await readyArtifact(sb, at(4), at(DAY));
+      expect((await store.listArtifactsByCommand(cmd.id)).map((a) => a.id)).toEqual([first.id, second.id]);
+      expect(await store.listArtifactsByCommand("cmd_missing")).toEqual([]);
+    });
+
+    it("storedBytes sums the account's ready and pending artifacts, 0 when none", async () => {
+      const { acct, sb } = await seed();
+      expect(await store.storedBytes(acct.id)).toBe(0);
+      expect(await store.storedBytes("acct_missing")).toBe(0);
+      await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 100 });
+      const doomed = await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 40 });
+      await store.insertPendingArtifact(artifact(sb, { sizeBytes: 0 }));
+      await store.insertPendingArtifact(artifact(sb, { sizeBytes: 3 }));
+      const stranger = await seed();
+      await readyArtifact(stranger.sb, at(0), at(DAY), { sizeBytes: 1000 });
+      expect(await store.storedBytes(acct.id)).toBe(143);
+      await store.deleteArtifact(doomed.id);
+      expect(await store.storedBytes(acct.id)).toBe(103);
+      expect(await store.storedBytes(stranger.acct.id)).toBe(1000);
+    });
+
+    it("listStalePending returns pending records older than the cut-off, oldest first", async () => {
+      const { sb } = await seed();
+      const older = artifact(sb, { createdAt: at(10) });
+      const old = artifact(sb, { createdAt: at(20) });
+      const fresh = artifact(sb, { createdAt: at(30) });
+      for (const a of [fresh, old, older]) await store.insertPendingArtifact(a);
+      await readyArtifact(sb, at(0), at(DAY));
+      expect((await store.listStalePending(at(30), 10)).map((a) => a.id)).toEqual([older.id, old.id]);
+      expect((await store.listStalePending(at(30), 1)).map((a) => a.id)).toEqual([older.id]);
+      expect(await store.listStalePending(at(10), 10)).toEqual([]);
+    });
+  });
+
+  describe("claimExpiredArtifacts (the sweeper)", () => {
+    it("claims expired ready artifacts in expiry order, and not again within the lease", async () => {
+      const { sb } = await seed();
+      const e1 = await readyArtifact(sb, at(0), at(100));
+      const e2 = await readyArtifact(sb, at(0), at(200));
+      const e3 = await readyArtifact(sb, at(0), at(300));
+      await readyArtifact(sb, at(0), at(DAY)); // not expired
+      await store.insertPendingArtifact(artifact(sb, { createdAt: at(0) })); // pending: the reconciler's, not the sweeper's
+
+      const lease = 60_000;
+      const first = await store.claimExpiredArtifacts(at(300), 2, lease);
+      expect(first.map((a) => a.id)).toEqual([e1.id, e2.id]);
+      expect(first[0]).toEqual(e1);
+      expect((await store.claimExpiredArtifacts(at(300), 10, lease)).map((a) => a.id)).toEqual([e3.id]);
+      // Within the lease nothing is handed out again.
+      expect(await store.claimExpiredArtifacts(at(301), 10, lease)).toEqual([]);
+      expect(await store.claimExpiredArtifacts(at(300 + lease), 10, lease)).toEqual([]);
+      // A sweeper that died: its lease lapses and the rows come back.
+      expect((await store.claimExpiredArtifacts(at(301 + lease), 10, lease)).map((a) => a.id)).toEqual([e1.id, e2.id, e3.id]);
+    });
+
+    it("two replicas claiming at once never get the same row", async () => {
+      const { sb } = await seed();
+      const total = 40;
+      for (let i = 0; i < total; i++) await readyArtifact(sb, at(0), at(i + 1));
+      const replicas = [openStore(), openStore()];
+      const claimed = await Promise.all(
+        replicas.map(async (replica) => {
+          const mine: string[] = [];
+          for (;;) {
+            const batch = await replica.claimExpiredArtifacts(at(HOUR), 3, 10 * 60_000);
+            if (batch.length === 0) return mine;
+            mine.push(...batch.map((a) => a.id));
+          }
+        }),
+      );
+      const all = claimed.flat();
+      expect(new Set(all).size).toBe(all.length);
+      expect(all).toHaveLength(total);
+    });
+  });
+
+  describe("commands", () => {
+    it("round-trips a command", async () => {
+      const { sb } = await seed();
+      const cmd = command(sb, {
+        collect: [{ path: "/workspace/dist/app.js" }, { path: "out/report.html", name: "report" }],
+        collectOn: "always",
+        collectStatus: "pending",
+      });
+      await store.insertCommand(cmd);
+      expect(await store.getCommand(cmd.id)).toEqual(cmd);
+      expect(await store.getCommand("cmd_missing")).toBeUndefined();
+    });
+
+    it("updateCommand sets only the given fields; JSON, booleans and nulls round-trip", async () => {
+      const { sb } = await seed();
+      const cmd = command(sb, { collect: [{ path: "a.txt" }, { path: "b.txt", name: "bee" }], collectStatus: "pending", signal: "SIGTERM" });
+      await store.insertCommand(cmd);
+      const patch = {
+        status: "exited" as const,
+        exitCode: 0,
+        signal: null,
+        stdout: "done\n",
+        stderr: "warn: ünïcode ✓\n",
+        stdoutTruncated: true,
+        stderrTruncated: false,
+        finishedAt: at(500),
+        collectStatus: "partial" as const,
+        collectErrors: [{ path: "/workspace/b.txt", name: "bee", code: "file_not_found" as const, message: "no such file: /workspace/b.txt" }],
+        heartbeatAt: at(500),
+      };
+      await store.updateCommand(cmd.id, patch);
+      expect(await store.getCommand(cmd.id)).toEqual({ ...cmd, ...patch });
+
+      await store.updateCommand(cmd.id, { stdoutTruncated: false, stderrTruncated: true, exitCode: -1 });
+      const after = await store.getCommand(cmd.id);
+      expect(after).toEqual({ ...cmd, ...patch, stdoutTruncated: false, stderrTruncated: true, exitCode: -1 });
+
+      await store.updateCommand(cmd.id, {});
+      expect(await store.getCommand(cmd.id)).toEqual(after);
+    });
+
+    it("listStaleCommands finds running or collecting commands with an old heartbeat", async () => {
+      const { sb } = await seed();
+      const staleRunning = command(sb, { heartbeatAt: at(10) });
+      const staleCollecting = command(sb, { status: "exited", exitCode: 0, collectStatus: "pending", heartbeatAt: at(20) });
+      const freshRunning = command(sb, { heartbeatAt: at(100) });
+      const finished = command(sb, { status: "exited", exitCode: 0, collectStatus: "succeeded", heartbeatAt: at(5) });
+      const finishedNoCollect = command(sb, { status: "timed_out", collectStatus: "not_requested", heartbeatAt: at(5) });
+      for (const c of [freshRunning, staleCollecting, finished, staleRunning, finishedNoCollect]) await store.insertCommand(c);
+      expect((await store.listStaleCommands(at(100), 10)).map((c) => c.id)).toEqual([staleRunning.id, staleCollecting.id]);
+      expect((await store.listStaleCommands(at(100), 1)).map((c) => c.id)).toEqual([staleRunning.id]);
+      await store.updateCommand(staleRunning.id, { heartbeatAt: at(150) });
+      expect((await store.listStaleCommands(at(100), 10)).map((c) => c.id)).toEqual([staleCollecting.id]);
+    });
+  });
+
+  describe("idempotency keys", () => {
+    const begin = (s: MetadataStore, accountId: string, key: string, requestHash: string, createdMs = 0) =>
+      s.beginIdempotent({ accountId, key, requestHash, createdAt: at(createdMs), expiresAt: at(createdMs + DAY) });
+
+    it("exactly one of 12 concurrent callers starts; the others see its row", async () => {
+      const { acct } = await seed();
+      // Separate handles / pools so the calls really race on the database.
+      const replicas = [openStore({ poolMax: 6 }), openStore({ poolMax: 6 })];
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => begin(replicas[i % 2]!, acct.id, "key-1", `hash-${i}`)),
+      );
+      const started = results.flatMap((r, i) => (r.outcome === "started" ? [i] : []));
+      expect(started).toHaveLength(1);
+      for (const r of results) {
+        if (r.outcome !== "existing") continue;
+        expect(r.row).toEqual({
+          accountId: acct.id,
+          key: "key-1",
+          requestHash: `hash-${started[0]}`,
+          state: "in_progress",
+          responseStatus: null,
+          responseBody: null,
+          createdAt: at(0),
+          expiresAt: at(DAY),
+        });
+      }
+    });
+
+    it("keys are per account", async () => {
+      const a = await seed();
+      const b = await seed();
+      expect((await begin(store, a.acct.id, "same", "h")).outcome).toBe("started");
+      expect((await begin(store, b.acct.id, "same", "h")).outcome).toBe("started");
+    });
+
+    it("finish stores the response to replay; release only forgets unfinished keys", async () => {
+      const { acct } = await seed();
+      expect((await begin(store, acct.id, "k", "h1")).outcome).toBe("started");
+      const body = { id: "art_1", sizeBytes: 5 * GiB, nested: { list: [1, "two", null] } };
+      await store.finishIdempotent(acct.id, "k", 201, body);
+      const replay = await begin(store, acct.id, "k", "h1", 10);
+      expect(replay).toEqual({
+        outcome: "existing",
+        row: { accountId: acct.id, key: "k", requestHash: "h1", state: "done", responseStatus: 201, responseBody: body, createdAt: at(0), expiresAt: at(DAY) },
+      });
+      // A finished key keeps replaying, even if someone tries to release it.
+      await store.releaseIdempotent(acct.id, "k");
+      expect((await begin(store, acct.id, "k", "h1", 20)).outcome).toBe("existing");
+
+      expect((await begin(store, acct.id, "retry", "h2")).outcome).toBe("started");
+      await store.releaseIdempotent(acct.id, "retry");
+      expect((await begin(store, acct.id, "retry", "h3")).outcome).toBe("started");
+    });
+
+    it("an expired key is replaced by the next request; an unexpired one is not", async () => {
+      const { acct } = await seed();
+      expect((await begin(store, acct.id, "k", "old")).outcome).toBe("started");
+      await store.finishIdempotent(acct.id, "k", 201, { id: "art_old" });
+      const justBefore = await begin(store, acct.id, "k", "new", DAY - 1);
+      expect(justBefore.outcome).toBe("existing");
+      const replaced = await Promise.all([begin(store, acct.id, "k", "new", DAY), begin(openStore(), acct.id, "k", "new2", DAY)]);
+      expect(replaced.filter((r) => r.outcome === "started")).toHaveLength(1);
+      const now = await begin(store, acct.id, "k", "probe", DAY + 1);
+      expect(now.outcome).toBe("existing");
+      if (now.outcome === "existing") {
+        expect(["new", "new2"]).toContain(now.row.requestHash);
+        expect(now.row).toMatchObject({ state: "in_progress", responseStatus: null, responseBody: null, createdAt: at(DAY), expiresAt: at(2 * DAY) });
+      }
+    });
+
+    it("deleteExpiredIdempotency removes expired keys only and counts them", async () => {
+      const { acct } = await seed();
+      await begin(store, acct.id, "a", "h", 0);
+      await begin(store, acct.id, "b", "h", 10);
+      await begin(store, acct.id, "c", "h", 20);
+      expect(await store.deleteExpiredIdempotency(at(DAY + 10))).toBe(2);
+      expect(await store.deleteExpiredIdempotency(at(DAY + 10))).toBe(0);
+      expect((await begin(store, acct.id, "c", "other", 30)).outcome).toBe("existing");
+      expect((await begin(store, acct.id, "a", "other", 30)).outcome).toBe("started");
+    });
+  });
+
+  describe("bad input is refused with invalid_request before anything is written", () => {
+    it("artifacts with an invalid date or an impossible size", async () => {
+      const { acct, sb } = await seed();
+      const bad: ArtifactRow[] = [
+        artifact(sb, { createdAt: new Date(Number.NaN) }),
+        artifact(sb, { sizeBytes: -1 }),
+        artifact(sb, { sizeBytes: 1.5 }),
+        artifact(sb, { sizeBytes: Number.NaN }),
+        artifact(sb, { sizeBytes: 2 ** 53 }),
+        artifact(sb, { expiresAt: new Date("not a date") }),
+      ];
+      for (const a of bad) {
+        await expectCode(store.insertPendingArtifact(a), "invalid_request");
+        expect(await store.getArtifact(a.id)).toBeUndefined();
+      }
+      const good = artifact(sb);
+      await store.insertPendingArtifact(good);
+      const ready = { sizeBytes: 10, sha256: "", contentType: "x", createdAt: at(1), expiresAt: at(DAY) };
+      await expectCode(store.markArtifactReady(good.id, { ...ready, sizeBytes: -5 }), "invalid_request");
+      await expectCode(store.markArtifactReady(good.id, { ...ready, expiresAt: new Date(Number.NaN) }), "invalid_request");
+      expect(await store.getArtifact(good.id)).toEqual(good);
+      expect(await store.storedBytes(acct.id)).toBe(0);
+    });
+
+    it("sandboxes, commands, idempotency keys and list arguments", async () => {
+      const { acct, sb } = await seed();
+      const badSandbox = sandbox(acct.id, { expiresAt: new Date(Number.NaN) });
+      await expectCode(store.createSandbox(badSandbox), "invalid_request");
+      expect(await store.getSandbox(badSandbox.id)).toBeUndefined();
+
+      const badCommand = command(sb, { heartbeatAt: new Date(Number.NaN) });
+      await expectCode(store.insertCommand(badCommand), "invalid_request");
+      expect(await store.getCommand(badCommand.id)).toBeUndefined();
+      const cmd = command(sb);
+      await store.insertCommand(cmd);
+      await expectCode(store.updateCommand(cmd.id, { stdout: "half", finishedAt: new Date(Number.NaN) }), "invalid_request");
+      expect(await store.getCommand(cmd.id)).toEqual(cmd);
+
+      await expectCode(
+        store.beginIdempotent({ accountId: acct.id, key: "k", requestHash: "h", createdAt: at(0), expiresAt: new Date(Number.NaN) }),
+        "invalid_request",
+      );
+      expect((await store.beginIdempotent({ accountId: acct.id, key: "k", requestHash: "h", createdAt: at(0), expiresAt: at(DAY) })).outcome).toBe("started");
+
+      await expectCode(store.listArtifacts(sb.id, at(0), -1), "invalid_request");
+      await expectCode(store.listArtifacts(sb.id, new Date(Number.NaN), 10), "invalid_request");
+      await expectCode(store.claimExpiredArtifacts(at(0), 10, Number.POSITIVE_INFINITY), "invalid_request");
+    });
+
+    it("text is stored verbatim, quotes and all", async () => {
+      const { sb } = await seed();
+      const tricky = "x'); drop table artifacts; --? $1 \\ \"";
+      const a = artifact(sb, { name: tricky, sourcePath: "/workspace/it's \"quoted\" ✓" });
+      await store.insertPendingArtifact(a);
+      expect(await store.getArtifact(a.id)).toEqual(a);
+      expect(await store.listArtifacts(sb.id, at(0), 10)).toEqual([]);
+    });
+  });
+});
+
+describe("PostgreSQL specifics", () => {
+  it("the test helper's URL is a plain URL that confines connections to a fresh schema", async () => {
+    const db = await freshPostgresUrl();
+    try {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ schema: string }>("select current_schema() as schema");
+        expect(rows[0]?.schema).toBe(db.schema);
+        const tables = await client.query("select table_name from information_schema.tables where table_schema = current_schema()");
+        expect(tables.rows).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await db.cleanup();
+    }
+  });
+
+  it("an unreachable server is storage_unavailable, not a crash or a hang", async () => {
+    const unreachable = new KyselyMetadataStore({ kind: "postgres", url: "postgres://postgres@127.0.0.1:1/none" }, { connectTimeoutMs: 2000 });
+    try {
+      await expectCode(unreachable.ping(), "storage_unavailable");
+      await expectCode(unreachable.getAccount("acct_x"), "storage_unavailable");
+    } finally {
+      await unreachable.close();
+    }
+  });
+});
