@@ -1,0 +1,131 @@
+// crownest.v1.ArtifactService: a thin adapter over services/artifacts.ts.
+// Scopes, tenancy, confinement, idempotency and the export itself are the
+// service layer's; here requests become arguments and views become messages.
+import type { ServiceImpl } from "@connectrpc/connect";
+import { CrowNestError } from "../../common/errors.js";
+import { ArtifactService } from "../../gen/crownest/v1/artifact_pb.js";
+import type { Deps } from "../deps.js";
+import {
+  artifactView,
+  createArtifact,
+  createDownloadUrl,
+  deleteArtifact,
+  getArtifact,
+  listArtifacts,
+  openArtifactStream,
+} from "../services/artifacts.js";
+import { isReplayedError, parseIdempotencyKey } from "../services/idempotency.js";
+import { artifactToProto, downloadUrlToProto } from "./convert.js";
+import { toRpcError } from "./errors.js";
+import { callerOf } from "./interceptors.js";
+
+/** Largest chunk message of ReadArtifact: big enough for throughput, small enough for any client's default message limit. */
+export const READ_CHUNK_BYTES = 256 * 1024;
+
+const REPLAYED_HEADER = "idempotent-replayed";
+
+export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService> {
+  return {
+    async createArtifact(req, ctx) {
+      const caller = callerOf(ctx);
+      const idempotencyKey = parseIdempotencyKey(ctx.requestHeader.get("idempotency-key") ?? undefined);
+      try {
+        const { artifact, replayed } = await createArtifact(deps, caller, {
+          sandboxId: req.sandboxId,
+          path: req.path,
+          ...(req.name !== undefined ? { name: req.name } : {}),
+          ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+          signal: ctx.signal,
+        });
+        if (replayed) ctx.responseHeader.set(REPLAYED_HEADER, "true");
+        return { artifact: artifactToProto(artifact), idempotentReplayed: replayed };
+      } catch (err) {
+        // A stored failure replayed for the same key is flagged like a replayed success.
+        if (!isReplayedError(err)) throw err;
+        const e = toRpcError(err);
+        e.metadata.set(REPLAYED_HEADER, "true");
+        throw e;
+      }
+    },
+
+    async getArtifact(req, ctx) {
+      const row = await getArtifact(deps, callerOf(ctx), req.id);
+      return { artifact: artifactToProto(artifactView(row)) };
+    },
+
+    async listArtifacts(req, ctx) {
+      const page = await listArtifacts(deps, callerOf(ctx), req.sandboxId, {
+        limit: req.pageSize,
+        ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+      });
+      return {
+        artifacts: page.artifacts.map((row) => artifactToProto(artifactView(row))),
+        nextPageToken: page.nextCursor ?? "",
+      };
+    },
+
+    async deleteArtifact(req, ctx) {
+      await deleteArtifact(deps, callerOf(ctx), req.id);
+      return {};
+    },
+
+    async createDownloadUrl(req, ctx) {
+      return downloadUrlToProto(await createDownloadUrl(deps, callerOf(ctx), req.id));
+    },
+
+    /**
+     * Header {artifact, offset, length}, then the bytes in chunks of at most
+     * READ_CHUNK_BYTES. `length` past the end is cut at the end; an offset
+     * past the end is invalid_request (an offset equal to the size reads
+     * nothing, like reading at EOF).
+     */
+    async *readArtifact(req, ctx) {
+      const caller = callerOf(ctx);
+      let opened;
+      if (req.offset === 0n && req.length === undefined) {
+        opened = await openArtifactStream(deps, caller, req.id, undefined, ctx.signal);
+      } else {
+        const row = await getArtifact(deps, caller, req.id);
+        const size = BigInt(row.sizeBytes);
+        if (req.offset > size) {
+          throw new CrowNestError("invalid_request", `offset ${req.offset} is beyond the artifact's ${size} bytes`, {
+            offset: Number(req.offset),
+            sizeBytes: row.sizeBytes,
+          });
+        }
+        const available = size - req.offset;
+        const length = req.length === undefined || req.length > available ? available : req.length;
+        if (length === 0n) {
+          yield { event: { case: "header", value: { artifact: artifactToProto(artifactView(row)), offset: req.offset, length: 0n } } };
+          return;
+        }
+        const start = Number(req.offset);
+        opened = await openArtifactStream(deps, caller, req.id, { start, end: start + Number(length) - 1 }, ctx.signal);
+      }
+      const { artifact, stream, start, end } = opened;
+      const expected = end - start + 1;
+      try {
+        yield {
+          event: {
+            case: "header",
+            value: { artifact: artifactToProto(artifactView(artifact)), offset: BigInt(start), length: BigInt(Math.max(0, expected)) },
+          },
+        };
+        let sent = 0;
+        // Pulling from the blob stream only as fast as the client takes messages keeps memory bounded.
+        for await (const data of stream as AsyncIterable<Buffer>) {
+          for (let i = 0; i < data.length; i += READ_CHUNK_BYTES) {
+            const chunk = data.subarray(i, i + READ_CHUNK_BYTES);
+            sent += chunk.length;
+            yield { event: { case: "chunk", value: chunk } };
+          }
+        }
+        if (sent !== Math.max(0, expected)) {
+          throw new CrowNestError("integrity_error", `the blob store returned ${sent} bytes where ${expected} were expected`);
+        }
+      } finally {
+        stream.destroy();
+      }
+    },
+  };
+}

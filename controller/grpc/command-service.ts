@@ -1,0 +1,51 @@
+// crownest.v1.CommandService: a thin adapter over services/commands.ts. The
+// request becomes the same body REST validates (parseCommandRequest), so both
+// APIs accept and refuse exactly the same commands.
+import type { ServiceImpl } from "@connectrpc/connect";
+import { CommandService } from "../../gen/crownest/v1/command_pb.js";
+import type { Deps } from "../deps.js";
+import { getCommand, runCommand, startCommand, type CommandRequestBody } from "../services/commands.js";
+import { collectOnFromProto, commandToProto } from "./convert.js";
+import { callerOf } from "./interceptors.js";
+
+interface CommonFields {
+  command: string;
+  cwd?: string | undefined;
+  env: { [key: string]: string };
+  timeoutMs?: number | undefined;
+}
+
+/** Proto3 optionals left unset stay absent, so the service applies its defaults. */
+function commonBody(req: CommonFields): CommandRequestBody {
+  return {
+    command: req.command,
+    ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+    ...(Object.keys(req.env).length > 0 ? { env: { ...req.env } } : {}),
+    ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
+  };
+}
+
+export function commandService(deps: Deps): ServiceImpl<typeof CommandService> {
+  return {
+    async runCommand(req, ctx) {
+      const collectOn = collectOnFromProto(req.collectOn);
+      const body: CommandRequestBody = {
+        ...commonBody(req),
+        ...(req.collect.length > 0
+          ? { collect: req.collect.map((e) => ({ path: e.path, ...(e.name !== undefined ? { name: e.name } : {}) })) }
+          : {}),
+        ...(collectOn !== undefined ? { collectOn } : {}),
+      };
+      return { command: commandToProto(await runCommand(deps, callerOf(ctx), req.sandboxId, body)) };
+    },
+
+    async startCommand(req, ctx) {
+      return { command: commandToProto(await startCommand(deps, callerOf(ctx), req.sandboxId, commonBody(req))) };
+    },
+
+    async getCommand(req, ctx) {
+      const view = await getCommand(deps, callerOf(ctx), req.sandboxId !== "" ? req.sandboxId : undefined, req.id);
+      return { command: commandToProto(view) };
+    },
+  };
+}
