@@ -1,0 +1,322 @@
+// Commands (DESIGN §3, §6): the synchronous run with collection, the
+// asynchronous start, reads, and the reconciler for commands a dead
+// controller left behind. REST and gRPC both call these functions.
+import { CrowNestError, toCrowNestError } from "../../common/errors.js";
+import { normalizeWorkspacePath } from "../../common/paths.js";
+import type { Deps } from "../deps.js";
+import type { ArtifactRow, CollectError, CollectStatus, CommandRow, CommandStatus, SandboxRow } from "../db/types.js";
+import { newId } from "../ids.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { artifactView, type ArtifactView } from "./artifacts.js";
+import { requireScopes, type Caller } from "./caller.js";
+import { Collection, collectOutcome, entryName } from "./commands/collect.js";
+import { Heartbeat } from "./commands/heartbeat.js";
+import { OutputTail } from "./commands/output-tail.js";
+import { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
+import { agentOf, requireRunningSandbox } from "./sandboxes.js";
+
+export { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
+
+/** How long past timeoutMs we wait for the agent to report the end before giving up on it. */
+const AGENT_GRACE_MS = 30_000;
+
+export interface CommandView {
+  id: string;
+  sandboxId: string;
+  command: string;
+  cwd: string;
+  status: CommandStatus;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  startedAt: string;
+  finishedAt: string | null;
+  collectStatus: CollectStatus;
+  collectErrors: CollectError[];
+  artifacts: ArtifactView[];
+}
+
+export function commandView(row: CommandRow, artifacts: ArtifactRow[]): CommandView {
+  return {
+    id: row.id,
+    sandboxId: row.sandboxId,
+    command: row.command,
+    cwd: row.cwd,
+    status: row.status,
+    exitCode: row.exitCode,
+    stdout: row.stdout,
+    stderr: row.stderr,
+    stdoutTruncated: row.stdoutTruncated,
+    stderrTruncated: row.stderrTruncated,
+    startedAt: row.startedAt.toISOString(),
+    finishedAt: row.finishedAt ? row.finishedAt.toISOString() : null,
+    collectStatus: row.collectStatus,
+    collectErrors: row.collectErrors.map(({ path, name, code, message }) => ({ path, name, code, message })),
+    artifacts: artifacts.map((a) => artifactView(a)),
+  };
+}
+
+/** The command's artifacts as clients may see them: ready, unexpired, in the order they were made. */
+async function visibleArtifacts(deps: Deps, commandId: string): Promise<ArtifactRow[]> {
+  const now = deps.clock.now().getTime();
+  const rows = await deps.db.listArtifactsByCommand(commandId);
+  return rows
+    .filter((a) => a.state === "ready" && (a.expiresAt === null || a.expiresAt.getTime() > now))
+    .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * POST …/commands/run: runs to the end, then collects. Not tied to the
+ * client's connection: once started, the run and its collection finish
+ * (and are recorded) even if the caller goes away.
+ */
+export async function runCommand(deps: Deps, caller: Caller, sandboxId: string, body: CommandRequestBody | unknown): Promise<CommandView> {
+  requireScopes(caller, "command:run");
+  const request = parseCommandRequest(body, "run");
+  if (request.collect.length > 0) requireScopes(caller, "artifact:create");
+  const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+  const execution = await beginExecution(deps, sandbox, request);
+  const row = await execution.done;
+  return commandView(row, await visibleArtifacts(deps, row.id));
+}
+
+/** POST …/commands: returns once the process started; the rest happens in the background of this controller. */
+export async function startCommand(deps: Deps, caller: Caller, sandboxId: string, body: CommandRequestBody | unknown): Promise<CommandView> {
+  requireScopes(caller, "command:run");
+  const request = parseCommandRequest(body, "start");
+  const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+  const execution = await beginExecution(deps, sandbox, request);
+  execution.done.catch((err: unknown) => deps.log.error({ err, commandId: execution.row.id }, "background command failed"));
+  return commandView(execution.row, []);
+}
+
+/** GET: another account's command, or another sandbox's when `sandboxId` is given, is not_found. */
+export async function getCommand(deps: Deps, caller: Caller, sandboxId: string | undefined, id: string): Promise<CommandView> {
+  requireScopes(caller, "command:read");
+  const row = typeof id === "string" && id !== "" ? await deps.db.getCommand(id) : undefined;
+  if (!row || row.accountId !== caller.accountId || (sandboxId !== undefined && row.sandboxId !== sandboxId)) {
+    throw new CrowNestError("not_found", "no such command", { id });
+  }
+  return commandView(row, await visibleArtifacts(deps, row.id));
+}
+
+interface Execution {
+  /** As inserted (status running). */
+  row: CommandRow;
+  /** The final row after the process ended and collection finished. */
+  done: Promise<CommandRow>;
+}
+
+/**
+ * Records the command, asks the agent to run it and resolves once the agent
+ * reported the start. A refusal before the start (missing or escaping cwd,
+ * agent down) is thrown with its code; the row is then closed as `error`.
+ */
+async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandRequest): Promise<Execution> {
+  const now = deps.clock.now();
+  const row: CommandRow = {
+    id: newId("cmd"),
+    accountId: sandbox.accountId,
+    sandboxId: sandbox.id,
+    command: request.command,
+    cwd: request.cwd,
+    status: "running",
+    exitCode: null,
+    signal: null,
+    stdout: "",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    startedAt: now,
+    finishedAt: null,
+    // Requested but not yet decided: pending until the run ends, then pending/skipped.
+    collectStatus: request.collect.length > 0 ? "pending" : "not_requested",
+    collect: request.collect,
+    collectOn: request.collectOn,
+    collectErrors: [],
+    heartbeatAt: now,
+  };
+  await deps.db.insertCommand(row);
+
+  let collection: Collection | undefined;
+  const heartbeat = new Heartbeat(deps, row.id, () => (collection ? { collectErrors: collection.errors() } : {}));
+  heartbeat.start();
+
+  let onStarted!: () => void;
+  const started = new Promise<void>((resolve) => (onStarted = resolve));
+  const processDone = runProcess(deps, sandbox, row, request, onStarted);
+
+  try {
+    await Promise.race([started, processDone]);
+  } catch (err) {
+    await heartbeat.stop();
+    const e = toCrowNestError(err);
+    await deps.db.updateCommand(row.id, {
+      status: "error",
+      finishedAt: deps.clock.now(),
+      collectStatus: request.collect.length > 0 ? "skipped" : "not_requested",
+      heartbeatAt: deps.clock.now(),
+    });
+    throw e;
+  }
+
+  const done = (async (): Promise<CommandRow> => {
+    try {
+      const ended = await processDone;
+      let collectStatus: CollectStatus;
+      if (request.collect.length === 0) collectStatus = "not_requested";
+      else if (request.collectOn === "success" && !(ended.status === "exited" && ended.exitCode === 0)) collectStatus = "skipped";
+      else collectStatus = "pending";
+      // Persisted before any export starts, so a concurrent GET sees the run's result and "pending".
+      const afterRun: CommandRow = { ...row, ...ended, collectStatus, heartbeatAt: deps.clock.now() };
+      await deps.db.updateCommand(row.id, { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt });
+      if (collectStatus !== "pending") return afterRun;
+
+      collection = new Collection(deps, sandbox, row.id, request.collect);
+      const collected = await collection.run();
+      await heartbeat.stop();
+      const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };
+      await deps.db.updateCommand(row.id, { collectStatus: final.collectStatus, collectErrors: final.collectErrors, heartbeatAt: final.heartbeatAt });
+      return final;
+    } finally {
+      await heartbeat.stop();
+    }
+  })();
+  return { row, done };
+}
+
+type ProcessEnd = Pick<CommandRow, "status" | "exitCode" | "signal" | "stdout" | "stderr" | "stdoutTruncated" | "stderrTruncated" | "finishedAt">;
+
+/**
+ * Streams the process through the agent. Rejects only when the call fails
+ * before the agent reported the start; a failure after that (agent lost,
+ * sandbox destroyed) ends the command as `error`.
+ */
+async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, request: CommandRequest, onStarted: () => void): Promise<ProcessEnd> {
+  const stdout = new OutputTail();
+  const stderr = new OutputTail();
+  // The agent enforces timeoutMs itself; this only guards against an agent that stops answering.
+  const abort = new AbortController();
+  const guard = setTimeout(() => abort.abort(), request.timeoutMs + AGENT_GRACE_MS);
+  guard.unref();
+  let started = false;
+  let exit: { code?: number | undefined; signal: string; timedOut: boolean } | undefined;
+  let failure: unknown;
+  try {
+    const stream = agentOf(sandbox).process.run(
+      {
+        command: request.command,
+        cwd: request.cwd,
+        // Ours last: the command can always tell which record it belongs to.
+        env: { ...request.env, CROWNEST_COMMAND_ID: row.id, CROWNEST_SANDBOX_ID: sandbox.id },
+        timeoutMs: request.timeoutMs,
+      },
+      { signal: abort.signal },
+    );
+    for await (const message of stream) {
+      const event = message.event;
+      switch (event.case) {
+        case "started":
+          started = true;
+          onStarted();
+          break;
+        case "stdout":
+          stdout.push(event.value);
+          break;
+        case "stderr":
+          stderr.push(event.value);
+          break;
+        case "exit":
+          exit = event.value;
+          break;
+        default:
+          break;
+      }
+    }
+  } catch (err) {
+    if (!started && !exit) throw fromAgentError(err);
+    failure = err;
+  } finally {
+    clearTimeout(guard);
+  }
+  if (!started && !exit) throw new CrowNestError("agent_unavailable", "the agent ended the call without starting the command");
+  onStarted();
+
+  let status: CommandStatus;
+  if (exit && failure === undefined) status = exit.timedOut ? "timed_out" : "exited";
+  else {
+    status = "error";
+    deps.log.warn({ err: failure, commandId: row.id, sandboxId: sandbox.id }, "lost the agent while the command ran");
+  }
+  return {
+    status,
+    exitCode: status === "error" ? null : (exit?.code ?? null),
+    signal: status === "error" ? null : exit?.signal || null,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    stdoutTruncated: stdout.truncated,
+    stderrTruncated: stderr.truncated,
+    finishedAt: deps.clock.now(),
+  };
+}
+
+/**
+ * Finishes commands whose controller died (heartbeat older than
+ * config.commandStaleMs): a run becomes `error`; an unfinished collection
+ * gets code `internal` for every entry that has neither an artifact nor an
+ * error yet. Their pending artifacts are the pending reconciler's to remove.
+ */
+export async function reconcileStaleCommands(deps: Deps, limit = 100): Promise<number> {
+  const now = deps.clock.now();
+  const stale = await deps.db.listStaleCommands(new Date(now.getTime() - deps.config.commandStaleMs), limit);
+  for (const row of stale) {
+    const patch = await abandonedOutcome(deps, row);
+    await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now });
+    deps.metrics.reconciled.inc({ kind: "command" });
+    deps.log.warn({ commandId: row.id, status: patch.status ?? row.status, collectStatus: patch.collectStatus }, "finished a command left by a stopped controller");
+  }
+  return stale.length;
+}
+
+async function abandonedOutcome(deps: Deps, row: CommandRow): Promise<Partial<CommandRow>> {
+  const entries = row.collect;
+  if (row.status === "running") {
+    const patch: Partial<CommandRow> = { status: "error", exitCode: null, finishedAt: deps.clock.now() };
+    if (entries.length === 0) return { ...patch, collectStatus: "not_requested" };
+    if (row.collectOn === "success") return { ...patch, collectStatus: "skipped" };
+    const collectErrors = entries.map((e) => interrupted(e.path, entryName(e), "the controller stopped before the command ended"));
+    return { ...patch, collectStatus: "failed", collectErrors };
+  }
+
+  // Collection was under way: keep what is known (artifacts made, errors recorded by the heartbeat).
+  const ready = (await deps.db.listArtifactsByCommand(row.id)).filter((a) => a.state === "ready");
+  const recorded = [...row.collectErrors];
+  const collectErrors: CollectError[] = [];
+  for (const entry of entries) {
+    const name = entry.name;
+    const i = recorded.findIndex((e) => e.path === entry.path && (name === undefined || e.name === name));
+    if (i >= 0) {
+      collectErrors.push(recorded.splice(i, 1)[0]!);
+      continue;
+    }
+    let source: string | undefined;
+    try {
+      source = normalizeWorkspacePath(entry.path);
+    } catch {
+      source = undefined;
+    }
+    const j = ready.findIndex((a) => a.sourcePath === source && (name === undefined || a.name === name));
+    if (j >= 0) {
+      ready.splice(j, 1);
+      continue;
+    }
+    collectErrors.push(interrupted(entry.path, entryName(entry), "collection interrupted: the controller stopped before this entry was exported"));
+  }
+  return { collectStatus: collectOutcome(entries.length, collectErrors.length), collectErrors };
+}
+
+function interrupted(path: string, name: string, message: string): CollectError {
+  return { path, name, code: "internal", message };
+}

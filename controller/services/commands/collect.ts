@@ -1,0 +1,79 @@
+// Collection of a command's outputs (DESIGN §6): every entry goes through
+// the one export pipeline, a few at a time, and ends either as an artifact
+// or as exactly one collectErrors item.
+import { posix } from "node:path";
+import { toCrowNestError } from "../../../common/errors.js";
+import { normalizeWorkspacePath } from "../../../common/paths.js";
+import type { Deps } from "../../deps.js";
+import type { CollectEntry, CollectError, CollectStatus, SandboxRow } from "../../db/types.js";
+import { defaultArtifactName, exportPath } from "../export.js";
+
+/** The name an entry's error item carries when the request names none (a file's base name; the pipeline knows better for a directory). */
+export function defaultEntryName(path: string): string {
+  try {
+    return defaultArtifactName(normalizeWorkspacePath(path), false);
+  } catch {
+    // An unusable path still gets a readable name in its error item.
+    return posix.basename(path) || path;
+  }
+}
+
+export function entryName(entry: CollectEntry): string {
+  return entry.name ?? defaultEntryName(entry.path);
+}
+
+/** succeeded / partial / failed from how many of `total` entries failed. */
+export function collectOutcome(total: number, failed: number): Extract<CollectStatus, "succeeded" | "partial" | "failed"> {
+  if (failed === 0) return "succeeded";
+  return failed >= total ? "failed" : "partial";
+}
+
+export class Collection {
+  private readonly failures = new Map<number, CollectError>();
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly sandbox: SandboxRow,
+    private readonly commandId: string,
+    private readonly entries: CollectEntry[],
+  ) {}
+
+  /** The errors so far, in entry order (read by the heartbeat, so a crash keeps the real codes). */
+  errors(): CollectError[] {
+    return [...this.failures.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
+  }
+
+  /** Exports every entry with config.collectConcurrency workers; never throws for an entry's failure. */
+  async run(): Promise<{ status: Extract<CollectStatus, "succeeded" | "partial" | "failed">; errors: CollectError[] }> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < this.entries.length) {
+        const index = next++;
+        await this.exportEntry(index, this.entries[index]!);
+      }
+    };
+    const workers = Math.min(this.deps.config.collectConcurrency, this.entries.length);
+    await Promise.all(Array.from({ length: workers }, worker));
+    return { status: collectOutcome(this.entries.length, this.failures.size), errors: this.errors() };
+  }
+
+  private async exportEntry(index: number, entry: CollectEntry): Promise<void> {
+    try {
+      await exportPath(this.deps, {
+        accountId: this.sandbox.accountId,
+        sandbox: this.sandbox,
+        path: entry.path,
+        ...(entry.name !== undefined ? { name: entry.name } : {}),
+        commandId: this.commandId,
+      });
+    } catch (err) {
+      const e = toCrowNestError(err);
+      // A directory's default name is "<base>.tar"; the pipeline knows which it was.
+      const name = entry.name ?? (typeof e.details.name === "string" ? e.details.name : defaultEntryName(entry.path));
+      this.failures.set(index, { path: entry.path, name, code: e.code, message: e.message });
+      const log = { commandId: this.commandId, path: entry.path, code: e.code };
+      if (e.code === "internal") this.deps.log.error({ ...log, err }, "collect entry failed");
+      else this.deps.log.info(log, "collect entry failed");
+    }
+  }
+}

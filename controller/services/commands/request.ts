@@ -1,0 +1,158 @@
+// The one validation of a command request body, shared by REST and gRPC
+// (DESIGN §3): every failure names the field. Collect entry paths are only
+// checked for shape here; confinement of each entry is the export pipeline's
+// job and ends as a per-entry collectErrors item, not a 4xx for the request.
+import { CrowNestError } from "../../../common/errors.js";
+import { normalizeWorkspacePath } from "../../../common/paths.js";
+import type { CollectEntry, CollectOn } from "../../db/types.js";
+import { validateArtifactName } from "../export.js";
+
+export const MAX_COMMAND_BYTES = 64 * 1024;
+export const MAX_ENV_VARS = 256;
+export const MAX_ENV_VALUE_BYTES = 32 * 1024;
+export const MAX_ENV_TOTAL_BYTES = 256 * 1024;
+export const MAX_TIMEOUT_MS = 3_600_000;
+export const DEFAULT_TIMEOUT_MS = 600_000;
+/** 1,000 so that a build can list every output file it made (DESIGN §9 measures exactly that). */
+export const MAX_COLLECT_ENTRIES = 1000;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RUN_FIELDS = new Set(["command", "cwd", "env", "timeoutMs", "collect", "collectOn"]);
+const ENTRY_FIELDS = new Set(["path", "name"]);
+
+/** What a caller may send; `unknown` values because it comes straight from JSON (or a gRPC adapter). */
+export interface CommandRequestBody {
+  command?: unknown;
+  cwd?: unknown;
+  env?: unknown;
+  timeoutMs?: unknown;
+  collect?: unknown;
+  collectOn?: unknown;
+}
+
+export interface CommandRequest {
+  command: string;
+  /** Normalized absolute path (/workspace/...). */
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  collect: CollectEntry[];
+  collectOn: CollectOn;
+}
+
+function invalid(field: string, message: string): CrowNestError {
+  return new CrowNestError("invalid_request", `${field}: ${message}`, { field });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+const present = (body: Record<string, unknown>, key: string): boolean => Object.hasOwn(body, key) && body[key] !== undefined;
+
+/**
+ * Validates a body for the synchronous run ("run") or the asynchronous start
+ * ("start", which refuses collect/collectOn even when empty).
+ */
+export function parseCommandRequest(body: unknown, mode: "run" | "start"): CommandRequest {
+  if (!isPlainObject(body)) throw new CrowNestError("invalid_request", "the request body must be a JSON object");
+
+  if (mode === "start") {
+    for (const field of ["collect", "collectOn"]) {
+      if (present(body, field)) {
+        throw new CrowNestError(
+          "unsupported_field",
+          `${field} is not accepted by the asynchronous start; use POST …/commands/run to collect outputs`,
+          { field },
+        );
+      }
+    }
+  }
+  for (const key of Object.keys(body)) {
+    if (!RUN_FIELDS.has(key) && body[key] !== undefined) {
+      throw new CrowNestError("unsupported_field", `unknown field: ${key}`, { field: key });
+    }
+  }
+
+  const command = body.command;
+  if (typeof command !== "string") throw invalid("command", "required, a string run by /bin/sh -c");
+  if (command.trim() === "") throw invalid("command", "must not be empty");
+  if (command.includes("\0")) throw invalid("command", "must not contain a NUL byte");
+  if (Buffer.byteLength(command, "utf8") > MAX_COMMAND_BYTES) throw invalid("command", `longer than ${MAX_COMMAND_BYTES} bytes`);
+
+  let cwd = "/workspace";
+  if (present(body, "cwd")) {
+    if (typeof body.cwd !== "string") throw invalid("cwd", "must be a string");
+    // The lexical rule's own codes (invalid_path, path_outside_workspace), naming the field.
+    try {
+      cwd = normalizeWorkspacePath(body.cwd);
+    } catch (err) {
+      if (err instanceof CrowNestError) throw new CrowNestError(err.code, `cwd: ${err.message}`, { ...err.details, field: "cwd" });
+      throw err;
+    }
+  }
+
+  const env: Record<string, string> = {};
+  if (present(body, "env")) {
+    if (!isPlainObject(body.env)) throw invalid("env", "must be an object of string values");
+    const names = Object.keys(body.env);
+    if (names.length > MAX_ENV_VARS) throw invalid("env", `at most ${MAX_ENV_VARS} variables`);
+    let total = 0;
+    for (const name of names) {
+      const value = body.env[name];
+      if (!ENV_NAME.test(name)) throw invalid("env", `invalid variable name ${JSON.stringify(name.slice(0, 64))}`);
+      if (typeof value !== "string") throw invalid(`env.${name}`, "must be a string");
+      if (value.includes("\0")) throw invalid(`env.${name}`, "must not contain a NUL byte");
+      const bytes = Buffer.byteLength(value, "utf8");
+      if (bytes > MAX_ENV_VALUE_BYTES) throw invalid(`env.${name}`, `longer than ${MAX_ENV_VALUE_BYTES} bytes`);
+      total += bytes + name.length;
+      if (total > MAX_ENV_TOTAL_BYTES) throw invalid("env", `larger than ${MAX_ENV_TOTAL_BYTES} bytes in total`);
+      env[name] = value;
+    }
+  }
+
+  let timeoutMs = DEFAULT_TIMEOUT_MS;
+  if (present(body, "timeoutMs")) {
+    const t = body.timeoutMs;
+    if (typeof t !== "number" || !Number.isInteger(t) || t < 1 || t > MAX_TIMEOUT_MS) {
+      throw invalid("timeoutMs", `must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`);
+    }
+    timeoutMs = t;
+  }
+
+  const collect: CollectEntry[] = [];
+  if (present(body, "collect")) {
+    if (!Array.isArray(body.collect)) throw invalid("collect", "must be an array of {path, name?}");
+    if (body.collect.length > MAX_COLLECT_ENTRIES) throw invalid("collect", `at most ${MAX_COLLECT_ENTRIES} entries`);
+    body.collect.forEach((entry: unknown, i: number) => {
+      const field = `collect[${i}]`;
+      if (!isPlainObject(entry)) throw invalid(field, "must be an object {path, name?}");
+      for (const key of Object.keys(entry)) {
+        if (!ENTRY_FIELDS.has(key)) throw invalid(`${field}.${key}`, "unknown field; an entry has only path and name");
+      }
+      if (typeof entry.path !== "string" || entry.path === "") throw invalid(`${field}.path`, "required, a non-empty string");
+      const out: CollectEntry = { path: entry.path };
+      if (entry.name !== undefined) {
+        const name = entry.name;
+        if (typeof name !== "string") throw invalid(`${field}.name`, "must be a string");
+        // The export pipeline's own name rule, checked up front so a bad name fails the request, not one entry.
+        try {
+          validateArtifactName(name);
+        } catch (err) {
+          if (err instanceof CrowNestError) throw invalid(`${field}.name`, err.message);
+          throw err;
+        }
+        out.name = name;
+      }
+      collect.push(out);
+    });
+  }
+
+  let collectOn: CollectOn = "success";
+  if (present(body, "collectOn")) {
+    if (body.collectOn !== "success" && body.collectOn !== "always") throw invalid("collectOn", 'must be "success" or "always"');
+    collectOn = body.collectOn;
+  }
+
+  return { command, cwd, env, timeoutMs, collect, collectOn };
+}
