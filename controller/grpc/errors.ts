@@ -3,8 +3,7 @@
 // the message, Connect code from ERROR_CODES) plus a crownest.v1.ErrorDetail
 // so clients get the code and details without parsing the message.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { fromJson, type JsonObject } from "@bufbuild/protobuf";
-import { StructSchema } from "@bufbuild/protobuf/wkt";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { toConnectError, toCrowNestError } from "../../common/errors.js";
 import { ErrorDetailSchema } from "../../gen/crownest/v1/types_pb.js";
 
@@ -26,7 +25,7 @@ export function toRpcError(err: unknown): ConnectError {
     base.rawMessage,
     base.code,
     undefined,
-    [{ desc: ErrorDetailSchema, value: { code: e.code, message: e.message, details: detailsStruct(e.details) } }],
+    [{ desc: ErrorDetailSchema, value: { code: e.code, message: e.message, details: jsonDetails(e.details) } }],
     err,
   );
   mapped.add(out);
@@ -41,11 +40,10 @@ function isClientGone(err: unknown): boolean {
 }
 
 /** Details are plain JSON by contract (REST sends them as is); a round trip drops what JSON cannot carry. */
-function detailsStruct(details: Record<string, unknown>) {
+function jsonDetails(details: Record<string, unknown>): JsonObject {
   try {
-    const json = JSON.parse(JSON.stringify(details ?? {})) as JsonObject;
-    return fromJson(StructSchema, json);
+    return JSON.parse(JSON.stringify(details ?? {})) as JsonObject;
   } catch {
-    return fromJson(StructSchema, {});
+    return {};
   }
 }
