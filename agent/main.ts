@@ -1,0 +1,98 @@
+// crownest-agent: CLI and wiring only.
+//   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F]
+// The token comes from CROWNEST_AGENT_TOKEN or --token-file. Prints one JSON
+// line {"listening":"http://host:port"} on stdout; logs are JSON on stderr.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, realpath, stat } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { pino, destination } from "pino";
+import { startAgentServer } from "./server.js";
+
+const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE]  (token: CROWNEST_AGENT_TOKEN or --token-file)";
+
+class UsageError extends Error {}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`--listen: expected HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+async function readToken(tokenFile: string | undefined): Promise<string> {
+  let token = process.env.CROWNEST_AGENT_TOKEN ?? "";
+  // Commands started by the agent inherit its environment: the secret must not be in it.
+  delete process.env.CROWNEST_AGENT_TOKEN;
+  if (tokenFile !== undefined) {
+    try {
+      token = (await readFile(tokenFile, "utf8")).trim();
+    } catch (err) {
+      throw new UsageError(`--token-file: cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+  if (token === "") throw new UsageError("no agent token: set CROWNEST_AGENT_TOKEN or pass --token-file FILE");
+  return token;
+}
+
+async function workspaceRoot(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true }).catch(() => {});
+  let root: string;
+  try {
+    root = await realpath(dir);
+  } catch {
+    throw new UsageError(`--workspace: ${dir} does not exist`);
+  }
+  if (!(await stat(root)).isDirectory()) throw new UsageError(`--workspace: ${dir} is not a directory`);
+  return root;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      workspace: { type: "string" },
+      listen: { type: "string", default: "127.0.0.1:0" },
+      "token-file": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (!values.workspace) throw new UsageError("--workspace DIR is required");
+  // Confinement walks paths relative to open directories through /proc/self/fd.
+  if (!existsSync("/proc/self/fd")) throw new UsageError("/proc/self/fd is missing: the agent needs Linux procfs");
+  const listen = parseListen(values.listen);
+  const token = await readToken(values["token-file"]);
+  const root = await workspaceRoot(values.workspace);
+
+  const log = pino({ name: "crownest-agent", level: process.env.CROWNEST_AGENT_LOG_LEVEL ?? "info" }, destination(2));
+  const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env } });
+  process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
+  log.info({ url: server.url, workspace: root }, "agent listening");
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1); // a second signal: do not wait any more
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ? (err as Error).message
+    : `failed to start: ${err instanceof Error ? err.message : String(err)}`;
+  process.stderr.write(`crownest-agent: ${message}\n${err instanceof UsageError ? `${USAGE}\n` : ""}`);
+  process.exit(2);
+});

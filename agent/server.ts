@@ -1,0 +1,101 @@
+// The agent's h2c server: Connect, gRPC and gRPC-Web on one port, with the
+// token check and the error mapping as interceptors around every service.
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { ChildProcess } from "node:child_process";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
+import { ProcessService } from "../gen/crownest/agent/v1/process_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { bearerAuth } from "./auth.js";
+import { errorInterceptor } from "./errors.js";
+import { healthService } from "./health.js";
+import { killAll, processService } from "./process/service.js";
+import { workspaceService } from "./workspace/service.js";
+
+export interface AgentServerOptions {
+  /** Real path of the workspace root. */
+  root: string;
+  token: string;
+  host: string;
+  port: number;
+  log: Logger;
+  /** Environment commands start from. */
+  env: NodeJS.ProcessEnv;
+}
+
+export interface AgentServer {
+  /** http://host:port actually bound. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Largest message accepted (WriteFile chunks); clients send 256 KiB or so. */
+const READ_MAX_BYTES = 16 * 1024 * 1024;
+/** HTTP/2 flow-control windows: wide enough that uploads are not stalled by round trips. */
+const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
+/** How long in-flight calls get to finish at shutdown before sessions are cut. */
+const CLOSE_GRACE_MS = 2_000;
+
+export async function startAgentServer(options: AgentServerOptions): Promise<AgentServer> {
+  const { root, log } = options;
+  const shutdown = new AbortController();
+  const health = { serving: true };
+  const processes = new Map<number, ChildProcess>();
+  const processDeps = { root, env: options.env, processes };
+
+  const handler = connectNodeAdapter({
+    routes(router) {
+      router.service(WorkspaceService, workspaceService({ root }));
+      router.service(ProcessService, processService(processDeps));
+      router.service(Health, healthService(health));
+    },
+    // The first interceptor is the outermost: errors from auth are mapped too.
+    interceptors: [errorInterceptor(log), bearerAuth(options.token)],
+    // File bytes are incompressible; gzip costs ten times the throughput (STACK.md).
+    acceptCompression: [],
+    readMaxBytes: READ_MAX_BYTES,
+    shutdownSignal: shutdown.signal,
+  });
+
+  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    session.on("error", (err) => log.debug({ err }, "http2 session error"));
+    session.once("localSettings", () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      health.serving = false;
+      // Ends Watch and Run streams (Run kills its process group on the way out).
+      shutdown.abort();
+      killAll(processDeps);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      const cut = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+      }, CLOSE_GRACE_MS);
+      await closed;
+      clearTimeout(cut);
+    })();
+    return closing;
+  };
+  return { url, close };
+}

@@ -1,0 +1,69 @@
+// ReadFile: header → chunks → trailer{size, sha256}. The generator reads the
+// next chunk only when the consumer pulls (Connect waits for the HTTP/2
+// stream to drain before asking), so memory stays at a chunk or two whatever
+// the file's size.
+import { createHash } from "node:crypto";
+import type { BigIntStats } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import type { HandlerContext } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ReadFileRequest, ReadFileResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { CrowNestError } from "../../common/errors.js";
+import { openRegularFile, resolveInsideWorkspace } from "../confine.js";
+import { callPath } from "../errors.js";
+import { fileInfo } from "./stat.js";
+import type { WorkspaceDeps } from "./service.js";
+
+/** Bytes per message: large enough to amortize framing, small enough to keep memory flat (STACK.md figures). */
+export const CHUNK_BYTES = 256 * 1024;
+
+type Response = MessageInitShape<typeof ReadFileResponseSchema>;
+
+export async function* readFile(deps: WorkspaceDeps, req: ReadFileRequest, ctx: HandlerContext): AsyncGenerator<Response> {
+  const entry = await resolveInsideWorkspace(deps.root, req.path);
+  ctx.values.set(callPath, entry.path);
+  let opened;
+  try {
+    opened = await openRegularFile(entry);
+  } finally {
+    await entry.close();
+  }
+  const { fh, stats } = opened;
+  try {
+    yield { event: { case: "header", value: fileInfo(entry.path, stats) } };
+    const hash = createHash("sha256");
+    let sent = 0n;
+    for await (const chunk of readChunks(fh, ctx.signal)) {
+      sent += BigInt(chunk.byteLength);
+      if (sent > stats.size) throw changed(entry.path, "grew");
+      hash.update(chunk);
+      yield { event: { case: "chunk", value: chunk } };
+    }
+    await assertUnchanged(fh, stats, sent, entry.path);
+    yield { event: { case: "trailer", value: { size: sent, sha256: hash.digest("hex") } } };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Sequential reads from an open file, one fresh buffer per chunk (the consumer keeps it until it is sent). */
+export async function* readChunks(fh: FileHandle, signal: AbortSignal, chunkBytes = CHUNK_BYTES): AsyncGenerator<Buffer> {
+  for (;;) {
+    signal.throwIfAborted();
+    const buf = Buffer.allocUnsafe(chunkBytes);
+    const { bytesRead } = await fh.read(buf, 0, chunkBytes, null);
+    if (bytesRead === 0) return;
+    yield bytesRead === chunkBytes ? buf : buf.subarray(0, bytesRead);
+  }
+}
+
+/** The file must end as it started: same size and mtime, and exactly that many bytes read. */
+export async function assertUnchanged(fh: FileHandle, start: BigIntStats, read: bigint, path: string): Promise<void> {
+  const end = await fh.stat({ bigint: true });
+  if (read !== start.size) throw changed(path, read < start.size ? "shrank" : "grew");
+  if (end.size !== start.size || end.mtimeNs !== start.mtimeNs) throw changed(path, "was modified");
+}
+
+function changed(path: string, how: string): CrowNestError {
+  return new CrowNestError("file_changed", `${path} ${how} while it was read`, { path });
+}

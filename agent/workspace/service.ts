@@ -1,0 +1,23 @@
+// WorkspaceService: one file per RPC; this file only mounts them.
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { readArchive } from "./read-archive.js";
+import { readFile } from "./read-file.js";
+import { stat } from "./stat.js";
+import { watch } from "./watch.js";
+import { writeFile } from "./write-file.js";
+
+export interface WorkspaceDeps {
+  /** Real path (symlink-free) of the directory served as /workspace. */
+  root: string;
+}
+
+export function workspaceService(deps: WorkspaceDeps): ServiceImpl<typeof WorkspaceService> {
+  return {
+    stat: (req, ctx) => stat(deps, req, ctx),
+    readFile: (req, ctx) => readFile(deps, req, ctx),
+    readArchive: (req, ctx) => readArchive(deps, req, ctx),
+    writeFile: (reqs, ctx) => writeFile(deps, reqs, ctx),
+    watch: (req, ctx) => watch(deps, req, ctx),
+  };
+}
