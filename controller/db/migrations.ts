@@ -159,8 +159,7 @@ export async function runMigrations(db: AnyDb, schema: string | undefined): Prom
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName;
-    throw new Error(`database migration ${failed ?? ""} failed: ${(error as Error).message ?? String(error)}`, {
-      cause: error,
-    });
+    const what = failed === undefined ? "database migration" : `database migration ${failed}`;
+    throw new Error(`${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
 }

@@ -4,8 +4,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
-import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql } from "kysely";
-import type { DatabaseConnection, Driver, SqliteDialectConfig } from "kysely";
+import { CompiledQuery, Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, SqliteDriver, sql } from "kysely";
+import type { DatabaseConnection, DialectAdapter, Driver, SqliteDialectConfig } from "kysely";
 import pg from "pg";
 import { CrowNestError } from "../../common/errors.js";
 import type { DatabaseConfig } from "../config.js";
@@ -57,6 +57,15 @@ function parseInt8(text: string): number {
   return fromInt(text);
 }
 
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  // Kysely runs SQLite migrations outside any transaction, so concurrent
+  // starts both apply them and a crash leaves half a schema. SQLite's DDL is
+  // transactional: run each migration, and its bookkeeping, in one.
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
 /**
  * Transactions take SQLite's write lock up front (BEGIN IMMEDIATE). A
  * deferred transaction that reads and then writes fails outright when another
@@ -78,6 +87,9 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
   override createDriver(): Driver {
     return new ImmediateSqliteDriver(this.#config);
+  }
+  override createAdapter(): DialectAdapter {
+    return new TransactionalSqliteAdapter();
   }
 }
 

@@ -2,9 +2,12 @@
 // implementation: SQLite on a temp file and PostgreSQL on the machine's
 // server. Each test gets a fresh, migrated database so global queries (the
 // sweeper's claim, the reconciler's lists) see only what the test wrote.
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CrowNestError } from "../../../common/errors.js";
@@ -193,6 +196,23 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     await a.createAccount(acct);
     expect(await b.getAccount(acct.id)).toEqual(acct);
     store = a;
+  });
+
+  it("three processes migrating a new database at once all succeed", async () => {
+    await store.close();
+    opened.length = 0;
+    await env.cleanup();
+    env = await impl.create();
+    const child = fileURLToPath(new URL("./fixtures/migrate-child.ts", import.meta.url));
+    const startAt = String(Date.now() + 3000);
+    const runs = await Promise.all(
+      [1, 2, 3].map(() => promisify(execFile)(process.execPath, ["--import", "tsx", child, JSON.stringify(env.config), startAt])),
+    );
+    expect(runs.map((r) => r.stdout)).toEqual(["migrated\n", "migrated\n", "migrated\n"]);
+    store = openStore();
+    const acct = account();
+    await store.createAccount(acct);
+    expect(await store.getAccount(acct.id)).toEqual(acct);
   });
 
   describe("accounts and API keys", () => {
@@ -693,6 +713,35 @@ describe("PostgreSQL specifics", () => {
       }
     } finally {
       await db.cleanup();
+    }
+  });
+
+  it("a database with another schema already migrated still gets its own tables", async () => {
+    const first = await freshPostgresUrl();
+    const second = await freshPostgresUrl();
+    const a = openMetadataStore({ kind: "postgres", url: first.url });
+    const b = openMetadataStore({ kind: "postgres", url: second.url });
+    try {
+      await a.migrate();
+      await b.migrate();
+      const acct = account();
+      await b.createAccount(acct);
+      expect(await b.getAccount(acct.id)).toEqual(acct);
+      expect(await a.getAccount(acct.id)).toBeUndefined();
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([first.cleanup(), second.cleanup()]);
+    }
+  });
+
+  it("a URL whose search_path names no existing schema fails migrate() clearly", async () => {
+    const db = await freshPostgresUrl();
+    await db.cleanup();
+    const store = openMetadataStore({ kind: "postgres", url: db.url });
+    try {
+      await expect(store.migrate()).rejects.toThrow(/search_path/);
+    } finally {
+      await store.close();
     }
   });
 
