@@ -153,7 +153,7 @@ function classify(err: unknown): unknown {
 
 export class KyselyMetadataStore implements MetadataStore {
   readonly dialect: "sqlite" | "postgres";
-  readonly db: Kysely<Database>;
+  private readonly db: Kysely<Database>;
   readonly #sqliteFile: string | undefined;
 
   constructor(config: DatabaseConfig, opts: StoreOptions = {}) {
