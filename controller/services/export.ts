@@ -212,7 +212,7 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
     try {
-      const responses = isDirectory
+      const responses: AsyncIterable<{ event: unknown }> = isDirectory
         ? agent.workspace.readArchive({ path: sourcePath }, { signal })
         : agent.workspace.readFile({ path: sourcePath }, { signal });
       const guarded = watchForStalls(responses, deps.config.exportStallMs, () =>
