@@ -107,7 +107,17 @@ export async function resolveInsideWorkspace(root: string, clientPath: string, o
       }
       if (stats.isSymbolicLink() && (!isLast || followFinal)) {
         if (++links > MAX_SYMLINKS) throw outside(path, "has too many levels of symbolic links");
-        const target = await readlink(at(top.fh, name));
+        let target: string;
+        try {
+          target = await readlink(at(top.fh, name));
+        } catch (err) {
+          // No longer a symlink (EINVAL): it changed under us; look again (the link budget bounds this).
+          if (errnoOf(err) === "EINVAL") {
+            pending.unshift(name);
+            continue;
+          }
+          throw fromErrno(err, path);
+        }
         if (target.startsWith("/")) {
           // An absolute link is a host path: it must land inside the root's real path.
           const normalized = posix.normalize(target);
