@@ -55,10 +55,32 @@ export function withSearchPath(url: string, schema: string): string {
   return `${u.toString()}${sep}options=${encodeURIComponent(options)}`;
 }
 
+const SCHEMA_PREFIX = "crownest_test_";
+/** Older than this, a test schema belongs to a run that died before its cleanup. */
+const LEFTOVER_AGE_MS = 6 * 3_600_000;
+let leftoversSwept = false;
+
+/** Drops schemas of killed test runs (the creation time is in the name), once per process. */
+async function dropLeftovers(c: pg.Client): Promise<void> {
+  if (leftoversSwept) return;
+  leftoversSwept = true;
+  const { rows } = await c.query<{ name: string }>("select nspname as name from pg_namespace where starts_with(nspname, $1)", [SCHEMA_PREFIX]);
+  for (const { name } of rows) {
+    const m = /^crownest_test_([0-9a-z]+)_[0-9a-f]+$/.exec(name);
+    const born = m ? parseInt(m[1]!, 36) : Number.NaN;
+    if (Number.isFinite(born) && Date.now() - born > LEFTOVER_AGE_MS) {
+      await c.query(`drop schema if exists ${name} cascade`).catch(() => {});
+    }
+  }
+}
+
 export async function freshPostgresUrl(): Promise<FreshPostgres> {
-  // Lowercase letters and digits only, so the name needs no quoting anywhere.
-  const schema = `crownest_test_${randomBytes(6).toString("hex")}`;
-  await withAdmin((c) => c.query(`create schema ${schema}`));
+  // Lowercase letters, digits and '_' only, so the name needs no quoting anywhere.
+  const schema = `${SCHEMA_PREFIX}${Date.now().toString(36)}_${randomBytes(6).toString("hex")}`;
+  await withAdmin(async (c) => {
+    await dropLeftovers(c);
+    await c.query(`create schema ${schema}`);
+  });
   let dropped = false;
   return {
     url: withSearchPath(TEST_PG_URL, schema),
