@@ -68,7 +68,7 @@ export interface IdempotentResult<T> {
 
 /** Runs `run` once per (account, key); see the file comment for the outcomes. */
 export async function withIdempotency<T>(
-  deps: Deps,
+  deps: Pick<Deps, "db" | "clock" | "log">,
   request: IdempotentRequest,
   run: () => Promise<{ status: number; body: T }>,
 ): Promise<IdempotentResult<T>> {
