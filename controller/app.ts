@@ -1,0 +1,198 @@
+// Builds one controller from its configuration: stores, runtime, both
+// listeners and the background jobs, and takes them down in order. Used by
+// main.ts and, in-process, by tests.
+import { existsSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { ensureBootstrap } from "./auth/bootstrap.js";
+import { openBlobStore } from "./blob/factory.js";
+import type { BlobStore } from "./blob/types.js";
+import { systemClock, type Clock } from "./clock.js";
+import { ConfigError, type Config, type ListenAddress } from "./config.js";
+import { openMetadataStore } from "./db/factory.js";
+import type { MetadataStore } from "./db/types.js";
+import type { Deps } from "./deps.js";
+import { combineRoutes, healthRoutes, startGrpcServer, type GrpcServer, type RoutesFn } from "./grpc/server.js";
+import { buildHttpServer } from "./http/server.js";
+import { createLogger } from "./log.js";
+import { Metrics } from "./metrics.js";
+import { openRuntime } from "./runtime/factory.js";
+import type { SandboxRuntime } from "./runtime/types.js";
+import { startBackgroundJobs, type BackgroundJobs } from "./services/jobs.js";
+import { recoverLocalSandboxes, sandboxLost, stopLocalSandboxes } from "./services/sandboxes.js";
+
+export interface StartOptions {
+  clock?: Clock;
+  log?: Logger;
+  /** How long close() lets running requests finish before cutting them. */
+  shutdownGraceMs?: number;
+}
+
+export interface Controller {
+  /** http://host:port of the HTTP/1.1 listener, with the real port. */
+  httpUrl: string;
+  /** http://host:port of the h2c listener, with the real port. */
+  grpcUrl: string;
+  deps: Deps;
+  /** Stops listeners, background jobs, local agents and stores; safe to call twice. */
+  close(): Promise<void>;
+}
+
+function urlOf(address: AddressInfo): string {
+  const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+/** A listener that cannot bind is a configuration problem of its variable. */
+function listenError(variable: string, addr: ListenAddress, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === "EADDRINUSE"
+      ? "address already in use"
+      : code === "EADDRNOTAVAIL"
+        ? "address not available on this machine"
+        : code === "EACCES"
+          ? "permission denied"
+          : code === "ENOTFOUND" || code === "EAI_AGAIN"
+            ? "host name does not resolve"
+            : undefined;
+  return why ? new ConfigError(variable, `cannot listen on ${addr.host}:${addr.port}: ${why}`) : (err as Error);
+}
+
+/** The crownest.v1 services, when the gRPC module is part of this build. */
+async function publicServiceRoutes(deps: Deps): Promise<RoutesFn | undefined> {
+  const here = fileURLToPath(new URL("./grpc/", import.meta.url));
+  if (!existsSync(`${here}services.ts`) && !existsSync(`${here}services.js`)) return undefined;
+  const mod = (await import("./grpc/services.js" as string)) as {
+    registerPublicServices: (router: ConnectRouter, deps: Deps) => unknown;
+  };
+  return (router) => {
+    mod.registerPublicServices(router, deps);
+  };
+}
+
+function redactedDatabase(config: Config): string {
+  if (config.database.kind === "sqlite") return `sqlite:${config.database.file}`;
+  try {
+    const u = new URL(config.database.url);
+    return `postgres://${u.host}${u.pathname}`;
+  } catch {
+    return "postgres://(unparsable)";
+  }
+}
+
+export async function startController(config: Config, options: StartOptions = {}): Promise<Controller> {
+  const log = options.log ?? createLogger({ level: config.logLevel });
+  const clock = options.clock ?? systemClock;
+  const graceMs = options.shutdownGraceMs ?? 10_000;
+  const metrics = new Metrics();
+  // Our own copy: publicUrl is filled in once the real address is known.
+  const cfg: Config = { ...config };
+
+  // Everything opened so far, closed in reverse if start-up fails half-way.
+  let db: MetadataStore | undefined;
+  let blobs: BlobStore | undefined;
+  let runtime: SandboxRuntime | undefined;
+  let http: Awaited<ReturnType<typeof buildHttpServer>> | undefined;
+  let grpc: GrpcServer | undefined;
+  let jobs: BackgroundJobs | undefined;
+  let deps: Deps | undefined;
+
+  const shutdown = async () => {
+    const httpClosing = http
+      ? Promise.race([
+          http.close(),
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              // Long requests (a command run, a big download) are cut after the grace period.
+              http?.server.closeAllConnections();
+              resolve();
+            }, graceMs).unref(),
+          ),
+        ])
+      : undefined;
+    await Promise.all([httpClosing, grpc?.close(), jobs?.stop()]);
+    if (deps) await stopLocalSandboxes(deps).catch((err: unknown) => log.error({ err }, "stopping local sandboxes failed"));
+    await runtime?.close().catch((err: unknown) => log.error({ err }, "closing the runtime failed"));
+    await blobs?.close().catch((err: unknown) => log.error({ err }, "closing the blob store failed"));
+    await db?.close().catch((err: unknown) => log.error({ err }, "closing the metadata store failed"));
+  };
+
+  try {
+    db = openMetadataStore(cfg.database);
+    try {
+      await db.migrate();
+    } catch (err) {
+      throw new ConfigError("CROWNEST_DATABASE_URL", `cannot open ${redactedDatabase(cfg)}: ${(err as Error).message}`);
+    }
+    blobs = openBlobStore(cfg.blob, metrics, log);
+    try {
+      await blobs.ping();
+    } catch (err) {
+      throw new ConfigError("CROWNEST_BLOB_URL", `cannot reach ${blobs.describe}: ${(err as Error).message}`);
+    }
+    const lost = (sandboxId: string) => {
+      if (deps) void sandboxLost(deps, sandboxId).catch((err: unknown) => log.error({ err, sandboxId }, "cleaning up a lost sandbox failed"));
+    };
+    runtime = openRuntime(cfg, log, { onUnexpectedExit: lost });
+    deps = { config: cfg, db, blobs, runtime, clock, log, metrics };
+
+    await ensureBootstrap(db, clock, cfg.apiKey.value);
+    // Before listening: requests then only ever see adopted or cleaned-up sandboxes.
+    await recoverLocalSandboxes(deps);
+
+    const routeList: RoutesFn[] = [];
+    const combined = combineRoutes(routeList);
+    routeList.push(healthRoutes(deps, combined.serviceNames));
+    const publicRoutes = await publicServiceRoutes(deps);
+    if (publicRoutes) routeList.push(publicRoutes);
+    else log.warn("crownest.v1 gRPC services are not part of this build; only grpc.health.v1 is served");
+
+    http = await buildHttpServer(deps, { connectRoutes: combined.routes });
+    try {
+      await http.listen({ host: cfg.httpAddr.host, port: cfg.httpAddr.port });
+    } catch (err) {
+      throw listenError("CROWNEST_HTTP_ADDR", cfg.httpAddr, err);
+    }
+    const httpUrl = urlOf(http.server.address() as AddressInfo);
+    cfg.publicUrl ??= httpUrl;
+
+    try {
+      grpc = await startGrpcServer(cfg.grpcAddr, combined.routes);
+    } catch (err) {
+      throw listenError("CROWNEST_GRPC_ADDR", cfg.grpcAddr, err);
+    }
+
+    jobs = startBackgroundJobs(deps);
+    log.info(
+      {
+        http: httpUrl,
+        grpc: grpc.url,
+        publicUrl: cfg.publicUrl,
+        dataDir: cfg.dataDir,
+        database: redactedDatabase(cfg),
+        blobs: blobs.describe,
+        runtime: runtime.kind,
+      },
+      "controller listening",
+    );
+
+    let closing: Promise<void> | undefined;
+    const ready = deps;
+    const grpcUrl = grpc.url;
+    return {
+      httpUrl,
+      grpcUrl,
+      deps: ready,
+      close() {
+        closing ??= shutdown().then(() => log.info("controller stopped"));
+        return closing;
+      },
+    };
+  } catch (err) {
+    await shutdown().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,42 @@
+// POST /v1/accounts and POST /v1/api-keys (scope admin).
+import type { FastifyInstance } from "fastify";
+import { SCOPES } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { PLANS, createAccount, createApiKey } from "../../services/accounts.js";
+import { callerOf } from "../context.js";
+
+export function register(app: FastifyInstance, deps: Deps): void {
+  app.post<{ Body: { plan: string } }>(
+    "/v1/accounts",
+    {
+      schema: {
+        body: {
+          type: "object",
+          required: ["plan"],
+          additionalProperties: false,
+          properties: { plan: { type: "string", enum: [...PLANS] } },
+        },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await createAccount(deps, callerOf(request), request.body)),
+  );
+
+  app.post<{ Body: { accountId?: string; scopes: string[] } }>(
+    "/v1/api-keys",
+    {
+      schema: {
+        body: {
+          type: "object",
+          required: ["scopes"],
+          additionalProperties: false,
+          properties: {
+            accountId: { type: "string", minLength: 1, maxLength: 128 },
+            // Unknown scope names are checked by the service, which names them.
+            scopes: { type: "array", minItems: 1, maxItems: SCOPES.length * 2, items: { type: "string" } },
+          },
+        },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await createApiKey(deps, callerOf(request), request.body)),
+  );
+}

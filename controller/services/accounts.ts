@@ -1,0 +1,76 @@
+// Accounts and API keys (admin only). A new key's secret is returned once;
+// the store keeps its sha256.
+import { CrowNestError } from "../../common/errors.js";
+import { generateApiKey, hashApiKey } from "../auth/api-keys.js";
+import { SCOPES, type AccountRow, type Plan, type Scope } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { newId } from "../ids.js";
+import { requireScopes, type Caller } from "./caller.js";
+
+export const PLANS: readonly Plan[] = ["free", "developer"];
+
+export interface AccountView {
+  id: string;
+  plan: Plan;
+  createdAt: string;
+}
+
+export interface ApiKeyView {
+  id: string;
+  accountId: string;
+  scopes: Scope[];
+  /** The secret: shown in this response only. */
+  key: string;
+  createdAt: string;
+}
+
+export function accountView(row: AccountRow): AccountView {
+  return { id: row.id, plan: row.plan, createdAt: row.createdAt.toISOString() };
+}
+
+export async function createAccount(deps: Deps, caller: Caller, input: { plan: unknown }): Promise<AccountView> {
+  requireScopes(caller, "admin");
+  if (typeof input.plan !== "string" || !(PLANS as readonly string[]).includes(input.plan)) {
+    throw new CrowNestError("invalid_request", `plan: expected one of ${PLANS.join(", ")}`, { field: "plan" });
+  }
+  const row: AccountRow = {
+    id: newId("acct"),
+    plan: input.plan as Plan,
+    retentionDays: null,
+    maxArtifactBytes: null,
+    quotaBytes: null,
+    createdAt: deps.clock.now(),
+  };
+  await deps.db.createAccount(row);
+  deps.log.info({ accountId: row.id, plan: row.plan, by: caller.keyId, requestId: caller.requestId }, "account created");
+  return accountView(row);
+}
+
+export async function createApiKey(deps: Deps, caller: Caller, input: { accountId?: unknown; scopes: unknown }): Promise<ApiKeyView> {
+  requireScopes(caller, "admin");
+  if (!Array.isArray(input.scopes) || input.scopes.length === 0) {
+    throw new CrowNestError("invalid_request", "scopes: expected a non-empty list of scopes", { field: "scopes" });
+  }
+  const unknown = input.scopes.filter((s) => typeof s !== "string" || !(SCOPES as readonly string[]).includes(s));
+  if (unknown.length > 0) {
+    throw new CrowNestError("invalid_request", `scopes: unknown scope ${unknown.map((s) => JSON.stringify(s)).join(", ")}`, {
+      field: "scopes",
+      unknownScopes: unknown,
+      knownScopes: SCOPES,
+    });
+  }
+  // Stored in the canonical order, without duplicates.
+  const scopes = SCOPES.filter((s) => (input.scopes as string[]).includes(s));
+  const accountId = input.accountId === undefined ? caller.accountId : input.accountId;
+  if (typeof accountId !== "string" || accountId === "" || accountId.length > 128) {
+    throw new CrowNestError("invalid_request", "accountId: expected an account id", { field: "accountId" });
+  }
+  if (!(await deps.db.getAccount(accountId))) throw new CrowNestError("not_found", `no account ${accountId}`, { id: accountId });
+
+  const key = generateApiKey();
+  const createdAt = deps.clock.now();
+  const id = newId("key");
+  await deps.db.createApiKey({ id, accountId, scopes, secretHash: hashApiKey(key), createdAt });
+  deps.log.info({ keyId: id, accountId, scopes, by: caller.keyId, requestId: caller.requestId }, "api key created");
+  return { id, accountId, scopes, key, createdAt: createdAt.toISOString() };
+}

@@ -1,0 +1,172 @@
+// Files of a running sandbox, streamed both ways through its agent. The path
+// is confined lexically here, before any agent call; the agent confines it
+// physically again. Nothing is buffered beyond one chunk: bytes flow at the
+// pace of the slower side.
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import { CrowNestError } from "../../common/errors.js";
+import { normalizeWorkspacePath } from "../../common/paths.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { FileType, type ReadFileResponse, type WriteFileRequestSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import type { Deps } from "../deps.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { requireScopes, type Caller } from "./caller.js";
+import { agentOf, requireRunningSandbox } from "./sandboxes.js";
+
+export interface WrittenFile {
+  path: string;
+  sizeBytes: number;
+}
+
+export interface OpenedFile {
+  path: string;
+  sizeBytes: number;
+  /** The bytes; errors (and is cut short) if the agent fails or its trailer disagrees. */
+  body: Readable;
+}
+
+/** The lexical rule, for a value that came from a query string (may be missing or repeated). */
+export function workspacePathParam(raw: unknown): string {
+  if (typeof raw !== "string") {
+    throw new CrowNestError("invalid_request", "path: give exactly one ?path= parameter", { field: "path" });
+  }
+  return normalizeWorkspacePath(raw);
+}
+
+/** PUT: streams `body` into the workspace; the file appears atomically when the upload completed. */
+export async function writeWorkspaceFile(
+  deps: Deps,
+  caller: Caller,
+  sandboxId: string,
+  rawPath: unknown,
+  body: AsyncIterable<Uint8Array>,
+  signal?: AbortSignal,
+): Promise<WrittenFile> {
+  requireScopes(caller, "file:write");
+  const path = workspacePathParam(rawPath);
+  const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+
+  let sent = 0;
+  let uploadFailed: unknown;
+  async function* messages(): AsyncGenerator<MessageInitShape<typeof WriteFileRequestSchema>> {
+    yield { event: { case: "header", value: { path, mode: 0 } } };
+    try {
+      for await (const chunk of body) {
+        sent += chunk.byteLength;
+        yield { event: { case: "chunk", value: chunk } };
+      }
+    } catch (err) {
+      uploadFailed = err;
+      throw err;
+    }
+  }
+
+  let result;
+  try {
+    result = await agentOf(sandbox).workspace.writeFile(messages(), { signal });
+  } catch (err) {
+    if (uploadFailed !== undefined) {
+      throw new CrowNestError("invalid_request", "the upload was interrupted; nothing was written", {}, { cause: uploadFailed });
+    }
+    throw fromAgentError(err);
+  }
+  const size = Number(result.size);
+  if (size !== sent) {
+    throw new CrowNestError("integrity_error", `the agent stored ${size} bytes, ${sent} were sent`, { path });
+  }
+  return { path: result.path || path, sizeBytes: size };
+}
+
+/**
+ * GET: opens the file (errors before any byte, so they can still be a clean
+ * error response) and returns its size and a byte stream. The last chunk is
+ * held back until the agent's trailer confirmed size and sha256, so a
+ * corrupted or truncated transfer never looks complete to the client.
+ */
+export async function openWorkspaceFile(
+  deps: Deps,
+  caller: Caller,
+  sandboxId: string,
+  rawPath: unknown,
+  signal?: AbortSignal,
+): Promise<OpenedFile> {
+  requireScopes(caller, "file:read");
+  const path = workspacePathParam(rawPath);
+  const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+  const agent = agentOf(sandbox);
+
+  let info;
+  try {
+    info = (await agent.workspace.stat({ path }, { signal })).info;
+  } catch (err) {
+    throw fromAgentError(err);
+  }
+  if (info?.type === FileType.DIRECTORY) {
+    throw new CrowNestError("not_a_regular_file", `${path} is a directory; export it as an artifact to get a tar archive`, { path });
+  }
+  if (info?.type === FileType.OTHER) throw new CrowNestError("not_a_regular_file", `not a regular file: ${path}`, { path });
+
+  const cancel = new AbortController();
+  const onOuterAbort = () => cancel.abort();
+  signal?.addEventListener("abort", onOuterAbort, { once: true });
+  const stream = agent.workspace.readFile({ path }, { signal: cancel.signal })[Symbol.asyncIterator]();
+  const release = () => {
+    signal?.removeEventListener("abort", onOuterAbort);
+    cancel.abort();
+  };
+
+  let first: IteratorResult<ReadFileResponse>;
+  try {
+    first = await stream.next();
+  } catch (err) {
+    release();
+    throw fromAgentError(err);
+  }
+  if (first.done || first.value.event.case !== "header") {
+    release();
+    throw new CrowNestError("integrity_error", "the agent's answer did not start with a header", { path });
+  }
+  const sizeBytes = Number(first.value.event.value.size);
+  return { path, sizeBytes, body: Readable.from(relayChunks(stream, sizeBytes, path, release), { objectMode: false }) };
+}
+
+async function* relayChunks(
+  stream: AsyncIterator<ReadFileResponse>,
+  expected: number,
+  path: string,
+  release: () => void,
+): AsyncGenerator<Uint8Array> {
+  const hash = createHash("sha256");
+  let count = 0;
+  let held: Uint8Array | undefined;
+  try {
+    for (;;) {
+      let next: IteratorResult<ReadFileResponse>;
+      try {
+        next = await stream.next();
+      } catch (err) {
+        throw fromAgentError(err);
+      }
+      if (next.done) throw new CrowNestError("agent_unavailable", "the agent ended the file without a trailer", { path });
+      const event = next.value.event;
+      if (event.case === "chunk") {
+        count += event.value.byteLength;
+        if (count > expected) throw new CrowNestError("file_changed", `${path} grew while it was read`, { path });
+        hash.update(event.value);
+        if (held) yield held;
+        held = event.value;
+      } else if (event.case === "trailer") {
+        const sha256 = hash.digest("hex");
+        if (Number(event.value.size) !== count || count !== expected || event.value.sha256 !== sha256) {
+          throw new CrowNestError("integrity_error", `the bytes of ${path} differ from what the agent reported`, { path });
+        }
+        if (held) yield held;
+        return;
+      } else {
+        throw new CrowNestError("integrity_error", "unexpected message from the agent", { path });
+      }
+    }
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,59 @@
+// Background work of one controller: each job runs once at start, then every
+// interval, never overlapping itself; stop() waits for a running pass. Every
+// job must be safe with several replicas running it at once.
+import type { Deps } from "../deps.js";
+import { reapExpiredSandboxes } from "./sandboxes.js";
+
+export interface BackgroundJob {
+  name: string;
+  intervalMs: number;
+  run(deps: Deps): Promise<unknown>;
+}
+
+export interface BackgroundJobs {
+  stop(): Promise<void>;
+}
+
+/** The jobs of this controller. Add new ones here. */
+export function backgroundJobs(deps: Deps): BackgroundJob[] {
+  return [
+    // Sandboxes past their expiry: agent stopped, filesystem removed, record destroyed.
+    { name: "sandbox-reaper", intervalMs: deps.config.sweepIntervalMs, run: (d) => reapExpiredSandboxes(d) },
+  ];
+}
+
+export function startBackgroundJobs(deps: Deps, jobs: BackgroundJob[] = backgroundJobs(deps)): BackgroundJobs {
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const running = new Set<Promise<void>>();
+
+  const schedule = (job: BackgroundJob, delayMs: number) => {
+    if (stopped) return;
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      const pass = job
+        .run(deps)
+        .then(
+          (result) => deps.log.debug({ job: job.name, result }, "job pass done"),
+          (err: unknown) => deps.log.error({ err, job: job.name }, "job pass failed; retried next interval"),
+        )
+        .finally(() => {
+          running.delete(pass);
+          schedule(job, job.intervalMs);
+        });
+      running.add(pass);
+    }, delayMs);
+    timers.add(timer);
+  };
+
+  for (const job of jobs) schedule(job, 0);
+
+  return {
+    async stop() {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      await Promise.all([...running]);
+    },
+  };
+}

@@ -1,0 +1,217 @@
+// Sandboxes: create (the runtime starts or registers an agent), read,
+// delete (agent stopped, filesystem gone, artifacts kept), and the expiry
+// reaper. Another account's sandbox is not_found, never permission_denied.
+import { CrowNestError } from "../../common/errors.js";
+import type { SandboxRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { newId } from "../ids.js";
+import { agentClients, type AgentClients } from "../runtime/agent-client.js";
+import { LocalRuntime } from "../runtime/local.js";
+import type { AgentEndpoint } from "../runtime/types.js";
+import { requireScopes, type Caller } from "./caller.js";
+
+/** A sandbox lives at most a week; an hour when the request does not say. */
+export const MAX_SANDBOX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
+export interface CreateSandboxInput {
+  timeoutSeconds?: number;
+  agentUrl?: string;
+  agentToken?: string;
+}
+
+export interface SandboxView {
+  id: string;
+  status: "running" | "destroyed";
+  createdAt: string;
+  expiresAt: string;
+}
+
+function isExpired(row: SandboxRow, now: Date): boolean {
+  return row.expiresAt.getTime() <= now.getTime();
+}
+
+/** The public shape; an expired sandbox is "destroyed" even before the reaper got to it. */
+export function sandboxView(row: SandboxRow, now: Date = new Date()): SandboxView {
+  return {
+    id: row.id,
+    status: row.status === "running" && !isExpired(row, now) ? "running" : "destroyed",
+    createdAt: row.createdAt.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+  };
+}
+
+function endpointOf(row: SandboxRow): AgentEndpoint {
+  return { url: row.agentUrl, token: row.agentToken, pid: row.agentPid };
+}
+
+/** The generated clients of the sandbox's agent (token attached). */
+export function agentOf(row: SandboxRow): AgentClients {
+  return agentClients({ url: row.agentUrl, token: row.agentToken });
+}
+
+function validateTimeout(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_SANDBOX_TIMEOUT_SECONDS) {
+    throw new CrowNestError("invalid_request", `timeoutSeconds: expected a whole number from 1 to ${MAX_SANDBOX_TIMEOUT_SECONDS}`, {
+      field: "timeoutSeconds",
+    });
+  }
+  return value;
+}
+
+export async function createSandbox(deps: Deps, caller: Caller, input: CreateSandboxInput): Promise<SandboxRow> {
+  requireScopes(caller, "sandbox:create");
+  const timeoutSeconds = validateTimeout(input.timeoutSeconds) ?? deps.config.sandboxDefaultTimeoutSeconds;
+  const id = newId("sbx");
+  const endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken });
+  const createdAt = deps.clock.now();
+  const row: SandboxRow = {
+    id,
+    accountId: caller.accountId,
+    status: "running",
+    runtime: deps.runtime.kind,
+    agentUrl: endpoint.url,
+    agentToken: endpoint.token,
+    agentPid: endpoint.pid,
+    createdAt,
+    expiresAt: new Date(createdAt.getTime() + timeoutSeconds * 1000),
+    destroyedAt: null,
+  };
+  try {
+    await deps.db.createSandbox(row);
+  } catch (err) {
+    // No record, no agent: nothing would ever stop it otherwise.
+    await deps.runtime.stop(id, endpoint).catch((stopErr: unknown) => deps.log.error({ err: stopErr, sandboxId: id }, "stopping an unrecorded agent failed"));
+    throw err;
+  }
+  deps.log.info({ sandboxId: id, accountId: caller.accountId, requestId: caller.requestId, expiresAt: row.expiresAt }, "sandbox created");
+  return row;
+}
+
+/** The caller's sandbox in any state; not_found for unknown ids and other accounts' sandboxes. */
+async function findOwnSandbox(deps: Deps, caller: Caller, id: string): Promise<SandboxRow> {
+  const row = typeof id === "string" && id.length <= 128 ? await deps.db.getSandbox(id) : undefined;
+  if (!row || row.accountId !== caller.accountId) throw new CrowNestError("not_found", `no sandbox ${id}`, { id });
+  return row;
+}
+
+export async function getSandbox(deps: Deps, caller: Caller, id: string): Promise<SandboxRow> {
+  requireScopes(caller, "sandbox:read");
+  return findOwnSandbox(deps, caller, id);
+}
+
+/** For file, command and artifact calls (they check their own scopes): the sandbox must be running now. */
+export async function requireRunningSandbox(deps: Deps, caller: Caller, id: string): Promise<SandboxRow> {
+  const row = await findOwnSandbox(deps, caller, id);
+  if (row.status !== "running" || isExpired(row, deps.clock.now())) {
+    throw new CrowNestError("sandbox_not_running", `sandbox ${id} is not running`, { id });
+  }
+  return row;
+}
+
+/** Stops the agent, removes the filesystem (runtime), then records the end. Artifacts are not touched. */
+async function destroy(deps: Deps, row: SandboxRow, reason: string): Promise<void> {
+  await deps.runtime.stop(row.id, endpointOf(row));
+  if (await deps.db.markSandboxDestroyed(row.id, deps.clock.now())) {
+    deps.log.info({ sandboxId: row.id, reason }, "sandbox destroyed");
+  }
+}
+
+/** Idempotent: deleting a destroyed sandbox succeeds again (and cleans up anything left). */
+export async function deleteSandbox(deps: Deps, caller: Caller, id: string): Promise<void> {
+  requireScopes(caller, "sandbox:delete");
+  const row = await findOwnSandbox(deps, caller, id);
+  await destroy(deps, row, "deleted");
+}
+
+/** One pass of the reaper: running sandboxes past their expiry are destroyed. */
+export async function reapExpiredSandboxes(deps: Deps, batch = 50): Promise<number> {
+  let reaped = 0;
+  for (;;) {
+    const expired = await deps.db.listExpiredSandboxes(deps.clock.now(), batch);
+    for (const row of expired) {
+      try {
+        await destroy(deps, row, "expired");
+        reaped++;
+      } catch (err) {
+        deps.log.error({ err, sandboxId: row.id }, "destroying an expired sandbox failed; retried next pass");
+        return reaped;
+      }
+    }
+    if (expired.length < batch) return reaped;
+  }
+}
+
+/** An agent died on its own: the sandbox is over (its files went with it). */
+export async function sandboxLost(deps: Deps, sandboxId: string): Promise<void> {
+  const row = await deps.db.getSandbox(sandboxId);
+  if (!row || row.status !== "running") return;
+  await destroy(deps, row, "agent exited");
+}
+
+/**
+ * After a restart (local runtime). A controller killed without a chance to
+ * stop its agents leaves them running; their sandboxes are alive and
+ * intact, so we adopt them: the record says which pid serves which
+ * workspace, /proc confirms it and the agent must accept its token. A
+ * recorded sandbox whose agent is gone is destroyed (its filesystem went
+ * with the process's lifetime); agent processes and directories that no
+ * running record claims are removed.
+ */
+export async function recoverLocalSandboxes(deps: Deps): Promise<{ adopted: number; destroyed: number; strays: number }> {
+  const runtime = deps.runtime;
+  if (!(runtime instanceof LocalRuntime)) return { adopted: 0, destroyed: 0, strays: 0 };
+  const now = deps.clock.now();
+  const running = (await deps.db.listRunningSandboxes()).filter((r) => r.runtime === "local");
+  const claimed = new Map<string, number | null>();
+  let adopted = 0;
+  let destroyed = 0;
+  for (const row of running) {
+    if (!isExpired(row, now) && (await runtime.adopt(row.id, endpointOf(row)))) {
+      claimed.set(row.id, row.agentPid);
+      adopted++;
+      continue;
+    }
+    try {
+      await destroy(deps, row, isExpired(row, now) ? "expired" : "agent gone after restart");
+      destroyed++;
+    } catch (err) {
+      deps.log.error({ err, sandboxId: row.id }, "cleaning up a sandbox after restart failed");
+    }
+  }
+  let strays = 0;
+  for (const { pid, sandboxId } of await runtime.findAgentProcesses()) {
+    if (claimed.get(sandboxId) === pid) continue;
+    await runtime.killStray(pid, sandboxId);
+    strays++;
+  }
+  for (const sandboxId of await runtime.sandboxDirsOnDisk()) {
+    if (claimed.has(sandboxId)) continue;
+    // A sandbox being created right now has its directory before its record.
+    if (runtime.owns(sandboxId)) continue;
+    await runtime.stop(sandboxId, { url: "", token: "", pid: null });
+    strays++;
+  }
+  if (adopted + destroyed + strays > 0) deps.log.info({ adopted, destroyed, strays }, "local sandboxes recovered after restart");
+  return { adopted, destroyed, strays };
+}
+
+/**
+ * Graceful stop (local runtime): agents never outlive the controller, so
+ * their sandboxes end here and are recorded as destroyed.
+ */
+export async function stopLocalSandboxes(deps: Deps): Promise<void> {
+  const runtime = deps.runtime;
+  if (!(runtime instanceof LocalRuntime)) return;
+  const ids = runtime.trackedSandboxIds();
+  await runtime.close();
+  const at = deps.clock.now();
+  for (const id of ids) {
+    try {
+      await deps.db.markSandboxDestroyed(id, at);
+    } catch (err) {
+      deps.log.error({ err, sandboxId: id }, "recording a stopped sandbox failed; the next start cleans it up");
+    }
+  }
+  if (ids.length > 0) deps.log.info({ sandboxes: ids.length }, "local sandboxes stopped with the controller");
+}
