@@ -94,12 +94,28 @@ function positiveInt(env: Env, variable: string, fallback: number, max = Number.
   return n;
 }
 
+function s3Region(env: Env): string {
+  const region = env.CROWNEST_S3_REGION || env.AWS_REGION || "us-east-1";
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(region)) {
+    throw new ConfigError(env.CROWNEST_S3_REGION ? "CROWNEST_S3_REGION" : "AWS_REGION", `not a region name: ${JSON.stringify(region)}`);
+  }
+  return region;
+}
+
 function bool(env: Env, variable: string, fallback: boolean): boolean {
   const raw = env[variable];
   if (raw === undefined || raw === "") return fallback;
   if (/^(1|true|yes)$/i.test(raw)) return true;
   if (/^(0|false|no)$/i.test(raw)) return false;
   throw new ConfigError(variable, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevel(env: Env): string {
+  const raw = env.CROWNEST_LOG_LEVEL || "info";
+  if (!LOG_LEVELS.includes(raw)) throw new ConfigError("CROWNEST_LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
+  return raw;
 }
 
 /** Reads a secret from the data dir, or generates and stores it with mode 0600. */
@@ -165,7 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
       bucket: m[1]!,
       prefix: (m[2] ?? "").replace(/^\/+|\/+$/g, ""),
       endpoint,
-      region: env.CROWNEST_S3_REGION || env.AWS_REGION || "us-east-1",
+      region: s3Region(env),
       forcePathStyle: bool(env, "CROWNEST_S3_FORCE_PATH_STYLE", endpoint !== undefined),
     };
   } else {
@@ -235,6 +251,6 @@ export function loadConfig(env: Env = process.env): Config {
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
-    logLevel: env.CROWNEST_LOG_LEVEL || "info",
+    logLevel: logLevel(env),
   };
 }

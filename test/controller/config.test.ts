@@ -1,0 +1,118 @@
+// Configuration parsed once at start: defaults, and every variable's bad
+// value refused with one line naming it (the process-level twin of this test
+// is test/e2e/config.test.ts).
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startController } from "../../controller/app.js";
+import { ConfigError, loadConfig } from "../../controller/config.js";
+import { silentLogger } from "../../controller/log.js";
+import { BAD_VALUES } from "./config-cases.js";
+
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "crownest-config-"));
+});
+afterAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("loadConfig", () => {
+  it("has the documented defaults", () => {
+    const config = loadConfig({ CROWNEST_DATA_DIR: dataDir });
+    expect(config.httpAddr).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(config.grpcAddr).toEqual({ host: "127.0.0.1", port: 8081 });
+    expect(config.database).toEqual({ kind: "sqlite", file: join(dataDir, "crownest.db") });
+    expect(config.blob).toEqual({ kind: "file", dir: join(dataDir, "blobs") });
+    expect(config.runtime).toBe("local");
+    expect(config.downloadUrlTtlSeconds).toBe(300);
+    expect(config.plans.free.retentionDays).toBe(7);
+    expect(config.plans.developer.retentionDays).toBe(30);
+    expect(config.publicUrl).toBeUndefined();
+  });
+
+  it("generates the bootstrap key once, stores it 0600, and reuses it", async () => {
+    const dir = join(dataDir, "keys");
+    const first = loadConfig({ CROWNEST_DATA_DIR: dir });
+    expect(first.apiKey.generated).toBe(true);
+    expect(first.apiKey.value).toMatch(/^cnk_/);
+    expect((await stat(join(dir, "api-key"))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, "signing-secret"))).mode & 0o777).toBe(0o600);
+    const second = loadConfig({ CROWNEST_DATA_DIR: dir });
+    expect(second.apiKey).toEqual({ value: first.apiKey.value, generated: false, fromEnv: false });
+  });
+
+  it("takes postgres://, s3:// and the other selectors", () => {
+    const config = loadConfig({
+      CROWNEST_DATA_DIR: dataDir,
+      CROWNEST_DATABASE_URL: "postgres://u@db.internal:5432/crownest",
+      CROWNEST_BLOB_URL: "s3://my-bucket/some/prefix/",
+      CROWNEST_S3_ENDPOINT: "http://127.0.0.1:9000",
+      CROWNEST_RUNTIME: "external",
+      CROWNEST_PUBLIC_URL: "https://crownest.example.com/",
+      CROWNEST_HTTP_ADDR: "0.0.0.0:0",
+      CROWNEST_GRPC_ADDR: "[::1]:0",
+    });
+    expect(config.database).toEqual({ kind: "postgres", url: "postgres://u@db.internal:5432/crownest" });
+    expect(config.blob).toMatchObject({ kind: "s3", bucket: "my-bucket", prefix: "some/prefix", forcePathStyle: true });
+    expect(config.runtime).toBe("external");
+    expect(config.publicUrl).toBe("https://crownest.example.com");
+    expect(config.grpcAddr).toEqual({ host: "::1", port: 0 });
+  });
+
+  it.each(BAD_VALUES)("refuses $variable=$value naming the variable", ({ variable, value, with: extra }) => {
+    let thrown: unknown;
+    try {
+      loadConfig({ CROWNEST_DATA_DIR: dataDir, ...extra, [variable]: value });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const e = thrown as ConfigError;
+    expect(e.variable).toBe(variable);
+    expect(e.message.startsWith(`${variable}: `)).toBe(true);
+    expect(e.message).not.toContain("\n");
+  });
+
+  it("refuses a data dir that cannot be created", async () => {
+    const file = join(dataDir, "a-file");
+    await writeFile(file, "x");
+    expect(() => loadConfig({ CROWNEST_DATA_DIR: join(file, "sub") })).toThrow(/^CROWNEST_DATA_DIR: /);
+  });
+});
+
+describe("startController refuses what only shows at start", () => {
+  let busy: Server;
+  let busyPort: number;
+  beforeAll(async () => {
+    busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    busyPort = (busy.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    await new Promise((r) => busy.close(r));
+  });
+
+  const start = (env: Record<string, string>) =>
+    startController(
+      loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_HTTP_ADDR: "127.0.0.1:0", CROWNEST_GRPC_ADDR: "127.0.0.1:0", ...env }),
+      { log: silentLogger() },
+    );
+
+  it.each([
+    ["CROWNEST_HTTP_ADDR", () => ({ CROWNEST_HTTP_ADDR: `127.0.0.1:${busyPort}` }), /address already in use/],
+    ["CROWNEST_GRPC_ADDR", () => ({ CROWNEST_GRPC_ADDR: `127.0.0.1:${busyPort}` }), /address already in use/],
+    ["CROWNEST_DATABASE_URL", () => ({ CROWNEST_DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" }), /cannot open postgres:\/\/127\.0\.0\.1:1\/none/],
+    ["CROWNEST_BLOB_URL", () => ({ CROWNEST_BLOB_URL: "s3://bucket/p", CROWNEST_S3_ENDPOINT: "http://127.0.0.1:1" }), /cannot reach/],
+  ] as const)("%s", async (variable, env, message) => {
+    const err = await start(env()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe(variable);
+    expect((err as ConfigError).message).toMatch(message);
+  });
+});
