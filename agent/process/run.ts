@@ -8,6 +8,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunRequest, RunResponseSchema } from "../../gen/crownest/agent/v1/process_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { openDirectory, resolveInsideWorkspace } from "../confine.js";
+import { onAbort } from "../abort.js";
 import { callPath } from "../errors.js";
 import { EventQueue } from "../queue.js";
 import { killGroup, type ProcessDeps } from "./service.js";
@@ -101,17 +102,19 @@ export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerConte
     finish();
   });
 
-  const onAbort = () => killGroup(pid, "SIGKILL");
-  ctx.signal.addEventListener("abort", onAbort, { once: true });
+  // The client went away (or the agent is shutting down): the command goes too.
+  const unlisten = onAbort(ctx.signal, () => {
+    if (!exit) killGroup(pid, "SIGKILL");
+  });
 
   try {
     yield* queue;
   } finally {
-    ctx.signal.removeEventListener("abort", onAbort);
+    unlisten();
     clearTimeout(timer);
     quiet.stop();
     if (!exit) {
-      // The client went away (or the agent is shutting down): the command goes too.
+      // The consumer stopped early: the command goes too.
       killGroup(pid, "SIGKILL");
       await exited(child);
     }

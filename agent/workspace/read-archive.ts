@@ -14,6 +14,7 @@ import tar from "tar-stream";
 import type { ReadArchiveRequest, ReadArchiveResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, openDirectory, openRegularFileAt, resolveInsideWorkspace } from "../confine.js";
+import { onAbort } from "../abort.js";
 import { callPath } from "../errors.js";
 import { assertUnchanged, readChunks } from "./read-file.js";
 import type { WorkspaceDeps } from "./service.js";
@@ -52,7 +53,14 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
   yield { event: { case: "header", value: { path: entry.path, entries: BigInt(entries.length) } } };
 
   const pack = tar.pack();
+  // Failures reach the client through the iterator below; an 'error' event
+  // nobody listens to would take the whole agent down.
+  pack.on("error", () => {});
   const stop = new AbortController();
+  const unlisten = onAbort(ctx.signal, () => {
+    stop.abort();
+    pack.destroy();
+  });
   const producer = writeEntries(pack, entries, real, entry.path, stop.signal).then(
     () => pack.finalize(),
     (err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))),
@@ -79,6 +87,7 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
     if (pendingBytes > 0) yield { event: { case: "chunk", value: flush() } };
     yield { event: { case: "trailer", value: { size, sha256: hash.digest("hex") } } };
   } finally {
+    unlisten();
     stop.abort();
     pack.destroy();
     await producer;
@@ -179,6 +188,7 @@ async function addFile(
       sink = pack.entry({ ...common, name: e.rel, type: "file", size: Number(stats.size) }, (err) => (err ? reject(err) : resolve()));
     });
     done.catch(() => {}); // awaited below; a failure before that is reported by the pack itself
+    sink.on("error", () => {}); // same: the pack carries the error to the client
     let read = 0n;
     for await (const chunk of readChunks(fh, signal)) {
       read += BigInt(chunk.byteLength);

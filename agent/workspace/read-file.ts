@@ -10,6 +10,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ReadFileRequest, ReadFileResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError } from "../../common/errors.js";
 import { openRegularFile, resolveInsideWorkspace } from "../confine.js";
+import { onAbort } from "../abort.js";
 import { callPath } from "../errors.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./service.js";
@@ -29,6 +30,7 @@ export async function* readFile(deps: WorkspaceDeps, req: ReadFileRequest, ctx: 
     await entry.close();
   }
   const { fh, stats } = opened;
+  const unlisten = onAbort(ctx.signal, () => fh.close());
   try {
     yield { event: { case: "header", value: fileInfo(entry.path, stats) } };
     const hash = createHash("sha256");
@@ -42,6 +44,7 @@ export async function* readFile(deps: WorkspaceDeps, req: ReadFileRequest, ctx: 
     await assertUnchanged(fh, stats, sent, entry.path);
     yield { event: { case: "trailer", value: { size: sent, sha256: hash.digest("hex") } } };
   } finally {
+    unlisten();
     await fh.close();
   }
 }

@@ -7,6 +7,7 @@ import { WatchEventType, type WatchRequest, type WatchResponseSchema } from "../
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { WORKSPACE } from "../../common/paths.js";
 import { openDirectory, resolveInsideWorkspace } from "../confine.js";
+import { onAbort } from "../abort.js";
 import { callPath } from "../errors.js";
 import { EventQueue } from "../queue.js";
 import { TEMP_FILE } from "./write-file.js";
@@ -59,13 +60,14 @@ export async function* watch(deps: WorkspaceDeps, req: WatchRequest, ctx: Handle
   });
   watcher.on("ready", () => queue.push({ event: { case: "ready", value: { path: entry.path } } }));
   watcher.on("error", (err) => queue.fail(fromErrno(err, entry.path)));
-  const onAbort = () => queue.end();
-  ctx.signal.addEventListener("abort", onAbort, { once: true });
-  if (ctx.signal.aborted) queue.end();
+  const unlisten = onAbort(ctx.signal, () => {
+    queue.end();
+    return watcher.close();
+  });
   try {
     yield* queue;
   } finally {
-    ctx.signal.removeEventListener("abort", onAbort);
+    unlisten();
     await watcher.close();
   }
 }
