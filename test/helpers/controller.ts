@@ -23,7 +23,7 @@ export interface ControllerProcess {
   child: ChildProcess;
   /** Every stdout line the controller printed (JSON lines). */
   stdoutLines: string[];
-  /** Last few KiB of stderr (JSON logs), for failure messages. */
+  /** stderr (JSON logs), the last 4 MiB: failure messages, and checks that no secret is logged. */
   stderr(): string;
   /** SIGTERM and wait; resolves with the exit code (null when killed by a signal). */
   stop(): Promise<number | null>;
@@ -40,6 +40,7 @@ export interface StartProcessOptions {
   startTimeoutMs?: number;
 }
 
+const STDERR_KEEP = 4 * 1024 * 1024;
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
@@ -79,7 +80,8 @@ export async function startControllerProcess(options: StartProcessOptions = {}):
   let stderrTail = "";
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (s: string) => {
-    stderrTail = (stderrTail + s).slice(-16384);
+    stderrTail += s;
+    if (stderrTail.length > STDERR_KEEP) stderrTail = stderrTail.slice(-STDERR_KEEP);
   });
 
   const stdoutLines: string[] = [];
