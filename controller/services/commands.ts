@@ -268,16 +268,24 @@ async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, requ
  * gets code `internal` for every entry that has neither an artifact nor an
  * error yet. Their pending artifacts are the pending reconciler's to remove.
  */
-export async function reconcileStaleCommands(deps: Deps, limit = 100): Promise<number> {
-  const now = deps.clock.now();
-  const stale = await deps.db.listStaleCommands(new Date(now.getTime() - deps.config.commandStaleMs), limit);
-  for (const row of stale) {
-    const patch = await abandonedOutcome(deps, row);
-    await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now });
-    deps.metrics.reconciled.inc({ kind: "command" });
-    deps.log.warn({ commandId: row.id, status: patch.status ?? row.status, collectStatus: patch.collectStatus }, "finished a command left by a stopped controller");
+export async function reconcileStaleCommands(deps: Deps, batch = 100): Promise<number> {
+  let finished = 0;
+  for (;;) {
+    const now = deps.clock.now();
+    const stale = await deps.db.listStaleCommands(new Date(now.getTime() - deps.config.commandStaleMs), batch);
+    for (const row of stale) {
+      const patch = await abandonedOutcome(deps, row);
+      // heartbeatAt = now also takes it off the stale list (its collectStatus is no longer pending).
+      await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now });
+      deps.metrics.reconciled.inc({ kind: "command" });
+      deps.log.warn(
+        { commandId: row.id, status: patch.status ?? row.status, collectStatus: patch.collectStatus },
+        "finished a command left by a stopped controller",
+      );
+    }
+    finished += stale.length;
+    if (stale.length < batch) return finished;
   }
-  return stale.length;
 }
 
 async function abandonedOutcome(deps: Deps, row: CommandRow): Promise<Partial<CommandRow>> {

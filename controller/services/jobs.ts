@@ -2,6 +2,7 @@
 // interval, never overlapping itself; stop() waits for a running pass. Every
 // job must be safe with several replicas running it at once.
 import type { Deps } from "../deps.js";
+import { reconcileStaleCommands } from "./commands.js";
 import { reapExpiredSandboxes } from "./sandboxes.js";
 
 export interface BackgroundJob {
@@ -19,6 +20,12 @@ export function backgroundJobs(deps: Deps): BackgroundJob[] {
   return [
     // Sandboxes past their expiry: agent stopped, filesystem removed, record destroyed.
     { name: "sandbox-reaper", intervalMs: deps.config.sweepIntervalMs, run: (d) => reapExpiredSandboxes(d) },
+    // Commands whose controller died mid-run or mid-collection (stale heartbeat): finished as error / partial / failed.
+    {
+      name: "command-reconciler",
+      intervalMs: Math.min(deps.config.sweepIntervalMs, deps.config.commandStaleMs),
+      run: (d) => reconcileStaleCommands(d),
+    },
   ];
 }
 
