@@ -1,15 +1,11 @@
 // The one place where anything thrown inside the agent becomes a Connect
 // error: a code from the closed set (common/errors.ts) leading the message.
-import { ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CrowNestError, codeFromMessage, fromErrno, toConnectError } from "../common/errors.js";
 import type { Logger } from "pino";
+import { callPath } from "./context.js";
 
-/**
- * The normalized path a call is working on. Handlers set it as soon as they
- * know it, so errno failures are reported with the client's path, never the
- * host path Node puts in its error messages.
- */
-export const callPath = createContextKey<string>("", { description: "normalized /workspace path of the call" });
+export { callPath };
 
 /** Maps a thrown value to the closed set; errno errors carry `path` (a client path) in their message. */
 export function agentError(err: unknown, path: string): CrowNestError {

@@ -3,12 +3,14 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { ChildProcess } from "node:child_process";
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
 import { ProcessService } from "../gen/crownest/agent/v1/process_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { bearerAuth } from "./auth.js";
+import { requestBodyEnded } from "./context.js";
 import { errorInterceptor } from "./errors.js";
 import { healthService } from "./health.js";
 import { killAll, processService } from "./process/service.js";
@@ -58,6 +60,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     acceptCompression: [],
     readMaxBytes: READ_MAX_BYTES,
     shutdownSignal: shutdown.signal,
+    contextValues: (req) =>
+      createContextValues().set(requestBodyEnded, () => {
+        const stream = (req as http2.Http2ServerRequest).stream as http2.Http2Stream | undefined;
+        return stream !== undefined && stream.readableEnded && !stream.aborted && !stream.destroyed;
+      }),
   });
 
   const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);

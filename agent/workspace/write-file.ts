@@ -6,15 +6,22 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WriteFileRequest, WriteFileResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, notRegular, resolveInsideWorkspace } from "../confine.js";
-import { callPath } from "../errors.js";
+import { callPath, requestBodyEnded } from "../context.js";
 import type { WorkspaceDeps } from "./service.js";
 
 const DEFAULT_MODE = 0o644;
+
+/**
+ * How long a finished upload waits for a RST_STREAM that would mean "cancelled"
+ * (a Node client sends it right after END_STREAM) before the rename commits it.
+ */
+const COMMIT_GRACE_MS = 10;
 
 /** Names of in-flight temporary files (hidden from Watch). */
 export const TEMP_FILE = /(^|\/)\.crownest-[0-9a-f]{16}\.tmp$/;
@@ -58,8 +65,13 @@ export async function writeFile(
         hash.update(chunk);
         size += BigInt(chunk.byteLength);
       }
-      ctx.signal.throwIfAborted();
       await fh.sync();
+      // A cancel looks like a clean end for a moment (see requestBodyEnded): commit
+      // only if no reset followed.
+      await sleep(COMMIT_GRACE_MS);
+      if (ctx.signal.aborted || !ctx.values.get(requestBodyEnded)()) {
+        throw new CrowNestError("invalid_request", "the upload was cancelled before it ended");
+      }
       await fh.close();
       fh = undefined;
       await rename(at(entry.dir, tmpName), at(entry.dir, entry.name)).catch((err: unknown) => {
