@@ -2,7 +2,8 @@
 // (node --import tsx controller/main.ts), or an in-process one for fast
 // tests. Both listen on free ports of 127.0.0.1 with a fresh data dir.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -235,4 +236,46 @@ export function api(httpUrl: string, key?: string) {
     }
     return { status: res.status, headers: res.headers, json, text };
   };
+}
+
+/** Pid of the local agent serving a sandbox of this data dir, found in /proc as the runtime does; undefined when none runs. */
+export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
+  const workspace = join(dataDir, "sandboxes", sandboxId, "workspace");
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let args: string[];
+    try {
+      args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+    } catch {
+      continue;
+    }
+    const i = args.indexOf("--workspace");
+    if (i >= 0 && args[i + 1] === workspace && isRunning(Number(name))) return Number(name);
+  }
+  return undefined;
+}
+
+/** The process exists and is not a zombie. */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `check` holds (no fixed sleeps in tests); fails with `what` after the timeout. */
+export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
