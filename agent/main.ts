@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { pino, destination } from "pino";
 import { startAgentServer } from "./server.js";
 
-const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE]  (token: CROWNEST_AGENT_TOKEN or --token-file)";
+const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
 
 class UsageError extends Error {}
 
@@ -93,6 +93,7 @@ main().catch((err: unknown) => {
   const message = err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
     ? (err as Error).message
     : `failed to start: ${err instanceof Error ? err.message : String(err)}`;
-  process.stderr.write(`crownest-agent: ${message}\n${err instanceof UsageError ? `${USAGE}\n` : ""}`);
+  // One line, so an orchestrator's log shows the reason whole.
+  process.stderr.write(`crownest-agent: ${message}\n`);
   process.exit(2);
 });

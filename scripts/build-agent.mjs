@@ -1,13 +1,15 @@
 // Bundles the agent into one file, dist/agent.mjs, runnable by `node` alone
 // (no node_modules beside it): what a sandbox image bakes in.
-//   npm run build:agent
+//   npm run build:agent [-- --outfile PATH]
 import { build } from "esbuild";
+import { parseArgs } from "node:util";
 import { stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const outfile = join(root, "dist", "agent.mjs");
+const { values } = parseArgs({ options: { outfile: { type: "string" } } });
+const outfile = values.outfile ?? join(root, "dist", "agent.mjs");
 
 await build({
   entryPoints: [join(root, "agent", "main.ts")],

@@ -25,6 +25,8 @@ export interface StartAgentOptions {
   useBundle?: boolean | string;
   /** Extra environment for the agent process. */
   env?: Record<string, string>;
+  /** Working directory of the agent process (default: the repository). */
+  cwd?: string;
   /** How long to wait for the listening line (default 30 s: tsx compiles on first start). */
   startTimeoutMs?: number;
 }
@@ -56,7 +58,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Start
     ? [typeof options.useBundle === "string" ? options.useBundle : BUNDLE_PATH]
     : ["--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
   const child = spawn(process.execPath, [...entry, "--workspace", workspace, "--listen", "127.0.0.1:0"], {
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env, CROWNEST_AGENT_TOKEN: token },
     stdio: ["ignore", "pipe", "pipe"],
   });
