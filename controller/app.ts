@@ -1,10 +1,7 @@
 // Builds one controller from its configuration: stores, runtime, both
 // listeners and the background jobs, and takes them down in order. Used by
 // main.ts and, in-process, by tests.
-import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
-import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ensureBootstrap } from "./auth/bootstrap.js";
 import { openBlobStore } from "./blob/factory.js";
@@ -15,6 +12,7 @@ import { openMetadataStore } from "./db/factory.js";
 import type { MetadataStore } from "./db/types.js";
 import type { Deps } from "./deps.js";
 import { combineRoutes, healthRoutes, startGrpcServer, type GrpcServer, type RoutesFn } from "./grpc/server.js";
+import { registerPublicServices } from "./grpc/services.js";
 import { buildHttpServer } from "./http/server.js";
 import { createLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -59,18 +57,6 @@ function listenError(variable: string, addr: ListenAddress, err: unknown): Error
             ? "host name does not resolve"
             : undefined;
   return why ? new ConfigError(variable, `cannot listen on ${addr.host}:${addr.port}: ${why}`) : (err as Error);
-}
-
-/** The crownest.v1 services, when the gRPC module is part of this build. */
-async function publicServiceRoutes(deps: Deps): Promise<RoutesFn | undefined> {
-  const here = fileURLToPath(new URL("./grpc/", import.meta.url));
-  if (!existsSync(`${here}services.ts`) && !existsSync(`${here}services.js`)) return undefined;
-  const mod = (await import("./grpc/services.js" as string)) as {
-    registerPublicServices: (router: ConnectRouter, deps: Deps) => unknown;
-  };
-  return (router) => {
-    mod.registerPublicServices(router, deps);
-  };
 }
 
 function redactedDatabase(config: Config): string {
@@ -146,9 +132,8 @@ export async function startController(config: Config, options: StartOptions = {}
     const routeList: RoutesFn[] = [];
     const combined = combineRoutes(routeList);
     routeList.push(healthRoutes(deps, combined.serviceNames));
-    const publicRoutes = await publicServiceRoutes(deps);
-    if (publicRoutes) routeList.push(publicRoutes);
-    else log.warn("crownest.v1 gRPC services are not part of this build; only grpc.health.v1 is served");
+    const ready = deps;
+    routeList.push((router) => registerPublicServices(router, ready));
 
     http = await buildHttpServer(deps, { connectRoutes: combined.routes });
     try {
@@ -180,7 +165,6 @@ export async function startController(config: Config, options: StartOptions = {}
     );
 
     let closing: Promise<void> | undefined;
-    const ready = deps;
     const grpcUrl = grpc.url;
     return {
       httpUrl,
