@@ -3,6 +3,7 @@
 // job must be safe with several replicas running it at once.
 import type { Deps } from "../deps.js";
 import { reconcileStaleCommands } from "./commands.js";
+import { runReconcileOnce, runSweepOnce } from "./retention.js";
 import { reapExpiredSandboxes } from "./sandboxes.js";
 
 export interface BackgroundJob {
@@ -20,6 +21,10 @@ export function backgroundJobs(deps: Deps): BackgroundJob[] {
   return [
     // Sandboxes past their expiry: agent stopped, filesystem removed, record destroyed.
     { name: "sandbox-reaper", intervalMs: deps.config.sweepIntervalMs, run: (d) => reapExpiredSandboxes(d) },
+    // Expired artifacts: blob first, then record; each claimed by one replica.
+    { name: "artifact-sweeper", intervalMs: deps.config.sweepIntervalMs, run: (d) => runSweepOnce(d) },
+    // Crashed exports (stale pending records and their blobs) and expired idempotency keys.
+    { name: "pending-reconciler", intervalMs: deps.config.sweepIntervalMs, run: (d) => runReconcileOnce(d) },
     // Commands whose controller died mid-run or mid-collection (stale heartbeat): finished as error / partial / failed.
     {
       name: "command-reconciler",
