@@ -22,6 +22,14 @@ async function main(): Promise<void> {
     fail(err);
   }
   const log = createLogger({ level: config.logLevel });
+  // stderr carries JSON log lines only: process warnings go through the logger
+  // instead of Node's multi-line text. The AWS SDK's notice that its future
+  // versions need Node 22 is not actionable for a pinned install.
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    const level = warning.message.startsWith("NodeVersionSupportWarning") ? "debug" : "warn";
+    log[level]({ warning: { name: warning.name, message: warning.message } }, "process warning");
+  });
   const controller = await startController(config, { log }).catch(fail);
 
   process.stdout.write(`${JSON.stringify({ http: controller.httpUrl, grpc: controller.grpcUrl })}\n`);

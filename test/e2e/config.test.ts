@@ -60,6 +60,16 @@ describe("bad configuration", () => {
         "CROWNEST_DATABASE_URL",
       );
     });
+
+    it("an unreachable blob store names CROWNEST_BLOB_URL", async () => {
+      expectOneLineNaming(
+        await runControllerToExit(
+          { CROWNEST_BLOB_URL: "s3://bucket/p", CROWNEST_S3_ENDPOINT: "http://127.0.0.1:1", AWS_ACCESS_KEY_ID: "x", AWS_SECRET_ACCESS_KEY: "y" },
+          dataDir,
+        ),
+        "CROWNEST_BLOB_URL",
+      );
+    });
   });
 });
 
