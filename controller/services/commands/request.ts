@@ -70,7 +70,8 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
   }
   for (const key of Object.keys(body)) {
     if (!RUN_FIELDS.has(key) && body[key] !== undefined) {
-      throw new CrowNestError("unsupported_field", `unknown field: ${key}`, { field: key });
+      // As everywhere in the REST API; unsupported_field is kept for collect/collectOn on the start.
+      throw new CrowNestError("invalid_request", `unknown field: ${key}`, { field: key });
     }
   }
 

@@ -86,7 +86,7 @@ describe("parseCommandRequest", () => {
     ["collect too many", { command: "true", collect: Array.from({ length: MAX_COLLECT_ENTRIES + 1 }, () => ({ path: "a" })) }, "invalid_request", "collect"],
     ["collectOn other value", { command: "true", collectOn: "failure" }, "invalid_request", "collectOn"],
     ["collectOn upper case", { command: "true", collectOn: "ALWAYS" }, "invalid_request", "collectOn"],
-    ["unknown field", { command: "true", shell: "bash" }, "unsupported_field", "shell"],
+    ["unknown field", { command: "true", shell: "bash" }, "invalid_request", "shell"],
   ];
   it.each(cases)("run refuses %s", (_label, body, code, field) => {
     const r = refusal(body);
