@@ -4,7 +4,7 @@
 // with the controller's memory bounded.
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -162,6 +162,38 @@ describe("behind the lexical rule", () => {
     const onDir = await call("PUT", filesUrl("dir"), "x");
     expect(onDir.status).toBe(422);
     expect(onDir.json.error.code).toBe("not_a_regular_file");
+  });
+});
+
+describe("a file that changes while it is downloaded", () => {
+  it("cuts the response short: the client never gets a complete-looking file", async () => {
+    const size = 64 * 1024 * 1024;
+    await writeFile(join(workspace, "moving.bin"), randomBytes(size));
+    const outcome = await new Promise<{ received: number; length: number; failed: boolean }>((resolve, reject) => {
+      const req = request(`${ctl.httpUrl}${filesUrl("moving.bin")}`, { headers: { authorization: `Bearer ${ctl.apiKey}` } }, (res) => {
+        expect(res.statusCode).toBe(200);
+        const length = Number(res.headers["content-length"]);
+        let received = 0;
+        let changed = false;
+        res.on("data", (chunk: Buffer) => {
+          received += chunk.length;
+          if (!changed) {
+            changed = true;
+            // The client stalls (backpressure holds the agent mid-file) while the file grows.
+            res.pause();
+            void appendFile(join(workspace, "moving.bin"), "more").then(() => res.resume(), reject);
+          }
+        });
+        res.on("end", () => resolve({ received, length, failed: !res.complete }));
+        res.on("error", () => resolve({ received, length, failed: true }));
+        res.on("aborted", () => resolve({ received, length, failed: true }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(outcome.length).toBe(size);
+    expect(outcome.failed).toBe(true);
+    expect(outcome.received).toBeLessThan(size);
   });
 });
 
