@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshPostgresUrl } from "../helpers/pg.js";
 import { agentPidOf, api, eventually, isRunning, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
 
 const workspaceOf = (ctl: ControllerProcess, id: string) => join(ctl.dataDir, "sandboxes", id, "workspace");
@@ -185,6 +186,30 @@ describe("controller lifetime", () => {
       expect(existsSync(join(second.dataDir, "sandboxes", alive))).toBe(false);
     } finally {
       await first.dispose();
+    }
+  });
+});
+
+describe("on PostgreSQL", () => {
+  it("bootstraps, creates, reads, deletes, and adopts after a crash with the metadata in PostgreSQL", async () => {
+    const pg = await freshPostgresUrl();
+    const env = { CROWNEST_DATABASE_URL: pg.url };
+    const first = await startControllerProcess({ env });
+    try {
+      const call = api(first.httpUrl, first.apiKey);
+      const { json } = await call("POST", "/v1/sandboxes", { timeoutSeconds: 120 });
+      expect((await call("GET", `/v1/sandboxes/${json.id}`)).json.status).toBe("running");
+      const pid = (await agentPidOf(first.dataDir, json.id))!;
+      await first.kill();
+      const second = await startControllerProcess({ env, dataDir: first.dataDir });
+      const again = api(second.httpUrl, second.apiKey);
+      expect((await again("GET", `/v1/sandboxes/${json.id}`)).json.status).toBe("running");
+      expect((await again("DELETE", `/v1/sandboxes/${json.id}`)).status).toBe(204);
+      expect(isRunning(pid)).toBe(false);
+      expect(await second.stop()).toBe(0);
+    } finally {
+      await first.dispose();
+      await pg.cleanup();
     }
   });
 });
