@@ -1,0 +1,174 @@
+// File-store exports through the real controller and agent: the big file
+// against a plain stream copy + fsync into the same blob directory
+// (alternated, medians), the RSS growth of both processes during it, and the
+// cost growth over sizes (seconds per GiB, RSS growth per size).
+import { join } from "node:path";
+import { copyWithFsync } from "./baselines.js";
+import { randomFile, syncDisks } from "./fixtures.js";
+import type { BenchController } from "./harness.js";
+import type { BenchOptions } from "./options.js";
+import { failedRow, type BenchRow } from "./report.js";
+import type { RssGrowth } from "./rss.js";
+import { GiB, MiB, formatSize, median, mibPerSecond, round } from "./stats.js";
+
+const RSS_LIMIT = 64 * MiB;
+const THROUGHPUT_GOAL = 0.6;
+/** s/GiB of the largest size may exceed the next size's by this much and still count as linear (run-to-run noise on a shared machine). */
+const LINEAR_TOLERANCE = 1.25;
+/** RSS growth of the largest export may exceed the smallest's by this much and still count as flat. */
+const FLAT_TOLERANCE = 16 * MiB;
+
+interface SizeResult {
+  bytes: number;
+  exportSeconds: number[];
+  controllerRss: RssGrowth[];
+  agentRss: RssGrowth[];
+}
+
+const maxGrowth = (list: RssGrowth[]) => Math.max(...list.map((g) => g.growthBytes));
+
+/** Exports `path` `reps` times with RSS sampling; `between` runs before each (e.g. the baseline, alternated). */
+async function measureExports(
+  ctl: BenchController,
+  sandboxId: string,
+  agentPid: number,
+  path: string,
+  bytes: number,
+  opts: BenchOptions,
+  between?: (rep: number, exportFirst: boolean) => Promise<void>,
+): Promise<SizeResult> {
+  const result: SizeResult = { bytes, exportSeconds: [], controllerRss: [], agentRss: [] };
+  for (let rep = 0; rep < opts.reps; rep++) {
+    // Alternate which of the pair goes first, so neither always inherits the other's leftovers.
+    const exportFirst = rep % 2 === 0;
+    if (between && !exportFirst) await between(rep, exportFirst);
+    await syncDisks();
+    const run = await ctl.exportWithRss(sandboxId, path, agentPid, opts.rssIntervalMs);
+    if (run.artifact.sizeBytes !== bytes) throw new Error(`artifact of ${path} has ${run.artifact.sizeBytes} bytes, expected ${bytes}`);
+    await ctl.deleteArtifact(run.artifact.id);
+    result.exportSeconds.push(run.seconds);
+    result.controllerRss.push(run.controller);
+    result.agentRss.push(run.agent);
+    if (between && exportFirst) await between(rep, exportFirst);
+  }
+  return result;
+}
+
+export async function benchFileExport(
+  ctl: BenchController,
+  opts: BenchOptions,
+  notes: Record<string, string>,
+  log: (line: string) => void,
+): Promise<BenchRow[]> {
+  const big = formatSize(opts.bigFileBytes);
+  const names = {
+    throughput: `export of one ${big} file, file store`,
+    controllerRss: `peak RSS growth, controller (${big} export)`,
+    agentRss: `peak RSS growth, agent (${big} export)`,
+    growth: `cost growth: exports of ${[...opts.growthBytes, opts.bigFileBytes].map(formatSize).join(", ")}`,
+  };
+  const goals = {
+    throughput: "≥ 60 % of stream copy + fsync",
+    rss: "≤ 64 MiB",
+    growth: "time linear in size, memory flat",
+  };
+  try {
+    const sandboxId = await ctl.createSandbox();
+    const agent = await ctl.agentOf(sandboxId);
+    notes.agentCommand = agent.command.map((a) => a.replace(ctl.dataDir, "<dataDir>")).join(" ");
+    const workspace = ctl.workspaceDir(sandboxId);
+
+    // Warm-up: the first export loads code paths and opens the HTTP/2 session; a serving controller is warm.
+    await randomFile(join(workspace, "warm.bin"), 1 * MiB);
+    for (let i = 0; i < 2; i++) await ctl.deleteArtifact((await ctl.exportFile(sandboxId, "warm.bin")).artifact.id);
+
+    log(`file store: writing the ${big} file`);
+    const bigPath = join(workspace, "big.bin");
+    await randomFile(bigPath, opts.bigFileBytes);
+    const copySeconds: number[] = [];
+    const bigResult = await measureExports(ctl, sandboxId, agent.pid, "big.bin", opts.bigFileBytes, opts, async (rep) => {
+      await syncDisks();
+      copySeconds.push(await copyWithFsync(bigPath, ctl.blobDir));
+      log(`file store rep ${rep + 1}: copy ${round(mibPerSecond(opts.bigFileBytes, copySeconds.at(-1)!))} MiB/s`);
+    });
+    bigResult.exportSeconds.forEach((s, i) => log(`file store rep ${i + 1}: export ${round(mibPerSecond(opts.bigFileBytes, s))} MiB/s`));
+
+    const bySize: SizeResult[] = [];
+    for (const bytes of opts.growthBytes) {
+      const name = `growth-${bytes}.bin`;
+      await randomFile(join(workspace, name), bytes);
+      bySize.push(await measureExports(ctl, sandboxId, agent.pid, name, bytes, opts));
+      log(`cost growth ${formatSize(bytes)}: ${round(median(bySize.at(-1)!.exportSeconds) / (bytes / GiB))} s/GiB`);
+    }
+    bySize.push(bigResult);
+    await ctl.deleteSandbox(sandboxId);
+
+    const exportRate = mibPerSecond(opts.bigFileBytes, median(bigResult.exportSeconds));
+    const copyRate = mibPerSecond(opts.bigFileBytes, median(copySeconds));
+    const ratio = exportRate / copyRate;
+    const rows: BenchRow[] = [
+      {
+        name: names.throughput,
+        measured: `${round(exportRate)} MiB/s (copy+fsync ${round(copyRate)} MiB/s), median of ${opts.reps}`,
+        goal: goals.throughput,
+        ratio,
+        ok: ratio >= THROUGHPUT_GOAL,
+        values: {
+          bytes: opts.bigFileBytes,
+          exportMiBps: exportRate,
+          copyMiBps: copyRate,
+          exportSecondsMedian: median(bigResult.exportSeconds),
+          copySecondsMedian: median(copySeconds),
+        },
+      },
+    ];
+    for (const [key, list] of [
+      ["controllerRss", bigResult.controllerRss],
+      ["agentRss", bigResult.agentRss],
+    ] as const) {
+      const growth = maxGrowth(list);
+      rows.push({
+        name: names[key],
+        measured: `+${round(growth / MiB)} MiB (baseline ${round(list[0]!.baselineBytes / MiB)} MiB), worst of ${opts.reps}`,
+        goal: goals.rss,
+        ratio: growth / RSS_LIMIT,
+        ok: growth <= RSS_LIMIT,
+        values: {
+          growthMiB: growth / MiB,
+          baselineMiB: list[0]!.baselineBytes / MiB,
+          peakMiB: Math.max(...list.map((g) => g.peakBytes)) / MiB,
+          samples: Math.min(...list.map((g) => g.samples)),
+        },
+      });
+    }
+
+    const perGiB = bySize.map((r) => median(r.exportSeconds) / (r.bytes / GiB));
+    const largest = bySize.at(-1)!;
+    const smallest = bySize[0]!;
+    // Linear: the largest export costs no more per GiB than the next one down (small ones carry fixed costs).
+    const linearity = perGiB.at(-1)! / perGiB.at(-2)!;
+    const flat =
+      maxGrowth(largest.controllerRss) <= maxGrowth(smallest.controllerRss) + FLAT_TOLERANCE &&
+      maxGrowth(largest.agentRss) <= maxGrowth(smallest.agentRss) + FLAT_TOLERANCE;
+    const values: Record<string, number> = { linearity };
+    bySize.forEach((r, i) => {
+      const label = formatSize(r.bytes).replace(" ", "");
+      values[`secondsPerGiB_${label}`] = perGiB[i]!;
+      values[`controllerRssGrowthMiB_${label}`] = maxGrowth(r.controllerRss) / MiB;
+      values[`agentRssGrowthMiB_${label}`] = maxGrowth(r.agentRss) / MiB;
+    });
+    rows.push({
+      name: names.growth,
+      measured: bySize
+        .map((r, i) => `${formatSize(r.bytes)}: ${round(perGiB[i]!)} s/GiB, RSS +${round(maxGrowth(r.controllerRss) / MiB)}/+${round(maxGrowth(r.agentRss) / MiB)} MiB`)
+        .join("; "),
+      goal: `${goals.growth} (s/GiB of largest ≤ ${LINEAR_TOLERANCE}× next; RSS within +${FLAT_TOLERANCE / MiB} MiB of smallest)`,
+      ratio: linearity,
+      ok: linearity <= LINEAR_TOLERANCE && flat,
+      values,
+    });
+    return rows;
+  } catch (err) {
+    return [failedRow(names.throughput, goals.throughput, err), failedRow(names.controllerRss, goals.rss, err), failedRow(names.agentRss, goals.rss, err), failedRow(names.growth, goals.growth, err)];
+  }
+}

@@ -1,0 +1,136 @@
+// `npm run bench`: every DESIGN §9 figure measured against real processes in
+// one run, printed as a table and written to bench/results/latest.json.
+// Options: see bench/options.ts (BENCH_QUICK=1 for tiny sizes).
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { cpus, freemem, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { benchAgent, type AgentBenchRow } from "./agent.js";
+import { benchCollect } from "./collect.js";
+import { benchConcurrentExports } from "./concurrent.js";
+import { benchFileExport } from "./file-export.js";
+import { BenchController } from "./harness.js";
+import { REPO_ROOT, describeOptions, parseOptions, type BenchOptions } from "./options.js";
+import { failedRow, formatTable, writeResults, type BenchRow, type BenchRun } from "./report.js";
+import { benchS3Export } from "./s3-export.js";
+import { MiB } from "./stats.js";
+
+function log(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+/** The agent colleague's rows in this table's shape: ratio against the goal's number when it has one. */
+export function agentRow(row: AgentBenchRow): BenchRow {
+  const limit = /^[≤≥]\s*([\d.]+)/.exec(row.goal);
+  const ratio = row.unit === "%" ? row.value / 100 : limit ? row.value / Number(limit[1]) : null;
+  return {
+    name: row.name,
+    measured: `${row.value} ${row.unit}${row.detail ? ` (${row.detail})` : ""}`,
+    goal: row.goal || "—",
+    ratio,
+    ok: row.ok,
+    values: { [row.unit]: row.value },
+  };
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** The local runtime runs dist/agent.mjs when it is fresh (as a sandbox image would); build it when it is not. */
+function ensureAgentBundle(notes: Record<string, string>): void {
+  const bundle = join(REPO_ROOT, "dist", "agent.mjs");
+  if (existsSync(bundle) && statSync(bundle).mtimeMs >= newestMtime(join(REPO_ROOT, "agent"))) return;
+  log("building dist/agent.mjs");
+  execFileSync(process.execPath, [join(REPO_ROOT, "scripts", "build-agent.mjs")], { stdio: ["ignore", "ignore", "inherit"] });
+  notes.agentBundle = "rebuilt by the bench (scripts/build-agent.mjs)";
+}
+
+export async function runBench(opts: BenchOptions): Promise<BenchRun> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const loadAvgStart = loadavg();
+  const notes: Record<string, string> = {};
+  const rows: BenchRow[] = [];
+
+  if (opts.suites.has("file") || opts.suites.has("collect") || opts.suites.has("concurrent")) {
+    ensureAgentBundle(notes);
+    const ctl = await BenchController.start("file");
+    notes.fileStore = "file: store in the controller's data dir (default configuration), SQLite metadata, local runtime";
+    try {
+      if (opts.suites.has("file")) {
+        log("file store exports");
+        rows.push(...(await benchFileExport(ctl, opts, notes, log)));
+      }
+      if (opts.suites.has("collect")) {
+        log("collection");
+        rows.push(...(await benchCollect(ctl, opts, log)));
+      }
+      if (opts.suites.has("concurrent")) {
+        log("concurrent exports");
+        rows.push(...(await benchConcurrentExports(ctl, opts, log)));
+      }
+    } finally {
+      await ctl.stop();
+    }
+  }
+  if (opts.suites.has("s3")) {
+    if (!opts.suites.has("file")) ensureAgentBundle(notes);
+    log("S3 store exports");
+    rows.push(...(await benchS3Export(opts, notes, log)));
+  }
+  if (opts.suites.has("agent")) {
+    log("agent");
+    try {
+      const agentRows = await benchAgent({
+        sizeBytes: opts.quick ? 4 * MiB : 1024 * MiB,
+        runs: opts.reps,
+        starts: opts.agentStarts,
+        log,
+      });
+      rows.push(...agentRows.map(agentRow));
+    } catch (err) {
+      rows.push(failedRow("agent: start to ready, idle RSS, bundle size", "≤ 300 ms, ≤ 50 MiB, one file", err));
+    }
+  }
+
+  const cpu = cpus();
+  return {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationSeconds: (performance.now() - t0) / 1000,
+    command: `npm run bench${opts.quick ? " (quick)" : ""}`,
+    options: describeOptions(opts),
+    machine: {
+      cpus: cpu.length,
+      cpuModel: cpu[0]?.model ?? "unknown",
+      memoryMiB: Math.round(totalmem() / MiB),
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      loadAvgStart,
+      loadAvgEnd: loadavg(),
+    },
+    notes: { ...notes, freeMemoryMiBAtEnd: String(Math.round(freemem() / MiB)) },
+    rows,
+  };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2), process.env);
+  const run = await runBench(opts);
+  await writeResults(opts.resultsPath, run);
+  process.stdout.write(`${formatTable(run.rows)}\n`);
+  process.stdout.write(
+    `\n${run.rows.length} rows in ${run.durationSeconds.toFixed(0)} s on ${run.machine.cpus} cores (load ${run.machine.loadAvgStart.map((l) => l.toFixed(2)).join(" ")}); results: ${opts.resultsPath}\n`,
+  );
+  // Exit status says whether the bench ran, not whether every goal was met.
+  process.exitCode = run.rows.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+await main();

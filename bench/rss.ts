@@ -1,0 +1,89 @@
+// Resident memory of other processes, from /proc/PID/status (VmRSS), sampled
+// every ~20 ms while a measurement runs: growth = peak - baseline, where the
+// baseline is sampled just before the measurement starts.
+import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { median } from "./stats.js";
+
+/** VmRSS of a process in bytes, or undefined when it is gone. */
+export async function rssBytes(pid: number): Promise<number | undefined> {
+  let status: string;
+  try {
+    status = await readFile(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+  return m ? Number(m[1]) * 1024 : undefined;
+}
+
+export interface RssGrowth {
+  baselineBytes: number;
+  peakBytes: number;
+  growthBytes: number;
+  samples: number;
+}
+
+/** Samples several processes at a fixed period until stopped. */
+export class RssSampler {
+  private readonly peaks = new Map<number, number>();
+  private readonly baselines = new Map<number, number>();
+  private readonly counts = new Map<number, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight = false;
+
+  constructor(
+    private readonly pids: number[],
+    private readonly intervalMs = 20,
+  ) {}
+
+  /** Baseline: the median of a few samples over ~`settleMs`, then sampling starts. */
+  async start(settleMs = 200): Promise<void> {
+    const early = new Map<number, number[]>(this.pids.map((p) => [p, []]));
+    for (let elapsed = 0; elapsed < settleMs; elapsed += this.intervalMs) {
+      for (const pid of this.pids) {
+        const rss = await rssBytes(pid);
+        if (rss !== undefined) early.get(pid)!.push(rss);
+      }
+      await sleep(this.intervalMs);
+    }
+    for (const pid of this.pids) {
+      const b = median(early.get(pid)!);
+      if (!Number.isFinite(b)) throw new Error(`process ${pid} has no /proc/${pid}/status`);
+      this.baselines.set(pid, b);
+      this.peaks.set(pid, b);
+      this.counts.set(pid, 0);
+    }
+    this.timer = setInterval(() => void this.sample(), this.intervalMs);
+  }
+
+  private async sample(): Promise<void> {
+    // A slow read (the machine is busy) must not pile reads up.
+    if (this.inFlight) return;
+    this.inFlight = true;
+    try {
+      for (const pid of this.pids) {
+        const rss = await rssBytes(pid);
+        if (rss === undefined) continue;
+        this.counts.set(pid, this.counts.get(pid)! + 1);
+        if (rss > this.peaks.get(pid)!) this.peaks.set(pid, rss);
+      }
+    } finally {
+      this.inFlight = false;
+    }
+  }
+
+  /** Stops sampling (after one last sample) and returns growth per pid. */
+  async stop(): Promise<Map<number, RssGrowth>> {
+    clearInterval(this.timer);
+    while (this.inFlight) await sleep(1);
+    await this.sample();
+    const out = new Map<number, RssGrowth>();
+    for (const pid of this.pids) {
+      const baselineBytes = this.baselines.get(pid)!;
+      const peakBytes = this.peaks.get(pid)!;
+      out.set(pid, { baselineBytes, peakBytes, growthBytes: peakBytes - baselineBytes, samples: this.counts.get(pid)! });
+    }
+    return out;
+  }
+}
