@@ -2,7 +2,7 @@
 // (node --import tsx controller/main.ts), or an in-process one for fast
 // tests. Both listen on free ports of 127.0.0.1 with a fresh data dir.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -43,9 +43,56 @@ export interface StartProcessOptions {
 
 const STDERR_KEEP = 4 * 1024 * 1024;
 const running = new Set<ChildProcess>();
-process.once("exit", () => {
+/** Data dirs of every controller started here: their agents must not outlive the test process. */
+const dataDirsInUse = new Set<string>();
+
+/** Last resort when a test forgot to stop its controller: kill the controllers and every agent of their data dirs (sync: runs at exit). */
+function killLeftovers(): void {
   for (const child of running) child.kill("SIGKILL");
-});
+  if (dataDirsInUse.size === 0) return;
+  const prefixes = [...dataDirsInUse].map((d) => `${join(d, "sandboxes")}/`);
+  let pids: string[];
+  try {
+    pids = readdirSync("/proc").filter((n) => /^\d+$/.test(n));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const ws = args[args.indexOf("--workspace") + 1];
+      if (args.includes("--workspace") && ws && prefixes.some((p) => ws.startsWith(p))) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // Gone already, or not ours to read.
+    }
+  }
+}
+process.once("exit", killLeftovers);
+
+/** In-process controllers not closed yet. */
+const openInProcess = new Set<Controller>();
+
+/** Stops, gracefully, whatever a test file started here and left running (its agents included). */
+async function stopLeftovers(): Promise<void> {
+  await Promise.all([
+    ...[...openInProcess].map((c) => c.close().catch(() => {})),
+    ...[...running].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once("exit", () => resolve());
+          child.kill("SIGTERM");
+        }),
+    ),
+  ]);
+}
+
+// Under vitest, once per test file (each file gets its own module graph):
+// the last afterAll hook to run, after the file's own.
+if (process.env.VITEST) {
+  const { afterAll } = await import("vitest");
+  afterAll(stopLeftovers, 60_000);
+}
 
 /** The environment a test controller gets: ours minus any CROWNEST_* of the developer's shell, plus the test's. */
 function controllerEnv(dataDir: string, env: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -65,6 +112,7 @@ function controllerEnv(dataDir: string, env: Record<string, string> = {}): NodeJ
 export async function startControllerProcess(options: StartProcessOptions = {}): Promise<ControllerProcess> {
   const ownDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "crownest-ctl-")));
+  dataDirsInUse.add(dataDir);
   const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "controller", "main.ts")], {
     cwd: REPO_ROOT,
     env: controllerEnv(dataDir, options.env),
@@ -178,6 +226,7 @@ export async function startControllerInProcess(
 ): Promise<InProcessController> {
   const ownDataDir = options.dataDir === undefined && env.CROWNEST_DATA_DIR === undefined;
   const dataDir = env.CROWNEST_DATA_DIR ?? options.dataDir ?? (await mkdtemp(join(tmpdir(), "crownest-ctl-")));
+  dataDirsInUse.add(dataDir);
   const config = loadConfig({
     CROWNEST_HTTP_ADDR: "127.0.0.1:0",
     CROWNEST_GRPC_ADDR: "127.0.0.1:0",
@@ -187,12 +236,18 @@ export async function startControllerInProcess(
   const log = process.env.CROWNEST_TEST_LOG_LEVEL ? createLogger({ level: process.env.CROWNEST_TEST_LOG_LEVEL }) : silentLogger();
   try {
     const controller = await startController(config, { log, clock: options.clock, shutdownGraceMs: 2000 });
+    openInProcess.add(controller);
+    const close = async () => {
+      await controller.close();
+      openInProcess.delete(controller);
+    };
     return {
       ...controller,
+      close,
       apiKey: config.apiKey.value,
       dataDir,
       async dispose() {
-        await controller.close();
+        await close();
         if (ownDataDir) await rm(dataDir, { recursive: true, force: true });
       },
     };
