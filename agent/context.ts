@@ -9,9 +9,12 @@ import { createContextKey } from "@connectrpc/connect";
 export const callPath = createContextKey<string>("", { description: "normalized /workspace path of the call" });
 
 /**
- * Whether the client's stream ended and was not reset. Node's compat request
- * ends its body the same way on END_STREAM and on RST_STREAM, and a Node
- * client that cancels sends END_STREAM just before RST_STREAM: so a handler
- * about to commit checks this, after giving a reset a moment to arrive.
+ * Resolves true if the client's stream ended and was not reset. Node's compat
+ * request ends its body the same way on END_STREAM and on RST_STREAM, and a
+ * Node client that cancels flushes END_STREAM before its RST_STREAM (which may
+ * wait for a write in progress). So before committing, a handler asks: this
+ * sends an HTTP/2 PING and waits for its ACK, which the client can only send
+ * with or after any reset it had queued, then lets the rest of that read be
+ * processed before looking at the stream.
  */
-export const requestBodyEnded = createContextKey<() => boolean>(() => false, { description: "client stream ended, not reset" });
+export const clientFinished = createContextKey<() => Promise<boolean>>(async () => false, { description: "client stream ended, not reset" });

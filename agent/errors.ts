@@ -5,8 +5,6 @@ import { CrowNestError, codeFromMessage, fromErrno, toConnectError } from "../co
 import type { Logger } from "pino";
 import { callPath } from "./context.js";
 
-export { callPath };
-
 /** Maps a thrown value to the closed set; errno errors carry `path` (a client path) in their message. */
 export function agentError(err: unknown, path: string): CrowNestError {
   if (err instanceof CrowNestError) return err;

@@ -10,7 +10,7 @@ import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
 import { ProcessService } from "../gen/crownest/agent/v1/process_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { bearerAuth } from "./auth.js";
-import { requestBodyEnded } from "./context.js";
+import { clientFinished } from "./context.js";
 import { errorInterceptor } from "./errors.js";
 import { healthService } from "./health.js";
 import { killAll, processService } from "./process/service.js";
@@ -41,6 +41,17 @@ const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
 /** How long in-flight calls get to finish at shutdown before sessions are cut. */
 const CLOSE_GRACE_MS = 2_000;
 
+async function clientFinishedCleanly(req: http2.Http2ServerRequest): Promise<boolean> {
+  const stream = req.stream as http2.ServerHttp2Stream | undefined;
+  if (!stream || !stream.readableEnded || stream.aborted || stream.destroyed) return false;
+  const acked = await new Promise<boolean>((resolve) => {
+    const sent = stream.session?.ping((err) => resolve(!err)) ?? false;
+    if (!sent) resolve(false);
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  return acked && !stream.aborted && !stream.destroyed;
+}
+
 export async function startAgentServer(options: AgentServerOptions): Promise<AgentServer> {
   const { root, log } = options;
   const shutdown = new AbortController();
@@ -60,11 +71,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     acceptCompression: [],
     readMaxBytes: READ_MAX_BYTES,
     shutdownSignal: shutdown.signal,
-    contextValues: (req) =>
-      createContextValues().set(requestBodyEnded, () => {
-        const stream = (req as http2.Http2ServerRequest).stream as http2.Http2Stream | undefined;
-        return stream !== undefined && stream.readableEnded && !stream.aborted && !stream.destroyed;
-      }),
+    contextValues: (req) => createContextValues().set(clientFinished, () => clientFinishedCleanly(req as http2.Http2ServerRequest)),
   });
 
   const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);

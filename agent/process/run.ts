@@ -9,7 +9,7 @@ import type { RunRequest, RunResponseSchema } from "../../gen/crownest/agent/v1/
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { openDirectory, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
-import { callPath } from "../errors.js";
+import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { killGroup, type ProcessDeps } from "./service.js";
 
@@ -35,7 +35,7 @@ export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerConte
   const pid = child.pid;
   if (pid === undefined) {
     const err = await new Promise<unknown>((resolve) => child.once("error", resolve));
-    throw fromErrno(err, req.command);
+    throw fromErrno(err, "/bin/sh");
   }
   deps.processes.set(pid, child);
   const output = [child.stdout!, child.stderr!];

@@ -15,7 +15,7 @@ import type { ReadArchiveRequest, ReadArchiveResponseSchema } from "../../gen/cr
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, openDirectory, openRegularFileAt, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
-import { callPath } from "../errors.js";
+import { callPath } from "../context.js";
 import { assertUnchanged, readChunks } from "./read-file.js";
 import type { WorkspaceDeps } from "./service.js";
 

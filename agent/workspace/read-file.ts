@@ -11,7 +11,7 @@ import type { ReadFileRequest, ReadFileResponseSchema } from "../../gen/crownest
 import { CrowNestError } from "../../common/errors.js";
 import { openRegularFile, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
-import { callPath } from "../errors.js";
+import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./service.js";
 

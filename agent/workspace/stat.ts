@@ -5,7 +5,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FileType, type FileInfoSchema, type StatRequest, type StatResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { resolveInsideWorkspace } from "../confine.js";
-import { callPath } from "../errors.js";
+import { callPath } from "../context.js";
 import type { WorkspaceDeps } from "./service.js";
 
 export function fileType(stats: BigIntStats): FileType {

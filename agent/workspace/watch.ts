@@ -8,7 +8,7 @@ import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { WORKSPACE } from "../../common/paths.js";
 import { openDirectory, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
-import { callPath } from "../errors.js";
+import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { TEMP_FILE } from "./write-file.js";
 import type { WorkspaceDeps } from "./service.js";

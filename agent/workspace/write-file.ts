@@ -6,22 +6,15 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WriteFileRequest, WriteFileResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, notRegular, resolveInsideWorkspace } from "../confine.js";
-import { callPath, requestBodyEnded } from "../context.js";
+import { callPath, clientFinished } from "../context.js";
 import type { WorkspaceDeps } from "./service.js";
 
 const DEFAULT_MODE = 0o644;
-
-/**
- * How long a finished upload waits for a RST_STREAM that would mean "cancelled"
- * (a Node client sends it right after END_STREAM) before the rename commits it.
- */
-const COMMIT_GRACE_MS = 10;
 
 /** Names of in-flight temporary files (hidden from Watch). */
 export const TEMP_FILE = /(^|\/)\.crownest-[0-9a-f]{16}\.tmp$/;
@@ -41,7 +34,8 @@ export async function writeFile(
   ctx.values.set(callPath, entry.path);
   try {
     if (entry.name === "" || (entry.stats && !entry.stats.isFile())) throw notRegular(entry.path);
-    const mode = header.mode & 0o7777 || DEFAULT_MODE;
+    // Permission bits only: a client cannot make set-uid/set-gid/sticky files through the agent.
+    const mode = header.mode & 0o777 || DEFAULT_MODE;
     const tmpName = `.crownest-${randomBytes(8).toString("hex")}.tmp`;
     let fh: FileHandle | undefined = await open(
       at(entry.dir, tmpName),
@@ -66,10 +60,9 @@ export async function writeFile(
         size += BigInt(chunk.byteLength);
       }
       await fh.sync();
-      // A cancel looks like a clean end for a moment (see requestBodyEnded): commit
+      // A cancel looks like a clean end for a moment (see clientFinished): commit
       // only if no reset followed.
-      await sleep(COMMIT_GRACE_MS);
-      if (ctx.signal.aborted || !ctx.values.get(requestBodyEnded)()) {
+      if (ctx.signal.aborted || !(await ctx.values.get(clientFinished)())) {
         throw new CrowNestError("invalid_request", "the upload was cancelled before it ended");
       }
       await fh.close();

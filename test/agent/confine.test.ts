@@ -190,6 +190,28 @@ describe("confinement: every RPC refuses every trick with the right code", () =>
   });
 });
 
+describe("the lexical vectors of DESIGN §4, applied by the agent", () => {
+  const vectors: { input: string; normalized?: string; error?: ErrorCode }[] = JSON.parse(
+    readFileSync(new URL("../fixtures/lexical-paths.json", import.meta.url), "utf8"),
+  ).cases;
+  it("has the shared vectors", () => expect(vectors.length).toBeGreaterThan(30));
+  for (const v of vectors) {
+    const label = JSON.stringify(v.input).slice(0, 60);
+    it(`Stat ${label} → ${v.error ?? v.normalized}`, async () => {
+      const outcome = await call("stat", v.input);
+      if (v.error) {
+        expectRefused(outcome, v.error);
+      } else if (outcome.error) {
+        // The path is fine but absent here: the refusal names the normalized path.
+        expectRefused(outcome, "file_not_found");
+        expect(outcome.error.rawMessage).toContain(v.normalized);
+      } else {
+        expect((outcome.messages[0] as { info: { path: string } }).info.path).toBe(v.normalized);
+      }
+    });
+  }
+});
+
 describe("confinement under a race: a symlink swapped between inside and the canary", () => {
   let swapper: ChildProcess | undefined;
   afterAll(() => {

@@ -44,11 +44,14 @@ describe("WriteFile", () => {
     expect(readFileSync(join(agent.workspace, "new/deep/dir/data.bin")).equals(content)).toBe(true);
   });
 
-  it("mode: 0 means 0644; an explicit mode is kept exactly (not masked by the agent's umask)", async () => {
+  it("mode: 0 means 0644; explicit permission bits are kept exactly (not masked by the agent's umask), special bits dropped", async () => {
     await c.workspace.writeFile(upload("mode-default.txt", Buffer.from("x")));
     await c.workspace.writeFile(upload("mode-0660.txt", Buffer.from("x"), 0o660));
+    await c.workspace.writeFile(upload("mode-setuid.txt", Buffer.from("x"), 0o4755));
     expect(statSync(join(agent.workspace, "mode-default.txt")).mode & 0o7777).toBe(0o644);
     expect(statSync(join(agent.workspace, "mode-0660.txt")).mode & 0o7777).toBe(0o660);
+    // Permission bits only: no set-uid file through the agent.
+    expect(statSync(join(agent.workspace, "mode-setuid.txt")).mode & 0o7777).toBe(0o755);
   });
 
   it("an empty upload (header only) makes an empty file", async () => {
