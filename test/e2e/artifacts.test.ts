@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as tar from "tar-stream";
-import { api } from "../helpers/controller.js";
+import { api, type ApiResponse } from "../helpers/controller.js";
 import { startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 import {
   blobDirOf,
@@ -61,7 +61,7 @@ async function tarEntries(archive: Buffer): Promise<Map<string, { type: string; 
   const done = new Promise<void>((resolve, reject) => {
     extract.on("entry", (header, stream, next) => {
       const parts: Buffer[] = [];
-      stream.on("data", (c: Buffer) => parts.push(c));
+      stream.on("data", (c: unknown) => parts.push(c as Buffer));
       stream.on("end", () => {
         out.set(header.name.replace(/\/$/, ""), { type: header.type ?? "file", linkname: header.linkname, body: Buffer.concat(parts).toString("utf8") });
         next();
@@ -253,7 +253,7 @@ describe("listing", () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res = await call("GET", `/v1/sandboxes/${sbx}/artifacts?limit=2${cursor ? `&cursor=${cursor}` : ""}`);
+      const res: ApiResponse = await call("GET", `/v1/sandboxes/${sbx}/artifacts?limit=2${cursor ? `&cursor=${cursor}` : ""}`);
       expect(res.status, res.text).toBe(200);
       expect(res.json.artifacts.length).toBeLessThanOrEqual(2);
       seen.push(...res.json.artifacts.map((a: { id: string }) => a.id));
