@@ -1,0 +1,303 @@
+// The local-disk blob store (CROWNEST_BLOB_URL=file:DIR, the default).
+// A write streams into DIR/.tmp, is fsynced, then renamed into place, so a key
+// holds either nothing or every byte; the directory is fsynced after the
+// rename so the name survives a crash too.
+import { randomUUID } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import { access, mkdir, open, opendir, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { dirname, join, sep } from "node:path";
+import { Writable, addAbortSignal } from "node:stream";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CrowNestError } from "../../common/errors.js";
+import { validateKey, validatePrefix } from "./key.js";
+import { FirstFailure, HashingMeter, abortReason, raceAbort, toByteStream } from "./streams.js";
+import type { BlobHead, BlobRange, BlobStore, BlobWriteOptions, BlobWriteResult } from "./types.js";
+
+const TMP_DIR = ".tmp";
+/** Temp files older than this are left by a crashed process and are removed at start. */
+const STALE_TMP_MS = 24 * 3600 * 1000;
+const WRITE_BUFFER = 1024 * 1024;
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+function storageError(op: string, err: unknown): CrowNestError {
+  if (err instanceof CrowNestError) return err;
+  const code = errnoOf(err);
+  return new CrowNestError("storage_unavailable", `blob store ${op} failed${code ? ` (${code})` : ""}`, {}, { cause: err });
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Clamps a range to the object (HTTP style); a start past the last byte is not satisfiable. */
+export function resolveRange(range: BlobRange | undefined, size: number): { start: number; end: number } | undefined {
+  if (!range) return undefined;
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new CrowNestError("invalid_request", `invalid byte range ${start}-${end}`);
+  }
+  if (start >= size) throw new CrowNestError("invalid_request", `byte range ${start}-${end} starts past the object's ${size} bytes`);
+  return { start, end: Math.min(end, size - 1) };
+}
+
+/**
+ * Writes to an open FileHandle and fsyncs it before "finish", so a finished
+ * pipeline means durable bytes. (FileHandle.createWriteStream cannot do this:
+ * with autoClose off, close() then waits on the stream forever.)
+ */
+class SyncedFileSink extends Writable {
+  constructor(private readonly fh: FileHandle) {
+    super({ highWaterMark: WRITE_BUFFER });
+  }
+
+  private async writeAll(chunks: Buffer[]): Promise<void> {
+    let pending = chunks.filter((c) => c.byteLength > 0);
+    while (pending.length > 0) {
+      let { bytesWritten } = await this.fh.writev(pending);
+      // A short write is legal: resume from the first byte not written.
+      while (pending.length > 0 && bytesWritten >= pending[0]!.byteLength) bytesWritten -= pending.shift()!.byteLength;
+      if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.writeAll([chunk]).then(() => callback(), callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.writeAll(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.fh.sync().then(() => callback(), callback);
+  }
+}
+
+export class FileBlobStore implements BlobStore {
+  readonly describe: string;
+  private readonly tmpDir: string;
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly dir: string) {
+    this.describe = `file:${dir}`;
+    this.tmpDir = join(dir, TMP_DIR);
+  }
+
+  private pathOf(key: string): string {
+    return join(this.dir, ...validateKey(key).split("/"));
+  }
+
+  /** Creates DIR/.tmp once and removes temp files a crashed process left behind. */
+  private prepare(): Promise<void> {
+    this.ready ??= (async () => {
+      await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+      const now = Date.now();
+      for (const name of await readdir(this.tmpDir)) {
+        const path = join(this.tmpDir, name);
+        const st = await stat(path).catch(() => undefined);
+        if (st && now - st.mtimeMs > STALE_TMP_MS) await rm(path, { force: true, recursive: true });
+      }
+    })().catch((err: unknown) => {
+      this.ready = undefined;
+      throw storageError("setup", err);
+    });
+    return this.ready;
+  }
+
+  async write(key: string, body: AsyncIterable<Uint8Array> | Readable, options: BlobWriteOptions = {}): Promise<BlobWriteResult> {
+    const finalPath = this.pathOf(key);
+    const { signal } = options;
+    if (signal?.aborted) throw abortReason(signal);
+    await this.prepare();
+
+    const tmpPath = join(this.tmpDir, randomUUID());
+    let fh: FileHandle;
+    try {
+      fh = await open(tmpPath, "wx", 0o600);
+    } catch (err) {
+      throw storageError("write", err);
+    }
+    let closed = false;
+    try {
+      const source = toByteStream(body);
+      const meter = new HashingMeter();
+      const sink = new SyncedFileSink(fh);
+      const failure = new FirstFailure();
+      failure.watch(source, "source");
+      failure.watch(meter, "source");
+      failure.watch(sink, "store");
+      try {
+        await raceAbort(pipeline(source, meter, sink), signal, () => {
+          const reason = abortReason(signal!) as Error;
+          sink.destroy(reason);
+          meter.destroy(reason);
+          source.destroy(reason);
+        });
+      } catch (err) {
+        if (signal?.aborted) throw abortReason(signal);
+        if (failure.origin === "store") throw storageError("write", failure.error);
+        throw failure.origin === "source" ? failure.error : err;
+      }
+      const result = meter.result();
+      try {
+        closed = true;
+        await fh.close();
+      } catch (err) {
+        throw storageError("write", err);
+      }
+      if (signal?.aborted) throw abortReason(signal);
+      await this.commit(tmpPath, finalPath);
+      if (signal?.aborted) {
+        // Too late to stop the rename; honour the abort by removing what it made visible.
+        await unlink(finalPath).catch(() => undefined);
+        throw abortReason(signal);
+      }
+      return result;
+    } catch (err) {
+      // FileHandle.close() waits for writes still in flight, so the unlink comes last.
+      if (!closed) await fh.close().catch(() => undefined);
+      await unlink(tmpPath).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Renames the synced temp file into place and makes the new name durable. */
+  private async commit(tmpPath: string, finalPath: string): Promise<void> {
+    const parent = dirname(finalPath);
+    try {
+      // A concurrent delete may prune the parent between mkdir and rename: try again.
+      for (let attempt = 0; ; attempt++) {
+        const created = await mkdir(parent, { recursive: true, mode: 0o700 });
+        try {
+          await rename(tmpPath, finalPath);
+        } catch (err) {
+          if (errnoOf(err) === "ENOENT" && attempt < 5) continue;
+          throw err;
+        }
+        // New directories are only durable once each one's parent is synced as well.
+        const top = created === undefined ? parent : dirname(created);
+        for (let d = parent; ; d = dirname(d)) {
+          await fsyncDir(d);
+          if (d === top || d.length <= this.dir.length) break;
+        }
+        return;
+      }
+    } catch (err) {
+      throw storageError("write", err);
+    }
+  }
+
+  async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
+    const path = this.pathOf(key);
+    if (signal?.aborted) throw abortReason(signal);
+    let fh: FileHandle;
+    try {
+      fh = await open(path, "r");
+    } catch (err) {
+      if (isMissing(err)) throw new CrowNestError("not_found", "blob not found");
+      throw storageError("read", err);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new CrowNestError("not_found", "blob not found");
+      const bounds = resolveRange(range, st.size);
+      const stream = fh.createReadStream({ autoClose: true, ...(bounds ?? {}) });
+      return signal ? addAbortSignal(signal, stream) : stream;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err instanceof CrowNestError ? err : storageError("read", err);
+    }
+  }
+
+  async head(key: string): Promise<BlobHead | undefined> {
+    const path = this.pathOf(key);
+    try {
+      const st = await stat(path);
+      return st.isFile() ? { size: st.size } : undefined;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw storageError("head", err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw storageError("delete", err);
+    }
+    // Prune now-empty directories (one per sandbox) so they do not pile up; stops at the first non-empty one.
+    for (let d = dirname(path); d.length > this.dir.length && d.startsWith(this.dir + sep); d = dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch {
+        break;
+      }
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    validatePrefix(prefix);
+    // Walk only the directory the prefix's complete segments name, then filter by the string prefix.
+    const cut = prefix.lastIndexOf("/");
+    const baseKey = cut < 0 ? "" : prefix.slice(0, cut);
+    yield* this.walk(baseKey, prefix);
+  }
+
+  private async *walk(dirKey: string, prefix: string): AsyncGenerator<string> {
+    const dirPath = dirKey === "" ? this.dir : join(this.dir, ...dirKey.split("/"));
+    let dir;
+    try {
+      dir = await opendir(dirPath);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw storageError("list", err);
+    }
+    const names: { name: string; isDir: boolean }[] = [];
+    for await (const entry of dir) {
+      if (dirKey === "" && entry.name === TMP_DIR) continue;
+      if (entry.isDirectory()) names.push({ name: entry.name, isDir: true });
+      else if (entry.isFile()) names.push({ name: entry.name, isDir: false });
+    }
+    names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const { name, isDir } of names) {
+      const key = dirKey === "" ? name : `${dirKey}/${name}`;
+      if (isDir) {
+        // Descend only where keys below can still match the prefix.
+        if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) yield* this.walk(key, prefix);
+      } else if (key.startsWith(prefix)) {
+        yield key;
+      }
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.prepare();
+      await access(this.tmpDir, fsConstants.W_OK);
+    } catch (err) {
+      throw storageError("ping", err);
+    }
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open between calls.
+  }
+}
