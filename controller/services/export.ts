@@ -211,6 +211,8 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
   };
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
+    // An error thrown in at a yield comes from the consumer (the store failed), not from the agent.
+    let atYield = false;
     try {
       const responses: AsyncIterable<{ event: unknown }> = isDirectory
         ? agent.workspace.readArchive({ path: sourcePath }, { signal })
@@ -231,7 +233,9 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
             if (!seen.header) throw new CrowNestError("integrity_error", "the agent sent bytes before its header");
             seen.bytes += event.value.byteLength;
             checkLimits(seen.bytes);
+            atYield = true;
             yield event.value;
+            atYield = false;
             break;
           case "trailer":
             seen.trailer = event.value;
@@ -241,6 +245,7 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
         }
       }
     } catch (err) {
+      if (atYield) throw err;
       throw fail(err);
     }
   }

@@ -73,7 +73,8 @@ export async function writeRandomFile(path: string, bytes: number): Promise<void
   while (left > 0) {
     // Vary every block a little so a shifted or repeated block changes the hash.
     const chunk = Buffer.from(block.subarray(0, Math.min(left, block.length)));
-    chunk.writeUInt32LE(round++, 0);
+    if (chunk.length >= 4) chunk.writeUInt32LE(round, 0);
+    round++;
     left -= chunk.length;
     if (!out.write(chunk)) await once(out, "drain");
   }
