@@ -13,6 +13,24 @@ export interface AccountView {
   id: string;
   plan: Plan;
   createdAt: string;
+  /** Per-account overrides of the plan's limits; present only when set. */
+  retentionDays?: number;
+  maxArtifactBytes?: number;
+  quotaBytes?: number;
+}
+
+/** The per-account overrides an admin may set at creation (null / absent: the plan's default). */
+const OVERRIDES = { retentionDays: 3650, maxArtifactBytes: Number.MAX_SAFE_INTEGER, quotaBytes: Number.MAX_SAFE_INTEGER } as const;
+type Override = keyof typeof OVERRIDES;
+
+function overrideOf(input: Record<string, unknown>, field: Override): number | null {
+  const value = input[field];
+  if (value === undefined || value === null) return null;
+  const max = OVERRIDES[field];
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new CrowNestError("invalid_request", `${field}: expected a whole number from 1 to ${max}`, { field });
+  }
+  return value;
 }
 
 export interface ApiKeyView {
@@ -25,10 +43,21 @@ export interface ApiKeyView {
 }
 
 export function accountView(row: AccountRow): AccountView {
-  return { id: row.id, plan: row.plan, createdAt: row.createdAt.toISOString() };
+  return {
+    id: row.id,
+    plan: row.plan,
+    createdAt: row.createdAt.toISOString(),
+    ...(row.retentionDays !== null ? { retentionDays: row.retentionDays } : {}),
+    ...(row.maxArtifactBytes !== null ? { maxArtifactBytes: row.maxArtifactBytes } : {}),
+    ...(row.quotaBytes !== null ? { quotaBytes: row.quotaBytes } : {}),
+  };
 }
 
-export async function createAccount(deps: Deps, caller: Caller, input: { plan: unknown }): Promise<AccountView> {
+export async function createAccount(
+  deps: Deps,
+  caller: Caller,
+  input: { plan: unknown; retentionDays?: unknown; maxArtifactBytes?: unknown; quotaBytes?: unknown },
+): Promise<AccountView> {
   requireScopes(caller, "admin");
   if (typeof input.plan !== "string" || !(PLANS as readonly string[]).includes(input.plan)) {
     throw new CrowNestError("invalid_request", `plan: expected one of ${PLANS.join(", ")}`, { field: "plan" });
@@ -36,9 +65,9 @@ export async function createAccount(deps: Deps, caller: Caller, input: { plan: u
   const row: AccountRow = {
     id: newId("acct"),
     plan: input.plan as Plan,
-    retentionDays: null,
-    maxArtifactBytes: null,
-    quotaBytes: null,
+    retentionDays: overrideOf(input, "retentionDays"),
+    maxArtifactBytes: overrideOf(input, "maxArtifactBytes"),
+    quotaBytes: overrideOf(input, "quotaBytes"),
     createdAt: deps.clock.now(),
   };
   await deps.db.createAccount(row);

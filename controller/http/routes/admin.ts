@@ -6,7 +6,7 @@ import { PLANS, createAccount, createApiKey } from "../../services/accounts.js";
 import { callerOf } from "../context.js";
 
 export function register(app: FastifyInstance, deps: Deps): void {
-  app.post<{ Body: { plan: string } }>(
+  app.post<{ Body: { plan: string; retentionDays?: number | null; maxArtifactBytes?: number | null; quotaBytes?: number | null } }>(
     "/v1/accounts",
     {
       schema: {
@@ -14,7 +14,13 @@ export function register(app: FastifyInstance, deps: Deps): void {
           type: "object",
           required: ["plan"],
           additionalProperties: false,
-          properties: { plan: { type: "string", enum: [...PLANS] } },
+          properties: {
+            plan: { type: "string", enum: [...PLANS] },
+            // Per-account overrides of the plan's limits (ranges checked by the service).
+            retentionDays: { type: ["integer", "null"] },
+            maxArtifactBytes: { type: ["integer", "null"] },
+            quotaBytes: { type: ["integer", "null"] },
+          },
         },
       },
     },
