@@ -16,6 +16,7 @@ import {
 import type { ListenAddress } from "../config.js";
 import type { Deps } from "../deps.js";
 import { checkReady } from "../http/routes/health.js";
+import { grpcMessagePerSpec } from "./grpc-message.js";
 
 export type RoutesFn = (router: ConnectRouter) => void;
 
@@ -91,7 +92,8 @@ export interface GrpcServer {
 export async function startGrpcServer(addr: ListenAddress, routes: RoutesFn, graceMs = 5000): Promise<GrpcServer> {
   const server = http2.createServer(
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (STACK.md).
-    connectNodeAdapter({ routes, acceptCompression: [] }),
+    // grpc-message is re-encoded so plain gRPC clients read the code name intact.
+    grpcMessagePerSpec(connectNodeAdapter({ routes, acceptCompression: [] })),
   );
   // close() waits for every session, idle ones included (STACK.md): keep them to close them.
   const sessions = new Set<http2.ServerHttp2Session>();
