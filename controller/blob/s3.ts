@@ -88,10 +88,11 @@ export function storageError(op: string, err: unknown): CrowNestError {
   if (err instanceof CrowNestError) return err;
   const e = err as SdkError | undefined;
   const status = statusOf(err);
-  const kind = e?.code ?? e?.name ?? "error";
+  // HEAD answers carry no body, so the SDK can only say "Unknown": the status says more.
+  const kind = e?.code ?? (e?.name && e.name !== "Unknown" ? e.name : undefined);
   return new CrowNestError(
     "storage_unavailable",
-    `object storage ${op} failed${status ? ` (HTTP ${status})` : ""}: ${kind}`,
+    `object storage ${op} failed${status ? ` (HTTP ${status})` : ""}${kind ? `: ${kind}` : ""}`,
     status ? { httpStatus: status } : {},
     { cause: err },
   );

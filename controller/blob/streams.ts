@@ -44,13 +44,6 @@ export class FirstFailure {
   watch(stream: NodeJS.EventEmitter, origin: "source" | "store"): void {
     stream.once("error", (err: unknown) => this.set(origin, err));
   }
-
-  /** The store stopped reading `stream` before its end: the store failed. */
-  watchConsumer(stream: Readable): void {
-    stream.once("close", () => {
-      if (!stream.readableEnded && !stream.errored) this.set("store", new Error("the store stopped reading"));
-    });
-  }
 }
 
 export function abortReason(signal: AbortSignal): unknown {
