@@ -4,7 +4,7 @@
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { CrowNestError } from "../../common/errors.js";
+import { CrowNestError, codeFromMessage } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import type { Caller } from "../services/caller.js";
@@ -68,8 +68,9 @@ export function observeInterceptor(deps: Deps): Interceptor {
     const started = performance.now();
     const finish = (err?: unknown): void => {
       const e = err === undefined ? undefined : toRpcError(err);
-      // A stream the client walked away from ends without an error but is not "ok".
-      const code = e ? codeToString(e.code) : req.signal.aborted ? codeToString(Code.Canceled) : "ok";
+      // The closed-set name when there is one (file_not_found says more than not_found); a stream the
+      // client walked away from ends without an error but is not "ok".
+      const code = e ? (codeFromMessage(e.rawMessage) ?? codeToString(e.code)) : req.signal.aborted ? codeToString(Code.Canceled) : "ok";
       deps.metrics.rpcRequests.inc({ method, code });
       const line = {
         requestId: req.contextValues.get(requestIdKey),
