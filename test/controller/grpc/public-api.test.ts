@@ -87,6 +87,29 @@ describe("SandboxService", () => {
     expect(err?.code).toBe(GrpcStatus.CANCELLED);
   });
 
+  it("WatchWorkspace ends with sandbox_not_running when the sandbox is deleted under it", async () => {
+    const sbx = (await grpc.unary(S.createSandbox, {}, auth)).message.sandbox!.id;
+    const call = grpc.serverStream(S.watchWorkspace, { sandboxId: sbx }, auth);
+    let ready = false;
+    call.on("data", (res: { event: { case: string | undefined } }) => (ready ||= res.event.case === "ready"));
+    const ended = new Promise<{ code?: number; details?: string } | undefined>((resolve) => {
+      call.on("error", resolve);
+      call.on("end", () => resolve(undefined));
+    });
+    await eventually("the watch is ready", () => ready);
+    await grpc.unary(S.deleteSandbox, { id: sbx }, auth);
+    const err = await ended;
+    expect(err?.code).toBe(GrpcStatus.FAILED_PRECONDITION);
+    expect(err?.details).toMatch(/^sandbox_not_running: /);
+  });
+
+  it("WatchWorkspace of a missing directory fails at once with the agent's code", async () => {
+    const call = grpc.serverStream(S.watchWorkspace, { sandboxId, path: "no/such/dir" }, auth);
+    const err = await grpcError(readAll(call));
+    expect(err.code).toBe(GrpcStatus.NOT_FOUND);
+    expect(err.details).toMatch(/^file_not_found: /);
+  });
+
   it("WatchWorkspace refuses a path outside the workspace with its code name", async () => {
     const call = grpc.serverStream(S.watchWorkspace, { sandboxId, path: "/workspace/../etc" }, auth);
     const err = await grpcError(readAll(call));
