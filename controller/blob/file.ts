@@ -2,7 +2,7 @@
 // A write streams into DIR/.tmp, is fsynced, then renamed into place, so a key
 // holds either nothing or every byte; the directory is fsynced after the
 // rename so the name survives a crash too.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { access, mkdir, open, opendir, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
@@ -19,6 +19,11 @@ const TMP_DIR = ".tmp";
 /** Temp files older than this are left by a crashed process and are removed at start. */
 const STALE_TMP_MS = 24 * 3600 * 1000;
 const WRITE_BUFFER = 1024 * 1024;
+
+/** Temp files are named after a hash of their key, so delete(key) also finds what a crashed write of it left. */
+function tmpPrefixOf(key: string): string {
+  return `${createHash("sha256").update(key).digest("hex").slice(0, 32)}.`;
+}
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -125,7 +130,7 @@ export class FileBlobStore implements BlobStore {
     if (signal?.aborted) throw abortReason(signal);
     await this.prepare();
 
-    const tmpPath = join(this.tmpDir, randomUUID());
+    const tmpPath = join(this.tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
     let fh: FileHandle;
     try {
       fh = await open(tmpPath, "wx", 0o600);
@@ -237,18 +242,42 @@ export class FileBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     const path = this.pathOf(key);
+    let existed = true;
     try {
       await unlink(path);
     } catch (err) {
-      if (isMissing(err)) return;
-      throw storageError("delete", err);
+      if (!isMissing(err)) throw storageError("delete", err);
+      existed = false;
     }
+    // A writer that crashed left its bytes in .tmp under this key's prefix; the
+    // reconciler's delete of a stale pending record's blob is what removes them.
+    await this.removeTemps(key);
+    if (!existed) return;
     // Prune now-empty directories (one per sandbox) so they do not pile up; stops at the first non-empty one.
     for (let d = dirname(path); d.length > this.dir.length && d.startsWith(this.dir + sep); d = dirname(d)) {
       try {
         await rmdir(d);
       } catch {
         break;
+      }
+    }
+  }
+
+  private async removeTemps(key: string): Promise<void> {
+    const prefix = tmpPrefixOf(key);
+    let names: string[];
+    try {
+      names = await readdir(this.tmpDir);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw storageError("delete", err);
+    }
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      try {
+        await unlink(join(this.tmpDir, name));
+      } catch (err) {
+        if (!isMissing(err)) throw storageError("delete", err);
       }
     }
   }
