@@ -1,13 +1,24 @@
 // Explicit export over REST (spec: "Create via the API", "Downloads" browse
 // part; DESIGN §3-§5), against a real controller with real agents and the
 // file blob store.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import * as tar from "tar-stream";
-import { api, type ApiResponse } from "../helpers/controller.js";
-import { startControllerInProcess, type InProcessController } from "../helpers/controller.js";
+import {
+  api,
+  startControllerInProcess,
+  startControllerProcess,
+  type ApiResponse,
+  type ControllerProcess,
+  type InProcessController,
+} from "../helpers/controller.js";
+import { S3RVER_CREDENTIALS, startS3rver } from "../helpers/s3.js";
 import {
   blobDirOf,
   expectError,
@@ -19,6 +30,7 @@ import {
   newSandbox,
   sha256Of,
   workspaceOf,
+  writeRandomFile,
   writeWorkspaceFile,
   type Call,
 } from "../helpers/artifacts.js";
@@ -364,4 +376,106 @@ describe("the blob directory holds no leftovers", () => {
     const tmp = (await filesUnder(blobDirOf(ctl))).filter((f) => f.startsWith(".tmp"));
     expect(tmp).toEqual([]);
   });
+});
+
+// ---------------------------------------------------------------------------
+// Large exports through a controller running as its own process, as in
+// production: bytes must match `sha256sum`, and the controller's memory must
+// stay flat (bounded buffers, backpressure) whatever the file's size.
+
+const MiB = 1024 * 1024;
+const RSS_LIMIT = 64 * MiB;
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return kb ? Number(kb[1]) * 1024 : 0;
+}
+
+/** Samples a process's RSS every few ms until stopped; returns the peak. */
+function sampleRss(pid: number): { stop(): number } {
+  let peak = rssOf(pid);
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssOf(pid));
+    } catch {
+      // The process is gone; the peak so far stands.
+    }
+  }, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+function sha256sum(path: string): string {
+  return execFileSync("sha256sum", [path], { encoding: "utf8" }).split(" ")[0]!;
+}
+
+async function largeExport(ctlProcess: ControllerProcess, bytes: number): Promise<{ artifact: any; source: string; growth: number }> {
+  const c = api(ctlProcess.httpUrl, ctlProcess.apiKey);
+  const sbx = await newSandbox(c);
+  const ws = workspaceOf(ctlProcess, sbx);
+  const source = join(ws, "large.bin");
+  await writeRandomFile(source, bytes);
+  // Warm up with an export big enough to take every code path (S3 multipart included): the first
+  // use loads lazily imported code. Then measure from that settled baseline.
+  await writeRandomFile(join(ws, "warm.bin"), 24 * MiB);
+  expect((await c("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "warm.bin" })).status).toBe(201);
+  const baseline = rssOf(ctlProcess.child.pid!);
+  const sampler = sampleRss(ctlProcess.child.pid!);
+  const res = await c("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "large.bin" });
+  const peak = sampler.stop();
+  expect(res.status, res.text).toBe(201);
+  return { artifact: res.json, source, growth: peak - baseline };
+}
+
+describe("large exports (controller as a separate process)", () => {
+  it("1 GiB into the file store: sha256 equals sha256sum, controller RSS grows under 64 MiB", async () => {
+    const proc = await startControllerProcess();
+    try {
+      const { artifact, source, growth } = await largeExport(proc, 1024 * MiB);
+      const expected = sha256sum(source);
+      expect(artifact.sizeBytes).toBe(1024 * MiB);
+      expect(artifact.sha256).toBe(expected);
+      expect(sha256sum(join(blobDirOf(proc), "acct_default", artifact.sandboxId, artifact.id))).toBe(expected);
+      console.log(`1 GiB file-store export: controller RSS growth ${(growth / MiB).toFixed(1)} MiB`);
+      expect(growth).toBeLessThan(RSS_LIMIT);
+    } finally {
+      await proc.dispose();
+    }
+  }, 300_000);
+
+  it("256 MiB into S3 (s3rver): the stored object's sha256 equals sha256sum, controller RSS grows under 64 MiB", async () => {
+    const s3 = await startS3rver();
+    const proc = await startControllerProcess({
+      env: {
+        CROWNEST_BLOB_URL: `s3://${s3.bucket}/artifacts`,
+        CROWNEST_S3_ENDPOINT: s3.endpoint,
+        CROWNEST_S3_FORCE_PATH_STYLE: "true",
+        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+      },
+    });
+    try {
+      const { artifact, source, growth } = await largeExport(proc, 256 * MiB);
+      const expected = sha256sum(source);
+      expect(artifact.sha256).toBe(expected);
+      const client = s3.client();
+      const object = await client.send(
+        new GetObjectCommand({ Bucket: s3.bucket, Key: `artifacts/acct_default/${artifact.sandboxId}/${artifact.id}` }),
+      );
+      const hash = createHash("sha256");
+      for await (const chunk of object.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+      expect(hash.digest("hex")).toBe(expected);
+      expect(await s3.uploadsInProgress()).toEqual([]);
+      console.log(`256 MiB S3 export: controller RSS growth ${(growth / MiB).toFixed(1)} MiB`);
+      expect(growth).toBeLessThan(RSS_LIMIT);
+    } finally {
+      await proc.dispose();
+      await s3.stop();
+    }
+  }, 300_000);
 });
