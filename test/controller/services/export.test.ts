@@ -1,18 +1,29 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, describe, expect, it } from "vitest";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CrowNestError } from "../../../common/errors.js";
+import { openBlobStore } from "../../../controller/blob/factory.js";
+import { ManualClock } from "../../../controller/clock.js";
 import { loadConfig } from "../../../controller/config.js";
-import type { AccountRow } from "../../../controller/db/types.js";
+import { openMetadataStore } from "../../../controller/db/factory.js";
+import type { AccountRow, SandboxRow } from "../../../controller/db/types.js";
+import type { Deps } from "../../../controller/deps.js";
+import { Metrics } from "../../../controller/metrics.js";
+import { ExternalRuntime } from "../../../controller/runtime/external.js";
 import {
   contentTypeFor,
   defaultArtifactName,
+  exportPath,
   limitsFor,
   validateArtifactName,
   watchForStalls,
 } from "../../../controller/services/export.js";
+import { startAgent, type StartedAgent } from "../../helpers/agent.js";
+import { filesUnder, sha256Of, writeRandomFile, writeWorkspaceFile } from "../../helpers/artifacts.js";
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -157,5 +168,120 @@ describe("plan limits", () => {
       maxArtifactBytes: 10,
       quotaBytes: 20,
     });
+  });
+});
+
+describe("exportPath with a real agent, file blobs and SQLite", () => {
+  let agent: StartedAgent;
+  let deps: Deps;
+  let sandbox: SandboxRow;
+  const dataDir = mkdtempSync(join(tmpdir(), "crownest-export-svc-"));
+  const blobDir = join(dataDir, "blobs");
+  const clock = new ManualClock(new Date("2030-01-01T00:00:00Z"));
+
+  beforeAll(async () => {
+    agent = await startAgent();
+    const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_API_KEY: "k".repeat(20), CROWNEST_SIGNING_SECRET: "s".repeat(20) });
+    const metrics = new Metrics(false);
+    const db = openMetadataStore(config.database);
+    await db.migrate();
+    deps = { config, db, blobs: openBlobStore(config.blob, metrics), runtime: new ExternalRuntime(), clock, log: pino({ level: "silent" }), metrics };
+    await db.createAccount({ id: "acct_x", plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: clock.now() });
+    sandbox = {
+      id: "sbx_x",
+      accountId: "acct_x",
+      status: "running",
+      runtime: "external",
+      agentUrl: agent.url,
+      agentToken: agent.token,
+      agentPid: agent.pid,
+      createdAt: clock.now(),
+      expiresAt: new Date(clock.now().getTime() + 3600_000),
+      destroyedAt: null,
+    };
+    await db.createSandbox(sandbox);
+    await db.insertCommand({
+      id: "cmd_1",
+      accountId: "acct_x",
+      sandboxId: "sbx_x",
+      command: "true",
+      cwd: "/workspace",
+      status: "exited",
+      exitCode: 0,
+      signal: null,
+      stdout: "",
+      stderr: "",
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      startedAt: clock.now(),
+      finishedAt: clock.now(),
+      collectStatus: "pending",
+      collect: [{ path: "out/a.txt" }],
+      collectOn: "success",
+      collectErrors: [],
+      heartbeatAt: clock.now(),
+    });
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await deps?.db.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const metric = async (name: string, labels: Record<string, string> = {}) => {
+    const m = (await deps.metrics.registry.getSingleMetric(name)!.get()).values.find((v) =>
+      Object.entries(labels).every(([k, val]) => v.labels[k] === val),
+    );
+    return m?.value ?? 0;
+  };
+
+  it("returns the ready row: command id kept, key chosen by the controller, free-plan retention, metrics counted", async () => {
+    await writeWorkspaceFile(agent.workspace, "out/a.txt", "from a command");
+    const okBefore = await metric("crownest_exports_total", { outcome: "ok" });
+    const row = await exportPath(deps, { accountId: "acct_x", sandbox, path: "out/a.txt", commandId: "cmd_1" });
+    expect(row).toMatchObject({
+      accountId: "acct_x",
+      sandboxId: "sbx_x",
+      commandId: "cmd_1",
+      name: "a.txt",
+      sourcePath: "/workspace/out/a.txt",
+      sizeBytes: 14,
+      contentType: "text/plain",
+      sha256: sha256Of("from a command"),
+      storageKey: `acct_x/sbx_x/${row.id}`,
+      state: "ready",
+    });
+    expect(row.expiresAt!.getTime() - row.createdAt.getTime()).toBe(7 * 24 * 3600_000);
+    expect(await deps.db.getArtifact(row.id)).toEqual(row);
+    expect((await deps.db.listArtifactsByCommand("cmd_1")).map((r) => r.id)).toEqual([row.id]);
+    expect(await metric("crownest_exports_total", { outcome: "ok" })).toBe(okBefore + 1);
+  });
+
+  it("counts failures by code and names the artifact in the error (a directory's default name too)", async () => {
+    const err = await exportPath(deps, { accountId: "acct_x", sandbox, path: "nowhere/missing" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "file_not_found" });
+    expect(await metric("crownest_exports_total", { outcome: "file_not_found" })).toBeGreaterThanOrEqual(1);
+    const named = await exportPath(deps, { accountId: "acct_x", sandbox, path: "out", name: "bad/name" }).catch((e: unknown) => e);
+    expect(named).toMatchObject({ code: "invalid_request" });
+  });
+
+  it("refuses a sandbox of another account", async () => {
+    await expect(exportPath(deps, { accountId: "acct_other", sandbox, path: "out/a.txt" })).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("stops when the caller aborts mid-stream and keeps nothing", async () => {
+    await writeRandomFile(join(agent.workspace, "big.bin"), 128 * 1024 * 1024);
+    const blobsBefore = await filesUnder(join(blobDir, "acct_x"));
+    const abort = new AbortController();
+    const running = exportPath(deps, { accountId: "acct_x", sandbox, path: "big.bin", signal: abort.signal }).catch((e: unknown) => e);
+    let settled = false;
+    void running.finally(() => (settled = true));
+    while (!settled && (await readdir(join(blobDir, ".tmp")).catch(() => [])).length === 0) await sleep(2);
+    abort.abort();
+    const err = await running;
+    expect(err).toBeInstanceOf(CrowNestError);
+    expect(await filesUnder(join(blobDir, "acct_x"))).toEqual(blobsBefore);
+    expect(await filesUnder(join(blobDir, ".tmp"))).toEqual([]);
+    expect((await deps.db.listStalePending(new Date("2100-01-01"), 100)).length).toBe(0);
   });
 });
