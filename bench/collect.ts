@@ -7,6 +7,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { tarWithFsync } from "./baselines.js";
 import { syncDisks } from "./fixtures.js";
+import { measureCpu } from "./rss.js";
 import type { BenchController } from "./harness.js";
 import type { BenchOptions } from "./options.js";
 import { failedRow, type BenchRow } from "./report.js";
@@ -26,11 +27,15 @@ export async function benchCollect(ctl: BenchController, opts: BenchOptions, log
     for (const n of names) await writeFile(join(workspace, n), randomBytes(opts.collectFileBytes));
     const body = { command: "true", collect: names.map((path) => ({ path })), collectOn: "always" };
 
+    const agentPid = (await ctl.agentOf(sandboxId)).pid;
     const collectSeconds: number[] = [];
+    const controllerCpu: number[] = [];
+    const agentCpu: number[] = [];
     const tarSeconds: number[] = [];
     const runCollect = async () => {
       await syncDisks();
-      const { seconds, command } = await ctl.runCommand(sandboxId!, body);
+      const { result, cpu } = await measureCpu([ctl.pid, agentPid], () => ctl.runCommand(sandboxId!, body));
+      const { seconds, command } = result;
       if (command.collectStatus !== "succeeded" || command.artifacts.length !== names.length) {
         const first = command.collectErrors[0];
         throw new Error(
@@ -38,6 +43,8 @@ export async function benchCollect(ctl: BenchController, opts: BenchOptions, log
         );
       }
       collectSeconds.push(seconds);
+      controllerCpu.push(cpu[0]!);
+      agentCpu.push(cpu[1]!);
       for (const a of command.artifacts) await ctl.deleteArtifact(a.id);
     };
     const runTar = async () => {
@@ -59,11 +66,20 @@ export async function benchCollect(ctl: BenchController, opts: BenchOptions, log
     return [
       {
         name,
-        measured: `${round(rate)} files/s (tar+fsync ${round(tarRate)} files/s), median of ${opts.reps}`,
+        measured: `${round(rate)} files/s (tar+fsync ${round(tarRate)} files/s), median of ${opts.reps}; CPU per file: controller ${round((median(controllerCpu) / names.length) * 1000)} ms, agent ${round((median(agentCpu) / names.length) * 1000)} ms`,
         goal,
         ratio: rate / tarRate,
         ok: rate >= FILES_PER_SECOND_GOAL,
-        values: { files: names.length, filesPerSecond: rate, tarFilesPerSecond: tarRate, collectSecondsMedian: median(collectSeconds), tarSecondsMedian: median(tarSeconds) },
+        values: {
+          files: names.length,
+          filesPerSecond: rate,
+          tarFilesPerSecond: tarRate,
+          collectSecondsMedian: median(collectSeconds),
+          tarSecondsMedian: median(tarSeconds),
+          // What one file costs each process, whatever else the machine is doing.
+          controllerCpuMsPerFile: (median(controllerCpu) / names.length) * 1000,
+          agentCpuMsPerFile: (median(agentCpu) / names.length) * 1000,
+        },
       },
     ];
   } catch (err) {

@@ -21,6 +21,9 @@ const FLAT_TOLERANCE = 16 * MiB;
 interface SizeResult {
   bytes: number;
   exportSeconds: number[];
+  /** CPU seconds of each process per export. */
+  controllerCpu: number[];
+  agentCpu: number[];
   controllerRss: RssGrowth[];
   agentRss: RssGrowth[];
 }
@@ -37,7 +40,7 @@ async function measureExports(
   opts: BenchOptions,
   between?: (rep: number, exportFirst: boolean) => Promise<void>,
 ): Promise<SizeResult> {
-  const result: SizeResult = { bytes, exportSeconds: [], controllerRss: [], agentRss: [] };
+  const result: SizeResult = { bytes, exportSeconds: [], controllerCpu: [], agentCpu: [], controllerRss: [], agentRss: [] };
   for (let rep = 0; rep < opts.reps; rep++) {
     // Alternate which of the pair goes first, so neither always inherits the other's leftovers.
     const exportFirst = rep % 2 === 0;
@@ -47,6 +50,8 @@ async function measureExports(
     if (run.artifact.sizeBytes !== bytes) throw new Error(`artifact of ${path} has ${run.artifact.sizeBytes} bytes, expected ${bytes}`);
     await ctl.deleteArtifact(run.artifact.id);
     result.exportSeconds.push(run.seconds);
+    result.controllerCpu.push(run.controllerCpu);
+    result.agentCpu.push(run.agentCpu);
     result.controllerRss.push(run.controller);
     result.agentRss.push(run.agent);
     if (between && exportFirst) await between(rep, exportFirst);
@@ -119,6 +124,9 @@ export async function benchFileExport(
           copyMiBps: copyRate,
           exportSecondsMedian: median(bigResult.exportSeconds),
           copySecondsMedian: median(copySeconds),
+          // CPU per GiB says what the pipeline costs whatever else the machine is doing.
+          controllerCpuSecondsPerGiB: median(bigResult.controllerCpu) / (opts.bigFileBytes / GiB),
+          agentCpuSecondsPerGiB: median(bigResult.agentCpu) / (opts.bigFileBytes / GiB),
         },
       },
     ];
@@ -160,7 +168,7 @@ export async function benchFileExport(
     rows.push({
       name: names.growth,
       measured: bySize
-        .map((r, i) => `${formatSize(r.bytes)}: ${round(perGiB[i]!)} s/GiB, RSS +${round(maxGrowth(r.controllerRss) / MiB)}/+${round(maxGrowth(r.agentRss) / MiB)} MiB`)
+        .map((r, i) => `${formatSize(r.bytes)}: ${round(perGiB[i]!)} s/GiB, RSS controller/agent +${round(maxGrowth(r.controllerRss) / MiB)}/+${round(maxGrowth(r.agentRss) / MiB)} MiB`)
         .join("; "),
       goal: `${goals.growth} (s/GiB of largest ≤ ${LINEAR_TOLERANCE}× next; RSS within +${FLAT_TOLERANCE / MiB} MiB of smallest)`,
       ratio: linearity,

@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { api, startControllerProcess, type ControllerProcess } from "../test/helpers/controller.js";
 import { REPO_ROOT } from "./options.js";
-import { RssSampler, type RssGrowth } from "./rss.js";
+import { RssSampler, measureCpu, type RssGrowth } from "./rss.js";
 
 export interface ArtifactView {
   id: string;
@@ -114,15 +114,15 @@ export class BenchController {
     path: string,
     agentPid: number,
     intervalMs: number,
-  ): Promise<{ seconds: number; artifact: ArtifactView; controller: RssGrowth; agent: RssGrowth }> {
+  ): Promise<{ seconds: number; artifact: ArtifactView; controller: RssGrowth; agent: RssGrowth; controllerCpu: number; agentCpu: number }> {
     const sampler = new RssSampler([this.pid, agentPid], intervalMs);
     await sampler.start();
-    const exported = this.exportFile(sandboxId, path);
+    const measured = measureCpu([this.pid, agentPid], () => this.exportFile(sandboxId, path));
     // Sampling stops whether or not the export succeeded; its failure is then rethrown.
-    await exported.catch(() => undefined);
+    await measured.catch(() => undefined);
     const growth = await sampler.stop();
-    const result = await exported;
-    return { ...result, controller: growth.get(this.pid)!, agent: growth.get(agentPid)! };
+    const { result, cpu } = await measured;
+    return { ...result, controller: growth.get(this.pid)!, agent: growth.get(agentPid)!, controllerCpu: cpu[0]!, agentCpu: cpu[1]! };
   }
 
   async deleteArtifact(id: string): Promise<void> {

@@ -1,6 +1,6 @@
 // CPU profiles of the controller and the agent during one big export, for
 // finding where the time goes before changing anything:
-//   npx tsx bench/profile.ts [--size-mib 1024] [--store file|s3] [--reps 1]
+//   npx tsx bench/profile.ts [--size-mib 1024] [--store file|s3] [--reps 1] [--collect N]
 // Both processes are profiled by bench/cpu-profiler.mjs, preloaded through
 // NODE_OPTIONS (which refuses --cpu-prof); the agent is started by the bench
 // and registered through the external runtime (the local runtime gives agents
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     "size-mib": { type: "string", default: "1024" },
     store: { type: "string", default: "file" },
     reps: { type: "string", default: "1" },
+    /** Profile a command collecting this many 4 KiB files instead of the big export. */
+    collect: { type: "string" },
   },
   strict: true,
 });
@@ -31,6 +33,8 @@ const bytes = Number(values["size-mib"]) * MiB;
 const reps = Number(values.reps);
 if (!Number.isSafeInteger(bytes) || bytes <= 0 || !Number.isSafeInteger(reps) || reps < 1) throw new Error("--size-mib and --reps take positive whole numbers");
 if (values.store !== "file" && values.store !== "s3") throw new Error("--store: file or s3");
+const collectFiles = values.collect === undefined ? 0 : Number(values.collect);
+if (!Number.isSafeInteger(collectFiles) || collectFiles < 0) throw new Error("--collect takes a whole number");
 
 const outDir = join(REPO_ROOT, "bench", "results", "profiles");
 const controllerDir = join(outDir, "controller");
@@ -65,7 +69,13 @@ try {
   const sandbox = await call<{ id: string }>("POST", "/v1/sandboxes", { agentUrl: agent.url, agentToken: agent.token });
   if (sandbox.status !== 201) throw new Error(`create sandbox: ${sandbox.text}`);
   await randomFile(join(agent.workspace, "warm.bin"), MiB);
-  await randomFile(join(agent.workspace, "big.bin"), bytes);
+  const collectPaths = Array.from({ length: collectFiles }, (_, i) => `out/f${i}.bin`);
+  if (collectFiles > 0) {
+    await mkdir(join(agent.workspace, "out"));
+    for (const p of collectPaths) await randomFile(join(agent.workspace, p), 4096);
+  } else {
+    await randomFile(join(agent.workspace, "big.bin"), bytes);
+  }
   const warm = await call("POST", `/v1/sandboxes/${sandbox.json.id}/artifacts`, { path: "warm.bin" });
   if (warm.status !== 201) throw new Error(`warm-up export: ${warm.text}`);
   // Profile only the exports: SIGUSR2 starts and stops the preloaded profiler.
@@ -78,6 +88,18 @@ try {
     await syncDisks();
     await toggleProfilers();
     const started = performance.now();
+    if (collectFiles > 0) {
+      const res = await call<{ collectStatus: string; artifacts: { id: string }[] }>("POST", `/v1/sandboxes/${sandbox.json.id}/commands/run`, {
+        command: "true",
+        collect: collectPaths.map((path) => ({ path })),
+      });
+      const seconds = (performance.now() - started) / 1000;
+      await toggleProfilers();
+      if (res.status !== 200 || res.json.collectStatus !== "succeeded") throw new Error(`collect: ${res.text.slice(0, 500)}`);
+      process.stderr.write(`profile: collect ${i + 1}: ${round(collectFiles / seconds)} files/s (${round(seconds)} s)\n`);
+      for (const a of res.json.artifacts) await call("DELETE", `/v1/artifacts/${a.id}`);
+      continue;
+    }
     const res = await call<{ id: string }>("POST", `/v1/sandboxes/${sandbox.json.id}/artifacts`, { path: "big.bin" });
     const seconds = (performance.now() - started) / 1000;
     await toggleProfilers();

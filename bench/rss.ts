@@ -1,6 +1,8 @@
 // Resident memory of other processes, from /proc/PID/status (VmRSS), sampled
 // every ~20 ms while a measurement runs: growth = peak - baseline, where the
-// baseline is sampled just before the measurement starts.
+// baseline is sampled just before the measurement starts. Also their CPU
+// time (/proc/PID/stat), which a busy shared machine distorts far less than
+// wall time.
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { median } from "./stats.js";
@@ -15,6 +17,28 @@ export async function rssBytes(pid: number): Promise<number | undefined> {
   }
   const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
   return m ? Number(m[1]) * 1024 : undefined;
+}
+
+/** CPU time (user + system) a process has used, in seconds, or undefined when it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may contain spaces), from field 3 on: utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Clock ticks; 100 per second on every Linux Node supports.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds each process used while `work` ran. */
+export async function measureCpu<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; cpu: number[] }> {
+  const before = await Promise.all(pids.map(cpuSeconds));
+  const result = await work();
+  const after = await Promise.all(pids.map(cpuSeconds));
+  return { result, cpu: pids.map((_, i) => (after[i] ?? NaN) - (before[i] ?? NaN)) };
 }
 
 export interface RssGrowth {
