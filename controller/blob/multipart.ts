@@ -3,10 +3,10 @@
 // Why not @aws-sdk/lib-storage's Upload: it assembles each part with
 // Buffer.concat and keeps the remainder as a view of the previous buffer, so
 // 4 parts of 8 MiB in flight measured ~94 MiB of RSS growth for a 256 MiB
-// stream (over the 64 MiB budget), its abort() rejects before in-flight parts
+// stream (over the 64 MiB budget); its abort() rejects before in-flight parts
 // settle (racing CompleteMultipartUpload), and it hides the upload id that a
-// later cleanup needs. Here: queueSize + 1 part buffers, reused, one copy per
-// byte; in-flight parts are cancelled on failure and the upload is aborted
+// later cleanup needs. Here: at most queueSize part buffers, reused, one copy
+// per byte; in-flight parts are cancelled on failure and the upload is aborted
 // before the caller hears about it.
 import {
   AbortMultipartUploadCommand,
@@ -42,6 +42,7 @@ export class MultipartWriter {
   private readonly parts: { PartNumber: number; ETag: string }[] = [];
   private uploadId: string | undefined;
   private nextPart = 1;
+  private allocated = 0;
   private current: Buffer | undefined;
   private filled = 0;
   private completeSent = false;
@@ -80,8 +81,20 @@ export class MultipartWriter {
     }
   }
 
-  private buffer(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(this.t.partSize);
+  /**
+   * A part buffer: a free one, a new one while fewer than queueSize exist, or
+   * the next one a finished part gives back. queueSize × partSize is the
+   * whole memory budget (the part being filled included).
+   */
+  private async buffer(): Promise<Buffer> {
+    while (this.free.length === 0 && this.allocated >= this.t.queueSize && this.inflight.size > 0) {
+      await Promise.race(this.inflight);
+      this.throwIfStopped();
+    }
+    const reused = this.free.pop();
+    if (reused) return reused;
+    this.allocated++;
+    return Buffer.allocUnsafe(this.t.partSize);
   }
 
   /** Copies `chunk` into part buffers; resolves once there is room for more (backpressure). */
@@ -89,11 +102,11 @@ export class MultipartWriter {
     let offset = 0;
     while (offset < chunk.byteLength) {
       this.throwIfStopped();
-      this.current ??= this.buffer();
+      this.current ??= await this.buffer();
       // A full buffer is sent only once more bytes arrive, so an object of at most one part is a single PutObject.
       if (this.filled === this.t.partSize) {
         await this.launch(this.current, this.filled);
-        this.current = this.buffer();
+        this.current = await this.buffer();
         this.filled = 0;
       }
       const n = Math.min(chunk.byteLength - offset, this.t.partSize - this.filled);
@@ -151,8 +164,6 @@ export class MultipartWriter {
       })
       .finally(() => this.inflight.delete(tracked));
     this.inflight.add(tracked);
-    while (this.inflight.size >= this.t.queueSize && !this.cancel.signal.aborted) await Promise.race(this.inflight);
-    this.throwIfStopped();
   }
 
   /** Sends what is left and makes the object visible. */
