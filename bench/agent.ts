@@ -13,9 +13,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
+import { agentClients } from "../controller/runtime/agent-client.js";
 
 export interface AgentBenchRow {
   name: string;
@@ -99,13 +97,9 @@ async function startBundle(bundle: string, workspace: string): Promise<RunningAg
 }
 
 function workspaceClient(agent: RunningAgent) {
-  const bearer: Interceptor = (next) => (req) => {
-    req.header.set("authorization", `Bearer ${agent.token}`);
-    return next(req);
-  };
-  // The same transport settings as the controller's agent client (controller/runtime/agent-client.ts).
-  const transport = createGrpcTransport({ baseUrl: agent.url, interceptors: [bearer], acceptCompression: [] });
-  return createClient(WorkspaceService, transport);
+  // The controller's own agent client (controller/runtime/agent-client.ts), so its transport settings
+  // (compression off, widened HTTP/2 windows) are what is measured, not a copy that drifts.
+  return agentClients({ url: agent.url, token: agent.token }).workspace;
 }
 
 /** Seconds to stream the file through ReadFile (the client only counts bytes; the agent hashes). */
