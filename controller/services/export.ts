@@ -102,6 +102,22 @@ export async function* watchForStalls<T>(source: AsyncIterable<T>, stallMs: numb
   }
 }
 
+/** The messages of an iterator whose first step was already taken. */
+async function* replayFirst<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
+  try {
+    if (first.done) return;
+    yield first.value;
+    for (;;) {
+      const step = await rest.next();
+      if (step.done) return;
+      yield step.value;
+    }
+  } finally {
+    // Stopped early (a failure): let the guarded stream release its call.
+    void Promise.resolve(rest.return?.()).catch(() => undefined);
+  }
+}
+
 type StreamEvent =
   | { case: "header"; value: FileInfo | ArchiveHeader }
   | { case: "chunk"; value: Uint8Array }
@@ -143,64 +159,89 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
   if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
   const agent = agentOf(sandbox);
 
-  let info: FileInfo | undefined;
+  // Regular files (the common case, and every entry of a big collection) go
+  // straight to ReadFile: its header says what Stat would, one agent call
+  // instead of two. Only a path ReadFile refuses as not a regular file is
+  // Stat'ed, to tell a directory (exported as a tar) from a special file.
+  const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
+  const fileEvents = watchForStalls(agent.workspace.readFile({ path: sourcePath }, { signal }), deps.config.exportStallMs, onStall)[
+    Symbol.asyncIterator
+  ]();
+  let first: IteratorResult<{ event: unknown }>;
+  let isDirectory = false;
   try {
-    info = (await agent.workspace.stat({ path: sourcePath }, { signal, timeoutMs: deps.config.exportStallMs })).info;
+    first = await fileEvents.next();
   } catch (err) {
-    throw fromAgentError(err);
-  }
-  if (!info) throw new CrowNestError("agent_unavailable", "the agent answered Stat without file information");
-  let isDirectory: boolean;
-  switch (info.type) {
-    case FileType.DIRECTORY:
-      isDirectory = true;
-      break;
-    case FileType.REGULAR:
-      isDirectory = false;
-      break;
-    default:
+    const refused = fromAgentError(err);
+    if (refused.code !== "not_a_regular_file") throw refused;
+    let info: FileInfo | undefined;
+    try {
+      info = (await agent.workspace.stat({ path: sourcePath }, { signal, timeoutMs: deps.config.exportStallMs })).info;
+    } catch (statErr) {
+      throw fromAgentError(statErr);
+    }
+    if (info?.type !== FileType.DIRECTORY) {
       throw new CrowNestError("not_a_regular_file", `not a regular file or directory: ${sourcePath}`, { path: sourcePath });
+    }
+    isDirectory = true;
+    first = { done: true, value: undefined };
   }
-  const name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
-  progress.name = name;
-  validateArtifactName(name);
-  const contentType = contentTypeFor(name, isDirectory);
+  // What ReadFile's header declares; a stream that does not start with one fails below as integrity_error.
+  const firstEvent = first.done ? undefined : (first.value.event as StreamEvent);
+  const header = !isDirectory && firstEvent?.case === "header" ? (firstEvent.value as FileInfo) : undefined;
 
-  // Fail early on what Stat already tells; the stream is checked again byte by byte.
-  const declared = isDirectory ? 0 : Number(info.size);
-  const storedBefore = await deps.db.storedBytes(accountId);
-  const checkLimits = (bytes: number): void => {
-    if (bytes > limits.maxArtifactBytes) {
-      throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
-        limitBytes: limits.maxArtifactBytes,
-      });
-    }
-    if (storedBefore + bytes > limits.quotaBytes) {
-      throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
-        quotaBytes: limits.quotaBytes,
-      });
-    }
-  };
-  checkLimits(declared);
+  let name: string;
+  let contentType: string;
+  let declared: number;
+  let checkLimits: (bytes: number) => void;
+  let pending: ArtifactRow;
+  try {
+    name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
+    progress.name = name;
+    validateArtifactName(name);
+    contentType = contentTypeFor(name, isDirectory);
 
-  const id = newId("art");
-  const pending: ArtifactRow = {
-    id,
-    accountId,
-    sandboxId: sandbox.id,
-    commandId: input.commandId ?? null,
-    name,
-    sourcePath,
-    sizeBytes: 0,
-    contentType,
-    sha256: "",
-    // Chosen here, never from input; the blob store adds its own prefix.
-    storageKey: `${accountId}/${sandbox.id}/${id}`,
-    state: "pending",
-    createdAt: deps.clock.now(),
-    expiresAt: null,
-  };
-  await deps.db.insertPendingArtifact(pending);
+    // Fail early on what the header already tells; the stream is checked again byte by byte.
+    declared = header ? Number(header.size) : 0;
+    const storedBefore = await deps.db.storedBytes(accountId);
+    checkLimits = (bytes: number): void => {
+      if (bytes > limits.maxArtifactBytes) {
+        throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
+          limitBytes: limits.maxArtifactBytes,
+        });
+      }
+      if (storedBefore + bytes > limits.quotaBytes) {
+        throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+          quotaBytes: limits.quotaBytes,
+        });
+      }
+    };
+    checkLimits(declared);
+
+    const id = newId("art");
+    pending = {
+      id,
+      accountId,
+      sandboxId: sandbox.id,
+      commandId: input.commandId ?? null,
+      name,
+      sourcePath,
+      sizeBytes: 0,
+      contentType,
+      sha256: "",
+      // Chosen here, never from input; the blob store adds its own prefix.
+      storageKey: `${accountId}/${sandbox.id}/${id}`,
+      state: "pending",
+      createdAt: deps.clock.now(),
+      expiresAt: null,
+    };
+    await deps.db.insertPendingArtifact(pending);
+  } catch (err) {
+    // The ReadFile call is open: end it before giving up.
+    abort.abort(err);
+    throw err;
+  }
+  const id = pending.id;
 
   const seen: { header?: FileInfo | ArchiveHeader; trailer?: Trailer; bytes: number; failure?: CrowNestError } = { bytes: 0 };
   const fail = (err: unknown): CrowNestError => {
@@ -214,12 +255,9 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
     // An error thrown in at a yield comes from the consumer (the store failed), not from the agent.
     let atYield = false;
     try {
-      const responses: AsyncIterable<{ event: unknown }> = isDirectory
-        ? agent.workspace.readArchive({ path: sourcePath }, { signal })
-        : agent.workspace.readFile({ path: sourcePath }, { signal });
-      const guarded = watchForStalls(responses, deps.config.exportStallMs, () =>
-        abort.abort(new CrowNestError("agent_unavailable", "stalled")),
-      );
+      const guarded: AsyncIterable<{ event: unknown }> = isDirectory
+        ? watchForStalls(agent.workspace.readArchive({ path: sourcePath }, { signal }), deps.config.exportStallMs, onStall)
+        : replayFirst(first, fileEvents);
       for await (const message of guarded) {
         const event = message.event as StreamEvent;
         if (seen.trailer) throw new CrowNestError("integrity_error", "the agent sent data after its trailer");

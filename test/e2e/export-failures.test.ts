@@ -321,7 +321,9 @@ async function startHostileAgent(): Promise<{ url: string; close(): Promise<void
       return { info: fileInfo(req.path, FileType.REGULAR, script.statSize) };
     },
     async *readFile(req, ctx) {
-      const script = SCRIPTS[req.path.split("/").pop()!]!;
+      const script = SCRIPTS[req.path.split("/").pop()!];
+      // The export opens regular files with ReadFile first: refuse as the real agent does.
+      if (!script) throw new ConnectError(`file_not_found: no such file: ${req.path}`, Code.NotFound);
       for await (const event of script.events(ctx.signal, req.path)) yield { event };
     },
   };
