@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CrowNestError } from "../../../common/errors.js";
 import { FileBlobStore } from "../../../controller/blob/file.js";
 
@@ -58,6 +58,21 @@ describe("FileBlobStore", () => {
     await utimes(join(dir, ".tmp", "old"), twoDaysAgo, twoDaysAgo);
     await store.ping();
     expect(await readdir(join(dir, ".tmp"))).toEqual(["recent"]);
+  });
+
+  it("delete(key) also removes the temp file of an unfinished write of that key (what a crash leaves), not others", async () => {
+    const stalled = (key: string, ac: AbortController) =>
+      store.write(key, new Readable({ read() {} }), { signal: ac.signal }).catch((err: unknown) => err);
+    const mine = new AbortController();
+    const other = new AbortController();
+    const writes = [stalled("acct_1/sbx_1/art_1", mine), stalled("acct_1/sbx_1/art_2", other)];
+    await vi.waitFor(async () => expect(await readdir(join(dir, ".tmp"))).toHaveLength(2));
+    await store.delete("acct_1/sbx_1/art_1");
+    expect(await readdir(join(dir, ".tmp"))).toHaveLength(1);
+    mine.abort();
+    other.abort();
+    await Promise.all(writes);
+    expect(await readdir(join(dir, ".tmp"))).toEqual([]);
   });
 
   it("delete prunes directories left empty, up to the store's root, and keeps non-empty ones", async () => {
