@@ -1,8 +1,8 @@
 // What `npm run bench` measures and how big: full sizes by default (DESIGN §9),
 // tiny ones with BENCH_QUICK=1 / --quick (the smoke test), and a few knobs.
 //
-//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,agent] [--out FILE]
-//   env: BENCH_QUICK=1, BENCH_REPS=N, BENCH_ONLY=…, BENCH_RESULTS=FILE
+//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,agent] [--out FILE] [--big-mib N]
+//   env: BENCH_QUICK=1, BENCH_REPS=N, BENCH_ONLY=…, BENCH_RESULTS=FILE, BENCH_BIG_MIB=N
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -50,6 +50,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       reps: { type: "string" },
       only: { type: "string" },
       out: { type: "string" },
+      /** Size of the big file-store export in MiB (default 1024): shows where RSS growth levels off. */
+      "big-mib": { type: "string" },
     },
     strict: true,
   });
@@ -82,6 +84,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
         concurrentFileBytes: 1 * MiB,
         agentStarts: 5,
       };
+  const bigMiB = values["big-mib"] ?? env.BENCH_BIG_MIB;
+  if (bigMiB !== undefined) sizes.bigFileBytes = positive("--big-mib", bigMiB, 1024) * MiB;
   return { quick, reps, suites, resultsPath, collectFileBytes: 4 * KiB, rssIntervalMs: 20, ...sizes };
 }
 
