@@ -141,7 +141,13 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
   await deps.db.insertCommand(row);
 
   let collection: Collection | undefined;
-  const heartbeat = new Heartbeat(deps, row.id, () => (collection ? { collectErrors: collection.errors() } : {}));
+  // Errors so far ride along with a beat when there are new ones, so a crash keeps their real codes.
+  let beatFailures = 0;
+  const heartbeat = new Heartbeat(deps, row.id, () => {
+    if (!collection || collection.failureCount === beatFailures) return {};
+    beatFailures = collection.failureCount;
+    return { collectErrors: collection.errors() };
+  });
   heartbeat.start();
 
   let onStarted!: () => void;

@@ -38,6 +38,10 @@ export class Collection {
     private readonly entries: CollectEntry[],
   ) {}
 
+  get failureCount(): number {
+    return this.failures.size;
+  }
+
   /** The errors so far, in entry order (read by the heartbeat, so a crash keeps the real codes). */
   errors(): CollectError[] {
     return [...this.failures.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
