@@ -4,7 +4,8 @@
 // pace of the slower side.
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { CrowNestError } from "../../common/errors.js";
+import { ConnectError } from "@connectrpc/connect";
+import { CrowNestError, codeFromMessage } from "../../common/errors.js";
 import { normalizeWorkspacePath } from "../../common/paths.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FileType, type ReadFileResponse, type WriteFileRequestSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
@@ -65,7 +66,11 @@ export async function writeWorkspaceFile(
   try {
     result = await agentOf(sandbox).workspace.writeFile(messages(), { signal });
   } catch (err) {
-    if (uploadFailed !== undefined) {
+    // A refusal the agent explained (path_outside_workspace, …) wins: when the
+    // agent refuses early, Connect stops pulling the body, which can look like
+    // an interrupted upload from here.
+    const refused = err instanceof ConnectError && codeFromMessage(err.rawMessage) !== undefined;
+    if (uploadFailed !== undefined && !refused) {
       throw new CrowNestError("invalid_request", "the upload was interrupted; nothing was written", {}, { cause: uploadFailed });
     }
     throw fromAgentError(err);
