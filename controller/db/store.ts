@@ -545,4 +545,15 @@ export class KyselyMetadataStore implements MetadataStore {
       return Number(res.numDeletedRows);
     });
   }
+
+  releaseAbandonedIdempotency(startedBefore: Date): Promise<number> {
+    return this.run(async () => {
+      const res = await this.db
+        .deleteFrom("idempotency_keys")
+        .where("state", "=", "in_progress")
+        .where("created_at", "<", toMillis(startedBefore, "startedBefore"))
+        .executeTakeFirst();
+      return Number(res.numDeletedRows);
+    });
+  }
 }

@@ -199,4 +199,11 @@ export interface MetadataStore {
   /** Forgets an in-progress key (the request failed in a way worth retrying). */
   releaseIdempotent(accountId: string, key: string): Promise<void>;
   deleteExpiredIdempotency(now: Date): Promise<number>;
+  /**
+   * Forgets in-progress keys whose request started before `startedBefore`:
+   * the controller running it died (the same age after which its pending
+   * artifact is reconciled), so a retry may run instead of getting
+   * idempotency_key_in_use for 24 hours. Finished keys are kept.
+   */
+  releaseAbandonedIdempotency(startedBefore: Date): Promise<number>;
 }

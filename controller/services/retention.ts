@@ -43,8 +43,14 @@ export async function runSweepOnce(deps: Deps, options: { batch?: number; leaseM
   return { swept };
 }
 
-/** Removes pending records older than config.pendingMaxAgeMs (crashed exports), blob included, and expired idempotency keys. */
-export async function runReconcileOnce(deps: Deps): Promise<{ pending: number; idempotencyKeys: number }> {
+/**
+ * Removes pending records older than config.pendingMaxAgeMs (crashed
+ * exports), blob included; expired idempotency keys; and in-progress keys of
+ * the same age, whose request died with its controller.
+ */
+export async function runReconcileOnce(
+  deps: Deps,
+): Promise<{ pending: number; idempotencyKeys: number; abandonedKeys: number }> {
   const before = new Date(deps.clock.now().getTime() - deps.config.pendingMaxAgeMs);
   let pending = 0;
   for (let i = 0; i < MAX_BATCHES; i++) {
@@ -61,6 +67,10 @@ export async function runReconcileOnce(deps: Deps): Promise<{ pending: number; i
     if (stale.length < RECONCILE_BATCH || removedHere === 0) break;
   }
   const idempotencyKeys = await deps.db.deleteExpiredIdempotency(deps.clock.now());
-  if (pending > 0 || idempotencyKeys > 0) deps.log.info({ pending, idempotencyKeys }, "reconciled stale records");
-  return { pending, idempotencyKeys };
+  const abandonedKeys = await deps.db.releaseAbandonedIdempotency(before);
+  if (abandonedKeys > 0) deps.metrics.reconciled.inc({ kind: "idempotency_key" }, abandonedKeys);
+  if (pending > 0 || idempotencyKeys > 0 || abandonedKeys > 0) {
+    deps.log.info({ pending, idempotencyKeys, abandonedKeys }, "reconciled stale records");
+  }
+  return { pending, idempotencyKeys, abandonedKeys };
 }

@@ -637,6 +637,23 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     });
   });
 
+  describe("abandoned idempotency keys", () => {
+    it("releaseAbandonedIdempotency forgets only in-progress keys started before the bound", async () => {
+      const { acct } = await seed();
+      const begin = (key: string, createdMs: number) =>
+        store.beginIdempotent({ accountId: acct.id, key, requestHash: "h", createdAt: at(createdMs), expiresAt: at(createdMs + DAY) });
+      await begin("old-running", 0);
+      await begin("old-done", 0);
+      await store.finishIdempotent(acct.id, "old-done", 201, { id: "art_1" });
+      await begin("new-running", 100);
+      expect(await store.releaseAbandonedIdempotency(at(100))).toBe(1);
+      expect(await store.releaseAbandonedIdempotency(at(100))).toBe(0);
+      expect((await begin("old-running", 200)).outcome).toBe("started");
+      expect((await begin("old-done", 200)).outcome).toBe("existing");
+      expect((await begin("new-running", 200)).outcome).toBe("existing");
+    });
+  });
+
   describe("bad input is refused with invalid_request before anything is written", () => {
     it("artifacts with an invalid date or an impossible size", async () => {
       const { acct, sb } = await seed();

@@ -170,7 +170,7 @@ describe.each(["sqlite", "postgres"] as const)("retention on %s", (kind) => {
     const young = await pending(w, { blob: true });
     const done = await ready(w, 10 * DAY);
     w.clock.advance(1);
-    expect(await runReconcileOnce(w.deps)).toEqual({ pending: 2, idempotencyKeys: 0 });
+    expect(await runReconcileOnce(w.deps)).toEqual({ pending: 2, idempotencyKeys: 0, abandonedKeys: 0 });
     expect(await w.db.getArtifact(crashed.id)).toBeUndefined();
     expect(await w.db.getArtifact(crashedNoBlob.id)).toBeUndefined();
     expect((await w.db.getArtifact(young.id))?.state).toBe("pending");
@@ -184,6 +184,23 @@ describe.each(["sqlite", "postgres"] as const)("retention on %s", (kind) => {
     await w.db.beginIdempotent({ accountId: ACCOUNT, key: "k2", requestHash: "h", createdAt: now, expiresAt: new Date(now.getTime() + 2 * DAY) });
     w.clock.advance(DAY);
     expect((await runReconcileOnce(w.deps)).idempotencyKeys).toBe(1);
+  });
+
+  it("releases an in-progress key whose controller died, after pendingMaxAgeMs, and keeps finished and young ones", async () => {
+    const begin = (key: string) => {
+      const now = w.clock.now();
+      return w.db.beginIdempotent({ accountId: ACCOUNT, key, requestHash: "h", createdAt: now, expiresAt: new Date(now.getTime() + DAY) });
+    };
+    expect((await begin("crashed")).outcome).toBe("started");
+    expect((await begin("finished")).outcome).toBe("started");
+    await w.db.finishIdempotent(ACCOUNT, "finished", 201, { id: "art_x" });
+    w.clock.advance(w.deps.config.pendingMaxAgeMs + 1);
+    expect((await begin("young")).outcome).toBe("started");
+    expect(await runReconcileOnce(w.deps)).toEqual({ pending: 0, idempotencyKeys: 0, abandonedKeys: 1 });
+    // A retry of the crashed request now runs; the finished one still replays; the young one is still in use.
+    expect((await begin("crashed")).outcome).toBe("started");
+    expect((await begin("finished")).outcome).toBe("existing");
+    expect((await begin("young")).outcome).toBe("existing");
   });
 });
 
