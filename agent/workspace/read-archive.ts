@@ -10,7 +10,7 @@ import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promise
 import { constants } from "node:fs";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import tar from "tar-stream";
+import type tar from "tar-stream";
 import type { ReadArchiveRequest, ReadArchiveResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, openDirectory, openRegularFileAt, resolveInsideWorkspace } from "../confine.js";
@@ -52,7 +52,9 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
 
   yield { event: { case: "header", value: { path: entry.path, entries: BigInt(entries.length) } } };
 
-  const pack = tar.pack();
+  // Loaded on first use, like chokidar in watch.ts: not part of an idle agent.
+  const tarStream = (await import("tar-stream")).default;
+  const pack = tarStream.pack();
   // Failures reach the client through the iterator below; an 'error' event
   // nobody listens to would take the whole agent down.
   pack.on("error", () => {});

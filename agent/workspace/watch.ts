@@ -1,6 +1,5 @@
 // Watch: chokidar on a confined directory. First a `ready` event, then
 // add/change/unlink events with /workspace paths, until the client goes.
-import { watch as chokidarWatch } from "chokidar";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { WatchEventType, type WatchRequest, type WatchResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
@@ -46,6 +45,9 @@ export async function* watch(deps: WorkspaceDeps, req: WatchRequest, ctx: Handle
     high: MAX_PENDING_EVENTS,
     onFull: () => queue.fail(new CrowNestError("too_large", `more than ${MAX_PENDING_EVENTS} events pending; watch a smaller directory`), true),
   });
+  // Loaded on first use: most agents never watch, and an idle agent should not
+  // carry chokidar (DESIGN §9 idle RSS).
+  const { watch: chokidarWatch } = await import("chokidar");
   const watcher = chokidarWatch(base, {
     ignoreInitial: true,
     followSymlinks: false,
