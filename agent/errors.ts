@@ -2,7 +2,7 @@
 // error: a code from the closed set (common/errors.ts) leading the message.
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CrowNestError, codeFromMessage, fromErrno, toConnectError } from "../common/errors.js";
-import type { Logger } from "pino";
+import type { AgentLog } from "./log.js";
 import { callPath } from "./context.js";
 
 /** Maps a thrown value to the closed set; errno errors carry `path` (a client path) in their message. */
@@ -18,7 +18,7 @@ export function agentError(err: unknown, path: string): CrowNestError {
   return new CrowNestError("internal", "internal error", {}, { cause: err });
 }
 
-function toWire(err: unknown, path: string, log: Logger, procedure: string): ConnectError {
+function toWire(err: unknown, path: string, log: AgentLog, procedure: string): ConnectError {
   // Protocol-level errors raised by Connect itself (a cancelled call, a
   // deadline, a malformed request) already have the right code: keep them.
   if (err instanceof ConnectError && !codeFromMessage(err.rawMessage)) {
@@ -31,7 +31,7 @@ function toWire(err: unknown, path: string, log: Logger, procedure: string): Con
 }
 
 /** Server interceptor: every error of every call (unary or streamed) leaves through toWire. */
-export function errorInterceptor(log: Logger): Interceptor {
+export function errorInterceptor(log: AgentLog): Interceptor {
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const pathOf = () => req.contextValues.get(callPath);

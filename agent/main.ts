@@ -2,10 +2,12 @@
 //   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F]
 // The token comes from CROWNEST_AGENT_TOKEN or --token-file. Prints one JSON
 // line {"listening":"http://host:port"} on stdout; logs are JSON on stderr.
+// First: it holds back V8's optimizer while the modules below load.
+import { resumeOptimization } from "./tiering.js";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, realpath, stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { pino, destination } from "pino";
+import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 
 const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
@@ -47,6 +49,7 @@ async function workspaceRoot(dir: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
+  resumeOptimization();
   const { values } = parseArgs({
     options: {
       workspace: { type: "string" },
@@ -67,7 +70,13 @@ async function main(): Promise<void> {
   const token = await readToken(values["token-file"]);
   const root = await workspaceRoot(values.workspace);
 
-  const log = pino({ name: "crownest-agent", level: process.env.CROWNEST_AGENT_LOG_LEVEL ?? "info" }, destination(2));
+  let level;
+  try {
+    level = parseLogLevel(process.env.CROWNEST_AGENT_LOG_LEVEL);
+  } catch (err) {
+    throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
+  }
+  const log = createAgentLog({ name: "crownest-agent", level });
   const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env } });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");

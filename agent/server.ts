@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { ChildProcess } from "node:child_process";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { Logger } from "pino";
+import type { AgentLog } from "./log.js";
 import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
 import { ProcessService } from "../gen/crownest/agent/v1/process_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -22,7 +22,7 @@ export interface AgentServerOptions {
   token: string;
   host: string;
   port: number;
-  log: Logger;
+  log: AgentLog;
   /** Environment commands start from. */
   env: NodeJS.ProcessEnv;
 }
