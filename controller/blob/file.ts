@@ -1,7 +1,8 @@
 // The local-disk blob store (CROWNEST_BLOB_URL=file:DIR, the default).
 // A write streams into DIR/.tmp, is fsynced, then renamed into place, so a key
 // holds either nothing or every byte; the directory is fsynced after the
-// rename so the name survives a crash too.
+// rename so the name survives a crash too (concurrent writes into one
+// directory share that fsync: see DirSyncer).
 import { createHash, randomUUID } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { access, mkdir, open, opendir, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
@@ -19,6 +20,8 @@ const TMP_DIR = ".tmp";
 /** Temp files older than this are left by a crashed process and are removed at start. */
 const STALE_TMP_MS = 24 * 3600 * 1000;
 const WRITE_BUFFER = 1024 * 1024;
+/** Bounds the memory of durableDirs; forgetting only costs a few extra fsyncs. */
+const MAX_DURABLE_DIRS = 10_000;
 
 /** Temp files are named after a hash of their key, so delete(key) also finds what a crashed write of it left. */
 function tmpPrefixOf(key: string): string {
@@ -46,6 +49,45 @@ async function fsyncDir(path: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Group commit of directory fsyncs. Every entry of a collection lands in one
+ * sandbox directory; one fsync per rename made that directory's fsync the
+ * store's largest cost. A caller here is covered only by an fsync that starts
+ * after its call (so after its rename): it joins the one queued behind the
+ * fsync in flight, or starts one when none is, and all callers that joined
+ * share its outcome.
+ */
+class DirSyncer {
+  private readonly dirs = new Map<string, { inFlight: Promise<void>; next?: Promise<void> }>();
+
+  sync(dir: string): Promise<void> {
+    const state = this.dirs.get(dir);
+    if (!state) return this.start(dir);
+    state.next ??= state.inFlight.then(
+      () => this.start(dir),
+      () => this.start(dir),
+    );
+    return state.next;
+  }
+
+  private start(dir: string): Promise<void> {
+    const run = fsyncDir(dir).finally(() => {
+      const state = this.dirs.get(dir);
+      if (state?.inFlight !== run) return;
+      // The queued fsync (if any) has already started itself and taken over.
+      if (state.next === undefined) this.dirs.delete(dir);
+    });
+    const state = this.dirs.get(dir);
+    if (state) {
+      state.inFlight = run;
+      delete state.next;
+    } else {
+      this.dirs.set(dir, { inFlight: run });
+    }
+    return run;
   }
 }
 
@@ -97,6 +139,9 @@ export class FileBlobStore implements BlobStore {
   readonly describe: string;
   private readonly tmpDir: string;
   private ready: Promise<void> | undefined;
+  private readonly syncer = new DirSyncer();
+  /** Directories whose own name this process has synced (or found synced) in their parent. */
+  private readonly durableDirs = new Set<string>();
 
   constructor(private readonly dir: string) {
     this.describe = `file:${dir}`;
@@ -185,26 +230,34 @@ export class FileBlobStore implements BlobStore {
   private async commit(tmpPath: string, finalPath: string): Promise<void> {
     const parent = dirname(finalPath);
     try {
-      // A concurrent delete may prune the parent between mkdir and rename: try again.
+      // The parent usually exists (one per sandbox): rename first and create it
+      // only when missing. A concurrent delete may prune it again: try again.
       for (let attempt = 0; ; attempt++) {
-        const created = await mkdir(parent, { recursive: true, mode: 0o700 });
         try {
           await rename(tmpPath, finalPath);
+          break;
         } catch (err) {
-          if (errnoOf(err) === "ENOENT" && attempt < 5) continue;
-          throw err;
+          if (errnoOf(err) !== "ENOENT" || attempt >= 5) throw err;
         }
-        // New directories are only durable once each one's parent is synced as well.
-        const top = created === undefined ? parent : dirname(created);
-        for (let d = parent; ; d = dirname(d)) {
-          await fsyncDir(d);
-          if (d === top || d.length <= this.dir.length) break;
-        }
-        return;
+        const created = await mkdir(parent, { recursive: true, mode: 0o700 });
+        if (created !== undefined) this.forgetDurable(parent, dirname(created));
+      }
+      await this.syncer.sync(parent);
+      // A directory is only durable once its name is synced in its parent,
+      // whoever created it (another write may have, and not be done syncing).
+      for (let d = parent; d.length > this.dir.length && d.startsWith(this.dir + sep) && !this.durableDirs.has(d); d = dirname(d)) {
+        await this.syncer.sync(dirname(d));
+        if (this.durableDirs.size >= MAX_DURABLE_DIRS) this.durableDirs.clear();
+        this.durableDirs.add(d);
       }
     } catch (err) {
       throw storageError("write", err);
     }
+  }
+
+  /** Directories from `from` up to (excluding) `above` are new: their names are not durable yet. */
+  private forgetDurable(from: string, above: string): void {
+    for (let d = from; d.length > above.length && d.length > this.dir.length; d = dirname(d)) this.durableDirs.delete(d);
   }
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
@@ -255,6 +308,8 @@ export class FileBlobStore implements BlobStore {
     if (!existed) return;
     // Prune now-empty directories (one per sandbox) so they do not pile up; stops at the first non-empty one.
     for (let d = dirname(path); d.length > this.dir.length && d.startsWith(this.dir + sep); d = dirname(d)) {
+      // Forgotten first: a write that recreates it must sync its name again.
+      this.durableDirs.delete(d);
       try {
         await rmdir(d);
       } catch {

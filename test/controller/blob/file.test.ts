@@ -104,6 +104,26 @@ describe("FileBlobStore", () => {
     for (let i = 0; i < 20; i++) expect(await readFile(join(dir, "acct_1", "sbx_1", `art_${i}`), "utf8")).toBe(`n${i}`);
   });
 
+  it("writes into one directory while deletes keep pruning it all land, with no temp file left (shared directory syncs, recreated parents)", async () => {
+    const ops: Promise<unknown>[] = [];
+    for (let round = 0; round < 10; round++) {
+      // Each round's delete empties the directory and prunes it while the next writes rename into it.
+      await store.write(`acct_1/sbx_1/gone_${round}`, Readable.from([Buffer.from("x")]));
+      ops.push(store.delete(`acct_1/sbx_1/gone_${round}`));
+      for (let i = 0; i < 8; i++) {
+        ops.push(store.write(`acct_1/sbx_1/art_${round}_${i}`, Readable.from([Buffer.from(`${round}/${i}`)])));
+      }
+    }
+    await Promise.all(ops);
+    for (let round = 0; round < 10; round++) {
+      expect(await store.head(`acct_1/sbx_1/gone_${round}`)).toBeUndefined();
+      for (let i = 0; i < 8; i++) {
+        expect(await readFile(join(dir, "acct_1", "sbx_1", `art_${round}_${i}`), "utf8")).toBe(`${round}/${i}`);
+      }
+    }
+    expect(await readdir(join(dir, ".tmp"))).toEqual([]);
+  });
+
   it("ping reports an unusable directory as storage_unavailable", async () => {
     await store.ping();
     const blocked = new FileBlobStore(join(root, "a-file"));
