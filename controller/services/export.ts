@@ -23,6 +23,8 @@ export interface ExportInput {
   path: string;
   name?: string;
   commandId?: string | null;
+  /** The account's row when the caller already read it: a collection reads it once, not once per entry. */
+  account?: AccountRow;
   /** Aborts the export (client gone, controller shutting down); cleanup still runs. */
   signal?: AbortSignal;
 }
@@ -149,7 +151,7 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
   if (sandbox.accountId !== accountId) throw new CrowNestError("not_found", "sandbox not found");
   const sourcePath = normalizeWorkspacePath(input.path);
   if (input.name !== undefined) validateArtifactName(input.name);
-  const account = await deps.db.getAccount(accountId);
+  const account = input.account?.id === accountId ? input.account : await deps.db.getAccount(accountId);
   if (!account) throw new CrowNestError("not_found", "account not found");
   const limits = limitsFor(deps.config, account);
 

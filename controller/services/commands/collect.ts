@@ -5,7 +5,7 @@ import { posix } from "node:path";
 import { toCrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
 import type { Deps } from "../../deps.js";
-import type { CollectEntry, CollectError, CollectStatus, SandboxRow } from "../../db/types.js";
+import type { AccountRow, CollectEntry, CollectError, CollectStatus, SandboxRow } from "../../db/types.js";
 import { defaultArtifactName, exportPath } from "../export.js";
 
 /** The name an entry's error item carries when the request names none (a file's base name; the pipeline knows better for a directory). */
@@ -49,11 +49,14 @@ export class Collection {
 
   /** Exports every entry with config.collectConcurrency workers; never throws for an entry's failure. */
   async run(): Promise<{ status: Extract<CollectStatus, "succeeded" | "partial" | "failed">; errors: CollectError[] }> {
+    // One account read for the whole collection (its limits as they were at the start);
+    // if it fails, each entry reads it itself and reports its own error as before.
+    const account = await this.deps.db.getAccount(this.sandbox.accountId).catch(() => undefined);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < this.entries.length) {
         const index = next++;
-        await this.exportEntry(index, this.entries[index]!);
+        await this.exportEntry(index, this.entries[index]!, account);
       }
     };
     const workers = Math.min(this.deps.config.collectConcurrency, this.entries.length);
@@ -61,7 +64,7 @@ export class Collection {
     return { status: collectOutcome(this.entries.length, this.failures.size), errors: this.errors() };
   }
 
-  private async exportEntry(index: number, entry: CollectEntry): Promise<void> {
+  private async exportEntry(index: number, entry: CollectEntry, account: AccountRow | undefined): Promise<void> {
     try {
       await exportPath(this.deps, {
         accountId: this.sandbox.accountId,
@@ -69,6 +72,7 @@ export class Collection {
         path: entry.path,
         ...(entry.name !== undefined ? { name: entry.name } : {}),
         commandId: this.commandId,
+        ...(account ? { account } : {}),
       });
     } catch (err) {
       const e = toCrowNestError(err);
