@@ -99,6 +99,30 @@ describe("agent CLI", () => {
     }
   });
 
+  it("`npm run agent` as an operator runs it: one listening line, and SIGTERM to npm stops the agent (exit 0)", async () => {
+    const child = spawn("npm", ["run", "--silent", "agent", "--", "--workspace", scratch, "--listen", "127.0.0.1:0"], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, CROWNEST_AGENT_TOKEN: "npm-run-token" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let stdout = "";
+      child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+      for (let i = 0; i < 1500 && !stdout.includes("\n"); i++) await sleep(20);
+      const { listening } = JSON.parse(stdout.trim()) as { listening: string };
+      expect(listening).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      // The port is free again: nothing kept serving after npm was told to stop.
+      const probe = await outcomeOf(() => agentTestClients({ url: listening, token: "npm-run-token" }).workspace.stat({ path: "/workspace" }));
+      expect(probe.error?.rawMessage ?? "").not.toBe("");
+      expect(probe.messages).toHaveLength(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     it(`${signal}: exits 0, and the commands it started die with it`, async () => {
       const agent = await startAgent();
