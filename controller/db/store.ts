@@ -337,6 +337,31 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
+  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<boolean> {
+    return this.run(() =>
+      // One transaction per reservation. PostgreSQL: the account row's lock
+      // orders concurrent reservations of one account, also across replicas.
+      // SQLite: Kysely holds its single connection for the whole
+      // transaction, so reservations of one process run one after another.
+      this.db.transaction().execute(async (trx) => {
+        if (this.dialect === "postgres") {
+          await trx.selectFrom("accounts").select("id").where("id", "=", row.accountId).forUpdate().execute();
+        }
+        const r = await trx
+          .selectFrom("artifacts")
+          .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+          .where("account_id", "=", row.accountId)
+          .executeTakeFirstOrThrow();
+        if (fromInt(r.total) + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) return false;
+        await trx
+          .insertInto("artifacts")
+          .values({ ...artifactToDb(row), state: "pending" })
+          .execute();
+        return true;
+      }),
+    );
+  }
+
   markArtifactReady(
     id: string,
     ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },

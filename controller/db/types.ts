@@ -158,6 +158,13 @@ export interface MetadataStore {
   listRunningSandboxes(): Promise<SandboxRow[]>;
 
   insertPendingArtifact(row: ArtifactRow): Promise<void>;
+  /**
+   * Inserts the pending record only if the account's stored bytes (ready and
+   * pending, each pending counted by its declared `sizeBytes`) plus this
+   * row's `sizeBytes` stay within `quotaBytes`; atomically, so concurrent
+   * exports cannot overshoot the quota together. False: nothing inserted.
+   */
+  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<boolean>;
   /** pending -> ready with the final figures; false when the record is gone. */
   markArtifactReady(
     id: string,
@@ -169,7 +176,7 @@ export interface MetadataStore {
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]>;
   listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]>;
-  /** Bytes held by an account: ready and pending artifacts (pending counted by their size so far = 0). */
+  /** Bytes held by an account: ready artifacts, and pending ones by the size they declared (their reservation). */
   storedBytes(accountId: string): Promise<number>;
   /** Pending artifacts created before `before` (crashed exports). */
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]>;

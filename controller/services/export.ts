@@ -228,7 +228,8 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
       commandId: input.commandId ?? null,
       name,
       sourcePath,
-      sizeBytes: 0,
+      // The size the header declared reserves quota until the artifact is ready (a tar declares 0).
+      sizeBytes: declared,
       contentType,
       sha256: "",
       // Chosen here, never from input; the blob store adds its own prefix.
@@ -237,7 +238,11 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
       createdAt: deps.clock.now(),
       expiresAt: null,
     };
-    await deps.db.insertPendingArtifact(pending);
+    if (!(await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes))) {
+      throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+        quotaBytes: limits.quotaBytes,
+      });
+    }
   } catch (err) {
     // The ReadFile call is open: end it before giving up.
     abort.abort(err);

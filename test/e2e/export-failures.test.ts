@@ -166,6 +166,30 @@ describe("plan limits", () => {
     expect((await call("DELETE", `/v1/artifacts/${ids[0]}`)).status).toBe(204);
     expect((await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "q3.bin" })).status).toBe(201);
   });
+
+  it("concurrent exports cannot overshoot the quota together: the ones that do not fit get quota_exceeded", async () => {
+    // A fresh account, so the earlier tests' artifacts do not count.
+    const account = await call("POST", "/v1/accounts", { plan: "developer" });
+    expect(account.status, account.text).toBe(201);
+    const key = await call("POST", "/v1/api-keys", {
+      accountId: account.json.id,
+      scopes: ["sandbox:create", "file:read", "artifact:create", "artifact:read"],
+    });
+    expect(key.status, key.text).toBe(201);
+    const mine = api(ctl.httpUrl, key.json.key);
+    const sbx = await newSandbox(mine);
+    await writeRandomFile(join(workspaceOf(ctl, sbx), "big.bin"), 800 * 1024);
+    // Six at once of 800 KiB against 3 MiB: at most three fit, whatever the interleaving.
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => mine("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "big.bin" })),
+    );
+    const created = results.filter((r) => r.status === 201);
+    for (const r of results.filter((r) => r.status !== 201)) expectError(r, 413, "quota_exceeded");
+    expect(created).toHaveLength(3);
+    const list = await mine("GET", `/v1/sandboxes/${sbx}/artifacts`);
+    expect(list.json.artifacts).toHaveLength(3);
+    expect((await filesUnder(join(blobDirOf(ctl), account.json.id, sbx))).length).toBe(3);
+  });
 });
 
 describe("the S3 server stopped mid-upload", () => {
