@@ -12,6 +12,10 @@ export function agentError(err: unknown, path: string): CrowNestError {
     const code = codeFromMessage(err.rawMessage);
     if (code) return new CrowNestError(code, err.rawMessage.slice(code.length + 2), {}, { cause: err });
   }
+  // An aborted call: the agent is shutting down (a client that cancelled no longer listens).
+  if ((err as Error | undefined)?.name === "AbortError") {
+    return new CrowNestError("agent_unavailable", "the agent stopped serving this call", {}, { cause: err });
+  }
   if (typeof (err as NodeJS.ErrnoException | undefined)?.code === "string") {
     return fromErrno(err, path || "the path");
   }

@@ -53,6 +53,10 @@ export function validateArtifactName(name: string): void {
   if (/[\u0000-\u001f\u007f-\u009f/]/.test(name)) {
     throw new CrowNestError("invalid_request", "name must not contain '/' or control characters");
   }
+  // Bidirectional overrides and line separators make a download show under a false name ("exe.txt" that is "txt.exe").
+  if (/[\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/.test(name)) {
+    throw new CrowNestError("invalid_request", "name must not contain bidirectional control or line separator characters");
+  }
   if (name === "." || name === "..") throw new CrowNestError("invalid_request", "name must not be '.' or '..'");
 }
 
@@ -136,13 +140,26 @@ export async function exportPath(deps: Deps, input: ExportInput): Promise<Artifa
     deps.metrics.exportBytes.inc(row.sizeBytes);
     return row;
   } catch (err) {
-    const e = toCrowNestError(err);
+    let e = toCrowNestError(err);
+    if (e.code === "agent_unavailable" && !(await stillRunning(deps, input.sandbox.id))) {
+      // The agent went away because the sandbox was deleted or expired: say that, not "retry".
+      e = new CrowNestError("sandbox_not_running", "the sandbox stopped during the export; nothing was kept", {}, { cause: e });
+    }
     // Command collection names its error items after the artifact ("<base>.tar" for a directory).
     if (progress.name !== undefined && e.details.name === undefined) e.details.name = progress.name;
     deps.metrics.exports.inc({ outcome: e.code });
     throw e;
   } finally {
     deps.metrics.exportSeconds.observe((performance.now() - started) / 1000);
+  }
+}
+
+async function stillRunning(deps: Deps, sandboxId: string): Promise<boolean> {
+  try {
+    const row = await deps.db.getSandbox(sandboxId);
+    return row !== undefined && row.status === "running" && row.expiresAt.getTime() > deps.clock.now().getTime();
+  } catch {
+    return true; // unknown: keep the agent's answer
   }
 }
 

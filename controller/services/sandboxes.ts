@@ -109,12 +109,16 @@ export async function requireRunningSandbox(deps: Deps, caller: Caller, id: stri
   return row;
 }
 
-/** Stops the agent, removes the filesystem (runtime), then records the end. Artifacts are not touched. */
+/**
+ * Records the end first (no new work starts, and exports cut short by the
+ * stop report sandbox_not_running), then stops the agent and removes the
+ * filesystem (runtime). Artifacts are not touched. A failed stop is retried
+ * by deleting again.
+ */
 async function destroy(deps: Deps, row: SandboxRow, reason: string): Promise<void> {
+  const ended = await deps.db.markSandboxDestroyed(row.id, deps.clock.now());
   await deps.runtime.stop(row.id, endpointOf(row));
-  if (await deps.db.markSandboxDestroyed(row.id, deps.clock.now())) {
-    deps.log.info({ sandboxId: row.id, reason }, "sandbox destroyed");
-  }
+  if (ended) deps.log.info({ sandboxId: row.id, reason }, "sandbox destroyed");
 }
 
 /** Idempotent: deleting a destroyed sandbox succeeds again (and cleans up anything left). */

@@ -75,7 +75,7 @@ describe("with real agents and the file store", () => {
     await ctl?.dispose();
   });
 
-  it("the agent SIGKILLed mid-export: agent_unavailable, nothing kept", async () => {
+  it("the agent SIGKILLed mid-export: agent_unavailable (sandbox_not_running once the runtime recorded its end), nothing kept", async () => {
     const sbx = await newSandbox(call);
     await writeRandomFile(join(workspaceOf(ctl, sbx), "big.bin"), 128 * MiB);
     const pid = (await ctl.deps.db.getSandbox(sbx))!.agentPid!;
@@ -84,7 +84,21 @@ describe("with real agents and the file store", () => {
     await untilStreaming(join(blobDirOf(ctl), ".tmp"), exp.state);
     process.kill(pid, "SIGKILL");
     const res = await exp.promise;
-    expectError(res, 503, "agent_unavailable");
+    // The local runtime ends a sandbox whose agent died; which answer the
+    // client gets depends on whether that was recorded before the export failed.
+    if (res.status === 409) expectError(res, 409, "sandbox_not_running");
+    else expectError(res, 503, "agent_unavailable");
+    await expectNothingKept(ctl, call, sbx);
+  });
+
+  it("the sandbox deleted mid-export: sandbox_not_running (not internal), nothing kept", async () => {
+    const sbx = await newSandbox(call);
+    await writeRandomFile(join(workspaceOf(ctl, sbx), "big.bin"), 128 * MiB);
+    const exp = track(call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "big.bin" }));
+    await untilStreaming(join(blobDirOf(ctl), ".tmp"), exp.state);
+    expect((await call("DELETE", `/v1/sandboxes/${sbx}`)).status).toBe(204);
+    const res = await exp.promise;
+    expectError(res, 409, "sandbox_not_running");
     await expectNothingKept(ctl, call, sbx);
   });
 
