@@ -129,6 +129,11 @@ describe("artifact names", () => {
     ["x".repeat(255), undefined],
     ["r\u00e9sum\u00e9 \"final\".pdf", undefined],
     ["back\\slash", undefined],
+    ["invoice\u202etxt.exe", "invalid_request"],
+    ["a\u2066b", "invalid_request"],
+    ["left\u200emark", "invalid_request"],
+    ["line\u2028sep", "invalid_request"],
+    ["日本語 ファイル.txt", undefined],
   ])("name %j → %s", (name, code) => {
     expect(codeOf(() => validateArtifactName(name))).toBe(code);
   });
