@@ -136,7 +136,7 @@ describe("running a command", () => {
       [{ command: marker, env: { A: 1 } }, "invalid_request", "env.A"],
       [{ command: marker, collect: "out.txt" }, "invalid_request", "collect"],
       [{ command: marker, collect: [{ path: "a", extra: true }] }, "invalid_request", "collect[0].extra"],
-      [{ command: marker, collect: [{ path: "" }] }, "invalid_request", "collect[0].path"],
+      [{ command: marker, collect: [{ path: 7 }] }, "invalid_request", "collect[0].path"],
       [{ command: marker, collect: [{ path: "a", name: "../b" }] }, "invalid_request", "collect[0].name"],
       [{ command: marker, collect: Array.from({ length: 1001 }, (_, i) => ({ path: `f${i}` })) }, "invalid_request", "collect"],
       [{ command: marker, collectOn: "failure" }, "invalid_request", "collectOn"],
@@ -238,6 +238,7 @@ describe("collect on completion", () => {
         { path: `${dir}/leakdir/secret.txt` },
         { path: `${dir}/pipe` },
         { path: `${dir}/../../../etc/passwd` },
+        { path: "" },
       ],
     });
     expect(cmd).toMatchObject({ status: "exited", exitCode: 0, collectStatus: "partial" });
@@ -248,6 +249,7 @@ describe("collect on completion", () => {
       { path: `${dir}/leakdir/secret.txt`, name: "secret.txt", code: "path_outside_workspace" },
       { path: `${dir}/pipe`, name: "pipe", code: "not_a_regular_file" },
       { path: `${dir}/../../../etc/passwd`, name: "passwd", code: "path_outside_workspace" },
+      { path: "", name: "", code: "invalid_path" },
     ]);
     for (const e of cmd.collectErrors) expect(typeof e.message === "string" && e.message.length > 0).toBe(true);
     const got = await call("GET", getPath(cmd.id));

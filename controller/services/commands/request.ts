@@ -131,7 +131,8 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
       for (const key of Object.keys(entry)) {
         if (!ENTRY_FIELDS.has(key)) throw invalid(`${field}.${key}`, "unknown field; an entry has only path and name");
       }
-      if (typeof entry.path !== "string" || entry.path === "") throw invalid(`${field}.path`, "required, a non-empty string");
+      // An empty or escaping path is that entry's failure (invalid_path, …), like any other path the pipeline refuses.
+      if (typeof entry.path !== "string") throw invalid(`${field}.path`, "required, a string");
       const out: CollectEntry = { path: entry.path };
       if (entry.name !== undefined) {
         const name = entry.name;

@@ -78,7 +78,7 @@ describe("parseCommandRequest", () => {
     ["collect not an array", { command: "true", collect: { path: "a" } }, "invalid_request", "collect"],
     ["collect entry a string", { command: "true", collect: ["a"] }, "invalid_request", "collect[0]"],
     ["collect entry without path", { command: "true", collect: [{ name: "a" }] }, "invalid_request", "collect[0].path"],
-    ["collect empty path", { command: "true", collect: [{ path: "" }] }, "invalid_request", "collect[0].path"],
+    ["collect path not a string", { command: "true", collect: [{ path: 7 }] }, "invalid_request", "collect[0].path"],
     ["collect extra key", { command: "true", collect: [{ path: "a", mode: 1 }] }, "invalid_request", "collect[0].mode"],
     ["collect empty name", { command: "true", collect: [{ path: "a", name: "" }] }, "invalid_request", "collect[0].name"],
     ["collect name with slash", { command: "true", collect: [{ path: "a", name: "x/y" }] }, "invalid_request", "collect[0].name"],
