@@ -163,6 +163,13 @@ export async function startController(config: Config, options: StartOptions = {}
       },
       "controller listening",
     );
+    if (runtime.kind === "local") {
+      // Said at every start: the local runtime is no isolation boundary (README, Security model).
+      log.warn(
+        { runtime: "local" },
+        "local runtime: sandbox commands run as this controller's user on this machine and can read its data dir and other sandboxes; for development and single-tenant use only. In production use CROWNEST_RUNTIME=external with a VM or container per sandbox",
+      );
+    }
 
     let closing: Promise<void> | undefined;
     const grpcUrl = grpc.url;
