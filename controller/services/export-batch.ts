@@ -34,6 +34,11 @@ class FileFeed implements AsyncIterable<Event> {
   private wakeReader: (() => void) | undefined;
   private wakeWriter: (() => void) | undefined;
 
+  /** False when the consumer is gone: nothing more of this file is wanted. */
+  get wanted(): boolean {
+    return !this.discarded;
+  }
+
   async push(event: Event): Promise<void> {
     if (this.discarded) return;
     this.queue.push(event);
@@ -183,8 +188,21 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
   return results;
 }
 
-/** One ReadFiles call: hands each path's share of the stream to its export; never throws. */
+/** Reads a batch to its end; never throws (every path's outcome goes to its export). */
 async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void> {
+  let from = 0;
+  while (from < batch.length) from = await readCall(deps, batch, from, slots);
+}
+
+/**
+ * One ReadFiles call for batch[from..]: hands each path's share of the
+ * stream to its export. Returns where the next call must start: the batch's
+ * end, or just after a file whose export gave up mid-stream (the call is
+ * then cancelled rather than reading bytes nobody wants: a file over the
+ * plan's limit may be gigabytes).
+ */
+async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Promise<number> {
+  const batch = all.slice(from);
   const abort = new AbortController();
   const signals = batch.map((b) => b.input.signal).filter((s): s is AbortSignal => s !== undefined);
   const signal = signals.length > 0 ? AbortSignal.any([abort.signal, ...signals]) : abort.signal;
@@ -212,6 +230,10 @@ async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void>
         }
         case "chunk":
           if (!current) throw integrity("sent bytes outside a file");
+          if (!current.wanted) {
+            abort.abort(new CrowNestError("internal", "the rest of an abandoned file"));
+            return from + next + 1;
+          }
           await current.push({ event: { case: "chunk", value: event.value } });
           break;
         case "end":
@@ -245,7 +267,7 @@ async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void>
     if (next === 0 && !current && err instanceof ConnectError && err.code === Code.Unimplemented) {
       // An agent older than ReadFiles: every path goes the single way.
       for (const item of batch) item.resolve({ kind: "single" });
-      return;
+      return all.length;
     }
     const e = fromAgentError(err);
     abort.abort(e);
@@ -254,4 +276,5 @@ async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void>
     // Every path the stream did not reach fails as the stream did (the agent died: agent_unavailable each).
     for (let i = next; i < batch.length; i++) batch[i]!.resolve({ kind: "error", error: e });
   }
+  return all.length;
 }
