@@ -90,6 +90,22 @@ describe("with real agents and the file store", () => {
     await expectNothingKept(ctl, call, sbx);
   });
 
+  it("the agent SIGKILLed mid-collection batch: agent_unavailable for the file being read and every one after it, nothing kept", async () => {
+    const sbx = await newSandbox(call);
+    const ws = workspaceOf(ctl, sbx);
+    await writeRandomFile(join(ws, "big.bin"), 128 * MiB);
+    for (let i = 0; i < 5; i++) await writeRandomFile(join(ws, `small${i}.bin`), 4096);
+    const sandbox = (await ctl.deps.db.getSandbox(sbx))!;
+    const paths = ["big.bin", ...Array.from({ length: 5 }, (_, i) => `small${i}.bin`)];
+    const exports = exportFiles(ctl.deps, paths.map((path) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null })), 8);
+    const all = track(Promise.allSettled(exports));
+    await untilStreaming(join(blobDirOf(ctl), ".tmp"), all.state);
+    process.kill(sandbox.agentPid!, "SIGKILL");
+    const outcomes = await all.promise;
+    expect(outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code))).toEqual(paths.map(() => "agent_unavailable"));
+    await expectNothingKept(ctl, call, sbx);
+  });
+
   it("a file appended to while it is exported: file_changed, nothing kept", async () => {
     const sbx = await newSandbox(call);
     const path = join(workspaceOf(ctl, sbx), "growing.log");
