@@ -132,10 +132,24 @@ type StreamEvent =
 
 /** Runs the export pipeline; returns the ready artifact record. No scope checks: callers check. */
 export async function exportPath(deps: Deps, input: ExportInput): Promise<ArtifactRow> {
+  return instrumented(deps, input, (progress) => runExport(deps, input, progress));
+}
+
+/** What the export of one entry has learnt so far that its error item needs. */
+export interface ExportProgress {
+  name?: string;
+}
+
+/** Counts and times one export, whichever way its bytes arrive. */
+export async function instrumented(
+  deps: Deps,
+  input: Pick<ExportInput, "sandbox">,
+  run: (progress: ExportProgress) => Promise<ArtifactRow>,
+): Promise<ArtifactRow> {
   const started = performance.now();
-  const progress: { name?: string } = {};
+  const progress: ExportProgress = {};
   try {
-    const row = await runExport(deps, input, progress);
+    const row = await run(progress);
     deps.metrics.exports.inc({ outcome: "ok" });
     deps.metrics.exportBytes.inc(row.sizeBytes);
     return row;
@@ -163,25 +177,51 @@ async function stillRunning(deps: Deps, sandboxId: string): Promise<boolean> {
   }
 }
 
-async function runExport(deps: Deps, input: ExportInput, progress: { name?: string }): Promise<ArtifactRow> {
-  const { sandbox, accountId } = input;
-  if (sandbox.accountId !== accountId) throw new CrowNestError("not_found", "sandbox not found");
+/** The checks that need no agent: the sandbox's owner, the path's lexical rule, the name. Returns the normalized path. */
+export function checkExportInput(input: ExportInput): string {
+  if (input.sandbox.accountId !== input.accountId) throw new CrowNestError("not_found", "sandbox not found");
   const sourcePath = normalizeWorkspacePath(input.path);
   if (input.name !== undefined) validateArtifactName(input.name);
-  const account = input.account?.id === accountId ? input.account : await deps.db.getAccount(accountId);
+  return sourcePath;
+}
+
+/** The limits of the input's account (the row the caller passed, else read now). */
+export async function accountLimits(deps: Deps, input: ExportInput): Promise<PlanLimits> {
+  const account = input.account?.id === input.accountId ? input.account : await deps.db.getAccount(input.accountId);
   if (!account) throw new CrowNestError("not_found", "account not found");
-  const limits = limitsFor(deps.config, account);
+  return limitsFor(deps.config, account);
+}
+
+/**
+ * Where one export's bytes come from: ReadFile's or ReadArchive's events
+ * (header, chunks, trailer), or one file's share of a ReadFiles stream
+ * re-labelled the same way. `abort` ends the source and the blob write.
+ */
+export interface ExportSource {
+  sourcePath: string;
+  isDirectory: boolean;
+  /** The file's header when already received (a directory's comes in `events`). */
+  header?: FileInfo;
+  events: AsyncIterable<{ event: unknown }>;
+  abort: AbortController;
+  signal: AbortSignal;
+}
+
+/** exportPath without the counting: for a caller that already counts this export. */
+export async function runExport(deps: Deps, input: ExportInput, progress: ExportProgress): Promise<ArtifactRow> {
+  const sourcePath = checkExportInput(input);
+  const limits = await accountLimits(deps, input);
 
   // One controller for the agent call and the blob write: any failure stops both.
   const abort = new AbortController();
   const signal = input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
   if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
-  const agent = agentOf(sandbox);
+  const agent = agentOf(input.sandbox);
 
-  // Regular files (the common case, and every entry of a big collection) go
-  // straight to ReadFile: its header says what Stat would, one agent call
-  // instead of two. Only a path ReadFile refuses as not a regular file is
-  // Stat'ed, to tell a directory (exported as a tar) from a special file.
+  // Regular files go straight to ReadFile: its header says what Stat would,
+  // one agent call instead of two. Only a path ReadFile refuses as not a
+  // regular file is Stat'ed, to tell a directory (exported as a tar) from a
+  // special file.
   const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
   const fileEvents = watchForStalls(agent.workspace.readFile({ path: sourcePath }, { signal }), deps.config.exportStallMs, onStall)[
     Symbol.asyncIterator
@@ -205,9 +245,32 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
     isDirectory = true;
     first = { done: true, value: undefined };
   }
-  // What ReadFile's header declares; a stream that does not start with one fails below as integrity_error.
+  // What ReadFile's header declares; a stream that does not start with one fails in storeExport as integrity_error.
   const firstEvent = first.done ? undefined : (first.value.event as StreamEvent);
   const header = !isDirectory && firstEvent?.case === "header" ? (firstEvent.value as FileInfo) : undefined;
+  // The archive call starts only when the store starts pulling (after the pending record exists).
+  const events = isDirectory
+    ? (async function* () {
+        yield* watchForStalls(agent.workspace.readArchive({ path: sourcePath }, { signal }), deps.config.exportStallMs, onStall);
+      })()
+    : replayFirst(first, fileEvents);
+  return storeExport(deps, input, limits, progress, { sourcePath, isDirectory, ...(header ? { header } : {}), events, abort, signal });
+}
+
+/**
+ * The per-file core every export goes through, whatever call its bytes come
+ * from: pending record → blob write with counting, sha256 and limits →
+ * trailer compare → ready. Any failure discards what was written.
+ */
+export async function storeExport(
+  deps: Deps,
+  input: ExportInput,
+  limits: PlanLimits,
+  progress: ExportProgress,
+  source: ExportSource,
+): Promise<ArtifactRow> {
+  const { sandbox, accountId } = input;
+  const { sourcePath, isDirectory, header, abort, signal } = source;
 
   let name: string;
   let contentType: string;
@@ -261,7 +324,7 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
       });
     }
   } catch (err) {
-    // The ReadFile call is open: end it before giving up.
+    // The agent call is open: end it before giving up.
     abort.abort(err);
     throw err;
   }
@@ -279,10 +342,7 @@ async function runExport(deps: Deps, input: ExportInput, progress: { name?: stri
     // An error thrown in at a yield comes from the consumer (the store failed), not from the agent.
     let atYield = false;
     try {
-      const guarded: AsyncIterable<{ event: unknown }> = isDirectory
-        ? watchForStalls(agent.workspace.readArchive({ path: sourcePath }, { signal }), deps.config.exportStallMs, onStall)
-        : replayFirst(first, fileEvents);
-      for await (const message of guarded) {
+      for await (const message of source.events) {
         const event = message.event as StreamEvent;
         if (seen.trailer) throw new CrowNestError("integrity_error", "the agent sent data after its trailer");
         switch (event.case) {

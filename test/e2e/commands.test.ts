@@ -266,6 +266,57 @@ describe("collect on completion", () => {
     ]);
   });
 
+  it("a collection spanning several agent batches gives each entry the outcome a single export gives it", async () => {
+    const dir = freshDir();
+    // 300 entries (more than one ReadFiles call), kinds interleaved so every batch mixes them.
+    const kinds = ["ok", "missing", "out", "fifo", "dir", "empty"] as const;
+    const entries = Array.from({ length: 300 }, (_, i) => ({ kind: kinds[i % kinds.length]!, path: `${dir}/e${String(i).padStart(3, "0")}` }));
+    const make = entries.map((e, i) => {
+      if (e.kind === "ok") return `printf 'content %s' ${i} > ${e.path}`;
+      if (e.kind === "out") return `ln -s ${canaryDir}/secret.txt ${e.path}`;
+      if (e.kind === "fifo") return `mkfifo ${e.path}`;
+      if (e.kind === "dir") return `mkdir ${e.path} && printf inside > ${e.path}/in.txt`;
+      if (e.kind === "empty") return `: > ${e.path}`;
+      return "true";
+    });
+    await writeFile(join(ws, `${dir}.sh`), [`mkdir ${dir}`, ...make].join("\n"));
+    const cmd = await run({ command: `sh ${dir}.sh`, collect: entries.map((e) => ({ path: e.path })) });
+    expect(cmd).toMatchObject({ status: "exited", exitCode: 0, collectStatus: "partial" });
+
+    // The same paths exported one by one through the explicit API: the codes a collection must match.
+    const single = new Map<string, string>();
+    for (const kind of ["missing", "out", "fifo"] as const) {
+      const e = entries.find((x) => x.kind === kind)!;
+      const res = await call("POST", `/v1/sandboxes/${sandboxId}/artifacts`, { path: e.path });
+      expect(res.status, res.text).not.toBe(201);
+      single.set(kind, res.json.error.code);
+    }
+    expect([...single.values()]).toEqual(["file_not_found", "path_outside_workspace", "not_a_regular_file"]);
+    const failing = entries.filter((e) => single.has(e.kind));
+    expect(cmd.collectErrors.map((e: any) => [e.path, e.name, e.code])).toEqual(
+      failing.map((e) => [e.path, e.path.split("/")[1], single.get(e.kind)]),
+    );
+
+    // Everything else is an artifact, and nothing more: files under their names, directories as tars.
+    const succeeding = entries.filter((e) => !single.has(e.kind));
+    const byName = new Map(cmd.artifacts.map((a: any) => [a.name, a]));
+    expect(cmd.artifacts).toHaveLength(succeeding.length);
+    for (const e of succeeding) {
+      const base = e.path.split("/")[1]!;
+      const a: any = byName.get(e.kind === "dir" ? `${base}.tar` : base);
+      expect(a, e.path).toBeDefined();
+      expect(a.sourcePath).toBe(`/workspace/${e.path}`);
+      if (e.kind === "dir") expect(a.contentType).toBe("application/x-tar");
+      else expect(a.sha256).toBe(await sha256OfFile(join(ws, e.path)));
+    }
+    const sampleDir: any = byName.get("e004.tar");
+    expect((await download(sampleDir.id)).includes(Buffer.from("inside"))).toBe(true);
+    const sampleFile: any = byName.get("e294");
+    expect((await download(sampleFile.id)).toString()).toBe("content 294");
+    const listed = await call("GET", `/v1/sandboxes/${sandboxId}/artifacts?limit=1000`);
+    expect(listed.text).not.toContain(CANARY);
+  });
+
   it("collects 1,000 files of 4 KiB made by the command, every one as its own artifact", async () => {
     const dir = freshDir();
     const collect = Array.from({ length: 1000 }, (_, i) => ({ path: `${dir}/f${String(i).padStart(4, "0")}` }));

@@ -18,6 +18,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../controller/clock.js";
 import { runReconcileOnce } from "../../controller/services/retention.js";
+import { exportFiles } from "../../controller/services/export-batch.js";
+import type { CrowNestError } from "../../common/errors.js";
 import { FileType, WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
@@ -99,6 +101,24 @@ describe("with real agents and the file store", () => {
     expect((await call("DELETE", `/v1/sandboxes/${sbx}`)).status).toBe(204);
     const res = await exp.promise;
     expectError(res, 409, "sandbox_not_running");
+    await expectNothingKept(ctl, call, sbx);
+  });
+
+  it("the agent SIGKILLed mid-collection batch: the file being read and every one after it fail (agent_unavailable or sandbox_not_running), nothing kept", async () => {
+    const sbx = await newSandbox(call);
+    const ws = workspaceOf(ctl, sbx);
+    await writeRandomFile(join(ws, "big.bin"), 128 * MiB);
+    for (let i = 0; i < 5; i++) await writeRandomFile(join(ws, `small${i}.bin`), 4096);
+    const sandbox = (await ctl.deps.db.getSandbox(sbx))!;
+    const paths = ["big.bin", ...Array.from({ length: 5 }, (_, i) => `small${i}.bin`)];
+    const exports = exportFiles(ctl.deps, paths.map((path) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null })), 8);
+    const all = track(Promise.allSettled(exports));
+    await untilStreaming(join(blobDirOf(ctl), ".tmp"), all.state);
+    process.kill(sandbox.agentPid!, "SIGKILL");
+    const outcomes = await all.promise;
+    // agent_unavailable, or sandbox_not_running for the files that failed after the runtime recorded the sandbox's end.
+    const codes = outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code));
+    expect(codes.map((c) => (c === "sandbox_not_running" ? "agent_unavailable" : c))).toEqual(paths.map(() => "agent_unavailable"));
     await expectNothingKept(ctl, call, sbx);
   });
 
@@ -283,6 +303,14 @@ type Event = { case: "header"; value: ReturnType<typeof fileInfo> } | { case: "c
 
 /** What the hostile agent streams for each file name. */
 const SCRIPTS: Record<string, { statSize: number; events: (signal: AbortSignal, path: string) => AsyncGenerator<Event> }> = {
+  "good.bin": {
+    statSize: 10,
+    async *events(_s, path) {
+      yield { case: "header", value: fileInfo(path, FileType.REGULAR, 10) };
+      yield { case: "chunk", value: TEN };
+      yield { case: "trailer", value: { size: 10n, sha256: sha(TEN) } };
+    },
+  },
   "wrong-sha.bin": {
     statSize: 10,
     async *events(_s, path) {
@@ -338,6 +366,16 @@ const SCRIPTS: Record<string, { statSize: number; events: (signal: AbortSignal, 
       while (!signal.aborted) yield { case: "chunk", value: chunk };
     },
   },
+  // An honest header over the limit, and as many bytes as it says (a real big file).
+  "huge.bin": {
+    statSize: 5 * MiB,
+    async *events(signal, path) {
+      yield { case: "header", value: fileInfo(path, FileType.REGULAR, 5 * MiB) };
+      const chunk = Buffer.alloc(256 * 1024, 7);
+      for (let sent = 0; sent < 5 * MiB && !signal.aborted; sent += chunk.length) yield { case: "chunk", value: chunk };
+      yield { case: "trailer", value: { size: 5n * BigInt(MiB), sha256: "f".repeat(64) } };
+    },
+  },
   // Stat says small, the header (taken when the file is opened) says over the limit.
   "big-header.bin": {
     statSize: 10,
@@ -363,6 +401,21 @@ async function startHostileAgent(): Promise<{ url: string; close(): Promise<void
       // The export opens regular files with ReadFile first: refuse as the real agent does.
       if (!script) throw new ConnectError(`file_not_found: no such file: ${req.path}`, Code.NotFound);
       for await (const event of script.events(ctx.signal, req.path)) yield { event };
+    },
+    // The same scripts, one after another in one stream, re-labelled as ReadFiles events.
+    async *readFiles(req, ctx) {
+      for (const [index, path] of req.paths.entries()) {
+        const script = SCRIPTS[path.split("/").pop()!];
+        if (!script) {
+          yield { event: { case: "error", value: { index, code: "file_not_found", message: `no such file: ${path}` } } };
+          continue;
+        }
+        for await (const e of script.events(ctx.signal, path)) {
+          if (e.case === "header") yield { event: { case: "start", value: { index, header: e.value } } };
+          else if (e.case === "chunk") yield { event: { case: "chunk", value: e.value } };
+          else yield { event: { case: "end", value: { index, trailer: e.value } } };
+        }
+      }
     },
   };
   const handler = connectNodeAdapter({
@@ -425,6 +478,38 @@ describe("a hostile agent", () => {
   it.each(cases)("%s → %i %s, nothing kept", async (name, status, code) => {
     expectError(await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: name }), status, code);
     await expectNothingKept(ctl, call, sbx);
+  });
+
+  // A collection reads files in batches through ReadFiles. A file the agent
+  // lies about fails on its own; when the lie breaks the stream's framing
+  // (or the stream stalls), the files after it in that call fail too.
+  const batchCases: Array<[string, string, string]> = [
+    ["wrong-sha.bin", "integrity_error", "ok"],
+    ["short.bin", "integrity_error", "ok"],
+    ["trailer-size.bin", "integrity_error", "ok"],
+    ["no-trailer.bin", "integrity_error", "integrity_error"],
+    ["no-header.bin", "integrity_error", "integrity_error"],
+    ["stall.bin", "agent_unavailable", "agent_unavailable"],
+    // The endless file is cut off: the call is cancelled and the next file read by a new one.
+    ["balloon.bin", "too_large", "ok"],
+    ["huge.bin", "too_large", "ok"],
+    ["missing.bin", "file_not_found", "ok"],
+  ];
+  it.each(batchCases)("in a collection batch: %s → %s, the file after it → %s; nothing half-written", async (name, code, after) => {
+    const res = await call("POST", "/v1/sandboxes", { agentUrl: agent.url, agentToken: TOKEN });
+    expect(res.status, res.text).toBe(201);
+    const sandbox = (await ctl.deps.db.getSandbox(res.json.id))!;
+    const input = (path: string) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null });
+    const outcomes = await Promise.allSettled(exportFiles(ctl.deps, [input("good.bin"), input(name), input("good.bin")], 8));
+    const codeOf = (o: PromiseSettledResult<unknown>) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code);
+    expect(outcomes.map(codeOf)).toEqual(["ok", code, after]);
+    const list = await call("GET", `/v1/sandboxes/${sandbox.id}/artifacts`);
+    expect(list.json.artifacts.map((a: { name: string; sha256: string }) => [a.name, a.sha256])).toEqual(
+      Array.from({ length: after === "ok" ? 2 : 1 }, () => ["good.bin", sha(TEN)]),
+    );
+    expect((await ctl.deps.db.listStalePending(FAR_FUTURE, 1000)).filter((p) => p.sandboxId === sandbox.id)).toEqual([]);
+    expect(await filesUnder(join(blobDirOf(ctl), ".tmp"))).toEqual([]);
+    for (const a of list.json.artifacts) expect((await call("DELETE", `/v1/artifacts/${a.id}`)).status).toBeLessThan(300);
   });
 
   it("a named refusal from the agent keeps its code", async () => {

@@ -141,10 +141,15 @@ describe.each(stores)("withIdempotency on %s", (_dialect, open) => {
     const req = fresh();
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
+    let running!: () => void;
+    const isRunning = new Promise<void>((r) => (running = r));
     const first = withIdempotency(deps(), req, async () => {
+      running();
       await held;
       return { status: 201, body: 1 };
     });
+    // Only once the first request holds the key (its insert won), or the second could win the race.
+    await isRunning;
     const e1 = await rejection(withIdempotency(deps(), { ...req, requestHash: "h2" }, async () => ({ status: 201, body: 2 })));
     expect(e1.code).toBe("idempotency_key_reused");
     release();

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/agent/v1/workspace.proto.
  */
 export const file_crownest_agent_v1_workspace: GenFile = /*@__PURE__*/
-  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCInCgdUcmFpbGVyEgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgJIiIKElJlYWRBcmNoaXZlUmVxdWVzdBIMCgRwYXRoGAEgASgJIi4KDUFyY2hpdmVIZWFkZXISDAoEcGF0aBgBIAEoCRIPCgdlbnRyaWVzGAIgASgEIpIBChNSZWFkQXJjaGl2ZVJlc3BvbnNlEjIKBmhlYWRlchgBIAEoCzIgLmNyb3duZXN0LmFnZW50LnYxLkFyY2hpdmVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEi0KB3RyYWlsZXIYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVySABCBwoFZXZlbnQiKQoLV3JpdGVIZWFkZXISDAoEcGF0aBgBIAEoCRIMCgRtb2RlGAIgASgNIl4KEFdyaXRlRmlsZVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4uY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50Ij8KEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoBBIOCgZzaGEyNTYYAyABKAkiHAoMV2F0Y2hSZXF1ZXN0EgwKBHBhdGgYASABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIksKCldhdGNoRXZlbnQSLwoEdHlwZRgBIAEoDjIhLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiewoNV2F0Y2hSZXNwb25zZRIuCgVyZWFkeRgBIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVhZHlIABIxCghmc19ldmVudBgCIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRIAEIHCgVldmVudCqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBCrFAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFFdBVENIX0VWRU5UX1RZUEVfQUREEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAhIbChdXQVRDSF9FVkVOVF9UWVBFX1VOTElOSxADEhwKGFdBVENIX0VWRU5UX1RZUEVfQUREX0RJUhAEEh8KG1dBVENIX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMroDChBXb3Jrc3BhY2VTZXJ2aWNlEkcKBFN0YXQSHi5jcm93bmVzdC5hZ2VudC52MS5TdGF0UmVxdWVzdBofLmNyb3duZXN0LmFnZW50LnYxLlN0YXRSZXNwb25zZRJVCghSZWFkRmlsZRIiLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBojLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJeCgtSZWFkQXJjaGl2ZRIlLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVxdWVzdBomLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVzcG9uc2UwARJYCglXcml0ZUZpbGUSIy5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2UoARJMCgVXYXRjaBIfLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVxdWVzdBogLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCIhChBSZWFkRmlsZXNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIkcKCUZpbGVTdGFydBINCgVpbmRleBgBIAEoDRIrCgZoZWFkZXIYAiABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyJFCgdGaWxlRW5kEg0KBWluZGV4GAEgASgNEisKB3RyYWlsZXIYAiABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVyIjkKCUZpbGVFcnJvchINCgVpbmRleBgBIAEoDRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkitgEKEVJlYWRGaWxlc1Jlc3BvbnNlEi0KBXN0YXJ0GAEgASgLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZVN0YXJ0SAASDwoFY2h1bmsYAiABKAxIABIpCgNlbmQYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5GaWxlRW5kSAASLQoFZXJyb3IYBCABKAsyHC5jcm93bmVzdC5hZ2VudC52MS5GaWxlRXJyb3JIAEIHCgVldmVudCInCgdUcmFpbGVyEgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgJIiIKElJlYWRBcmNoaXZlUmVxdWVzdBIMCgRwYXRoGAEgASgJIi4KDUFyY2hpdmVIZWFkZXISDAoEcGF0aBgBIAEoCRIPCgdlbnRyaWVzGAIgASgEIpIBChNSZWFkQXJjaGl2ZVJlc3BvbnNlEjIKBmhlYWRlchgBIAEoCzIgLmNyb3duZXN0LmFnZW50LnYxLkFyY2hpdmVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEi0KB3RyYWlsZXIYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVySABCBwoFZXZlbnQiKQoLV3JpdGVIZWFkZXISDAoEcGF0aBgBIAEoCRIMCgRtb2RlGAIgASgNIl4KEFdyaXRlRmlsZVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4uY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50Ij8KEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoBBIOCgZzaGEyNTYYAyABKAkiHAoMV2F0Y2hSZXF1ZXN0EgwKBHBhdGgYASABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIksKCldhdGNoRXZlbnQSLwoEdHlwZRgBIAEoDjIhLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiewoNV2F0Y2hSZXNwb25zZRIuCgVyZWFkeRgBIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVhZHlIABIxCghmc19ldmVudBgCIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRIAEIHCgVldmVudCqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBCrFAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFFdBVENIX0VWRU5UX1RZUEVfQUREEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAhIbChdXQVRDSF9FVkVOVF9UWVBFX1VOTElOSxADEhwKGFdBVENIX0VWRU5UX1RZUEVfQUREX0RJUhAEEh8KG1dBVENIX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMpQEChBXb3Jrc3BhY2VTZXJ2aWNlEkcKBFN0YXQSHi5jcm93bmVzdC5hZ2VudC52MS5TdGF0UmVxdWVzdBofLmNyb3duZXN0LmFnZW50LnYxLlN0YXRSZXNwb25zZRJVCghSZWFkRmlsZRIiLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBojLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJYCglSZWFkRmlsZXMSIy5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZXNSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVzUmVzcG9uc2UwARJeCgtSZWFkQXJjaGl2ZRIlLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVxdWVzdBomLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVzcG9uc2UwARJYCglXcml0ZUZpbGUSIy5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2UoARJMCgVXYXRjaBIfLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVxdWVzdBogLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.agent.v1.FileInfo
@@ -142,6 +142,143 @@ export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*
   messageDesc(file_crownest_agent_v1_workspace, 4);
 
 /**
+ * @generated from message crownest.agent.v1.ReadFilesRequest
+ */
+export type ReadFilesRequest = Message<"crownest.agent.v1.ReadFilesRequest"> & {
+  /**
+   * At most 1000 paths; more is invalid_request.
+   *
+   * @generated from field: repeated string paths = 1;
+   */
+  paths: string[];
+};
+
+/**
+ * Describes the message crownest.agent.v1.ReadFilesRequest.
+ * Use `create(ReadFilesRequestSchema)` to create a new message.
+ */
+export const ReadFilesRequestSchema: GenMessage<ReadFilesRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 5);
+
+/**
+ * @generated from message crownest.agent.v1.FileStart
+ */
+export type FileStart = Message<"crownest.agent.v1.FileStart"> & {
+  /**
+   * Index of the path in the request.
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: crownest.agent.v1.FileInfo header = 2;
+   */
+  header?: FileInfo | undefined;
+};
+
+/**
+ * Describes the message crownest.agent.v1.FileStart.
+ * Use `create(FileStartSchema)` to create a new message.
+ */
+export const FileStartSchema: GenMessage<FileStart> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 6);
+
+/**
+ * @generated from message crownest.agent.v1.FileEnd
+ */
+export type FileEnd = Message<"crownest.agent.v1.FileEnd"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: crownest.agent.v1.Trailer trailer = 2;
+   */
+  trailer?: Trailer | undefined;
+};
+
+/**
+ * Describes the message crownest.agent.v1.FileEnd.
+ * Use `create(FileEndSchema)` to create a new message.
+ */
+export const FileEndSchema: GenMessage<FileEnd> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 7);
+
+/**
+ * @generated from message crownest.agent.v1.FileError
+ */
+export type FileError = Message<"crownest.agent.v1.FileError"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * DESIGN §3 code name, e.g. "file_not_found".
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message crownest.agent.v1.FileError.
+ * Use `create(FileErrorSchema)` to create a new message.
+ */
+export const FileErrorSchema: GenMessage<FileError> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 8);
+
+/**
+ * @generated from message crownest.agent.v1.ReadFilesResponse
+ */
+export type ReadFilesResponse = Message<"crownest.agent.v1.ReadFilesResponse"> & {
+  /**
+   * @generated from oneof crownest.agent.v1.ReadFilesResponse.event
+   */
+  event: {
+    /**
+     * Chunks that follow belong to this file until its end or error.
+     *
+     * @generated from field: crownest.agent.v1.FileStart start = 1;
+     */
+    value: FileStart;
+    case: "start";
+  } | {
+    /**
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | {
+    /**
+     * @generated from field: crownest.agent.v1.FileEnd end = 3;
+     */
+    value: FileEnd;
+    case: "end";
+  } | {
+    /**
+     * @generated from field: crownest.agent.v1.FileError error = 4;
+     */
+    value: FileError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message crownest.agent.v1.ReadFilesResponse.
+ * Use `create(ReadFilesResponseSchema)` to create a new message.
+ */
+export const ReadFilesResponseSchema: GenMessage<ReadFilesResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 9);
+
+/**
  * Trailer closes every byte stream: what was actually sent.
  *
  * @generated from message crownest.agent.v1.Trailer
@@ -165,7 +302,7 @@ export type Trailer = Message<"crownest.agent.v1.Trailer"> & {
  * Use `create(TrailerSchema)` to create a new message.
  */
 export const TrailerSchema: GenMessage<Trailer> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 5);
+  messageDesc(file_crownest_agent_v1_workspace, 10);
 
 /**
  * @generated from message crownest.agent.v1.ReadArchiveRequest
@@ -182,7 +319,7 @@ export type ReadArchiveRequest = Message<"crownest.agent.v1.ReadArchiveRequest">
  * Use `create(ReadArchiveRequestSchema)` to create a new message.
  */
 export const ReadArchiveRequestSchema: GenMessage<ReadArchiveRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 6);
+  messageDesc(file_crownest_agent_v1_workspace, 11);
 
 /**
  * @generated from message crownest.agent.v1.ArchiveHeader
@@ -208,7 +345,7 @@ export type ArchiveHeader = Message<"crownest.agent.v1.ArchiveHeader"> & {
  * Use `create(ArchiveHeaderSchema)` to create a new message.
  */
 export const ArchiveHeaderSchema: GenMessage<ArchiveHeader> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 7);
+  messageDesc(file_crownest_agent_v1_workspace, 12);
 
 /**
  * @generated from message crownest.agent.v1.ReadArchiveResponse
@@ -243,7 +380,7 @@ export type ReadArchiveResponse = Message<"crownest.agent.v1.ReadArchiveResponse
  * Use `create(ReadArchiveResponseSchema)` to create a new message.
  */
 export const ReadArchiveResponseSchema: GenMessage<ReadArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 8);
+  messageDesc(file_crownest_agent_v1_workspace, 13);
 
 /**
  * @generated from message crownest.agent.v1.WriteHeader
@@ -267,7 +404,7 @@ export type WriteHeader = Message<"crownest.agent.v1.WriteHeader"> & {
  * Use `create(WriteHeaderSchema)` to create a new message.
  */
 export const WriteHeaderSchema: GenMessage<WriteHeader> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 9);
+  messageDesc(file_crownest_agent_v1_workspace, 14);
 
 /**
  * @generated from message crownest.agent.v1.WriteFileRequest
@@ -296,7 +433,7 @@ export type WriteFileRequest = Message<"crownest.agent.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 10);
+  messageDesc(file_crownest_agent_v1_workspace, 15);
 
 /**
  * @generated from message crownest.agent.v1.WriteFileResponse
@@ -323,7 +460,7 @@ export type WriteFileResponse = Message<"crownest.agent.v1.WriteFileResponse"> &
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 11);
+  messageDesc(file_crownest_agent_v1_workspace, 16);
 
 /**
  * @generated from message crownest.agent.v1.WatchRequest
@@ -342,7 +479,7 @@ export type WatchRequest = Message<"crownest.agent.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 12);
+  messageDesc(file_crownest_agent_v1_workspace, 17);
 
 /**
  * @generated from message crownest.agent.v1.WatchReady
@@ -359,7 +496,7 @@ export type WatchReady = Message<"crownest.agent.v1.WatchReady"> & {
  * Use `create(WatchReadySchema)` to create a new message.
  */
 export const WatchReadySchema: GenMessage<WatchReady> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 13);
+  messageDesc(file_crownest_agent_v1_workspace, 18);
 
 /**
  * @generated from message crownest.agent.v1.WatchEvent
@@ -383,7 +520,7 @@ export type WatchEvent = Message<"crownest.agent.v1.WatchEvent"> & {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 14);
+  messageDesc(file_crownest_agent_v1_workspace, 19);
 
 /**
  * @generated from message crownest.agent.v1.WatchResponse
@@ -414,7 +551,7 @@ export type WatchResponse = Message<"crownest.agent.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 15);
+  messageDesc(file_crownest_agent_v1_workspace, 20);
 
 /**
  * @generated from enum crownest.agent.v1.FileType
@@ -525,6 +662,20 @@ export const WorkspaceService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReadFileRequestSchema;
     output: typeof ReadFileResponseSchema;
+  },
+  /**
+   * ReadFiles streams several regular files one after another through one
+   * call (collecting many small files costs one call, not one each). Each
+   * path is confined exactly as in ReadFile and ends with exactly one `end`
+   * or `error` event; a refused path is an `error` event naming the DESIGN
+   * §3 code, never a failure of the whole stream.
+   *
+   * @generated from rpc crownest.agent.v1.WorkspaceService.ReadFiles
+   */
+  readFiles: {
+    methodKind: "server_streaming";
+    input: typeof ReadFilesRequestSchema;
+    output: typeof ReadFilesResponseSchema;
   },
   /**
    * ReadArchive streams a directory as a tar archive (symlinks stored as

@@ -1,0 +1,41 @@
+// ReadFiles: many regular files through one call, one after another. Each
+// path goes through ReadFile's own handler (same confinement, same checks,
+// same trailer), re-labelled with its index; a path that fails becomes an
+// `error` event for that path and the stream goes on with the next one.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
+import { ReadFileRequestSchema, type ReadFilesRequest, type ReadFilesResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { CrowNestError } from "../../common/errors.js";
+import { agentError } from "../errors.js";
+import { callPath } from "../context.js";
+import { readFile } from "./read-file.js";
+import type { WorkspaceDeps } from "./service.js";
+
+/** Paths per call: enough to amortize a call, few enough that one request stays small. */
+export const MAX_READ_FILES_PATHS = 1000;
+
+type Response = MessageInitShape<typeof ReadFilesResponseSchema>;
+
+export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext): AsyncGenerator<Response> {
+  if (req.paths.length > MAX_READ_FILES_PATHS) {
+    throw new CrowNestError("invalid_request", `at most ${MAX_READ_FILES_PATHS} paths per call`);
+  }
+  for (let index = 0; index < req.paths.length; index++) {
+    const path = req.paths[index]!;
+    // readFile sets callPath to the normalized path once it knows it; until then errors name the raw one.
+    ctx.values.set(callPath, path);
+    try {
+      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx)) {
+        const event = message.event!;
+        if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };
+        else if (event.case === "chunk") yield { event: { case: "chunk", value: event.value } };
+        else if (event.case === "trailer") yield { event: { case: "end", value: { index, trailer: event.value } } };
+      }
+    } catch (err) {
+      // The client went away: nothing more to say to it (readFile already closed its descriptor).
+      if (ctx.signal.aborted) throw err;
+      const e = agentError(err, ctx.values.get(callPath));
+      yield { event: { case: "error", value: { index, code: e.code, message: e.message } } };
+    }
+  }
+}

@@ -1,0 +1,280 @@
+// Many small files through one agent call (DESIGN §5, the collection's fast
+// path): ReadFiles streams the files one after another and each file's share
+// of the stream is fed to the same per-file core as a single export
+// (storeExport), so every rule (limits, hashes, nothing half-written) is the
+// single export's. Directories, and special files, go the single-entry way.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { CrowNestError, ERROR_CODES, type ErrorCode } from "../../common/errors.js";
+import type { FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import type { ArtifactRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { agentOf } from "./sandboxes.js";
+import { accountLimits, checkExportInput, exportPath, instrumented, runExport, storeExport, watchForStalls, type ExportInput } from "./export.js";
+
+/** Paths per ReadFiles call, and calls open at once: per-call costs amortized, the agent's reads still overlapped. */
+export const BATCH_PATHS = 128;
+export const BATCH_CALLS = 2;
+/** Bytes one file's share may hold before the stream waits for its consumer (backpressure). */
+const FEED_BYTES = 512 * 1024;
+
+type Event = { event: { case: "header"; value: FileInfo } | { case: "chunk"; value: Uint8Array } | { case: "trailer"; value: { size: bigint; sha256: string } } };
+
+/**
+ * One file's events inside a shared stream: the stream pushes, the file's
+ * export pulls. push() waits while more than FEED_BYTES are unread, so a big
+ * file never piles up in memory; a consumer that gives up discards the rest.
+ */
+class FileFeed implements AsyncIterable<Event> {
+  private readonly queue: Event[] = [];
+  private bytes = 0;
+  private done = false;
+  private failure: unknown;
+  private discarded = false;
+  private wakeReader: (() => void) | undefined;
+  private wakeWriter: (() => void) | undefined;
+
+  /** False when the consumer is gone: nothing more of this file is wanted. */
+  get wanted(): boolean {
+    return !this.discarded;
+  }
+
+  async push(event: Event): Promise<void> {
+    if (this.discarded) return;
+    this.queue.push(event);
+    if (event.event.case === "chunk") this.bytes += event.event.value.byteLength;
+    this.wake();
+    while (this.bytes > FEED_BYTES && !this.discarded) await new Promise<void>((r) => (this.wakeWriter = r));
+  }
+
+  end(): void {
+    this.done = true;
+    this.wake();
+  }
+
+  fail(err: unknown): void {
+    if (this.done) return;
+    this.failure = err;
+    this.done = true;
+    this.wake();
+  }
+
+  /** The consumer is gone: drop what is queued and let the stream move on. */
+  discard(): void {
+    this.discarded = true;
+    this.queue.length = 0;
+    this.bytes = 0;
+    this.wake();
+  }
+
+  private wake(): void {
+    const r = this.wakeReader;
+    const w = this.wakeWriter;
+    this.wakeReader = this.wakeWriter = undefined;
+    r?.();
+    w?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Event> {
+    try {
+      for (;;) {
+        const next = this.queue.shift();
+        if (next) {
+          if (next.event.case === "chunk") this.bytes -= next.event.value.byteLength;
+          this.wake();
+          yield next;
+          continue;
+        }
+        if (this.discarded) return;
+        if (this.done) {
+          if (this.failure !== undefined) throw this.failure;
+          return;
+        }
+        await new Promise<void>((r) => (this.wakeReader = r));
+      }
+    } finally {
+      if (!this.done || this.queue.length > 0) this.discard();
+    }
+  }
+}
+
+/** A counting semaphore: files being stored at once, over all calls. */
+class Slots {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+/** What the stream said about one path before its export can go on. */
+type Outcome =
+  | { kind: "file"; header: FileInfo; feed: FileFeed; abort: AbortController; release: () => void }
+  | { kind: "single" }
+  | { kind: "error"; error: CrowNestError };
+
+interface Item {
+  input: ExportInput;
+  sourcePath: string;
+  resolve: (o: Outcome) => void;
+}
+
+function agentNamed(code: string, message: string): CrowNestError {
+  return code in ERROR_CODES ? new CrowNestError(code as ErrorCode, message || code) : new CrowNestError("internal", "internal error");
+}
+
+/**
+ * Exports every input (all of one sandbox); one promise per input, settled
+ * like exportPath's would be. At most `concurrency` files are stored at once.
+ */
+export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: number): Promise<ArtifactRow>[] {
+  const slots = new Slots(Math.max(1, concurrency));
+  const items: Item[] = [];
+  const results = inputs.map((input) => {
+    let sourcePath: string;
+    try {
+      sourcePath = checkExportInput(input);
+    } catch {
+      // Refused before any agent call: the single path reports it the same way, at no cost.
+      return exportPath(deps, input);
+    }
+    let resolve!: (o: Outcome) => void;
+    const outcome = new Promise<Outcome>((r) => (resolve = r));
+    items.push({ input, sourcePath, resolve });
+    return instrumented(deps, input, async (progress) => {
+      const o = await outcome;
+      if (o.kind === "error") throw o.error;
+      if (o.kind === "single") {
+        const release = await slots.acquire();
+        try {
+          return await runExport(deps, input, progress);
+        } finally {
+          release();
+        }
+      }
+      try {
+        const limits = await accountLimits(deps, input);
+        const signal = input.signal ? AbortSignal.any([input.signal, o.abort.signal]) : o.abort.signal;
+        return await storeExport(deps, input, limits, progress, {
+          sourcePath,
+          isDirectory: false,
+          header: o.header,
+          events: o.feed,
+          abort: o.abort,
+          signal,
+        });
+      } finally {
+        o.feed.discard();
+        o.release();
+      }
+    });
+  });
+  const batches: Item[][] = [];
+  for (let i = 0; i < items.length; i += BATCH_PATHS) batches.push(items.slice(i, i + BATCH_PATHS));
+  let next = 0;
+  const caller = async (): Promise<void> => {
+    while (next < batches.length) await readBatch(deps, batches[next++]!, slots);
+  };
+  void Promise.all(Array.from({ length: Math.min(BATCH_CALLS, batches.length) }, caller));
+  return results;
+}
+
+/** Reads a batch to its end; never throws (every path's outcome goes to its export). */
+async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void> {
+  let from = 0;
+  while (from < batch.length) from = await readCall(deps, batch, from, slots);
+}
+
+/**
+ * One ReadFiles call for batch[from..]: hands each path's share of the
+ * stream to its export. Returns where the next call must start: the batch's
+ * end, or just after a file whose export gave up mid-stream (the call is
+ * then cancelled rather than reading bytes nobody wants: a file over the
+ * plan's limit may be gigabytes).
+ */
+async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Promise<number> {
+  const batch = all.slice(from);
+  const abort = new AbortController();
+  const signals = batch.map((b) => b.input.signal).filter((s): s is AbortSignal => s !== undefined);
+  const signal = signals.length > 0 ? AbortSignal.any([abort.signal, ...signals]) : abort.signal;
+  const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
+  let next = 0;
+  let current: FileFeed | undefined;
+  const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
+  try {
+    const agent = agentOf(batch[0]!.input.sandbox);
+    const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath) }, { signal });
+    for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
+      const event = message.event;
+      switch (event.case) {
+        case "start": {
+          if (current || event.value.index !== next || !event.value.header) throw integrity("started a file out of order");
+          const feed = new FileFeed();
+          const fileAbort = new AbortController();
+          // A file's export that fails stops reading its share; the stream skips the rest of it.
+          fileAbort.signal.addEventListener("abort", () => feed.discard(), { once: true });
+          const release = await slots.acquire();
+          current = feed;
+          batch[next]!.resolve({ kind: "file", header: event.value.header, feed, abort: fileAbort, release });
+          await feed.push({ event: { case: "header", value: event.value.header } });
+          break;
+        }
+        case "chunk":
+          if (!current) throw integrity("sent bytes outside a file");
+          if (!current.wanted) {
+            abort.abort(new CrowNestError("internal", "the rest of an abandoned file"));
+            return from + next + 1;
+          }
+          await current.push({ event: { case: "chunk", value: event.value } });
+          break;
+        case "end":
+          if (!current || event.value.index !== next || !event.value.trailer) throw integrity("ended a file it had not started");
+          await current.push({ event: { case: "trailer", value: event.value.trailer } });
+          current.end();
+          current = undefined;
+          next++;
+          break;
+        case "error": {
+          if (event.value.index !== next) throw integrity("reported a file out of order");
+          const error = agentNamed(event.value.code, event.value.message);
+          if (current) {
+            current.fail(error);
+            current = undefined;
+          } else if (error.code === "not_a_regular_file") {
+            // A directory (a tar) or a special file: the single export tells which.
+            batch[next]!.resolve({ kind: "single" });
+          } else {
+            batch[next]!.resolve({ kind: "error", error });
+          }
+          next++;
+          break;
+        }
+        default:
+          throw integrity("sent an unknown event");
+      }
+    }
+    if (current || next < batch.length) throw integrity("ended before every file");
+  } catch (err) {
+    if (next === 0 && !current && err instanceof ConnectError && err.code === Code.Unimplemented) {
+      // An agent older than ReadFiles: every path goes the single way.
+      for (const item of batch) item.resolve({ kind: "single" });
+      return all.length;
+    }
+    const e = fromAgentError(err);
+    abort.abort(e);
+    current?.fail(e);
+    if (current) next++;
+    // Every path the stream did not reach fails as the stream did (the agent died: agent_unavailable each).
+    for (let i = next; i < batch.length; i++) batch[i]!.resolve({ kind: "error", error: e });
+  }
+  return all.length;
+}
