@@ -119,6 +119,16 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
   });
 
   app.addHook("onRequest", async (request, reply) => {
+    // Many SDKs send "Content-Type: application/json" with an empty body on
+    // calls that take none (DELETE, …/download-url): there is nothing to parse.
+    if (
+      (request.method === "DELETE" || request.method === "POST") &&
+      request.headers["content-length"] === "0" &&
+      request.routeOptions.schema?.body === undefined &&
+      request.headers["content-type"]?.startsWith("application/json")
+    ) {
+      delete request.headers["content-type"];
+    }
     reply.header("x-request-id", request.id);
     // The Connect interceptors read the id from this header: one id for both layers.
     request.raw.headers["x-request-id"] = request.id;

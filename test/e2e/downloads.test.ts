@@ -44,6 +44,23 @@ async function urlFor(id = artifact.id): Promise<{ url: string; method: string; 
 }
 
 describe("the download URL", () => {
+  it("is handed out to clients that send Content-Type: application/json with an empty body", async () => {
+    const res = await fetch(`${ctl.httpUrl}/v1/artifacts/${artifact.id}/download-url`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ctl.apiKey}`, "content-type": "application/json", "content-length": "0" },
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(((await res.json()) as { method: string }).method).toBe("GET");
+    // A body that is there must still be JSON.
+    const bad = await fetch(`${ctl.httpUrl}/v1/artifacts/${artifact.id}/download-url`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ctl.apiKey}`, "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
+  });
+
   it("carries url, method GET, no extra headers, authMode api_key and an expiry TTL seconds ahead", async () => {
     const link = await urlFor();
     expect(Object.keys(link).sort()).toEqual(["authMode", "expiresAt", "headers", "method", "url"]);
