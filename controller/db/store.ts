@@ -337,7 +337,7 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<boolean> {
+  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<{ inserted: boolean; otherBytes: number }> {
     return this.run(() =>
       // One transaction per reservation. PostgreSQL: the account row's lock
       // orders concurrent reservations of one account, also across replicas.
@@ -352,12 +352,13 @@ export class KyselyMetadataStore implements MetadataStore {
           .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
           .where("account_id", "=", row.accountId)
           .executeTakeFirstOrThrow();
-        if (fromInt(r.total) + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) return false;
+        const otherBytes = fromInt(r.total);
+        if (otherBytes + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) return { inserted: false, otherBytes };
         await trx
           .insertInto("artifacts")
           .values({ ...artifactToDb(row), state: "pending" })
           .execute();
-        return true;
+        return { inserted: true, otherBytes };
       }),
     );
   }

@@ -162,9 +162,10 @@ export interface MetadataStore {
    * Inserts the pending record only if the account's stored bytes (ready and
    * pending, each pending counted by its declared `sizeBytes`) plus this
    * row's `sizeBytes` stay within `quotaBytes`; atomically, so concurrent
-   * exports cannot overshoot the quota together. False: nothing inserted.
+   * exports cannot overshoot the quota together. `inserted` false: nothing
+   * inserted. `otherBytes`: what the account held besides this row.
    */
-  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<boolean>;
+  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<{ inserted: boolean; otherBytes: number }>;
   /** pending -> ready with the final figures; false when the record is gone. */
   markArtifactReady(
     id: string,

@@ -285,20 +285,18 @@ export async function storeExport(
 
     // Fail early on what the header already tells; the stream is checked again byte by byte.
     declared = header ? Number(header.size) : 0;
-    const storedBefore = await deps.db.storedBytes(accountId);
-    checkLimits = (bytes: number): void => {
+    const quotaExceeded = () =>
+      new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+        quotaBytes: limits.quotaBytes,
+      });
+    const tooLarge = (bytes: number): void => {
       if (bytes > limits.maxArtifactBytes) {
         throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
           limitBytes: limits.maxArtifactBytes,
         });
       }
-      if (storedBefore + bytes > limits.quotaBytes) {
-        throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
-          quotaBytes: limits.quotaBytes,
-        });
-      }
     };
-    checkLimits(declared);
+    tooLarge(declared);
 
     const id = newId("art");
     pending = {
@@ -318,11 +316,13 @@ export async function storeExport(
       createdAt: deps.clock.now(),
       expiresAt: null,
     };
-    if (!(await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes))) {
-      throw new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
-        quotaBytes: limits.quotaBytes,
-      });
-    }
+    // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
+    const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes);
+    if (!reserved.inserted) throw quotaExceeded();
+    checkLimits = (bytes: number): void => {
+      tooLarge(bytes);
+      if (reserved.otherBytes + bytes > limits.quotaBytes) throw quotaExceeded();
+    };
   } catch (err) {
     // The agent call is open: end it before giving up.
     abort.abort(err);

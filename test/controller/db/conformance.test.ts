@@ -449,7 +449,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 100_000 });
       // Six exports of 600,000 bytes against a 1,000,000-byte quota, all at once: only one fits.
       const rows = Array.from({ length: 6 }, () => artifact(sb, { sizeBytes: 600_000 }));
-      const results = await Promise.all(rows.map((r) => store.insertPendingArtifactWithinQuota(r, 1_000_000)));
+      const results = (await Promise.all(rows.map((r) => store.insertPendingArtifactWithinQuota(r, 1_000_000)))).map((r) => r.inserted);
       expect(results.filter(Boolean)).toHaveLength(1);
       expect(await store.storedBytes(acct.id)).toBe(700_000);
       // Refused rows left nothing; the admitted one is pending, never listed.
@@ -457,11 +457,11 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
         expect((await store.getArtifact(r.id))?.state).toBe(results[i] ? "pending" : undefined);
       }
       // Exactly up to the quota is allowed; one byte more is not.
-      expect(await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 300_000 }), 1_000_000)).toBe(true);
-      expect(await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 1 }), 1_000_000)).toBe(false);
+      expect((await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 300_000 }), 1_000_000)).inserted).toBe(true);
+      expect((await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 1 }), 1_000_000)).inserted).toBe(false);
       // Other accounts do not count.
       const stranger = await seed();
-      expect(await store.insertPendingArtifactWithinQuota(artifact(stranger.sb, { sizeBytes: 1_000_000 }), 1_000_000)).toBe(true);
+      expect((await store.insertPendingArtifactWithinQuota(artifact(stranger.sb, { sizeBytes: 1_000_000 }), 1_000_000)).inserted).toBe(true);
     });
 
     it("listStalePending returns pending records older than the cut-off, oldest first", async () => {
