@@ -1,0 +1,210 @@
+// crownest artifacts ls|get|rm|export|entries|download|cat|url
+import { createHash } from "node:crypto";
+import { basename } from "node:path";
+import type { Command } from "commander";
+import { Api } from "../api.js";
+import { createLink, downloadToFile, safeLocalName, transfer, type Artifact } from "../download.js";
+import { CliError, EXIT, usageError } from "../exit.js";
+import { details, err, humanBytes, out, printJson, table, writeOut } from "../output.js";
+import { progressFor, silentProgress } from "../progress.js";
+import { globals } from "./common.js";
+
+interface Entry {
+  path: string;
+  type: "file" | "dir" | "symlink";
+  sizeBytes: number;
+  mode: number;
+  mtime: string;
+  linkTarget: string | null;
+}
+
+export function printArtifacts(rows: Artifact[], stream: NodeJS.WriteStream = process.stdout): void {
+  stream.write(
+    table(
+      rows,
+      [
+        { header: "ID", value: (a) => a.id },
+        { header: "NAME", value: (a) => a.name },
+        { header: "SIZE", value: (a) => humanBytes(a.sizeBytes), align: "right" },
+        { header: "CREATED", value: (a) => a.createdAt },
+        { header: "EXPIRES", value: (a) => a.expiresAt },
+        { header: "SOURCE", value: (a) => a.sourcePath },
+      ],
+      stream,
+    ),
+  );
+}
+
+function printArtifact(a: Artifact): void {
+  out(
+    details([
+      ["id", a.id],
+      ["name", a.name],
+      ["sandboxId", a.sandboxId],
+      ["commandId", a.commandId],
+      ["sourcePath", a.sourcePath],
+      ["sizeBytes", `${a.sizeBytes} (${humanBytes(a.sizeBytes)})`],
+      ["contentType", a.contentType],
+      ["sha256", a.sha256],
+      ["createdAt", a.createdAt],
+      ["expiresAt", a.expiresAt],
+    ]),
+  );
+}
+
+/** Every page of a cursor-paged listing, merged into the API's own shape with nextCursor null. */
+async function allPages<T>(api: Api, path: string, key: string, query: Record<string, string | undefined>): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await api.call<Record<string, unknown>>("GET", path, { query: { ...query, limit: "200", cursor } });
+    items.push(...((page[key] as T[]) ?? []));
+    cursor = typeof page.nextCursor === "string" && page.nextCursor !== "" ? page.nextCursor : undefined;
+  } while (cursor);
+  return items;
+}
+
+const artifactPath = (id: string) => `/v1/artifacts/${encodeURIComponent(id)}`;
+
+export function register(program: Command): void {
+  const artifacts = program.command("artifacts").description("list, export, inspect and download artifacts");
+
+  artifacts
+    .command("ls")
+    .description("list a sandbox's artifacts, newest first (every page)")
+    .argument("<sandbox>", "sandbox id")
+    .option("--command <id>", "only the artifacts collected by this command (cmd_…)")
+    .option("--json", "print the API's JSON")
+    .action(async (sandbox: string, opts: { command?: string; json?: boolean }, cmd: Command) => {
+      const api = Api.fromOptions(globals(cmd));
+      const rows = await allPages<Artifact>(api, `/v1/sandboxes/${encodeURIComponent(sandbox)}/artifacts`, "artifacts", { commandId: opts.command });
+      if (opts.json) printJson({ artifacts: rows, nextCursor: null });
+      else printArtifacts(rows);
+    });
+
+  artifacts
+    .command("get")
+    .description("show an artifact")
+    .argument("<id>", "artifact id (art_…)")
+    .option("--json", "print the API's JSON")
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const a = await Api.fromOptions(globals(cmd)).call<Artifact>("GET", artifactPath(id));
+      if (opts.json) printJson(a);
+      else printArtifact(a);
+    });
+
+  artifacts
+    .command("rm")
+    .description("delete an artifact (blob and record)")
+    .argument("<id>", "artifact id")
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      await Api.fromOptions(globals(cmd)).call("DELETE", artifactPath(id));
+    });
+
+  artifacts
+    .command("export")
+    .description("export PATH (a file, or a directory as a tar) or every match of --glob as an artifact; prints its id")
+    .argument("<sandbox>", "sandbox id")
+    .argument("[path]", "path under /workspace")
+    .option("--glob <glob>", "export every file matching this glob as one archive")
+    .option("--name <name>", "artifact name (default: the base name)")
+    .option("--idempotency-key <key>", "replay the first answer when retried with the same key")
+    .option("--json", "print the API's JSON")
+    .action(async (sandbox: string, path: string | undefined, opts: { glob?: string; name?: string; idempotencyKey?: string; json?: boolean }, cmd: Command) => {
+      if ((path === undefined) === (opts.glob === undefined)) throw usageError("give either PATH or --glob GLOB");
+      const api = Api.fromOptions(globals(cmd));
+      const body: Record<string, string> = path !== undefined ? { path } : { glob: opts.glob! };
+      if (opts.name !== undefined) body.name = opts.name;
+      const a = await api.call<Artifact>("POST", `/v1/sandboxes/${encodeURIComponent(sandbox)}/artifacts`, {
+        body,
+        ...(opts.idempotencyKey !== undefined ? { headers: { "idempotency-key": opts.idempotencyKey } } : {}),
+      });
+      if (opts.json) printJson(a);
+      else out(a.id);
+    });
+
+  artifacts
+    .command("entries")
+    .description("list the entries of an archive artifact (every page)")
+    .argument("<id>", "artifact id")
+    .option("--prefix <prefix>", "only entries under this path")
+    .option("--json", "print the API's JSON")
+    .action(async (id: string, opts: { prefix?: string; json?: boolean }, cmd: Command) => {
+      const api = Api.fromOptions(globals(cmd));
+      const rows = await allPages<Entry>(api, `${artifactPath(id)}/entries`, "entries", { prefix: opts.prefix });
+      if (opts.json) return printJson({ entries: rows, nextCursor: null });
+      process.stdout.write(
+        table(rows, [
+          { header: "TYPE", value: (e) => e.type },
+          { header: "MODE", value: (e) => (e.mode & 0o7777).toString(8).padStart(4, "0") },
+          { header: "SIZE", value: (e) => (e.type === "file" ? humanBytes(e.sizeBytes) : "-"), align: "right" },
+          { header: "MTIME", value: (e) => e.mtime },
+          { header: "PATH", value: (e) => (e.type === "symlink" ? `${e.path} -> ${e.linkTarget ?? ""}` : e.path) },
+        ]),
+      );
+    });
+
+  artifacts
+    .command("download")
+    .description("download an artifact (or one entry of an archive) to a file: resumable, sha256-verified")
+    .argument("<id>", "artifact id")
+    .option("-o, --output <file>", "where to write (default: the artifact's or entry's base name in this directory)")
+    .option("--entry <path>", "one file of an archive artifact")
+    .action(async (id: string, opts: { output?: string; entry?: string }, cmd: Command) => {
+      const api = Api.fromOptions(globals(cmd));
+      const artifact = await api.call<Artifact>("GET", artifactPath(id));
+      const target = opts.output ?? safeLocalName(opts.entry !== undefined ? basename(opts.entry) : artifact.name, artifact.id);
+      const progress = progressFor(target);
+      const result = await downloadToFile({ api, artifact, ...(opts.entry !== undefined ? { entry: opts.entry } : {}), target, progress });
+      err(
+        result.verified
+          ? `saved ${target}: ${result.sizeBytes} bytes, sha256 ${result.sha256} verified`
+          : `saved ${target}: ${result.sizeBytes} bytes (the size the server announced), sha256 ${result.sha256}`,
+      );
+    });
+
+  artifacts
+    .command("cat")
+    .description("write an artifact, or one ENTRY of an archive, to stdout (sha256 checked at the end)")
+    .argument("<id>", "artifact id")
+    .argument("[entry]", "a file of an archive artifact")
+    .action(async (id: string, entry: string | undefined, _opts: unknown, cmd: Command) => {
+      const api = Api.fromOptions(globals(cmd));
+      const artifact = entry === undefined ? await api.call<Artifact>("GET", artifactPath(id)) : undefined;
+      const hash = createHash("sha256");
+      await transfer({
+        api,
+        newLink: () => createLink(api, id, entry !== undefined ? { entry } : {}),
+        offset: 0,
+        ...(artifact ? { etag: `"${artifact.sha256}"`, expectedSize: artifact.sizeBytes } : {}),
+        write: async (chunk) => {
+          hash.update(chunk);
+          await writeOut(process.stdout, chunk);
+        },
+        progress: silentProgress,
+      });
+      const sha256 = hash.digest("hex");
+      if (artifact && sha256 !== artifact.sha256) {
+        throw new CliError("integrity_error", `the bytes written have sha256 ${sha256}, the artifact records ${artifact.sha256}`, EXIT.integrity);
+      }
+    });
+
+  artifacts
+    .command("url")
+    .description("print a signed, short-lived download URL")
+    .argument("<id>", "artifact id")
+    .option("--entry <path>", "one file of an archive artifact")
+    .option("--inline", "ask browsers to show it (Content-Disposition: inline, scripts sandboxed)")
+    .option("--no-key", "a URL that needs no API key (for a browser); same lifetime")
+    .option("--json", "print the API's JSON")
+    .action(async (id: string, opts: { entry?: string; inline?: boolean; key: boolean; json?: boolean }, cmd: Command) => {
+      const api = Api.fromOptions(globals(cmd));
+      const link = await createLink(api, id, {
+        ...(opts.entry !== undefined ? { entry: opts.entry } : {}),
+        ...(opts.inline ? { disposition: "inline" as const } : {}),
+        ...(opts.key === false ? { authMode: "url" as const } : {}),
+      });
+      if (opts.json) printJson(link);
+      else out(link.url);
+    });
+}
