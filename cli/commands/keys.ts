@@ -1,5 +1,5 @@
 // crownest keys create|ls|rm and accounts create (scope admin).
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { Api } from "../api.js";
 import { details, out, printJson, table } from "../output.js";
 import { globals } from "./common.js";
@@ -71,7 +71,7 @@ export function register(program: Command): void {
   accounts
     .command("create")
     .description("create an account and print its id")
-    .requiredOption("--plan <plan>", "free or developer")
+    .addOption(new Option("--plan <plan>", "the account's plan").choices(["free", "developer"]).makeOptionMandatory())
     .option("--json", "print the API's JSON")
     .action(async (opts: { plan: string; json?: boolean }, cmd: Command) => {
       const created = await Api.fromOptions(globals(cmd)).call<{ id: string }>("POST", "/v1/accounts", { body: { plan: opts.plan } });

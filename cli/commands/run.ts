@@ -2,7 +2,7 @@
 // The API runs the command synchronously, so nothing is printed until it
 // ended: then its stdout and stderr as it wrote them, the artifacts and
 // collect errors as a table on stderr, and the command's exit code as ours.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { Api } from "../api.js";
 import type { Artifact } from "../download.js";
 import { EXIT } from "../exit.js";
@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .argument("<command...>", "the command line, after --")
     .option("--collect <path[=name]>", "export this path as an artifact when the command ends (repeatable)", collectRepeated)
     .option("--collect-glob <glob>", "export every file matching this glob, one artifact each (repeatable)", collectRepeated)
-    .option("--collect-on <when>", "success (default: only when it exits 0) or always")
+    .addOption(new Option("--collect-on <when>", "collect on success (default: only when it exits 0) or always").choices(["success", "always"]))
     .option("--timeout <ms>", "kill the command after this many milliseconds", positiveInt)
     .option("--json", "print the command object (the API's JSON) instead of its output")
     .addHelpText("after", "\nExample:\n  crownest run sbx_123 --collect out/report.html --collect-glob 'logs/**/*.log' -- make report\n")
@@ -54,9 +54,6 @@ export function register(program: Command): void {
         opts: { collect?: string[]; collectGlob?: string[]; collectOn?: string; timeout?: number; json?: boolean },
         cmd: Command,
       ) => {
-        if (opts.collectOn !== undefined && opts.collectOn !== "success" && opts.collectOn !== "always") {
-          cmd.error("--collect-on must be success or always", { exitCode: EXIT.usage, code: "crownest.usage" });
-        }
         const api = Api.fromOptions(globals(cmd));
         const collect = [...(opts.collect ?? []).map(parseCollect), ...(opts.collectGlob ?? []).map((glob) => ({ glob }))];
         const body: Record<string, unknown> = { command: words.join(" ") };
