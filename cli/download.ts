@@ -38,6 +38,28 @@ export interface LinkOptions {
   authMode?: "api_key" | "url";
 }
 
+export interface ArchiveEntry {
+  path: string;
+  type: "file" | "dir" | "symlink";
+  sizeBytes: number;
+  mode: number;
+  mtime: string;
+  linkTarget: string | null;
+}
+
+/**
+ * The entry as the archive's index records it (undefined when the index has
+ * no entry by exactly that name: the server then decides). Asked before an
+ * entry download so its size is known beforehand, and so a server without
+ * entry support fails here instead of sending the whole archive.
+ */
+export async function findEntry(api: Api, artifactId: string, entry: string): Promise<ArchiveEntry | undefined> {
+  const page = await api.call<{ entries: ArchiveEntry[] }>("GET", `/v1/artifacts/${encodeURIComponent(artifactId)}/entries`, {
+    query: { prefix: entry, limit: "200" },
+  });
+  return page.entries.find((e) => e.path === entry);
+}
+
 /** POST …/download-url; only the options given are sent. */
 export function createLink(api: Api, artifactId: string, options: LinkOptions = {}): Promise<DownloadLink> {
   const body: Record<string, string> = {};
@@ -208,8 +230,9 @@ export async function downloadToFile(options: {
 }): Promise<DownloadResult> {
   const { api, artifact, entry, target, progress } = options;
   const part = `${target}.part`;
-  // The whole artifact is known exactly; an entry only by what the server says.
+  // The whole artifact is known exactly; an entry by the size its index records (no digest is recorded per entry).
   const expected = entry === undefined ? { size: artifact.sizeBytes, sha256: artifact.sha256, etag: `"${artifact.sha256}"` } : undefined;
+  const entrySize = entry !== undefined ? (await findEntry(api, artifact.id, entry))?.sizeBytes : undefined;
 
   let hash = createHash("sha256");
   let held = 0;
@@ -218,7 +241,8 @@ export async function downloadToFile(options: {
   } catch {
     held = 0;
   }
-  if (expected && held > expected.size) {
+  const limit = expected?.size ?? entrySize;
+  if (limit !== undefined && held > limit) {
     progress.note(`${part} is larger than the artifact; starting over`);
     await rm(part, { force: true });
     held = 0;
@@ -256,7 +280,7 @@ export async function downloadToFile(options: {
       newLink: () => createLink(api, artifact.id, entry !== undefined ? { entry } : {}),
       offset: held,
       ...(etag ? { etag } : {}),
-      ...(expected ? { expectedSize: expected.size } : {}),
+      ...(expected ? { expectedSize: expected.size } : entrySize !== undefined ? { expectedSize: entrySize } : {}),
       write: async (chunk) => {
         digest.update(chunk);
         await fh.write(chunk);
@@ -281,9 +305,10 @@ export async function downloadToFile(options: {
       EXIT.integrity,
     );
   }
-  if (!expected && sizeBytes !== result.total) {
+  const announced = entrySize ?? result.total;
+  if (!expected && sizeBytes !== announced) {
     await rm(part, { force: true });
-    throw new CliError("integrity_error", `received ${sizeBytes} bytes, the server announced ${result.total}; ${part} deleted`, EXIT.integrity);
+    throw new CliError("integrity_error", `received ${sizeBytes} bytes, the entry has ${announced}; ${part} deleted`, EXIT.integrity);
   }
   await rename(part, target);
   return { path: target, sizeBytes, sha256, fetchedBytes: result.fetched, resumedFrom: held, verified: expected !== undefined };

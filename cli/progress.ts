@@ -53,6 +53,11 @@ class BarProgress implements Progress {
       cliProgress.Presets.shades_classic,
     );
   }
+  private readonly interrupted = () => {
+    // Ctrl-C: give the terminal its cursor back; the .part stays for the next run to resume.
+    this.stop();
+    process.exit(130);
+  };
   start(total: number | undefined, offset: number) {
     this.total = total ?? 0;
     this.offset = offset;
@@ -60,6 +65,7 @@ class BarProgress implements Progress {
     if (this.running) this.bar.stop();
     this.bar.start(this.total, offset, { rate: "-" });
     this.running = true;
+    process.once("SIGINT", this.interrupted);
   }
   update(offset: number) {
     this.offset = offset;
@@ -79,6 +85,7 @@ class BarProgress implements Progress {
     this.bar.update(this.offset, { rate: `${humanBytes(Math.round(this.rate.of(this.offset)))}/s` });
     this.bar.stop();
     this.running = false;
+    process.off("SIGINT", this.interrupted);
   }
 }
 

@@ -3,20 +3,11 @@ import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { Api } from "../api.js";
-import { createLink, downloadToFile, safeLocalName, transfer, type Artifact } from "../download.js";
+import { createLink, downloadToFile, findEntry, safeLocalName, transfer, type ArchiveEntry, type Artifact } from "../download.js";
 import { CliError, EXIT, usageError } from "../exit.js";
 import { details, err, humanBytes, out, printJson, table, writeOut } from "../output.js";
 import { progressFor, silentProgress } from "../progress.js";
 import { globals } from "./common.js";
-
-interface Entry {
-  path: string;
-  type: "file" | "dir" | "symlink";
-  sizeBytes: number;
-  mode: number;
-  mtime: string;
-  linkTarget: string | null;
-}
 
 export function printArtifacts(rows: Artifact[], stream: NodeJS.WriteStream = process.stdout): void {
   stream.write(
@@ -131,7 +122,7 @@ export function register(program: Command): void {
     .option("--json", "print the API's JSON")
     .action(async (id: string, opts: { prefix?: string; json?: boolean }, cmd: Command) => {
       const api = Api.fromOptions(globals(cmd));
-      const rows = await allPages<Entry>(api, `${artifactPath(id)}/entries`, "entries", { prefix: opts.prefix });
+      const rows = await allPages<ArchiveEntry>(api, `${artifactPath(id)}/entries`, "entries", { prefix: opts.prefix });
       if (opts.json) return printJson({ entries: rows, nextCursor: null });
       process.stdout.write(
         table(rows, [
@@ -171,12 +162,13 @@ export function register(program: Command): void {
     .action(async (id: string, entry: string | undefined, _opts: unknown, cmd: Command) => {
       const api = Api.fromOptions(globals(cmd));
       const artifact = entry === undefined ? await api.call<Artifact>("GET", artifactPath(id)) : undefined;
+      const entrySize = entry !== undefined ? (await findEntry(api, id, entry))?.sizeBytes : undefined;
       const hash = createHash("sha256");
       await transfer({
         api,
         newLink: () => createLink(api, id, entry !== undefined ? { entry } : {}),
         offset: 0,
-        ...(artifact ? { etag: `"${artifact.sha256}"`, expectedSize: artifact.sizeBytes } : {}),
+        ...(artifact ? { etag: `"${artifact.sha256}"`, expectedSize: artifact.sizeBytes } : entrySize !== undefined ? { expectedSize: entrySize } : {}),
         write: async (chunk) => {
           hash.update(chunk);
           await writeOut(process.stdout, chunk);
@@ -204,6 +196,10 @@ export function register(program: Command): void {
         ...(opts.inline ? { disposition: "inline" as const } : {}),
         ...(opts.key === false ? { authMode: "url" as const } : {}),
       });
+      // A server that ignored the option must not leave the user with a link that behaves otherwise than asked.
+      if (opts.key === false && link.authMode !== "url") {
+        throw new CliError("unsupported_field", `asked for a URL that needs no key, the server signed one with authMode ${link.authMode}`, EXIT.api);
+      }
       if (opts.json) printJson(link);
       else out(link.url);
     });
