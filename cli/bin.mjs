@@ -50,7 +50,11 @@ async function bundled() {
       });
       // Atomic: concurrent first runs each write their own file; the last rename wins, all are equal.
       renameSync(tmp, out);
-      for (const old of readdirSync(cacheDir)) if (old.startsWith("main-") && join(cacheDir, old) !== out) rmSync(join(cacheDir, old), { force: true });
+      // Bundles of older sources go once nothing can still be about to load them.
+      for (const old of readdirSync(cacheDir)) {
+        const p = join(cacheDir, old);
+        if (old.startsWith("main-") && p !== out && Date.now() - statSync(p).mtimeMs > 10 * 60_000) rmSync(p, { force: true });
+      }
     }
     return out;
   } catch {

@@ -65,6 +65,7 @@ class BarProgress implements Progress {
     if (this.running) this.bar.stop();
     this.bar.start(this.total, offset, { rate: "-" });
     this.running = true;
+    process.off("SIGINT", this.interrupted);
     process.once("SIGINT", this.interrupted);
   }
   update(offset: number) {
