@@ -2,7 +2,7 @@
 // typed object; nothing reads process.env after this. A bad value fails with
 // one line naming the variable.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 
@@ -121,7 +121,11 @@ function logLevel(env: Env): string {
 /** Reads a secret from the data dir, or generates and stores it with mode 0600. */
 function storedSecret(dataDir: string, file: string, make: () => string): { value: string; generated: boolean } {
   const path = join(dataDir, file);
-  if (existsSync(path)) return { value: readFileSync(path, "utf8").trim(), generated: false };
+  if (existsSync(path)) {
+    // A secret written by an older version (or copied in) with a looser mode is tightened too.
+    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+    return { value: readFileSync(path, "utf8").trim(), generated: false };
+  }
   const value = make();
   writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(path, 0o600);
@@ -139,6 +143,8 @@ export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.CROWNEST_DATA_DIR || "./.crownest");
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // mkdir leaves an existing directory as it was: it holds secrets, so only its owner may enter it.
+    chmodSync(dataDir, 0o700);
   } catch (err) {
     throw new ConfigError("CROWNEST_DATA_DIR", `cannot create ${dataDir}: ${(err as Error).message}`);
   }

@@ -1,7 +1,7 @@
 // MetadataStore on Kysely: one query layer, SQLite or PostgreSQL underneath.
 // The few places where the dialects differ (row locks for the sweeper, the
 // migrator's schema) are marked where they happen.
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { CompiledQuery, Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, SqliteDriver, sql } from "kysely";
@@ -132,8 +132,21 @@ function cachingStatements(database: BetterSqlite3.Database): SqliteDialectConfi
   };
 }
 
+/**
+ * The database holds agent tokens: it is created 0600 before SQLite opens it
+ * (SQLite gives its -wal and -shm files the main file's mode), and an
+ * existing one, with journals left by an older version, is tightened.
+ */
+function ownerOnly(file: string): void {
+  closeSync(openSync(file, "a", 0o600));
+  for (const path of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+    if (existsSync(path)) chmodSync(path, 0o600);
+  }
+}
+
 function openSqlite(file: string, opts: StoreOptions): Kysely<Database> {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  ownerOnly(file);
   const database = new BetterSqlite3(file);
   // WAL: readers do not block the writer. NORMAL is durable across a process
   // crash (a power loss may roll back the last commits), at a fraction of
