@@ -68,7 +68,18 @@ export interface Config {
   collectConcurrency: number;
   /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
   commandStaleMs: number;
+  /** Per-account limits, counted in the database so they hold across replicas. */
+  limits: AccountLimits;
   logLevel: string;
+}
+
+export interface AccountLimits {
+  /** Running sandboxes per account. */
+  sandboxes: number;
+  /** Exports through the artifact API in flight per account. */
+  concurrentExports: number;
+  /** Commands running (or collecting) per account. */
+  runningCommands: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -257,6 +268,11 @@ export function loadConfig(env: Env = process.env): Config {
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
+    limits: {
+      sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),
+      concurrentExports: positiveInt(env, "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", 32, 1_000_000),
+      runningCommands: positiveInt(env, "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", 64, 1_000_000),
+    },
     logLevel: logLevel(env),
   };
 }
