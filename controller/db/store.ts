@@ -510,7 +510,9 @@ export class KyselyMetadataStore implements MetadataStore {
         const want = Math.max(need, toWhole(wantBytes, "wantBytes"));
         const room = toWhole(quotaBytes, "quotaBytes") - (await this.accountBytes(trx, accountId, id));
         if (room < need) return undefined;
-        const reserved = Math.min(want, room);
+        // Beyond what it needs now, one export takes at most half of the room left, so near
+        // the quota a big archive does not lock out every other export with room it may not use.
+        const reserved = Math.min(want, need + Math.floor((room - need) / 2));
         const res = await trx
           .updateTable("artifacts")
           .set({ size_bytes: reserved })

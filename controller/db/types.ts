@@ -206,8 +206,8 @@ export interface MetadataStore {
   ): Promise<{ inserted: true; otherBytes: number } | { inserted: false; otherBytes: number; reason: "quota" | "in_flight" }>;
   /**
    * Grows a pending artifact's reservation (its sizeBytes) while its bytes
-   * stream in: to `wantBytes` if the account's quota has room, else to as much
-   * as it has, but at least `needBytes`. Atomic against every other
+   * stream in: at least `needBytes`, and beyond that up to `wantBytes` but
+   * never more than half of the room the quota has left. Atomic against every other
    * reservation of the account. Returns the new reservation, or undefined when
    * not even `needBytes` fit (nothing changed) or the row is no longer pending.
    */

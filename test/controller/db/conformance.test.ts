@@ -398,10 +398,11 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const grownRow = rows[grown.indexOf(300)]!;
       expect(await store.growArtifactReservation(grownRow.id, acct.id, 301, 400, 1000)).toBeUndefined();
       expect((await store.getArtifact(grownRow.id))?.sizeBytes).toBe(300);
-      // want is capped by the room left; need is guaranteed.
+      // need is guaranteed; beyond it, at most half of the room left (300 bytes of room: 100 + 100).
       const freed = rows[grown.indexOf(undefined)]!;
-      await store.deleteArtifact(grownRow.id); // 300 bytes of room again
-      expect(await store.growArtifactReservation(freed.id, acct.id, 100, 10_000, 1000)).toBe(300);
+      await store.deleteArtifact(grownRow.id);
+      expect(await store.growArtifactReservation(freed.id, acct.id, 100, 10_000, 1000)).toBe(200);
+      expect(await store.growArtifactReservation(freed.id, acct.id, 250, 250, 1000)).toBe(250);
       // A row that is no longer pending is not grown.
       const ready = await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 0 });
       expect(await store.growArtifactReservation(ready.id, acct.id, 1, 1, 1_000_000)).toBeUndefined();
