@@ -125,7 +125,8 @@ export async function startController(config: Config, options: StartOptions = {}
     runtime = openRuntime(cfg, log, { onUnexpectedExit: lost });
     deps = { config: cfg, db, blobs, runtime, clock, log, metrics };
 
-    await ensureBootstrap(db, clock, cfg.apiKey.value);
+    const { revoked } = await ensureBootstrap(db, clock, cfg.apiKey.value);
+    if (revoked > 0) log.warn({ revoked }, "the bootstrap key changed: the previous bootstrap key is revoked");
     // Before listening: requests then only ever see adopted or cleaned-up sandboxes.
     await recoverLocalSandboxes(deps);
 

@@ -2,7 +2,7 @@
 // typed object; nothing reads process.env after this. A bad value fails with
 // one line naming the variable.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 
@@ -68,7 +68,18 @@ export interface Config {
   collectConcurrency: number;
   /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
   commandStaleMs: number;
+  /** Per-account limits, counted in the database so they hold across replicas. */
+  limits: AccountLimits;
   logLevel: string;
+}
+
+export interface AccountLimits {
+  /** Running sandboxes per account. */
+  sandboxes: number;
+  /** Exports through the artifact API in flight per account. */
+  concurrentExports: number;
+  /** Commands running (or collecting) per account. */
+  runningCommands: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -121,7 +132,11 @@ function logLevel(env: Env): string {
 /** Reads a secret from the data dir, or generates and stores it with mode 0600. */
 function storedSecret(dataDir: string, file: string, make: () => string): { value: string; generated: boolean } {
   const path = join(dataDir, file);
-  if (existsSync(path)) return { value: readFileSync(path, "utf8").trim(), generated: false };
+  if (existsSync(path)) {
+    // A secret written by an older version (or copied in) with a looser mode is tightened too.
+    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+    return { value: readFileSync(path, "utf8").trim(), generated: false };
+  }
   const value = make();
   writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(path, 0o600);
@@ -139,6 +154,8 @@ export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.CROWNEST_DATA_DIR || "./.crownest");
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // mkdir leaves an existing directory as it was: it holds secrets, so only its owner may enter it.
+    chmodSync(dataDir, 0o700);
   } catch (err) {
     throw new ConfigError("CROWNEST_DATA_DIR", `cannot create ${dataDir}: ${(err as Error).message}`);
   }
@@ -251,6 +268,11 @@ export function loadConfig(env: Env = process.env): Config {
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
+    limits: {
+      sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),
+      concurrentExports: positiveInt(env, "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", 32, 1_000_000),
+      runningCommands: positiveInt(env, "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", 64, 1_000_000),
+    },
     logLevel: logLevel(env),
   };
 }

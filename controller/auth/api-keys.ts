@@ -29,12 +29,33 @@ export function bearerSecret(header: string | string[] | null | undefined): stri
   return m[1];
 }
 
+/** lastUsedAt is kept to the minute: one write per key per minute, not one per request. */
+export const LAST_USED_GRANULARITY_MS = 60_000;
+// When this process last wrote lastUsedAt per key. Only ever skips a write
+// the database would skip too; never used to admit a key (revocation must
+// take effect on the next request, on every replica).
+const touched = new Map<string, number>();
+const TOUCHED_MAX = 10_000;
+
+function noteUse(db: Partial<Pick<MetadataStore, "touchApiKey">>, keyId: string): void {
+  if (db.touchApiKey === undefined) return;
+  const now = Date.now();
+  const last = touched.get(keyId);
+  if (last !== undefined && now - last < LAST_USED_GRANULARITY_MS) return;
+  if (touched.size >= TOUCHED_MAX) touched.clear();
+  touched.set(keyId, now);
+  // Best effort: a failed write must not fail the request it describes.
+  void db.touchApiKey(keyId, new Date(now), LAST_USED_GRANULARITY_MS).catch(() => touched.delete(keyId));
+}
+
 /**
  * Resolves the caller of a request from its Authorization header: missing,
  * malformed or unknown keys are all `unauthenticated`, with no hint of which.
+ * Every request reads the key's row: a revoked (deleted) key is refused at
+ * once, whichever replica revoked it.
  */
 export async function authenticate(
-  db: Pick<MetadataStore, "findApiKeyByHash">,
+  db: Pick<MetadataStore, "findApiKeyByHash"> & Partial<Pick<MetadataStore, "touchApiKey">>,
   authorization: string | string[] | null | undefined,
   requestId: string,
 ): Promise<Caller> {
@@ -49,5 +70,6 @@ export async function authenticate(
   if (!row || !stored || stored.length !== presented.length || !timingSafeEqual(stored, presented)) {
     throw new CrowNestError("unauthenticated", "unknown API key");
   }
+  noteUse(db, row.id);
   return { accountId: row.accountId, keyId: row.id, scopes: new Set(row.scopes), requestId };
 }

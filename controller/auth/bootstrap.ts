@@ -1,5 +1,6 @@
 // First start (and every start): the default account and the bootstrap key
-// with every scope exist. Safe when several replicas start together: a lost
+// with every scope exist, and a bootstrap key of an earlier CROWNEST_API_KEY
+// is revoked. Safe when several replicas start together: a lost
 // insert race is detected by reading back.
 import { SCOPES, type MetadataStore } from "../db/types.js";
 import type { Clock } from "../clock.js";
@@ -8,7 +9,8 @@ import { hashApiKey } from "./api-keys.js";
 
 export const DEFAULT_ACCOUNT_ID = "acct_default";
 
-export async function ensureBootstrap(db: MetadataStore, clock: Clock, apiKey: string): Promise<void> {
+/** Returns how many earlier bootstrap keys were revoked (CROWNEST_API_KEY changed). */
+export async function ensureBootstrap(db: MetadataStore, clock: Clock, apiKey: string): Promise<{ revoked: number }> {
   if (!(await db.getAccount(DEFAULT_ACCOUNT_ID))) {
     try {
       await db.createAccount({
@@ -24,17 +26,12 @@ export async function ensureBootstrap(db: MetadataStore, clock: Clock, apiKey: s
     }
   }
 
-  const secretHash = hashApiKey(apiKey);
-  if (await db.findApiKeyByHash(secretHash)) return;
-  try {
-    await db.createApiKey({
-      id: newId("key"),
-      accountId: DEFAULT_ACCOUNT_ID,
-      scopes: [...SCOPES],
-      secretHash,
-      createdAt: clock.now(),
-    });
-  } catch (err) {
-    if (!(await db.findApiKeyByHash(secretHash))) throw err;
-  }
+  // Every scope, operator included; a key made by an older version gains the new ones.
+  return db.ensureBootstrapKey({
+    id: newId("key"),
+    accountId: DEFAULT_ACCOUNT_ID,
+    scopes: [...SCOPES],
+    secretHash: hashApiKey(apiKey),
+    createdAt: clock.now(),
+  });
 }

@@ -124,6 +124,8 @@ export function apiKeyFromDb(r: Selectable<ApiKeysTable>): ApiKeyRow {
     scopes: fromJson<ApiKeyRow["scopes"]>(r.scopes),
     secretHash: r.secret_hash,
     createdAt: fromMillis(r.created_at),
+    lastUsedAt: fromMillisOrNull(r.last_used_at),
+    bootstrap: fromFlag(r.bootstrap),
   };
 }
 

@@ -132,8 +132,30 @@ const initial: Migration = {
   },
 };
 
+const keysAndLimits: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable("api_keys").addColumn("last_used_at", "bigint").execute();
+    await db.schema
+      .alterTable("api_keys")
+      .addColumn("bootstrap", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
+    // Before this migration the bootstrap key was not marked. It is the first
+    // key of the default account: made at the first start, before any request
+    // could mint another. Keys minted later stay unmarked (never revoked by a start).
+    await sql`update api_keys set bootstrap = 1 where id = (
+      select id from api_keys where account_id = 'acct_default' order by created_at, id limit 1)`.execute(db);
+    // GET /v1/api-keys lists one account's keys.
+    await db.schema.createIndex("api_keys_account").on("api_keys").columns(["account_id", "created_at"]).execute();
+    // Per-account limits count running sandboxes, running commands and exports in flight.
+    await db.schema.createIndex("sandboxes_account_status").on("sandboxes").columns(["account_id", "status"]).execute();
+    await db.schema.createIndex("commands_account_status").on("commands").columns(["account_id", "status"]).execute();
+    await db.schema.createIndex("artifacts_account_state").on("artifacts").columns(["account_id", "state"]).execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_keys_and_limits": keysAndLimits,
 };
 
 const provider: MigrationProvider = {

@@ -27,6 +27,10 @@ export interface ApiKeysTable {
   scopes: Json;
   secret_hash: string;
   created_at: Millis;
+  /** Last request authenticated with the key (written at most once a minute per key). */
+  last_used_at: Generated<Millis | null>;
+  /** 1 for the key CROWNEST_API_KEY made; a start with another key deletes it. */
+  bootstrap: Generated<Flag>;
 }
 
 export interface SandboxesTable {

@@ -1,7 +1,7 @@
 // MetadataStore on Kysely: one query layer, SQLite or PostgreSQL underneath.
 // The few places where the dialects differ (row locks for the sweeper, the
 // migrator's schema) are marked where they happen.
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { CompiledQuery, Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, SqliteDriver, sql } from "kysely";
@@ -37,9 +37,11 @@ import type {
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
+  InFlightLimit,
   MetadataStore,
   SandboxRow,
 } from "./types.js";
+import type { Transaction } from "kysely";
 
 export interface StoreOptions {
   /** PostgreSQL: connections in the pool. */
@@ -132,8 +134,21 @@ function cachingStatements(database: BetterSqlite3.Database): SqliteDialectConfi
   };
 }
 
+/**
+ * The database holds agent tokens: it is created 0600 before SQLite opens it
+ * (SQLite gives its -wal and -shm files the main file's mode), and an
+ * existing one, with journals left by an older version, is tightened.
+ */
+function ownerOnly(file: string): void {
+  closeSync(openSync(file, "a", 0o600));
+  for (const path of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+    if (existsSync(path)) chmodSync(path, 0o600);
+  }
+}
+
 function openSqlite(file: string, opts: StoreOptions): Kysely<Database> {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  ownerOnly(file);
   const database = new BetterSqlite3(file);
   // WAL: readers do not block the writer. NORMAL is durable across a process
   // crash (a power loss may roll back the last commits), at a fraction of
@@ -274,6 +289,108 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
+  listApiKeys(accountId: string): Promise<ApiKeyRow[]> {
+    return this.run(async () => {
+      const rows = await this.db
+        .selectFrom("api_keys")
+        .selectAll()
+        .where("account_id", "=", accountId)
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(apiKeyFromDb);
+    });
+  }
+
+  deleteApiKey(id: string): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db.deleteFrom("api_keys").where("id", "=", id).executeTakeFirst();
+      return res.numDeletedRows > 0n;
+    });
+  }
+
+  touchApiKey(id: string, at: Date, granularityMs: number): Promise<void> {
+    return this.run(async () => {
+      const now = toMillis(at, "at");
+      await this.db
+        .updateTable("api_keys")
+        .set({ last_used_at: now })
+        .where("id", "=", id)
+        .where((eb) => eb.or([eb("last_used_at", "is", null), eb("last_used_at", "<=", now - toWhole(granularityMs, "granularityMs"))]))
+        .execute();
+    });
+  }
+
+  ensureBootstrapKey(row: ApiKeyRow): Promise<{ revoked: number }> {
+    return this.run(async () => {
+      // Replicas starting together race on the unique hash: the loser finds the winner's row next round.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.db.transaction().execute(async (trx) => {
+            const res = await trx
+              .deleteFrom("api_keys")
+              .where("bootstrap", "=", 1)
+              .where("secret_hash", "<>", row.secretHash)
+              .executeTakeFirst();
+            const existing = await trx.selectFrom("api_keys").select("id").where("secret_hash", "=", row.secretHash).executeTakeFirst();
+            if (existing) {
+              await trx
+                .updateTable("api_keys")
+                .set({ scopes: toJson(row.scopes), bootstrap: 1, account_id: row.accountId })
+                .where("id", "=", existing.id)
+                .execute();
+            } else {
+              await trx
+                .insertInto("api_keys")
+                .values({ ...apiKeyToDb(row), bootstrap: 1 })
+                .execute();
+            }
+            return { revoked: Number(res.numDeletedRows) };
+          });
+        } catch (err) {
+          if (attempt >= 3) throw err;
+        }
+      }
+    });
+  }
+
+  /**
+   * Serializes a transaction against every other one of the same account.
+   * PostgreSQL: the account row's lock, also across replicas. SQLite: every
+   * transaction already holds the database's write lock (BEGIN IMMEDIATE).
+   */
+  private async lockAccount(trx: Transaction<Database>, accountId: string): Promise<void> {
+    if (this.dialect === "postgres") {
+      await trx.selectFrom("accounts").select("id").where("id", "=", accountId).forUpdate().execute();
+    }
+  }
+
+  private async countRunningSandboxes(trx: Transaction<Database> | Kysely<Database>, accountId: string, now: Date): Promise<number> {
+    const r = await trx
+      .selectFrom("sandboxes")
+      .select((eb) => eb.fn.countAll<number | string>().as("n"))
+      .where("account_id", "=", accountId)
+      .where("status", "=", "running")
+      .where("expires_at", ">", toMillis(now, "now"))
+      .executeTakeFirstOrThrow();
+    return fromInt(r.n);
+  }
+
+  runningSandboxCount(accountId: string, now: Date): Promise<number> {
+    return this.run(() => this.countRunningSandboxes(this.db, accountId, now));
+  }
+
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        await this.lockAccount(trx, row.accountId);
+        if ((await this.countRunningSandboxes(trx, row.accountId, now)) >= toWhole(limit, "limit")) return false;
+        await trx.insertInto("sandboxes").values(sandboxToDb(row)).execute();
+        return true;
+      }),
+    );
+  }
+
   createSandbox(row: SandboxRow): Promise<void> {
     return this.run(async () => {
       await this.db.insertInto("sandboxes").values(sandboxToDb(row)).execute();
@@ -337,28 +454,73 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<{ inserted: boolean; otherBytes: number }> {
+  insertPendingArtifactWithinQuota(
+    row: ArtifactRow,
+    quotaBytes: number,
+    inFlight?: InFlightLimit,
+  ): Promise<{ inserted: true; otherBytes: number } | { inserted: false; otherBytes: number; reason: "quota" | "in_flight" }> {
     return this.run(() =>
       // One transaction per reservation. PostgreSQL: the account row's lock
       // orders concurrent reservations of one account, also across replicas.
       // SQLite: Kysely holds its single connection for the whole
       // transaction, so reservations of one process run one after another.
       this.db.transaction().execute(async (trx) => {
-        if (this.dialect === "postgres") {
-          await trx.selectFrom("accounts").select("id").where("id", "=", row.accountId).forUpdate().execute();
+        await this.lockAccount(trx, row.accountId);
+        const otherBytes = await this.accountBytes(trx, row.accountId);
+        if (inFlight !== undefined) {
+          const r = await trx
+            .selectFrom("artifacts")
+            .select((eb) => eb.fn.countAll<number | string>().as("n"))
+            .where("account_id", "=", row.accountId)
+            .where("state", "=", "pending")
+            .where("command_id", "is", null)
+            .where("created_at", ">=", toMillis(inFlight.since, "inFlight.since"))
+            .executeTakeFirstOrThrow();
+          if (fromInt(r.n) >= toWhole(inFlight.limit, "inFlight.limit")) return { inserted: false as const, otherBytes, reason: "in_flight" as const };
         }
-        const r = await trx
-          .selectFrom("artifacts")
-          .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
-          .where("account_id", "=", row.accountId)
-          .executeTakeFirstOrThrow();
-        const otherBytes = fromInt(r.total);
-        if (otherBytes + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) return { inserted: false, otherBytes };
+        if (otherBytes + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) {
+          return { inserted: false as const, otherBytes, reason: "quota" as const };
+        }
         await trx
           .insertInto("artifacts")
           .values({ ...artifactToDb(row), state: "pending" })
           .execute();
-        return { inserted: true, otherBytes };
+        return { inserted: true as const, otherBytes };
+      }),
+    );
+  }
+
+  /** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
+  private async accountBytes(trx: Transaction<Database> | Kysely<Database>, accountId: string, except?: string): Promise<number> {
+    // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
+    let q = trx
+      .selectFrom("artifacts")
+      .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+      .where("account_id", "=", accountId);
+    if (except !== undefined) q = q.where("id", "<>", except);
+    const r = await q.executeTakeFirstOrThrow();
+    return fromInt(r.total);
+  }
+
+  growArtifactReservation(id: string, accountId: string, needBytes: number, wantBytes: number, quotaBytes: number): Promise<number | undefined> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        await this.lockAccount(trx, accountId);
+        const need = toWhole(needBytes, "needBytes");
+        const want = Math.max(need, toWhole(wantBytes, "wantBytes"));
+        const room = toWhole(quotaBytes, "quotaBytes") - (await this.accountBytes(trx, accountId, id));
+        if (room < need) return undefined;
+        // Beyond what it needs now, one export takes at most half of the room left, so near
+        // the quota a big archive does not lock out every other export with room it may not use.
+        const reserved = Math.min(want, need + Math.floor((room - need) / 2));
+        const res = await trx
+          .updateTable("artifacts")
+          .set({ size_bytes: reserved })
+          .where("id", "=", id)
+          .where("account_id", "=", accountId)
+          .where("state", "=", "pending")
+          .executeTakeFirst();
+        return res.numUpdatedRows > 0n ? reserved : undefined;
       }),
     );
   }
@@ -440,13 +602,7 @@ export class KyselyMetadataStore implements MetadataStore {
 
   storedBytes(accountId: string): Promise<number> {
     return this.run(async () => {
-      // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
-      const r = await this.db
-        .selectFrom("artifacts")
-        .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
-        .where("account_id", "=", accountId)
-        .executeTakeFirstOrThrow();
-      return fromInt(r.total);
+      return this.accountBytes(this.db, accountId);
     });
   }
 
@@ -489,6 +645,24 @@ export class KyselyMetadataStore implements MetadataStore {
         .execute();
       return rows.map(artifactFromDb).sort((a, b) => a.expiresAt!.getTime() - b.expiresAt!.getTime());
     });
+  }
+
+  insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean> {
+    return this.run(() =>
+      this.db.transaction().execute(async (trx) => {
+        await this.lockAccount(trx, row.accountId);
+        const r = await trx
+          .selectFrom("commands")
+          .select((eb) => eb.fn.countAll<number | string>().as("n"))
+          .where("account_id", "=", row.accountId)
+          .where((eb) => eb.or([eb("status", "=", "running"), eb("collect_status", "=", "pending")]))
+          .where("heartbeat_at", ">=", toMillis(aliveSince, "aliveSince"))
+          .executeTakeFirstOrThrow();
+        if (fromInt(r.n) >= toWhole(limit, "limit")) return false;
+        await trx.insertInto("commands").values(commandToDb(row)).execute();
+        return true;
+      }),
+    );
   }
 
   insertCommand(row: CommandRow): Promise<void> {

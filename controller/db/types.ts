@@ -16,6 +16,7 @@ export const SCOPES = [
   "artifact:read",
   "artifact:delete",
   "admin",
+  "operator",
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -36,6 +37,10 @@ export interface ApiKeyRow {
   /** Hex sha256 of the secret; the secret itself is never stored. */
   secretHash: string;
   createdAt: Date;
+  /** Last request authenticated with it (to the minute); null when never used. Read only. */
+  lastUsedAt?: Date | null;
+  /** The key CROWNEST_API_KEY made. Read only (written by ensureBootstrapKey). */
+  bootstrap?: boolean;
 }
 
 export type SandboxStatus = "running" | "destroyed";
@@ -134,6 +139,16 @@ export interface ArtifactCursor {
   id: string;
 }
 
+/**
+ * The per-account cap on exports in flight checked with a reservation: the
+ * account's pending artifacts that belong to no command and were created at
+ * or after `since` (older ones are crashed exports awaiting the reconciler).
+ */
+export interface InFlightLimit {
+  limit: number;
+  since: Date;
+}
+
 export interface MetadataStore {
   readonly dialect: "sqlite" | "postgres";
   /** Runs pending migrations (idempotent; safe when several replicas start together). */
@@ -148,8 +163,27 @@ export interface MetadataStore {
   getApiKey(id: string): Promise<ApiKeyRow | undefined>;
   /** Lookup by the sha256 of the presented secret (unique index); the caller still compares in constant time. */
   findApiKeyByHash(secretHash: string): Promise<ApiKeyRow | undefined>;
+  /** The account's keys, oldest first. */
+  listApiKeys(accountId: string): Promise<ApiKeyRow[]>;
+  /** Revokes a key: the row is gone, so every replica refuses it at its next request. False when there was none. */
+  deleteApiKey(id: string): Promise<boolean>;
+  /** Sets lastUsedAt = at unless it is already within `granularityMs` of it (one write per key per period, not per request). */
+  touchApiKey(id: string, at: Date, granularityMs: number): Promise<void>;
+  /**
+   * Makes `row` the one bootstrap key: inserts it (or, already there, gives it
+   * the row's scopes) and deletes every other key marked bootstrap, so a
+   * changed CROWNEST_API_KEY revokes the previous one. Returns how many were revoked.
+   */
+  ensureBootstrapKey(row: ApiKeyRow): Promise<{ revoked: number }>;
 
   createSandbox(row: SandboxRow): Promise<void>;
+  /**
+   * Inserts the sandbox only while the account has fewer than `limit` running,
+   * unexpired sandboxes (at `now`); atomically per account, across replicas.
+   */
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean>;
+  /** The account's running, unexpired sandboxes at `now` (what createSandboxWithinLimit counts). */
+  runningSandboxCount(accountId: string, now: Date): Promise<number>;
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
   markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
@@ -165,7 +199,19 @@ export interface MetadataStore {
    * exports cannot overshoot the quota together. `inserted` false: nothing
    * inserted. `otherBytes`: what the account held besides this row.
    */
-  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number): Promise<{ inserted: boolean; otherBytes: number }>;
+  insertPendingArtifactWithinQuota(
+    row: ArtifactRow,
+    quotaBytes: number,
+    inFlight?: InFlightLimit,
+  ): Promise<{ inserted: true; otherBytes: number } | { inserted: false; otherBytes: number; reason: "quota" | "in_flight" }>;
+  /**
+   * Grows a pending artifact's reservation (its sizeBytes) while its bytes
+   * stream in: at least `needBytes`, and beyond that up to `wantBytes` but
+   * never more than half of the room the quota has left. Atomic against every other
+   * reservation of the account. Returns the new reservation, or undefined when
+   * not even `needBytes` fit (nothing changed) or the row is no longer pending.
+   */
+  growArtifactReservation(id: string, accountId: string, needBytes: number, wantBytes: number, quotaBytes: number): Promise<number | undefined>;
   /** pending -> ready with the final figures; false when the record is gone. */
   markArtifactReady(
     id: string,
@@ -190,6 +236,13 @@ export interface MetadataStore {
   claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]>;
 
   insertCommand(row: CommandRow): Promise<void>;
+  /**
+   * Inserts the command only while the account has fewer than `limit`
+   * commands running or collecting whose heartbeat is at or after
+   * `aliveSince` (older ones belong to a dead controller and the reconciler
+   * finishes them); atomically per account, across replicas.
+   */
+  insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean>;
   updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>): Promise<void>;
   getCommand(id: string): Promise<CommandRow | undefined>;
   /** Commands still running or collecting whose heartbeat is older than `before`. */

@@ -6,6 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { toConnectError, toCrowNestError } from "../../common/errors.js";
 import { ErrorDetailSchema } from "../../gen/crownest/v1/types_pb.js";
+import { retryAfterOf } from "../services/limits.js";
 
 /** Set on every mapped error so a second pass (outer interceptor) leaves it alone. */
 const mapped = new WeakSet<ConnectError>();
@@ -28,6 +29,8 @@ export function toRpcError(err: unknown): ConnectError {
     [{ desc: ErrorDetailSchema, value: { code: e.code, message: e.message, details: jsonDetails(e.details) } }],
     err,
   );
+  const retryAfter = retryAfterOf(e);
+  if (retryAfter !== undefined) out.metadata.set("retry-after", String(retryAfter));
   mapped.add(out);
   return out;
 }

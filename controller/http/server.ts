@@ -16,6 +16,7 @@ import * as downloads from "./routes/downloads.js";
 import * as files from "./routes/files.js";
 import * as health from "./routes/health.js";
 import * as sandboxes from "./routes/sandboxes.js";
+import { retryAfterOf } from "../services/limits.js";
 
 /** JSON bodies are small; file uploads stream and are not subject to this. */
 export const JSON_BODY_LIMIT = 1024 * 1024;
@@ -165,6 +166,8 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
       reply.raw.destroy(e);
       return;
     }
+    const retryAfter = retryAfterOf(e);
+    if (retryAfter !== undefined) reply.header("retry-after", String(retryAfter));
     void reply
       .code(e.httpStatus)
       .header("content-type", "application/json; charset=utf-8")

@@ -1,5 +1,8 @@
-// Accounts and API keys (admin only). A new key's secret is returned once;
-// the store keeps its sha256.
+// Accounts and API keys. Scopes: `operator` creates accounts and manages keys
+// in any account; `admin` manages the keys of its own account only (another
+// account's keys and accounts are not_found to it). No key can hand out a
+// scope it lacks. A new key's secret is returned once; the store keeps its
+// sha256.
 import { CrowNestError } from "../../common/errors.js";
 import { generateApiKey, hashApiKey } from "../auth/api-keys.js";
 import { SCOPES, type AccountRow, type Plan, type Scope } from "../db/types.js";
@@ -58,7 +61,8 @@ export async function createAccount(
   caller: Caller,
   input: { plan: unknown; retentionDays?: unknown; maxArtifactBytes?: unknown; quotaBytes?: unknown },
 ): Promise<AccountView> {
-  requireScopes(caller, "admin");
+  // Creating tenants is the platform's power, not a tenant's.
+  requireScopes(caller, "operator");
   if (typeof input.plan !== "string" || !(PLANS as readonly string[]).includes(input.plan)) {
     throw new CrowNestError("invalid_request", `plan: expected one of ${PLANS.join(", ")}`, { field: "plan" });
   }
@@ -75,8 +79,51 @@ export async function createAccount(
   return accountView(row);
 }
 
-export async function createApiKey(deps: Deps, caller: Caller, input: { accountId?: unknown; scopes: unknown }): Promise<ApiKeyView> {
+/** A key as listed: never its secret (nor its hash). */
+export interface ApiKeyListItem {
+  id: string;
+  accountId: string;
+  scopes: Scope[];
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+/** admin for the caller's own account, operator for any; another account is not_found to an admin. */
+function requireKeyManager(caller: Caller, accountId: string): void {
+  if (accountId === caller.accountId) {
+    if (!caller.scopes.has("operator")) requireScopes(caller, "admin");
+    return;
+  }
+  if (caller.scopes.has("operator")) return;
   requireScopes(caller, "admin");
+  throw new CrowNestError("not_found", `no account ${accountId}`, { id: accountId });
+}
+
+export async function listApiKeys(deps: Deps, caller: Caller): Promise<ApiKeyListItem[]> {
+  requireKeyManager(caller, caller.accountId);
+  const rows = await deps.db.listApiKeys(caller.accountId);
+  return rows.map((r) => ({
+    id: r.id,
+    accountId: r.accountId,
+    scopes: r.scopes,
+    createdAt: r.createdAt.toISOString(),
+    lastUsedAt: r.lastUsedAt ? r.lastUsedAt.toISOString() : null,
+  }));
+}
+
+/** Deletes the key: refused (401) at its next request on every replica. Another account's key is not_found unless the caller is an operator. */
+export async function revokeApiKey(deps: Deps, caller: Caller, keyId: string): Promise<void> {
+  if (!caller.scopes.has("operator")) requireScopes(caller, "admin");
+  const row = typeof keyId === "string" && keyId.length > 0 && keyId.length <= 128 ? await deps.db.getApiKey(keyId) : undefined;
+  if (!row || (row.accountId !== caller.accountId && !caller.scopes.has("operator"))) {
+    throw new CrowNestError("not_found", `no API key ${keyId}`, { id: keyId });
+  }
+  await deps.db.deleteApiKey(row.id);
+  deps.log.info({ keyId: row.id, accountId: row.accountId, by: caller.keyId, requestId: caller.requestId }, "api key revoked");
+}
+
+export async function createApiKey(deps: Deps, caller: Caller, input: { accountId?: unknown; scopes: unknown }): Promise<ApiKeyView> {
+  if (!caller.scopes.has("operator")) requireScopes(caller, "admin");
   if (!Array.isArray(input.scopes) || input.scopes.length === 0) {
     throw new CrowNestError("invalid_request", "scopes: expected a non-empty list of scopes", { field: "scopes" });
   }
@@ -94,6 +141,9 @@ export async function createApiKey(deps: Deps, caller: Caller, input: { accountI
   if (typeof accountId !== "string" || accountId === "" || accountId.length > 128) {
     throw new CrowNestError("invalid_request", "accountId: expected an account id", { field: "accountId" });
   }
+  requireKeyManager(caller, accountId);
+  // A key hands out only what it holds: no escalation through minting.
+  requireScopes(caller, ...scopes);
   if (!(await deps.db.getAccount(accountId))) throw new CrowNestError("not_found", `no account ${accountId}`, { id: accountId });
 
   const key = generateApiKey();

@@ -9,6 +9,7 @@ import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { artifactView, type ArtifactView } from "./artifacts.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { rateLimited } from "./limits.js";
 import { Collection, collectOutcome, entryName } from "./commands/collect.js";
 import { Heartbeat } from "./commands/heartbeat.js";
 import { OutputTail } from "./commands/output-tail.js";
@@ -138,7 +139,10 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
     collectErrors: [],
     heartbeatAt: now,
   };
-  await deps.db.insertCommand(row);
+  // Commands whose heartbeat went stale belong to a dead controller: not counted (the reconciler finishes them).
+  const max = deps.config.limits.runningCommands;
+  const aliveSince = new Date(now.getTime() - deps.config.commandStaleMs);
+  if (!(await deps.db.insertCommandWithinLimit(row, max, aliveSince))) throw rateLimited("runningCommands", max);
 
   let collection: Collection | undefined;
   // Errors so far ride along with a beat when there are new ones, so a crash keeps their real codes.

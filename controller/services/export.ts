@@ -14,6 +14,7 @@ import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
+import { rateLimited } from "./limits.js";
 import { agentOf } from "./sandboxes.js";
 
 export interface ExportInput {
@@ -32,6 +33,13 @@ export interface ExportInput {
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MAX_NAME_BYTES = 255;
 const TAR_TYPE = "application/x-tar";
+/**
+ * A stream that outgrows its reservation (an archive reserves nothing up
+ * front; a file that grows past its header) reserves more as its bytes
+ * arrive: at least this much more, or a quarter of what arrived, so a 1 GiB
+ * archive takes a few dozen database round trips, not one per chunk.
+ */
+const RESERVE_STEP_BYTES = 8 * 1024 * 1024;
 
 /** The limits that apply to one account: its overrides, else its plan's configured defaults. */
 export function limitsFor(config: Config, account: AccountRow): PlanLimits {
@@ -275,7 +283,7 @@ export async function storeExport(
   let name: string;
   let contentType: string;
   let declared: number;
-  let checkLimits: (bytes: number) => void;
+  let checkLimits: (bytes: number) => Promise<void>;
   let pending: ArtifactRow;
   try {
     name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
@@ -317,11 +325,25 @@ export async function storeExport(
       expiresAt: null,
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
-    const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes);
-    if (!reserved.inserted) throw quotaExceeded();
-    checkLimits = (bytes: number): void => {
+    // Exports through the artifact API count against the account's exports in flight; a
+    // command's collection counts as its command. Pending rows older than the reconciler's
+    // age are crashed exports and no longer count.
+    const inFlight =
+      pending.commandId === null
+        ? { limit: deps.config.limits.concurrentExports, since: new Date(pending.createdAt.getTime() - deps.config.pendingMaxAgeMs) }
+        : undefined;
+    const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes, inFlight);
+    if (!reserved.inserted) throw reserved.reason === "in_flight" ? rateLimited("concurrentExports", inFlight!.limit) : quotaExceeded();
+    // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
+    // atomically against every other export of the account (on every replica), or the export fails.
+    let reservedBytes = declared;
+    checkLimits = async (bytes: number): Promise<void> => {
       tooLarge(bytes);
-      if (reserved.otherBytes + bytes > limits.quotaBytes) throw quotaExceeded();
+      if (bytes <= reservedBytes) return;
+      const want = Math.min(limits.maxArtifactBytes, bytes + Math.max(RESERVE_STEP_BYTES, Math.floor(bytes / 4)));
+      const grown = await deps.db.growArtifactReservation(pending.id, accountId, bytes, want, limits.quotaBytes);
+      if (grown === undefined) throw quotaExceeded();
+      reservedBytes = grown;
     };
   } catch (err) {
     // The agent call is open: end it before giving up.
@@ -349,12 +371,12 @@ export async function storeExport(
           case "header":
             if (seen.header || seen.bytes > 0) throw new CrowNestError("integrity_error", "the agent sent a second header");
             seen.header = event.value;
-            if (!isDirectory) checkLimits(Number((event.value as FileInfo).size));
+            if (!isDirectory) await checkLimits(Number((event.value as FileInfo).size));
             break;
           case "chunk":
             if (!seen.header) throw new CrowNestError("integrity_error", "the agent sent bytes before its header");
             seen.bytes += event.value.byteLength;
-            checkLimits(seen.bytes);
+            await checkLimits(seen.bytes);
             atYield = true;
             yield event.value;
             atYield = false;

@@ -48,10 +48,10 @@ export function isReplayedError(err: unknown): boolean {
 /**
  * Final outcomes are stored and replayed: successes and client errors.
  * Transient failures release the key so a retry runs again: 5xx, and
- * file_changed, whose remedy is precisely to retry.
+ * file_changed and rate_limited, whose remedy is precisely to retry.
  */
 function isFinal(err: CrowNestError): boolean {
-  return err.httpStatus < 500 && err.code !== "file_changed";
+  return err.httpStatus < 500 && err.code !== "file_changed" && err.code !== "rate_limited";
 }
 
 export interface IdempotentRequest {

@@ -9,6 +9,7 @@ import { agentClients, type AgentClients } from "../runtime/agent-client.js";
 import { LocalRuntime } from "../runtime/local.js";
 import type { AgentEndpoint } from "../runtime/types.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { rateLimited } from "./limits.js";
 
 /** A sandbox lives at most a week; an hour when the request does not say. */
 export const MAX_SANDBOX_TIMEOUT_SECONDS = 7 * 24 * 3600;
@@ -62,6 +63,9 @@ function validateTimeout(value: unknown): number | undefined {
 export async function createSandbox(deps: Deps, caller: Caller, input: CreateSandboxInput): Promise<SandboxRow> {
   requireScopes(caller, "sandbox:create");
   const timeoutSeconds = validateTimeout(input.timeoutSeconds) ?? deps.config.sandboxDefaultTimeoutSeconds;
+  const max = deps.config.limits.sandboxes;
+  // Cheap refusal before an agent is started; the insert below is the check that holds under races.
+  if ((await deps.db.runningSandboxCount(caller.accountId, deps.clock.now())) >= max) throw rateLimited("sandboxes", max);
   const id = newId("sbx");
   const endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken });
   const createdAt = deps.clock.now();
@@ -77,15 +81,25 @@ export async function createSandbox(deps: Deps, caller: Caller, input: CreateSan
     expiresAt: new Date(createdAt.getTime() + timeoutSeconds * 1000),
     destroyedAt: null,
   };
+  let recorded: boolean;
   try {
-    await deps.db.createSandbox(row);
+    recorded = await deps.db.createSandboxWithinLimit(row, max, deps.clock.now());
   } catch (err) {
-    // No record, no agent: nothing would ever stop it otherwise.
-    await deps.runtime.stop(id, endpoint).catch((stopErr: unknown) => deps.log.error({ err: stopErr, sandboxId: id }, "stopping an unrecorded agent failed"));
+    recorded = false;
+    await stopUnrecorded(deps, id, endpoint);
     throw err;
+  }
+  if (!recorded) {
+    await stopUnrecorded(deps, id, endpoint);
+    throw rateLimited("sandboxes", max);
   }
   deps.log.info({ sandboxId: id, accountId: caller.accountId, requestId: caller.requestId, expiresAt: row.expiresAt }, "sandbox created");
   return row;
+}
+
+/** No record, no agent: nothing would ever stop it otherwise. */
+async function stopUnrecorded(deps: Deps, id: string, endpoint: AgentEndpoint): Promise<void> {
+  await deps.runtime.stop(id, endpoint).catch((stopErr: unknown) => deps.log.error({ err: stopErr, sandboxId: id }, "stopping an unrecorded agent failed"));
 }
 
 /** The caller's sandbox in any state; not_found for unknown ids and other accounts' sandboxes. */

@@ -17,7 +17,7 @@ const DESIGN_CODES: Record<string, number> = {
   sandbox_not_running: 409, idempotency_key_in_use: 409, file_changed: 409,
   idempotency_key_reused: 422, path_outside_workspace: 422, invalid_path: 422,
   not_a_regular_file: 422, too_large: 413, quota_exceeded: 413, agent_unavailable: 503,
-  storage_unavailable: 503, integrity_error: 502, internal: 500,
+  storage_unavailable: 503, integrity_error: 502, internal: 500, rate_limited: 429,
 };
 
 describe("error registry", () => {

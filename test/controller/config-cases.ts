@@ -38,5 +38,8 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_SANDBOX_TIMEOUT_SECONDS", value: "99999999" },
   { variable: "CROWNEST_COLLECT_CONCURRENCY", value: "65" },
   { variable: "CROWNEST_COMMAND_STALE_MS", value: "x" },
+  { variable: "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", value: "0" },
+  { variable: "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", value: "many" },
+  { variable: "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", value: "-1" },
   { variable: "CROWNEST_LOG_LEVEL", value: "loud" },
 ];

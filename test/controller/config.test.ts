@@ -31,6 +31,17 @@ describe("loadConfig", () => {
     expect(config.plans.free.retentionDays).toBe(7);
     expect(config.plans.developer.retentionDays).toBe(30);
     expect(config.publicUrl).toBeUndefined();
+    expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64 });
+  });
+
+  it("reads the per-account limits", () => {
+    const config = loadConfig({
+      CROWNEST_DATA_DIR: dataDir,
+      CROWNEST_MAX_SANDBOXES_PER_ACCOUNT: "5",
+      CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT: "6",
+      CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT: "7",
+    });
+    expect(config.limits).toEqual({ sandboxes: 5, concurrentExports: 6, runningCommands: 7 });
   });
 
   it("generates the bootstrap key once, stores it 0600, and reuses it", async () => {

@@ -67,11 +67,11 @@ describe("scopes", () => {
     ["DELETE", "/v1/sandboxes/{id}", undefined, ["sandbox:delete"]],
     ["PUT", "/v1/sandboxes/{id}/files?path=a.txt", "x", ["file:write"]],
     ["GET", "/v1/sandboxes/{id}/files?path=a.txt", undefined, ["file:read"]],
-    ["POST", "/v1/accounts", { plan: "free" }, ["admin"]],
+    ["POST", "/v1/accounts", { plan: "free" }, ["operator"]],
     ["POST", "/v1/api-keys", { scopes: ["sandbox:read"] }, ["admin"]],
   ] as const)("%s %s without its scope is 403 permission_denied naming it", async (method, path, body, missing) => {
-    // Every scope except the one needed.
-    const key = await keyFor(SCOPES.filter((s) => !(missing as readonly string[]).includes(s)));
+    // Every scope except the one needed (and operator, which stands in for admin).
+    const key = await keyFor(SCOPES.filter((s) => !(missing as readonly string[]).includes(s) && s !== "operator"));
     const res = await api(ctl.httpUrl, key)(method, path.replace("{id}", sandboxId), body);
     expect(res.status).toBe(403);
     expect(res.json.error.code).toBe("permission_denied");
@@ -95,7 +95,7 @@ describe("tenancy", () => {
   beforeAll(async () => {
     const account = await admin("POST", "/v1/accounts", { plan: "free" });
     expect(account.status).toBe(201);
-    other = api(ctl.httpUrl, await keyFor([...SCOPES.filter((s) => s !== "admin")], account.json.id));
+    other = api(ctl.httpUrl, await keyFor([...SCOPES.filter((s) => s !== "admin" && s !== "operator")], account.json.id));
   });
 
   it.each([

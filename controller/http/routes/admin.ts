@@ -1,8 +1,9 @@
-// POST /v1/accounts and POST /v1/api-keys (scope admin).
+// Accounts (scope operator) and API keys (scope admin for the caller's own
+// account, operator for any): create, list, revoke.
 import type { FastifyInstance } from "fastify";
 import { SCOPES } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
-import { PLANS, createAccount, createApiKey } from "../../services/accounts.js";
+import { PLANS, createAccount, createApiKey, listApiKeys, revokeApiKey } from "../../services/accounts.js";
 import { callerOf } from "../context.js";
 
 export function register(app: FastifyInstance, deps: Deps): void {
@@ -45,4 +46,11 @@ export function register(app: FastifyInstance, deps: Deps): void {
     },
     async (request, reply) => reply.code(201).send(await createApiKey(deps, callerOf(request), request.body)),
   );
+
+  app.get("/v1/api-keys", async (request) => ({ apiKeys: await listApiKeys(deps, callerOf(request)) }));
+
+  app.delete<{ Params: { keyId: string } }>("/v1/api-keys/:keyId", async (request, reply) => {
+    await revokeApiKey(deps, callerOf(request), request.params.keyId);
+    return reply.code(204).send();
+  });
 }

@@ -277,6 +277,10 @@ export type ErrorDetail = Message<"crownest.v1.ErrorDetail"> & {
   message: string;
 
   /**
+   * The REST error's details object. `rate_limited` (RESOURCE_EXHAUSTED: a
+   * per-account limit on running sandboxes, running commands or exports in
+   * flight) carries `retryAfterSeconds`, also sent as `retry-after` metadata.
+   *
    * @generated from field: google.protobuf.Struct details = 3;
    */
   details?: JsonObject | undefined;

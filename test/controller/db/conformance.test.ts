@@ -17,6 +17,7 @@ import { KyselyMetadataStore } from "../../../controller/db/store.js";
 import type { StoreOptions } from "../../../controller/db/store.js";
 import type {
   AccountRow,
+  ApiKeyRow,
   ArtifactRow,
   CommandRow,
   MetadataStore,
@@ -231,8 +232,8 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       await store.createAccount(acct);
       const key = { id: newId("key"), accountId: acct.id, scopes: ["artifact:read", "file:read"] as const, secretHash: "f".repeat(64), createdAt: at(5) };
       await store.createApiKey({ ...key, scopes: [...key.scopes] });
-      expect(await store.getApiKey(key.id)).toEqual({ ...key, scopes: ["artifact:read", "file:read"] });
-      expect(await store.findApiKeyByHash("f".repeat(64))).toEqual({ ...key, scopes: ["artifact:read", "file:read"] });
+      expect(await store.getApiKey(key.id)).toEqual({ ...key, scopes: ["artifact:read", "file:read"], lastUsedAt: null, bootstrap: false });
+      expect(await store.findApiKeyByHash("f".repeat(64))).toEqual({ ...key, scopes: ["artifact:read", "file:read"], lastUsedAt: null, bootstrap: false });
       expect(await store.findApiKeyByHash("e".repeat(64))).toBeUndefined();
       expect(await store.getApiKey("key_missing")).toBeUndefined();
     });
@@ -245,13 +246,166 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const second = { ...first, id: newId("key"), scopes: ["file:read" as const] };
       await expect(store.createApiKey(second)).rejects.toThrow();
       expect(await store.getApiKey(second.id)).toBeUndefined();
-      expect(await store.findApiKeyByHash(first.secretHash)).toEqual(first);
+      expect(await store.findApiKeyByHash(first.secretHash)).toEqual({ ...first, lastUsedAt: null, bootstrap: false });
     });
 
     it("refuses a key for an account that does not exist", async () => {
       const key = { id: newId("key"), accountId: "acct_nobody", scopes: ["admin" as const], secretHash: "b".repeat(64), createdAt: at(0) };
       await expect(store.createApiKey(key)).rejects.toThrow();
       expect(await store.getApiKey(key.id)).toBeUndefined();
+    });
+  });
+
+  /**
+   * A second replica's handle for races of transactions. SQLite: the same
+   * handle, since better-sqlite3 waits for another handle's lock
+   * synchronously and two handles of one process would block each other
+   * (separate processes wait in turn; the controller keeps one handle).
+   */
+  const racer = () => (impl.name === "postgres" ? openStore() : store);
+
+  describe("API key management", () => {
+    const key = (accountId: string, hashChar: string, over: Partial<ApiKeyRow> = {}): ApiKeyRow => ({
+      id: newId("key"),
+      accountId,
+      scopes: ["sandbox:read"],
+      secretHash: hashChar.repeat(64),
+      createdAt: at(0),
+      ...over,
+    });
+
+    it("lists one account's keys oldest first; delete revokes once; touch writes at most once per period", async () => {
+      const acct = account();
+      const stranger = account();
+      await store.createAccount(acct);
+      await store.createAccount(stranger);
+      const k2 = key(acct.id, "2", { createdAt: at(20) });
+      const k1 = key(acct.id, "1", { createdAt: at(10) });
+      await store.createApiKey(k2);
+      await store.createApiKey(k1);
+      await store.createApiKey(key(stranger.id, "3"));
+      expect((await store.listApiKeys(acct.id)).map((k) => k.id)).toEqual([k1.id, k2.id]);
+      expect(await store.listApiKeys("acct_missing")).toEqual([]);
+
+      await store.touchApiKey(k1.id, at(1000), 60_000);
+      expect((await store.getApiKey(k1.id))?.lastUsedAt).toEqual(at(1000));
+      await store.touchApiKey(k1.id, at(30_000), 60_000); // within the period: kept
+      expect((await store.getApiKey(k1.id))?.lastUsedAt).toEqual(at(1000));
+      await store.touchApiKey(k1.id, at(61_000), 60_000);
+      expect((await store.getApiKey(k1.id))?.lastUsedAt).toEqual(at(61_000));
+
+      expect(await store.deleteApiKey(k1.id)).toBe(true);
+      expect(await store.deleteApiKey(k1.id)).toBe(false);
+      expect(await store.findApiKeyByHash(k1.secretHash)).toBeUndefined();
+      expect((await store.listApiKeys(acct.id)).map((k) => k.id)).toEqual([k2.id]);
+    });
+
+    it("ensureBootstrapKey keeps one bootstrap key: a changed key revokes the previous one, minted keys stay", async () => {
+      const acct = account();
+      await store.createAccount(acct);
+      const minted = key(acct.id, "9", { scopes: ["admin"] });
+      await store.createApiKey(minted);
+      const first = key(acct.id, "a", { scopes: ["admin"] });
+      expect(await store.ensureBootstrapKey(first)).toEqual({ revoked: 0 });
+      // The same key again (a restart, or a replica starting at the same time): nothing revoked, scopes refreshed.
+      const again = await Promise.all([
+        store.ensureBootstrapKey({ ...first, id: newId("key"), scopes: ["admin", "operator"] }),
+        racer().ensureBootstrapKey({ ...first, id: newId("key"), scopes: ["admin", "operator"] }),
+      ]);
+      expect(again).toEqual([{ revoked: 0 }, { revoked: 0 }]);
+      const kept = await store.findApiKeyByHash(first.secretHash);
+      expect(kept).toMatchObject({ id: first.id, scopes: ["admin", "operator"], bootstrap: true });
+      // Another bootstrap key: the first is gone, the minted key is untouched.
+      const second = key(acct.id, "b", { scopes: ["admin", "operator"] });
+      expect(await store.ensureBootstrapKey(second)).toEqual({ revoked: 1 });
+      expect(await store.findApiKeyByHash(first.secretHash)).toBeUndefined();
+      expect(await store.findApiKeyByHash(second.secretHash)).toMatchObject({ id: second.id, bootstrap: true });
+      expect(await store.findApiKeyByHash(minted.secretHash)).toMatchObject({ id: minted.id, bootstrap: false });
+    });
+  });
+
+  describe("per-account limits", () => {
+    it("createSandboxWithinLimit admits at most the limit under concurrency, across handles; ended and expired ones do not count", async () => {
+      const acct = account();
+      await store.createAccount(acct);
+      const ended = sandbox(acct.id);
+      await store.createSandbox(ended);
+      await store.markSandboxDestroyed(ended.id, at(1));
+      await store.createSandbox(sandbox(acct.id, { expiresAt: at(50) })); // expired at at(100)
+      const other = racer();
+      const rows = Array.from({ length: 6 }, () => sandbox(acct.id));
+      const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).createSandboxWithinLimit(r, 3, at(100))));
+      expect(results.filter(Boolean)).toHaveLength(3);
+      expect(await store.runningSandboxCount(acct.id, at(100))).toBe(3);
+      for (const [i, r] of rows.entries()) expect((await store.getSandbox(r.id)) !== undefined).toBe(results[i]);
+      // Full: refused; another account is not affected; a destroyed one makes room.
+      expect(await store.createSandboxWithinLimit(sandbox(acct.id), 3, at(100))).toBe(false);
+      const stranger = account();
+      await store.createAccount(stranger);
+      expect(await store.createSandboxWithinLimit(sandbox(stranger.id), 3, at(100))).toBe(true);
+      await store.markSandboxDestroyed(rows[results.indexOf(true)]!.id, at(101));
+      expect(await store.createSandboxWithinLimit(sandbox(acct.id), 3, at(102))).toBe(true);
+    });
+
+    it("insertCommandWithinLimit counts running and collecting commands with a fresh heartbeat only", async () => {
+      const { acct, sb } = await seed();
+      await store.insertCommand(command(sb, { status: "exited", collectStatus: "succeeded", heartbeatAt: at(100) }));
+      await store.insertCommand(command(sb, { status: "running", heartbeatAt: at(10) })); // stale: a dead controller's
+      await store.insertCommand(command(sb, { status: "exited", collectStatus: "pending", heartbeatAt: at(100) })); // collecting: counts
+      const other = racer();
+      const rows = Array.from({ length: 5 }, () => command(sb, { heartbeatAt: at(100) }));
+      const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).insertCommandWithinLimit(r, 3, at(50))));
+      expect(results.filter(Boolean)).toHaveLength(2);
+      for (const [i, r] of rows.entries()) expect((await store.getCommand(r.id)) !== undefined).toBe(results[i]);
+      const { acct: strangerAcct, sb: strangerSb } = await seed();
+      expect(strangerAcct.id).not.toBe(acct.id);
+      expect(await store.insertCommandWithinLimit(command(strangerSb, { heartbeatAt: at(100) }), 3, at(50))).toBe(true);
+      // Once the running ones' heartbeats are stale they stop counting.
+      expect(await store.insertCommandWithinLimit(command(sb, { heartbeatAt: at(200) }), 3, at(150))).toBe(true);
+    });
+
+    it("insertPendingArtifactWithinQuota with an in-flight limit counts the account's recent pending API exports only", async () => {
+      const { acct, sb } = await seed();
+      await readyArtifact(sb, at(0), at(DAY));
+      await store.insertPendingArtifact(artifact(sb, { createdAt: at(10) })); // older than `since`: a crashed export
+      const cmd = command(sb);
+      await store.insertCommand(cmd);
+      await store.insertPendingArtifact(artifact(sb, { createdAt: at(100), commandId: cmd.id })); // a collection's: its command counts
+      const limit = { limit: 2, since: at(50) };
+      const other = racer();
+      const rows = Array.from({ length: 5 }, () => artifact(sb, { createdAt: at(100), sizeBytes: 10 }));
+      const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).insertPendingArtifactWithinQuota(r, 1_000_000, limit)));
+      expect(results.filter((r) => r.inserted)).toHaveLength(2);
+      for (const r of results) if (!r.inserted) expect(r.reason).toBe("in_flight");
+      expect((await store.storedBytes(acct.id))).toBe(10 + 20);
+      // The quota still speaks for itself.
+      const big = await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 2_000_000 }), 1_000_000, { limit: 100, since: at(50) });
+      expect(big).toMatchObject({ inserted: false, reason: "quota" });
+    });
+
+    it("growArtifactReservation: concurrent growth never overshoots the quota; at least `need`, at most `want`", async () => {
+      const { acct, sb } = await seed();
+      await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 100 });
+      const other = racer();
+      const rows = Array.from({ length: 6 }, () => artifact(sb, { sizeBytes: 0 }));
+      for (const r of rows) expect((await store.insertPendingArtifactWithinQuota(r, 1000)).inserted).toBe(true);
+      // Six archives each needing 300 bytes against 900 bytes of room: three fit.
+      const grown = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).growArtifactReservation(r.id, acct.id, 300, 300, 1000)));
+      expect(grown.filter((g) => g === 300)).toHaveLength(3);
+      expect(grown.filter((g) => g === undefined)).toHaveLength(3);
+      expect(await store.storedBytes(acct.id)).toBe(1000);
+      // No room at all: undefined, nothing changed.
+      const grownRow = rows[grown.indexOf(300)]!;
+      expect(await store.growArtifactReservation(grownRow.id, acct.id, 301, 400, 1000)).toBeUndefined();
+      expect((await store.getArtifact(grownRow.id))?.sizeBytes).toBe(300);
+      // need is guaranteed; beyond it, at most half of the room left (300 bytes of room: 100 + 100).
+      const freed = rows[grown.indexOf(undefined)]!;
+      await store.deleteArtifact(grownRow.id);
+      expect(await store.growArtifactReservation(freed.id, acct.id, 100, 10_000, 1000)).toBe(200);
+      expect(await store.growArtifactReservation(freed.id, acct.id, 250, 250, 1000)).toBe(250);
+      // A row that is no longer pending is not grown.
+      const ready = await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 0 });
+      expect(await store.growArtifactReservation(ready.id, acct.id, 1, 1, 1_000_000)).toBeUndefined();
     });
   });
 
