@@ -6,6 +6,7 @@ import { CrowNestError } from "../../common/errors.js";
 import type {
   AccountsTable,
   ApiKeysTable,
+  ArtifactEntriesTable,
   ArtifactsTable,
   CommandsTable,
   IdempotencyKeysTable,
@@ -14,6 +15,7 @@ import type {
 import type {
   AccountRow,
   ApiKeyRow,
+  ArchiveEntryRow,
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
@@ -172,6 +174,7 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     state: row.state,
     created_at: toMillis(row.createdAt, "createdAt"),
     expires_at: toMillisOrNull(row.expiresAt, "expiresAt"),
+    archive_format: row.archiveFormat ?? null,
   };
 }
 
@@ -190,6 +193,35 @@ export function artifactFromDb(r: Selectable<ArtifactsTable>): ArtifactRow {
     state: r.state as ArtifactRow["state"],
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillisOrNull(r.expires_at),
+    archiveFormat: (r.archive_format ?? null) as ArtifactRow["archiveFormat"],
+  };
+}
+
+export function archiveEntryToDb(row: ArchiveEntryRow): Insertable<ArtifactEntriesTable> {
+  return {
+    artifact_id: row.artifactId,
+    seq: toWhole(row.seq, "seq"),
+    path: row.path,
+    type: row.type,
+    size_bytes: toWhole(row.sizeBytes, "sizeBytes"),
+    mode: toWhole(row.mode, "mode"),
+    mtime: toMillis(row.mtime, "mtime"),
+    link_target: row.linkTarget,
+    data_offset: toWhole(row.dataOffset, "dataOffset"),
+  };
+}
+
+export function archiveEntryFromDb(r: Selectable<ArtifactEntriesTable>): ArchiveEntryRow {
+  return {
+    artifactId: r.artifact_id,
+    seq: fromInt(r.seq),
+    path: r.path,
+    type: r.type as ArchiveEntryRow["type"],
+    sizeBytes: fromInt(r.size_bytes),
+    mode: fromInt(r.mode),
+    mtime: fromMillis(r.mtime),
+    linkTarget: r.link_target,
+    dataOffset: fromInt(r.data_offset),
   };
 }
 

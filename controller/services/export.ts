@@ -12,6 +12,7 @@ import type { ArchiveHeader, FileInfo, Trailer } from "../../gen/crownest/agent/
 import type { Config, PlanLimits } from "../config.js";
 import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { indexArchive } from "../archive/index-stream.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
@@ -315,6 +316,7 @@ export async function storeExport(
       state: "pending",
       createdAt: deps.clock.now(),
       expiresAt: null,
+      archiveFormat: isDirectory ? "tar" : null,
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
     const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes);
@@ -376,7 +378,9 @@ export async function storeExport(
   try {
     let result;
     try {
-      result = await deps.blobs.write(pending.storageKey, agentBytes(), {
+      // An archive's entry index is taken from its tar bytes on the way to the store (pending until ready, like the record).
+      const body = isDirectory ? indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)) : agentBytes();
+      result = await deps.blobs.write(pending.storageKey, body, {
         signal,
         contentType,
         ...(isDirectory ? {} : { sizeHint: declared }),
