@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   storage_unavailable: { http: 503, connect: Code.Unavailable },
   integrity_error: { http: 502, connect: Code.DataLoss },
   internal: { http: 500, connect: Code.Internal },
+  not_an_archive: { http: 409, connect: Code.FailedPrecondition },
 } as const satisfies Record<string, { http: number; connect: Code }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
