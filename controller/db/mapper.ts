@@ -16,6 +16,7 @@ import type {
   AccountRow,
   ApiKeyRow,
   ArchiveEntryRow,
+  ArchiveFormat,
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
@@ -193,7 +194,8 @@ export function artifactFromDb(r: Selectable<ArtifactsTable>): ArtifactRow {
     state: r.state as ArtifactRow["state"],
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillisOrNull(r.expires_at),
-    archiveFormat: (r.archive_format ?? null) as ArtifactRow["archiveFormat"],
+    // Absent for single files, so rows of files read back exactly as written.
+    ...(r.archive_format ? { archiveFormat: r.archive_format as ArchiveFormat } : {}),
   };
 }
 
