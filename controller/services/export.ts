@@ -316,7 +316,8 @@ export async function storeExport(
       state: "pending",
       createdAt: deps.clock.now(),
       expiresAt: null,
-      archiveFormat: isDirectory ? "tar" : null,
+      // Archives get an entry index (below); single files have none and no format.
+      ...(isDirectory ? { archiveFormat: "tar" as const } : {}),
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
     const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes);
@@ -378,7 +379,8 @@ export async function storeExport(
   try {
     let result;
     try {
-      // An archive's entry index is taken from its tar bytes on the way to the store (pending until ready, like the record).
+      // An archive's entry index is taken from its tar bytes on the way to the store (pending until ready, like the
+      // record). Compression, where an export asks for it, belongs after this: the index's offsets are in the plain tar.
       const body = isDirectory ? indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)) : agentBytes();
       result = await deps.blobs.write(pending.storageKey, body, {
         signal,
