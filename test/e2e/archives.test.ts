@@ -388,6 +388,20 @@ describe.each(["file", "s3"] as const)("archives on the %s blob store", (store) 
     });
   });
 
+  it("a pending archive's index is invisible: its entries and entry links are 404", async () => {
+    const id = newId("art");
+    await ctl.deps.db.insertPendingArtifact({
+      id, accountId: "acct_default", sandboxId, commandId: null, name: "pending.tar", sourcePath: "/workspace/report",
+      sizeBytes: 0, contentType: "application/x-tar", sha256: "", storageKey: `acct_default/${sandboxId}/${id}`, state: "pending",
+      createdAt: clock.now(), expiresAt: null, archiveFormat: "tar",
+    });
+    const entries = await ctl.deps.db.listArtifactEntries(archive.id, { limit: 1000 });
+    await ctl.deps.db.insertArtifactEntries(id, entries.map((e) => ({ ...e, artifactId: id })));
+    expectError(await call("GET", `/v1/artifacts/${id}/entries`), 404, "not_found");
+    expectError(await call("POST", `/v1/artifacts/${id}/download-url`, { entry: "index.html" }), 404, "not_found");
+    await ctl.deps.db.deleteArtifact(id);
+  });
+
   it("deleting an archive removes its index with it", async () => {
     const res = await call("POST", `/v1/sandboxes/${sandboxId}/artifacts`, { path: "report", name: "to-delete.tar" });
     expect(res.status).toBe(201);
