@@ -7,6 +7,7 @@ import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { benchAgent, type AgentBenchRow } from "./agent.js";
+import { benchArchiveEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
 import { benchFileExport } from "./file-export.js";
@@ -76,6 +77,16 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
         log("concurrent exports");
         rows.push(...(await benchConcurrentExports(ctl, opts, log)));
       }
+    } finally {
+      await ctl.stop();
+    }
+  }
+  if (opts.suites.has("archives")) {
+    ensureAgentBundle(notes);
+    log("archive entries");
+    const ctl = await BenchController.start("archives");
+    try {
+      rows.push(...(await benchArchiveEntry(ctl, opts, log)));
     } finally {
       await ctl.stop();
     }

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   integrity_error: { http: 502, connect: Code.DataLoss },
   internal: { http: 500, connect: Code.Internal },
   rate_limited: { http: 429, connect: Code.ResourceExhausted },
+  not_an_archive: { http: 409, connect: Code.FailedPrecondition },
 } as const satisfies Record<string, { http: number; connect: Code }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -6,6 +6,7 @@ import { CrowNestError } from "../../common/errors.js";
 import type {
   AccountsTable,
   ApiKeysTable,
+  ArtifactEntriesTable,
   ArtifactsTable,
   CommandsTable,
   IdempotencyKeysTable,
@@ -14,6 +15,8 @@ import type {
 import type {
   AccountRow,
   ApiKeyRow,
+  ArchiveEntryRow,
+  ArchiveFormat,
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
@@ -174,6 +177,7 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     state: row.state,
     created_at: toMillis(row.createdAt, "createdAt"),
     expires_at: toMillisOrNull(row.expiresAt, "expiresAt"),
+    archive_format: row.archiveFormat ?? null,
   };
 }
 
@@ -192,6 +196,36 @@ export function artifactFromDb(r: Selectable<ArtifactsTable>): ArtifactRow {
     state: r.state as ArtifactRow["state"],
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillisOrNull(r.expires_at),
+    // Absent for single files, so rows of files read back exactly as written.
+    ...(r.archive_format ? { archiveFormat: r.archive_format as ArchiveFormat } : {}),
+  };
+}
+
+export function archiveEntryToDb(row: ArchiveEntryRow): Insertable<ArtifactEntriesTable> {
+  return {
+    artifact_id: row.artifactId,
+    seq: toWhole(row.seq, "seq"),
+    path: row.path,
+    type: row.type,
+    size_bytes: toWhole(row.sizeBytes, "sizeBytes"),
+    mode: toWhole(row.mode, "mode"),
+    mtime: toMillis(row.mtime, "mtime"),
+    link_target: row.linkTarget,
+    data_offset: toWhole(row.dataOffset, "dataOffset"),
+  };
+}
+
+export function archiveEntryFromDb(r: Selectable<ArtifactEntriesTable>): ArchiveEntryRow {
+  return {
+    artifactId: r.artifact_id,
+    seq: fromInt(r.seq),
+    path: r.path,
+    type: r.type as ArchiveEntryRow["type"],
+    sizeBytes: fromInt(r.size_bytes),
+    mode: fromInt(r.mode),
+    mtime: fromMillis(r.mtime),
+    linkTarget: r.link_target,
+    dataOffset: fromInt(r.data_offset),
   };
 }
 

@@ -153,9 +153,37 @@ const keysAndLimits: Migration = {
   },
 };
 
+/**
+ * The entry index of archive artifacts (one row per tar entry, written at
+ * export time) and the artifact's archive format. Entries belong to their
+ * artifact: deleting it deletes them (explicitly in deleteArtifact, and by
+ * the foreign key's cascade as a backstop).
+ */
+const artifactEntries: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable("artifacts").addColumn("archive_format", "text").execute();
+    await db.schema
+      .createTable("artifact_entries")
+      .addColumn("artifact_id", "text", (c) => c.notNull().references("artifacts.id").onDelete("cascade"))
+      .addColumn("seq", "integer", (c) => c.notNull())
+      .addColumn("path", "text", (c) => c.notNull())
+      .addColumn("type", "text", (c) => c.notNull())
+      .addColumn("size_bytes", "bigint", (c) => c.notNull())
+      .addColumn("mode", "integer", (c) => c.notNull())
+      .addColumn("mtime", "bigint", (c) => c.notNull())
+      .addColumn("link_target", "text")
+      .addColumn("data_offset", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("artifact_entries_pk", ["artifact_id", "seq"])
+      .addUniqueConstraint("artifact_entries_path", ["artifact_id", "path"])
+      .addCheckConstraint("artifact_entries_type_check", sql`type in ('file', 'dir', 'symlink')`)
+      .execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_keys_and_limits": keysAndLimits,
+  "0004_artifact_entries": artifactEntries,
 };
 
 const provider: MigrationProvider = {

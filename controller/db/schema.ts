@@ -62,6 +62,20 @@ export interface ArtifactsTable {
   expires_at: Millis | null;
   /** Sweeper lease: a claimed row is not handed out again before this. */
   claimed_until: Generated<Millis | null>;
+  /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
+  archive_format: Generated<string | null>;
+}
+
+export interface ArtifactEntriesTable {
+  artifact_id: string;
+  seq: number;
+  path: string;
+  type: string;
+  size_bytes: number;
+  mode: number;
+  mtime: Millis;
+  link_target: string | null;
+  data_offset: number;
 }
 
 export interface CommandsTable {
@@ -102,6 +116,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
+  artifact_entries: ArtifactEntriesTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
 }

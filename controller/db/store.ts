@@ -14,6 +14,8 @@ import {
   accountToDb,
   apiKeyFromDb,
   apiKeyToDb,
+  archiveEntryFromDb,
+  archiveEntryToDb,
   artifactFromDb,
   artifactToDb,
   commandFromDb,
@@ -33,6 +35,7 @@ import type { Database } from "./schema.js";
 import type {
   AccountRow,
   ApiKeyRow,
+  ArchiveEntryRow,
   ArtifactCursor,
   ArtifactRow,
   CommandRow,
@@ -196,6 +199,12 @@ function classify(err: unknown): unknown {
     /Connection terminated|timeout exceeded when trying to connect/i.test(message);
   if (!unavailable) return err;
   return new CrowNestError("storage_unavailable", "the metadata store is unavailable", {}, { cause: err });
+}
+
+/** A unique or primary-key violation, in either dialect. */
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "23505" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY";
 }
 
 export class KyselyMetadataStore implements MetadataStore {
@@ -555,9 +564,55 @@ export class KyselyMetadataStore implements MetadataStore {
   }
 
   deleteArtifact(id: string): Promise<boolean> {
+    return this.run(() =>
+      // The index goes with its artifact, in one transaction.
+      this.db.transaction().execute(async (trx) => {
+        await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+        const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
+        return res.numDeletedRows > 0n;
+      }),
+    );
+  }
+
+  insertArtifactEntries(artifactId: string, entries: ArchiveEntryRow[]): Promise<void> {
     return this.run(async () => {
-      const res = await this.db.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
-      return res.numDeletedRows > 0n;
+      if (entries.length === 0) return;
+      const rows = entries.map((e) => archiveEntryToDb({ ...e, artifactId }));
+      try {
+        await this.db.insertInto("artifact_entries").values(rows).execute();
+      } catch (err) {
+        if (isUniqueViolation(err)) {
+          throw new CrowNestError("integrity_error", "the archive holds two entries with the same name", {}, { cause: err });
+        }
+        throw err;
+      }
+    });
+  }
+
+  listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]> {
+    return this.run(async () => {
+      let q = this.db.selectFrom("artifact_entries").selectAll().where("artifact_id", "=", artifactId);
+      if (options.afterSeq !== undefined) q = q.where("seq", ">", toWhole(options.afterSeq, "afterSeq"));
+      const prefix = options.prefix ?? "";
+      if (prefix !== "") {
+        // substr counts characters in both dialects; LIKE would need escaping and is case-blind for ASCII in SQLite.
+        const chars = [...prefix].length;
+        q = q.where((eb) => eb(eb.fn<string>("substr", ["path", eb.lit(1), eb.val(chars)]), "=", prefix));
+      }
+      const rows = await q.orderBy("seq").limit(toWhole(options.limit, "limit")).execute();
+      return rows.map(archiveEntryFromDb);
+    });
+  }
+
+  getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined> {
+    return this.run(async () => {
+      const r = await this.db
+        .selectFrom("artifact_entries")
+        .selectAll()
+        .where("artifact_id", "=", artifactId)
+        .where("path", "=", path)
+        .executeTakeFirst();
+      return r && archiveEntryFromDb(r);
     });
   }
 

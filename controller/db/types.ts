@@ -79,6 +79,34 @@ export interface ArtifactRow {
   createdAt: Date;
   /** Set when ready. */
   expiresAt: Date | null;
+  /**
+   * How the blob holds an archive with an entry index ("tar", or "tar.gz":
+   * the index's offsets are then in the uncompressed tar); absent or null
+   * for a single file, which has no entries.
+   */
+  archiveFormat?: ArchiveFormat | null;
+}
+
+export type ArchiveFormat = "tar" | "tar.gz";
+export type ArchiveEntryType = "file" | "dir" | "symlink";
+
+/** One entry of an archive artifact's index, as read from its tar headers at export time. */
+export interface ArchiveEntryRow {
+  artifactId: string;
+  /** Position in the archive (0, 1, …): listings follow the archive's order. */
+  seq: number;
+  /** As stored in the tar, without "./" in front or "/" behind. */
+  path: string;
+  type: ArchiveEntryType;
+  /** Bytes of a file's data; 0 for directories and symlinks. */
+  sizeBytes: number;
+  /** Permission bits (07777). */
+  mode: number;
+  mtime: Date;
+  /** A symlink's target, as stored; null otherwise. */
+  linkTarget: string | null;
+  /** Byte offset of the entry's data in the uncompressed tar (the byte after its header). */
+  dataOffset: number;
 }
 
 export type CommandStatus = "running" | "exited" | "timed_out" | "error";
@@ -223,6 +251,15 @@ export interface MetadataStore {
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]>;
   listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]>;
+  /**
+   * Adds entries to a (pending) archive artifact's index. Two entries with
+   * one path in an archive: integrity_error. The index goes with the
+   * artifact: deleteArtifact removes it.
+   */
+  insertArtifactEntries(artifactId: string, entries: ArchiveEntryRow[]): Promise<void>;
+  /** Entries in archive order after `afterSeq`, those whose path starts with `prefix` (plain string prefix), at most `limit`. */
+  listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]>;
+  getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
   /** Bytes held by an account: ready artifacts, and pending ones by the size they declared (their reservation). */
   storedBytes(accountId: string): Promise<number>;
   /** Pending artifacts created before `before` (crashed exports). */

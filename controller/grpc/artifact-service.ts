@@ -3,7 +3,8 @@
 // service layer's; here requests become arguments and views become messages.
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CrowNestError } from "../../common/errors.js";
-import { ArtifactService } from "../../gen/crownest/v1/artifact_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ArtifactService, type ReadArtifactHeaderSchema } from "../../gen/crownest/v1/artifact_pb.js";
 import type { Deps } from "../deps.js";
 import {
   artifactView,
@@ -13,9 +14,13 @@ import {
   getArtifact,
   listArtifacts,
   openArtifactStream,
+  parseDownloadOptions,
 } from "../services/artifacts.js";
+import { createBundleDownloadUrl } from "../services/bundles.js";
+import type { Caller } from "../services/caller.js";
+import { listArtifactEntries, openArtifactEntry, openEntryBytes } from "../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../services/idempotency.js";
-import { artifactToProto, downloadUrlToProto } from "./convert.js";
+import { artifactToProto, downloadUrlToProto, entryToProto } from "./convert.js";
 import { toRpcError } from "./errors.js";
 import { callerOf } from "./interceptors.js";
 
@@ -70,7 +75,22 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
     },
 
     async createDownloadUrl(req, ctx) {
-      return downloadUrlToProto(await createDownloadUrl(deps, callerOf(ctx), req.id));
+      const options = parseDownloadOptions({ entry: req.entry, disposition: req.disposition, authMode: req.authMode });
+      return downloadUrlToProto(await createDownloadUrl(deps, callerOf(ctx), req.id, options));
+    },
+
+    async listArtifactEntries(req, ctx) {
+      const page = await listArtifactEntries(deps, callerOf(ctx), req.id, {
+        limit: req.pageSize,
+        ...(req.prefix !== "" ? { prefix: req.prefix } : {}),
+        ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+      });
+      return { entries: page.entries.map(entryToProto), nextPageToken: page.nextCursor ?? "" };
+    },
+
+    async createBundleDownloadUrl(req, ctx) {
+      const { $typeName: _, ...link } = downloadUrlToProto(await createBundleDownloadUrl(deps, callerOf(ctx), { artifactIds: req.artifactIds }));
+      return link;
     },
 
     /**
@@ -81,6 +101,10 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
      */
     async *readArtifact(req, ctx) {
       const caller = callerOf(ctx);
+      if (req.entry !== undefined) {
+        yield* readEntry(deps, caller, req, ctx.signal);
+        return;
+      }
       let opened;
       if (req.offset === 0n && req.length === undefined) {
         opened = await openArtifactStream(deps, caller, req.id, undefined, ctx.signal);
@@ -128,4 +152,42 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
       }
     },
   };
+}
+
+/** ReadArtifact of one entry: the same header/chunks shape, offsets relative to the entry. */
+async function* readEntry(
+  deps: Deps,
+  caller: Caller,
+  req: { id: string; entry?: string; offset: bigint; length?: bigint },
+  signal: AbortSignal,
+): AsyncGenerator<{ event: { case: "header"; value: MessageInitShape<typeof ReadArtifactHeaderSchema> } | { case: "chunk"; value: Uint8Array } }> {
+  const { artifact, entry } = await openArtifactEntry(deps, caller, req.id, req.entry ?? "");
+  const size = BigInt(entry.sizeBytes);
+  if (req.offset > size) {
+    throw new CrowNestError("invalid_request", `offset ${req.offset} is beyond the entry's ${size} bytes`, { offset: Number(req.offset), sizeBytes: entry.sizeBytes });
+  }
+  const available = size - req.offset;
+  const length = req.length === undefined || req.length > available ? available : req.length;
+  yield {
+    event: {
+      case: "header",
+      value: { artifact: artifactToProto(artifactView(artifact)), offset: req.offset, length, entry: entryToProto(entry) },
+    },
+  };
+  if (length === 0n) return;
+  const start = Number(req.offset);
+  const stream = await openEntryBytes(deps, artifact, entry, { start, end: start + Number(length) - 1 }, signal);
+  let sent = 0;
+  try {
+    for await (const data of stream as AsyncIterable<Buffer>) {
+      for (let i = 0; i < data.length; i += READ_CHUNK_BYTES) {
+        const chunk = data.subarray(i, i + READ_CHUNK_BYTES);
+        sent += chunk.length;
+        yield { event: { case: "chunk", value: chunk } };
+      }
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (sent !== Number(length)) throw new CrowNestError("integrity_error", `the blob store returned ${sent} bytes where ${length} were expected`);
 }

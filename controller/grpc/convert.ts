@@ -8,7 +8,13 @@ import type { ArtifactView } from "../services/artifacts.js";
 import type { CommandView } from "../services/commands.js";
 import type { SandboxView } from "../services/sandboxes.js";
 import type { DownloadUrl } from "../services/artifacts.js";
-import { CreateDownloadUrlResponseSchema, type CreateDownloadUrlResponse } from "../../gen/crownest/v1/artifact_pb.js";
+import {
+  ArtifactEntrySchema,
+  CreateDownloadUrlResponseSchema,
+  type ArtifactEntry,
+  type CreateDownloadUrlResponse,
+} from "../../gen/crownest/v1/artifact_pb.js";
+import type { ArchiveEntryRow } from "../db/types.js";
 import {
   ArtifactSchema,
   CollectOn,
@@ -108,6 +114,17 @@ export function commandToProto(c: CommandView): Command {
     collectStatus: COLLECT_STATUS[c.collectStatus],
     collectErrors: c.collectErrors.map((e) => ({ path: e.path, name: e.name, code: e.code, message: e.message })),
     artifacts: c.artifacts.map(artifactToProto),
+  });
+}
+
+export function entryToProto(e: ArchiveEntryRow): ArtifactEntry {
+  return create(ArtifactEntrySchema, {
+    path: e.path,
+    type: e.type,
+    sizeBytes: BigInt(e.sizeBytes),
+    mode: e.mode,
+    mtime: timestamp(e.mtime),
+    ...(e.linkTarget !== null ? { linkTarget: e.linkTarget } : {}),
   });
 }
 

@@ -6,7 +6,8 @@ import { CrowNestError } from "../../common/errors.js";
 import type { ArtifactCursor, ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { requireScopes, type Caller } from "./caller.js";
-import { signDownloadUrl } from "./downloads.js";
+import { signLink, type AuthMode, type Disposition } from "./downloads.js";
+import { findFileEntry, parseEntryPath } from "./entries.js";
 import { exportPath } from "./export.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
@@ -156,15 +157,48 @@ export interface DownloadUrl {
   url: string;
   method: "GET";
   headers: Record<string, string>;
-  authMode: "api_key";
+  authMode: AuthMode;
   expiresAt: Date;
 }
 
-export async function createDownloadUrl(deps: Deps, caller: Caller, id: string): Promise<DownloadUrl> {
+/** What a download URL may be asked for besides the artifact; the same for REST and gRPC. */
+export interface DownloadOptions {
+  /** One file of an archive artifact. */
+  entry?: string;
+  disposition?: Disposition;
+  authMode?: AuthMode;
+}
+
+/** Checks raw option values (absent = default); anything else is invalid_request. */
+export function parseDownloadOptions(raw: { entry?: unknown; disposition?: unknown; authMode?: unknown }): DownloadOptions {
+  const out: DownloadOptions = {};
+  if (raw.entry !== undefined) out.entry = parseEntryPath(raw.entry);
+  if (raw.disposition !== undefined) {
+    if (raw.disposition !== "attachment" && raw.disposition !== "inline") {
+      throw new CrowNestError("invalid_request", 'disposition must be "attachment" or "inline"');
+    }
+    out.disposition = raw.disposition;
+  }
+  if (raw.authMode !== undefined) {
+    if (raw.authMode !== "api_key" && raw.authMode !== "url") throw new CrowNestError("invalid_request", 'authMode must be "api_key" or "url"');
+    out.authMode = raw.authMode;
+  }
+  return out;
+}
+
+export async function createDownloadUrl(deps: Deps, caller: Caller, id: string, options: DownloadOptions = {}): Promise<DownloadUrl> {
   requireScopes(caller, "artifact:read");
   const row = await findVisibleArtifact(deps, caller.accountId, id);
-  const signed = signDownloadUrl(deps, row.id, row.accountId);
-  return { url: signed.url, method: "GET", headers: {}, authMode: "api_key", expiresAt: signed.expiresAt };
+  // An entry is checked now, so a link is never handed out for something it cannot serve.
+  if (options.entry !== undefined) await findFileEntry(deps, row, options.entry);
+  const authMode = options.authMode ?? "api_key";
+  const signed = signLink(deps, {
+    target: { kind: "artifact", artifactId: row.id, ...(options.entry !== undefined ? { entry: options.entry } : {}) },
+    accountId: row.accountId,
+    authMode,
+    disposition: options.disposition ?? "attachment",
+  });
+  return { url: signed.url, method: "GET", headers: {}, authMode, expiresAt: signed.expiresAt };
 }
 
 /**

@@ -12,6 +12,7 @@ import type { ArchiveHeader, FileInfo, Trailer } from "../../gen/crownest/agent/
 import type { Config, PlanLimits } from "../config.js";
 import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { indexArchive } from "../archive/index-stream.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { rateLimited } from "./limits.js";
@@ -323,6 +324,8 @@ export async function storeExport(
       state: "pending",
       createdAt: deps.clock.now(),
       expiresAt: null,
+      // Archives get an entry index (below); single files have none and no format.
+      ...(isDirectory ? { archiveFormat: "tar" as const } : {}),
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
     // Exports through the artifact API count against the account's exports in flight; a
@@ -398,7 +401,10 @@ export async function storeExport(
   try {
     let result;
     try {
-      result = await deps.blobs.write(pending.storageKey, agentBytes(), {
+      // An archive's entry index is taken from its tar bytes on the way to the store (pending until ready, like the
+      // record). Compression, where an export asks for it, belongs after this: the index's offsets are in the plain tar.
+      const body = isDirectory ? indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)) : agentBytes();
+      result = await deps.blobs.write(pending.storageKey, body, {
         signal,
         contentType,
         ...(isDirectory ? {} : { sizeHint: declared }),

@@ -23,6 +23,7 @@ const EXPECTED_ROWS: RegExp[] = [
   /^agent start to ready/,
   /^agent idle RSS/,
   /^agent bundle size/,
+  /^archive entry: one .+ entry out of a .+ archive$/,
 ];
 
 /** Our environment as a shell would give it: without vitest's markers, which make the test helpers the bench uses register vitest hooks. */

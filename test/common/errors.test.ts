@@ -18,12 +18,17 @@ const DESIGN_CODES: Record<string, number> = {
   idempotency_key_reused: 422, path_outside_workspace: 422, invalid_path: 422,
   not_a_regular_file: 422, too_large: 413, quota_exceeded: 413, agent_unavailable: 503,
   storage_unavailable: 503, integrity_error: 502, internal: 500, rate_limited: 429,
+  not_an_archive: 409,
 };
 
 describe("error registry", () => {
   it("is exactly the closed set of DESIGN §3 with its HTTP statuses", () => {
     const mine = Object.fromEntries(Object.entries(ERROR_CODES).map(([k, v]) => [k, v.http]));
     expect(mine).toEqual(DESIGN_CODES);
+  });
+
+  it("answers not_an_archive with gRPC FAILED_PRECONDITION", () => {
+    expect(ERROR_CODES.not_an_archive.connect).toBe(Code.FailedPrecondition);
   });
 
   it("maps every code to a Connect code other than Unknown", () => {

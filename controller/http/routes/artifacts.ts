@@ -10,7 +10,10 @@ import {
   deleteArtifact,
   getArtifact,
   listArtifacts,
+  parseDownloadOptions,
 } from "../../services/artifacts.js";
+import { createBundleDownloadUrl } from "../../services/bundles.js";
+import { entryView, listArtifactEntries } from "../../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../../services/idempotency.js";
 import { callerOf } from "../context.js";
 
@@ -27,6 +30,19 @@ export function parseCreateBody(body: unknown): { path: string; name?: string } 
   if (typeof fields.path !== "string") throw new CrowNestError("invalid_request", "path must be a string");
   if (fields.name !== undefined && typeof fields.name !== "string") throw new CrowNestError("invalid_request", "name must be a string");
   return { path: fields.path, ...(fields.name !== undefined ? { name: fields.name as string } : {}) };
+}
+
+const DOWNLOAD_URL_FIELDS = new Set(["entry", "disposition", "authMode"]);
+const BUNDLE_FIELDS = new Set(["artifactIds"]);
+
+/** An optional JSON object body with only `allowed` fields (absent body: {}); unknown fields are refused, never dropped. */
+function objectBody(body: unknown, allowed: Set<string>, shape: string): Record<string, unknown> {
+  if (body === undefined || body === null) return {};
+  if (typeof body !== "object" || Array.isArray(body)) throw new CrowNestError("invalid_request", `the body must be a JSON object ${shape}`);
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !allowed.has(k));
+  if (unknown.length > 0) throw new CrowNestError("invalid_request", `unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { fields: unknown });
+  return fields;
 }
 
 function parseLimit(raw: unknown): number | undefined {
@@ -94,7 +110,26 @@ export function register(app: FastifyInstance, deps: Deps): void {
   });
 
   app.post<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId/download-url", async (request) => {
-    const link = await createDownloadUrl(deps, callerOf(request), request.params.artifactId);
+    const options = parseDownloadOptions(objectBody(request.body, DOWNLOAD_URL_FIELDS, "{entry?, disposition?, authMode?}"));
+    const link = await createDownloadUrl(deps, callerOf(request), request.params.artifactId, options);
+    return { ...link, expiresAt: link.expiresAt.toISOString() };
+  });
+
+  app.get<{ Params: { artifactId: string }; Querystring: Record<string, unknown> }>("/v1/artifacts/:artifactId/entries", async (request) => {
+    const limit = parseLimit(request.query.limit);
+    const cursor = singleString(request.query.cursor, "cursor");
+    const prefix = singleString(request.query.prefix, "prefix");
+    const page = await listArtifactEntries(deps, callerOf(request), request.params.artifactId, {
+      ...(limit !== undefined ? { limit } : {}),
+      ...(cursor ? { cursor } : {}),
+      ...(prefix ? { prefix } : {}),
+    });
+    return { entries: page.entries.map(entryView), nextCursor: page.nextCursor };
+  });
+
+  app.post("/v1/bundles/download-url", async (request) => {
+    const body = objectBody(request.body, BUNDLE_FIELDS, "{artifactIds}");
+    const link = await createBundleDownloadUrl(deps, callerOf(request), { artifactIds: body.artifactIds });
     return { ...link, expiresAt: link.expiresAt.toISOString() };
   });
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/artifact.proto.
  */
 export const file_crownest_v1_artifact: GenFile = /*@__PURE__*/
-  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiVQoVQ3JlYXRlQXJ0aWZhY3RSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCgRuYW1lGAMgASgJSACIAQFCBwoFX25hbWUiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJRChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKFUxpc3RBcnRpZmFjdHNSZXNwb25zZRIoCglhcnRpZmFjdHMYASADKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoVRGVsZXRlQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZUFydGlmYWN0UmVzcG9uc2UiJgoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgoKAmlkGAEgASgJIvEBChlDcmVhdGVEb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIOCgZtZXRob2QYAiABKAkSRAoHaGVhZGVycxgDIAMoCzIzLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2UuSGVhZGVyc0VudHJ5EhEKCWF1dGhfbW9kZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJRChNSZWFkQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBm9mZnNldBgCIAEoBBITCgZsZW5ndGgYAyABKARIAIgBAUIJCgdfbGVuZ3RoIl0KElJlYWRBcnRpZmFjdEhlYWRlchInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0Eg4KBm9mZnNldBgCIAEoBBIOCgZsZW5ndGgYAyABKAQiYwoUUmVhZEFydGlmYWN0UmVzcG9uc2USMQoGaGVhZGVyGAEgASgLMh8uY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIHCgVldmVudDKsBAoPQXJ0aWZhY3RTZXJ2aWNlElkKDkNyZWF0ZUFydGlmYWN0EiIuY3Jvd25lc3QudjEuQ3JlYXRlQXJ0aWZhY3RSZXF1ZXN0GiMuY3Jvd25lc3QudjEuQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRJQCgtHZXRBcnRpZmFjdBIfLmNyb3duZXN0LnYxLkdldEFydGlmYWN0UmVxdWVzdBogLmNyb3duZXN0LnYxLkdldEFydGlmYWN0UmVzcG9uc2USVgoNTGlzdEFydGlmYWN0cxIhLmNyb3duZXN0LnYxLkxpc3RBcnRpZmFjdHNSZXF1ZXN0GiIuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0c1Jlc3BvbnNlElkKDkRlbGV0ZUFydGlmYWN0EiIuY3Jvd25lc3QudjEuRGVsZXRlQXJ0aWZhY3RSZXF1ZXN0GiMuY3Jvd25lc3QudjEuRGVsZXRlQXJ0aWZhY3RSZXNwb25zZRJiChFDcmVhdGVEb3dubG9hZFVybBIlLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVxdWVzdBomLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USVQoMUmVhZEFydGlmYWN0EiAuY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0UmVxdWVzdBohLmNyb3duZXN0LnYxLlJlYWRBcnRpZmFjdFJlc3BvbnNlMAFiBnByb3RvMw", [file_crownest_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiVQoVQ3JlYXRlQXJ0aWZhY3RSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCgRuYW1lGAMgASgJSACIAQFCBwoFX25hbWUiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJRChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKFUxpc3RBcnRpZmFjdHNSZXNwb25zZRIoCglhcnRpZmFjdHMYASADKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoVRGVsZXRlQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZUFydGlmYWN0UmVzcG9uc2UilAEKGENyZWF0ZURvd25sb2FkVXJsUmVxdWVzdBIKCgJpZBgBIAEoCRISCgVlbnRyeRgCIAEoCUgAiAEBEhgKC2Rpc3Bvc2l0aW9uGAMgASgJSAGIAQESFgoJYXV0aF9tb2RlGAQgASgJSAKIAQFCCAoGX2VudHJ5Qg4KDF9kaXNwb3NpdGlvbkIMCgpfYXV0aF9tb2RlIvEBChlDcmVhdGVEb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIOCgZtZXRob2QYAiABKAkSRAoHaGVhZGVycxgDIAMoCzIzLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2UuSGVhZGVyc0VudHJ5EhEKCWF1dGhfbW9kZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJvChNSZWFkQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBm9mZnNldBgCIAEoBBITCgZsZW5ndGgYAyABKARIAIgBARISCgVlbnRyeRgEIAEoCUgBiAEBQgkKB19sZW5ndGhCCAoGX2VudHJ5IogBChJSZWFkQXJ0aWZhY3RIZWFkZXISJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdBIOCgZvZmZzZXQYAiABKAQSDgoGbGVuZ3RoGAMgASgEEikKBWVudHJ5GAQgASgLMhouY3Jvd25lc3QudjEuQXJ0aWZhY3RFbnRyeSKiAQoNQXJ0aWZhY3RFbnRyeRIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIMCgRtb2RlGAQgASgNEikKBW10aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYCgtsaW5rX3RhcmdldBgGIAEoCUgAiAEBQg4KDF9saW5rX3RhcmdldCJfChpMaXN0QXJ0aWZhY3RFbnRyaWVzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiYwobTGlzdEFydGlmYWN0RW50cmllc1Jlc3BvbnNlEisKB2VudHJpZXMYASADKAsyGi5jcm93bmVzdC52MS5BcnRpZmFjdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI2Ch5DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlcXVlc3QSFAoMYXJ0aWZhY3RfaWRzGAEgAygJIv0BCh9DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIOCgZtZXRob2QYAiABKAkSSgoHaGVhZGVycxgDIAMoCzI5LmNyb3duZXN0LnYxLkNyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVzcG9uc2UuSGVhZGVyc0VudHJ5EhEKCWF1dGhfbW9kZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJjChRSZWFkQXJ0aWZhY3RSZXNwb25zZRIxCgZoZWFkZXIYASABKAsyHy5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50MowGCg9BcnRpZmFjdFNlcnZpY2USWQoOQ3JlYXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlc3BvbnNlElAKC0dldEFydGlmYWN0Eh8uY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXF1ZXN0GiAuY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXNwb25zZRJWCg1MaXN0QXJ0aWZhY3RzEiEuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0c1JlcXVlc3QaIi5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RzUmVzcG9uc2USWQoORGVsZXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlc3BvbnNlEmIKEUNyZWF0ZURvd25sb2FkVXJsEiUuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0GiYuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZRJVCgxSZWFkQXJ0aWZhY3QSIC5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RSZXF1ZXN0GiEuY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0UmVzcG9uc2UwARJoChNMaXN0QXJ0aWZhY3RFbnRyaWVzEicuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0RW50cmllc1JlcXVlc3QaKC5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RFbnRyaWVzUmVzcG9uc2USdAoXQ3JlYXRlQnVuZGxlRG93bmxvYWRVcmwSKy5jcm93bmVzdC52MS5DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlcXVlc3QaLC5jcm93bmVzdC52MS5DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlc3BvbnNlYgZwcm90bzM", [file_crownest_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.v1.CreateArtifactRequest
@@ -194,6 +194,31 @@ export type CreateDownloadUrlRequest = Message<"crownest.v1.CreateDownloadUrlReq
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * One file of an archive artifact, by its path in the archive: missing is
+   * NOT_FOUND, a directory or symlink "not_a_regular_file", a single-file
+   * artifact "not_an_archive".
+   *
+   * @generated from field: optional string entry = 2;
+   */
+  entry?: string | undefined;
+
+  /**
+   * "attachment" (default) or "inline" (Content-Disposition inline, with
+   * Content-Security-Policy: sandbox and X-Content-Type-Options: nosniff).
+   *
+   * @generated from field: optional string disposition = 3;
+   */
+  disposition?: string | undefined;
+
+  /**
+   * "api_key" (default: the GET also needs an API key of the account) or
+   * "url" (the signature alone admits the GET, for browsers).
+   *
+   * @generated from field: optional string auth_mode = 4;
+   */
+  authMode?: string | undefined;
 };
 
 /**
@@ -227,7 +252,7 @@ export type CreateDownloadUrlResponse = Message<"crownest.v1.CreateDownloadUrlRe
   headers: { [key: string]: string };
 
   /**
-   * Always "api_key": the fetch also needs the account's API key.
+   * "api_key": the fetch also needs the account's API key; "url": it does not.
    *
    * @generated from field: string auth_mode = 4;
    */
@@ -256,7 +281,7 @@ export type ReadArtifactRequest = Message<"crownest.v1.ReadArtifactRequest"> & {
   id: string;
 
   /**
-   * First byte to send.
+   * First byte to send (of the entry, when one is named).
    *
    * @generated from field: uint64 offset = 2;
    */
@@ -268,6 +293,13 @@ export type ReadArtifactRequest = Message<"crownest.v1.ReadArtifactRequest"> & {
    * @generated from field: optional uint64 length = 3;
    */
   length?: bigint | undefined;
+
+  /**
+   * Read one file of an archive artifact instead of the whole archive.
+   *
+   * @generated from field: optional string entry = 4;
+   */
+  entry?: string | undefined;
 };
 
 /**
@@ -295,6 +327,13 @@ export type ReadArtifactHeader = Message<"crownest.v1.ReadArtifactHeader"> & {
    * @generated from field: uint64 length = 3;
    */
   length: bigint;
+
+  /**
+   * The entry read, when the request named one.
+   *
+   * @generated from field: crownest.v1.ArtifactEntry entry = 4;
+   */
+  entry?: ArtifactEntry | undefined;
 };
 
 /**
@@ -303,6 +342,182 @@ export type ReadArtifactHeader = Message<"crownest.v1.ReadArtifactHeader"> & {
  */
 export const ReadArtifactHeaderSchema: GenMessage<ReadArtifactHeader> = /*@__PURE__*/
   messageDesc(file_crownest_v1_artifact, 11);
+
+/**
+ * ArtifactEntry is one entry of an archive artifact.
+ *
+ * @generated from message crownest.v1.ArtifactEntry
+ */
+export type ArtifactEntry = Message<"crownest.v1.ArtifactEntry"> & {
+  /**
+   * Path in the archive, without "./" in front or "/" behind.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * "file", "dir" or "symlink".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * Bytes of a file; 0 for directories and symlinks.
+   *
+   * @generated from field: uint64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Permission bits.
+   *
+   * @generated from field: uint32 mode = 4;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 5;
+   */
+  mtime?: Timestamp | undefined;
+
+  /**
+   * A symlink's target.
+   *
+   * @generated from field: optional string link_target = 6;
+   */
+  linkTarget?: string | undefined;
+};
+
+/**
+ * Describes the message crownest.v1.ArtifactEntry.
+ * Use `create(ArtifactEntrySchema)` to create a new message.
+ */
+export const ArtifactEntrySchema: GenMessage<ArtifactEntry> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 12);
+
+/**
+ * @generated from message crownest.v1.ListArtifactEntriesRequest
+ */
+export type ListArtifactEntriesRequest = Message<"crownest.v1.ListArtifactEntriesRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Only entries whose path starts with this string.
+   *
+   * @generated from field: string prefix = 2;
+   */
+  prefix: string;
+
+  /**
+   * 0 means the default (50); at most 200.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListArtifactEntriesRequest.
+ * Use `create(ListArtifactEntriesRequestSchema)` to create a new message.
+ */
+export const ListArtifactEntriesRequestSchema: GenMessage<ListArtifactEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 13);
+
+/**
+ * @generated from message crownest.v1.ListArtifactEntriesResponse
+ */
+export type ListArtifactEntriesResponse = Message<"crownest.v1.ListArtifactEntriesResponse"> & {
+  /**
+   * In archive order.
+   *
+   * @generated from field: repeated crownest.v1.ArtifactEntry entries = 1;
+   */
+  entries: ArtifactEntry[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListArtifactEntriesResponse.
+ * Use `create(ListArtifactEntriesResponseSchema)` to create a new message.
+ */
+export const ListArtifactEntriesResponseSchema: GenMessage<ListArtifactEntriesResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 14);
+
+/**
+ * @generated from message crownest.v1.CreateBundleDownloadUrlRequest
+ */
+export type CreateBundleDownloadUrlRequest = Message<"crownest.v1.CreateBundleDownloadUrlRequest"> & {
+  /**
+   * @generated from field: repeated string artifact_ids = 1;
+   */
+  artifactIds: string[];
+};
+
+/**
+ * Describes the message crownest.v1.CreateBundleDownloadUrlRequest.
+ * Use `create(CreateBundleDownloadUrlRequestSchema)` to create a new message.
+ */
+export const CreateBundleDownloadUrlRequestSchema: GenMessage<CreateBundleDownloadUrlRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 15);
+
+/**
+ * @generated from message crownest.v1.CreateBundleDownloadUrlResponse
+ */
+export type CreateBundleDownloadUrlResponse = Message<"crownest.v1.CreateBundleDownloadUrlResponse"> & {
+  /**
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Always "GET".
+   *
+   * @generated from field: string method = 2;
+   */
+  method: string;
+
+  /**
+   * Headers the client must send besides its API key (never a secret).
+   *
+   * @generated from field: map<string, string> headers = 3;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * Always "api_key".
+   *
+   * @generated from field: string auth_mode = 4;
+   */
+  authMode: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message crownest.v1.CreateBundleDownloadUrlResponse.
+ * Use `create(CreateBundleDownloadUrlResponseSchema)` to create a new message.
+ */
+export const CreateBundleDownloadUrlResponseSchema: GenMessage<CreateBundleDownloadUrlResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 16);
 
 /**
  * @generated from message crownest.v1.ReadArtifactResponse
@@ -331,7 +546,7 @@ export type ReadArtifactResponse = Message<"crownest.v1.ReadArtifactResponse"> &
  * Use `create(ReadArtifactResponseSchema)` to create a new message.
  */
 export const ReadArtifactResponseSchema: GenMessage<ReadArtifactResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_artifact, 12);
+  messageDesc(file_crownest_v1_artifact, 17);
 
 /**
  * ArtifactService exports workspace files as artifacts and serves them.
@@ -380,6 +595,10 @@ export const ArtifactService: GenService<{
     output: typeof DeleteArtifactResponseSchema;
   },
   /**
+   * CreateDownloadUrl signs a short-lived URL for the artifact, or for one
+   * file of an archive artifact (entry), optionally shown inline, optionally
+   * usable without an API key (auth_mode "url").
+   *
    * @generated from rpc crownest.v1.ArtifactService.CreateDownloadUrl
    */
   createDownloadUrl: {
@@ -388,7 +607,7 @@ export const ArtifactService: GenService<{
     output: typeof CreateDownloadUrlResponseSchema;
   },
   /**
-   * ReadArtifact streams the artifact's bytes: header, then chunks.
+   * ReadArtifact streams the artifact's bytes (or one entry's): header, then chunks.
    *
    * @generated from rpc crownest.v1.ArtifactService.ReadArtifact
    */
@@ -396,6 +615,30 @@ export const ArtifactService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReadArtifactRequestSchema;
     output: typeof ReadArtifactResponseSchema;
+  },
+  /**
+   * ListArtifactEntries is an archive's table of contents, read from the
+   * index written at export time (never from the archive). A single-file
+   * artifact is FAILED_PRECONDITION "not_an_archive: ...".
+   *
+   * @generated from rpc crownest.v1.ArtifactService.ListArtifactEntries
+   */
+  listArtifactEntries: {
+    methodKind: "unary";
+    input: typeof ListArtifactEntriesRequestSchema;
+    output: typeof ListArtifactEntriesResponseSchema;
+  },
+  /**
+   * CreateBundleDownloadUrl signs one URL whose GET streams a tar holding
+   * each artifact (1 to 100, all of the caller's account) as an entry named
+   * after it, names made unique. Any artifact not found fails the whole call.
+   *
+   * @generated from rpc crownest.v1.ArtifactService.CreateBundleDownloadUrl
+   */
+  createBundleDownloadUrl: {
+    methodKind: "unary";
+    input: typeof CreateBundleDownloadUrlRequestSchema;
+    output: typeof CreateBundleDownloadUrlResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_artifact, 0);

@@ -18,6 +18,7 @@ import type { StoreOptions } from "../../../controller/db/store.js";
 import type {
   AccountRow,
   ApiKeyRow,
+  ArchiveEntryRow,
   ArtifactRow,
   CommandRow,
   MetadataStore,
@@ -473,6 +474,41 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(await store.markArtifactReady(a.id, { ...ready, sizeBytes: 1 })).toBe(false);
       expect((await store.getArtifact(a.id))?.sizeBytes).toBe(1234);
       expect(await store.markArtifactReady("art_missing", ready)).toBe(false);
+    });
+
+    it("an archive's entry index: written while pending, listed in order with prefix and paging, found by path, deleted with it", async () => {
+      const { sb } = await seed();
+      const a = artifact(sb, { name: "site.tar", archiveFormat: "tar" });
+      await store.insertPendingArtifact(a);
+      expect((await store.getArtifact(a.id))?.archiveFormat).toBe("tar");
+      const entry = (seq: number, path: string, over: Partial<ArchiveEntryRow> = {}): ArchiveEntryRow => ({
+        artifactId: a.id, seq, path, type: "file", sizeBytes: seq * 10, mode: 0o644, mtime: at(seq * 1000), linkTarget: null, dataOffset: 512 * (seq + 1), ...over,
+      });
+      const entries = [
+        entry(0, "docs", { type: "dir", sizeBytes: 0 }),
+        entry(1, "docs/a.md"),
+        entry(2, "docs/Ünï 名.md", { dataOffset: 2 ** 40 }),
+        entry(3, "docs2/x"),
+        entry(4, "link", { type: "symlink", sizeBytes: 0, linkTarget: "docs/a.md" }),
+        entry(5, "DOCS/upper"),
+      ];
+      await store.insertArtifactEntries(a.id, entries.slice(0, 3));
+      await store.insertArtifactEntries(a.id, entries.slice(3));
+      expect(await store.listArtifactEntries(a.id, { limit: 100 })).toEqual(entries);
+      expect(await store.listArtifactEntries(a.id, { limit: 2, afterSeq: 1 })).toEqual(entries.slice(2, 4));
+      // A plain, case-sensitive string prefix, multi-byte characters counted as characters.
+      expect((await store.listArtifactEntries(a.id, { limit: 100, prefix: "docs/" })).map((e) => e.path)).toEqual(["docs/a.md", "docs/Ünï 名.md"]);
+      expect((await store.listArtifactEntries(a.id, { limit: 100, prefix: "docs/Ünï" })).map((e) => e.path)).toEqual(["docs/Ünï 名.md"]);
+      expect((await store.listArtifactEntries(a.id, { limit: 100, prefix: "docs%" })).map((e) => e.path)).toEqual([]);
+      expect((await store.listArtifactEntries(a.id, { limit: 1, prefix: "docs", afterSeq: 0 })).map((e) => e.path)).toEqual(["docs/a.md"]);
+      expect(await store.getArtifactEntry(a.id, "link")).toEqual(entries[4]);
+      expect(await store.getArtifactEntry(a.id, "Link")).toBeUndefined();
+      // Two entries with one path: integrity_error, nothing of that batch kept.
+      const dup = await store.insertArtifactEntries(a.id, [entry(6, "new"), entry(7, "docs/a.md")]).catch((e: unknown) => e);
+      expect((dup as CrowNestError).code).toBe("integrity_error");
+      expect(await store.getArtifactEntry(a.id, "new")).toBeUndefined();
+      expect(await store.deleteArtifact(a.id)).toBe(true);
+      expect(await store.listArtifactEntries(a.id, { limit: 100 })).toEqual([]);
     });
 
     it("deleteArtifact removes any state, once", async () => {
