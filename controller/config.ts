@@ -51,6 +51,8 @@ export interface Config {
   /** The bootstrap key; `generated` when it was created (and must be printed once). */
   apiKey: { value: string; generated: boolean; fromEnv: boolean };
   signingSecret: Buffer;
+  /** Earlier signing secrets: URLs they signed still verify until they expire (rotation). Never used to sign. */
+  previousSigningSecrets: Buffer[];
   /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
   publicUrl: string | undefined;
   runtime: "local" | "external";
@@ -204,6 +206,17 @@ export function loadConfig(env: Env = process.env): Config {
     signingSecret = Buffer.from(storedSecret(dataDir, "signing-secret", () => randomBytes(32).toString("hex")).value, "utf8");
   }
 
+  // Rotation: the old secret moves here while every replica switches to the new one.
+  const previousSigningSecrets: Buffer[] = [];
+  for (const raw of (env.CROWNEST_SIGNING_SECRET_PREVIOUS ?? "").split(",")) {
+    const secret = raw.trim();
+    if (secret === "") continue;
+    if (secret.length < 16) {
+      throw new ConfigError("CROWNEST_SIGNING_SECRET_PREVIOUS", "each comma-separated secret must be at least 16 characters");
+    }
+    previousSigningSecrets.push(Buffer.from(secret, "utf8"));
+  }
+
   let publicUrl: string | undefined;
   if (env.CROWNEST_PUBLIC_URL) {
     try {
@@ -241,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
     blob,
     apiKey,
     signingSecret,
+    previousSigningSecrets,
     publicUrl,
     runtime,
     downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),

@@ -21,6 +21,7 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_S3_FORCE_PATH_STYLE", value: "maybe", with: { CROWNEST_BLOB_URL: "s3://bucket/p" } },
   { variable: "CROWNEST_API_KEY", value: "short" },
   { variable: "CROWNEST_SIGNING_SECRET", value: "short" },
+  { variable: "CROWNEST_SIGNING_SECRET_PREVIOUS", value: "an-old-secret-long-enough,short" },
   { variable: "CROWNEST_PUBLIC_URL", value: "ftp://files.example.com" },
   { variable: "CROWNEST_PUBLIC_URL", value: "not a url" },
   { variable: "CROWNEST_RUNTIME", value: "docker" },
