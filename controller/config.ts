@@ -64,6 +64,10 @@ export interface Config {
   pendingMaxAgeMs: number;
   /** How often the sweeper / reconciler run. */
   sweepIntervalMs: number;
+  /** A blob with no record is an orphan only once it is this old (since its last write). */
+  orphanGraceMs: number;
+  /** How often the orphan sweeper walks the blob store (a full listing: less often than the other jobs). */
+  orphanSweepIntervalMs: number;
   /** Default sandbox lifetime when a request gives none. */
   sandboxDefaultTimeoutSeconds: number;
   /** How many collect entries export at once. */
@@ -262,6 +266,8 @@ export function loadConfig(env: Env = process.env): Config {
     exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),
     pendingMaxAgeMs: positiveInt(env, "CROWNEST_PENDING_MAX_AGE_MS", 15 * 60_000),
     sweepIntervalMs: positiveInt(env, "CROWNEST_SWEEP_INTERVAL_MS", 60_000),
+    orphanGraceMs: positiveInt(env, "CROWNEST_ORPHAN_GRACE_MS", 3600_000),
+    orphanSweepIntervalMs: positiveInt(env, "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", 3600_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),

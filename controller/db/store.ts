@@ -450,6 +450,30 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
+  findStorageKeys(keys: string[]): Promise<Set<string>> {
+    return this.run(async () => {
+      const found = new Set<string>();
+      // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+      for (let i = 0; i < keys.length; i += 500) {
+        const slice = keys.slice(i, i + 500);
+        const rows = await this.db.selectFrom("artifacts").select("storage_key").where("storage_key", "in", slice).execute();
+        for (const r of rows) found.add(r.storage_key);
+      }
+      return found;
+    });
+  }
+
+  claimStorageKey(row: ArtifactRow): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db
+        .insertInto("artifacts")
+        .values({ ...artifactToDb(row), state: "pending" })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst();
+      return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    });
+  }
+
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]> {
     return this.run(async () => {
       const rows = await this.db

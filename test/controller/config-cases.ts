@@ -36,6 +36,8 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_EXPORT_STALL_MS", value: "0" },
   { variable: "CROWNEST_PENDING_MAX_AGE_MS", value: "soon" },
   { variable: "CROWNEST_SWEEP_INTERVAL_MS", value: "0" },
+  { variable: "CROWNEST_ORPHAN_GRACE_MS", value: "1h" },
+  { variable: "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", value: "0" },
   { variable: "CROWNEST_SANDBOX_TIMEOUT_SECONDS", value: "99999999" },
   { variable: "CROWNEST_COLLECT_CONCURRENCY", value: "65" },
   { variable: "CROWNEST_COMMAND_STALE_MS", value: "x" },
