@@ -1,7 +1,7 @@
 // Configuration (DESIGN §2): parsed once at start from the environment into a
 // typed object; nothing reads process.env after this. A bad value fails with
 // one line naming the variable.
-import { randomBytes } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
@@ -56,6 +56,8 @@ export interface Config {
   /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
   publicUrl: string | undefined;
   runtime: "local" | "external";
+  /** PEM CA bundle trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE); undefined: the system's CAs. */
+  agentCa: Buffer | undefined;
   downloadUrlTtlSeconds: number;
   plans: Record<Plan, PlanLimits>;
   /** No bytes from the agent for this long fails an export (stalled stream). */
@@ -132,6 +134,26 @@ function storedSecret(dataDir: string, file: string, make: () => string): { valu
   writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(path, 0o600);
   return { value, generated: true };
+}
+
+/** A PEM file of one or more CA certificates, each parsed, so a wrong file stops the start instead of every TLS handshake. */
+function readAgentCa(file: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    throw new ConfigError("CROWNEST_AGENT_CA_FILE", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const blocks = pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds a certificate that does not parse: ${(err as Error).message}`);
+    }
+  }
+  return pem;
 }
 
 export function generateApiKeySecret(): string {
@@ -237,6 +259,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("CROWNEST_RUNTIME", `expected local or external, got ${JSON.stringify(runtime)}`);
   }
 
+  const agentCa = env.CROWNEST_AGENT_CA_FILE ? readAgentCa(env.CROWNEST_AGENT_CA_FILE) : undefined;
+
   const plans: Record<Plan, PlanLimits> = {
     free: {
       retentionDays: positiveInt(env, "CROWNEST_RETENTION_FREE_DAYS", 7, 3650),
@@ -261,6 +285,7 @@ export function loadConfig(env: Env = process.env): Config {
     previousSigningSecrets,
     publicUrl,
     runtime,
+    agentCa,
     downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),
     plans,
     exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),

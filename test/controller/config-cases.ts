@@ -25,6 +25,8 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_PUBLIC_URL", value: "ftp://files.example.com" },
   { variable: "CROWNEST_PUBLIC_URL", value: "not a url" },
   { variable: "CROWNEST_RUNTIME", value: "docker" },
+  { variable: "CROWNEST_AGENT_CA_FILE", value: "/nonexistent/agent-ca.pem" },
+  { variable: "CROWNEST_AGENT_CA_FILE", value: "/etc/hostname" },
   { variable: "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", value: "3601" },
   { variable: "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", value: "5m" },
   { variable: "CROWNEST_RETENTION_FREE_DAYS", value: "0" },
