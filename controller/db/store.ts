@@ -159,6 +159,11 @@ function openPostgres(url: string, opts: StoreOptions): Kysely<Database> {
   // An idle client losing its connection emits 'error' on the pool, which
   // would otherwise crash the process; the next query reports the outage.
   pool.on("error", () => {});
+  // A client that is checked out but between queries when the server goes
+  // away (a restart: FATAL 57P01) emits 'error' on itself, where the pool's
+  // listener does not hear it; unheard, it ends the process. Its next query
+  // fails and reports the outage.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
