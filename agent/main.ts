@@ -1,16 +1,19 @@
 // crownest-agent: CLI and wiring only.
-//   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F]
+//   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F] [--tls-cert F --tls-key F]
 // The token comes from CROWNEST_AGENT_TOKEN or --token-file. Prints one JSON
-// line {"listening":"http://host:port"} on stdout; logs are JSON on stderr.
+// line {"listening":"http://host:port"} on stdout (https:// with TLS); logs
+// are JSON on stderr.
 // First: it holds back V8's optimizer while the modules below load.
 import { resumeOptimization } from "./tiering.js";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, realpath, stat } from "node:fs/promises";
+import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 
-const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
+const USAGE =
+  "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
 
 class UsageError extends Error {}
 
@@ -36,6 +39,27 @@ async function readToken(tokenFile: string | undefined): Promise<string> {
   return token;
 }
 
+/** The PEM certificate chain and key to serve TLS with, or undefined for h2c; both flags or neither. */
+async function readTls(certFile: string | undefined, keyFile: string | undefined): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new UsageError("--tls-cert and --tls-key go together");
+  const read = async (flag: string, file: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new UsageError(`${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  };
+  const tls = { cert: await read("--tls-cert", certFile), key: await read("--tls-key", keyFile) };
+  try {
+    // Refused here, with the flag named, rather than at the first handshake.
+    createSecureContext(tls);
+  } catch (err) {
+    throw new UsageError(`--tls-cert/--tls-key: not a usable PEM certificate and matching key: ${(err as Error).message}`);
+  }
+  return tls;
+}
+
 async function workspaceRoot(dir: string): Promise<string> {
   await mkdir(dir, { recursive: true }).catch(() => {});
   let root: string;
@@ -55,6 +79,8 @@ async function main(): Promise<void> {
       workspace: { type: "string" },
       listen: { type: "string", default: "127.0.0.1:0" },
       "token-file": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -68,6 +94,7 @@ async function main(): Promise<void> {
   if (!existsSync("/proc/self/fd")) throw new UsageError("/proc/self/fd is missing: the agent needs Linux procfs");
   const listen = parseListen(values.listen);
   const token = await readToken(values["token-file"]);
+  const tls = await readTls(values["tls-cert"], values["tls-key"]);
   const root = await workspaceRoot(values.workspace);
 
   let level;
@@ -77,7 +104,7 @@ async function main(): Promise<void> {
     throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
   }
   const log = createAgentLog({ name: "crownest-agent", level });
-  const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env } });
+  const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env }, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

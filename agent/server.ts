@@ -25,10 +25,12 @@ export interface AgentServerOptions {
   log: AgentLog;
   /** Environment commands start from. */
   env: NodeJS.ProcessEnv;
+  /** PEM certificate chain and key: serve HTTP/2 over TLS (https://) instead of h2c. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface AgentServer {
-  /** http://host:port actually bound. */
+  /** http://host:port (https:// with TLS) actually bound. */
   url: string;
   close(): Promise<void>;
 }
@@ -74,7 +76,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     contextValues: (req) => createContextValues().set(clientFinished, () => clientFinishedCleanly(req as http2.Http2ServerRequest)),
   });
 
-  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
+  const settings = { initialWindowSize: STREAM_WINDOW_BYTES };
+  // With TLS: HTTP/2 only (ALPN h2), as over h2c; no HTTP/1.1 fallback.
+  const server: http2.Http2Server | http2.Http2SecureServer = options.tls
+    ? http2.createSecureServer({ settings, cert: options.tls.cert, key: options.tls.key, allowHTTP1: false }, handler)
+    : http2.createServer({ settings }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -92,7 +98,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   });
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
+  const url = `${options.tls ? "https" : "http"}://${host}:${address.port}`;
 
   let closing: Promise<void> | null = null;
   const close = () => {

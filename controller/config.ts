@@ -1,7 +1,7 @@
 // Configuration (DESIGN §2): parsed once at start from the environment into a
 // typed object; nothing reads process.env after this. A bad value fails with
 // one line naming the variable.
-import { randomBytes } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
@@ -51,9 +51,13 @@ export interface Config {
   /** The bootstrap key; `generated` when it was created (and must be printed once). */
   apiKey: { value: string; generated: boolean; fromEnv: boolean };
   signingSecret: Buffer;
+  /** Earlier signing secrets: URLs they signed still verify until they expire (rotation). Never used to sign. */
+  previousSigningSecrets: Buffer[];
   /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
   publicUrl: string | undefined;
   runtime: "local" | "external";
+  /** PEM CA bundle trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE); undefined: the system's CAs. */
+  agentCa: Buffer | undefined;
   downloadUrlTtlSeconds: number;
   plans: Record<Plan, PlanLimits>;
   /** No bytes from the agent for this long fails an export (stalled stream). */
@@ -62,6 +66,10 @@ export interface Config {
   pendingMaxAgeMs: number;
   /** How often the sweeper / reconciler run. */
   sweepIntervalMs: number;
+  /** A blob with no record is an orphan only once it is this old (since its last write). */
+  orphanGraceMs: number;
+  /** How often the orphan sweeper walks the blob store (a full listing: less often than the other jobs). */
+  orphanSweepIntervalMs: number;
   /** Default sandbox lifetime when a request gives none. */
   sandboxDefaultTimeoutSeconds: number;
   /** How many collect entries export at once. */
@@ -143,6 +151,26 @@ function storedSecret(dataDir: string, file: string, make: () => string): { valu
   return { value, generated: true };
 }
 
+/** A PEM file of one or more CA certificates, each parsed, so a wrong file stops the start instead of every TLS handshake. */
+function readAgentCa(file: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    throw new ConfigError("CROWNEST_AGENT_CA_FILE", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const blocks = pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds a certificate that does not parse: ${(err as Error).message}`);
+    }
+  }
+  return pem;
+}
+
 export function generateApiKeySecret(): string {
   return randomBytes(24).toString("base64url");
 }
@@ -221,6 +249,17 @@ export function loadConfig(env: Env = process.env): Config {
     signingSecret = Buffer.from(storedSecret(dataDir, "signing-secret", () => randomBytes(32).toString("hex")).value, "utf8");
   }
 
+  // Rotation: the old secret moves here while every replica switches to the new one.
+  const previousSigningSecrets: Buffer[] = [];
+  for (const raw of (env.CROWNEST_SIGNING_SECRET_PREVIOUS ?? "").split(",")) {
+    const secret = raw.trim();
+    if (secret === "") continue;
+    if (secret.length < 16) {
+      throw new ConfigError("CROWNEST_SIGNING_SECRET_PREVIOUS", "each comma-separated secret must be at least 16 characters");
+    }
+    previousSigningSecrets.push(Buffer.from(secret, "utf8"));
+  }
+
   let publicUrl: string | undefined;
   if (env.CROWNEST_PUBLIC_URL) {
     try {
@@ -236,6 +275,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (runtime !== "local" && runtime !== "external") {
     throw new ConfigError("CROWNEST_RUNTIME", `expected local or external, got ${JSON.stringify(runtime)}`);
   }
+
+  const agentCa = env.CROWNEST_AGENT_CA_FILE ? readAgentCa(env.CROWNEST_AGENT_CA_FILE) : undefined;
 
   const plans: Record<Plan, PlanLimits> = {
     free: {
@@ -258,13 +299,17 @@ export function loadConfig(env: Env = process.env): Config {
     blob,
     apiKey,
     signingSecret,
+    previousSigningSecrets,
     publicUrl,
     runtime,
+    agentCa,
     downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),
     plans,
     exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),
     pendingMaxAgeMs: positiveInt(env, "CROWNEST_PENDING_MAX_AGE_MS", 15 * 60_000),
     sweepIntervalMs: positiveInt(env, "CROWNEST_SWEEP_INTERVAL_MS", 60_000),
+    orphanGraceMs: positiveInt(env, "CROWNEST_ORPHAN_GRACE_MS", 3600_000),
+    orphanSweepIntervalMs: positiveInt(env, "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", 3600_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),

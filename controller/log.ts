@@ -14,6 +14,7 @@ const SECRET_FIELDS = [
   "secret",
   "secretHash",
   "signingSecret",
+  "previousSigningSecrets",
   "password",
 ];
 

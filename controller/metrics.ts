@@ -44,6 +44,11 @@ export class Metrics {
     help: "Artifacts removed by the retention sweeper",
     registers: [this.registry],
   });
+  readonly orphanBlobsDeleted = new Counter({
+    name: "crownest_orphan_blobs_deleted_total",
+    help: "Blobs with no artifact record, older than the grace period, deleted by the orphan sweeper (each counted by the one replica that claimed it)",
+    registers: [this.registry],
+  });
   readonly reconciled = new Counter({
     name: "crownest_reconciled_total",
     help: "Records finished or removed by the reconciler, by kind",

@@ -286,7 +286,7 @@ export class FileBlobStore implements BlobStore {
     const path = this.pathOf(key);
     try {
       const st = await stat(path);
-      return st.isFile() ? { size: st.size } : undefined;
+      return st.isFile() ? { size: st.size, modifiedAt: st.mtime } : undefined;
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw storageError("head", err);

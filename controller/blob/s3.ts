@@ -346,7 +346,7 @@ export class S3BlobStore implements BlobStore {
     const objectKey = this.objectKey(key);
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
-      return { size: out.ContentLength ?? 0 };
+      return { size: out.ContentLength ?? 0, modifiedAt: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw storageError("head", err);

@@ -26,6 +26,8 @@ export interface BlobRange {
 
 export interface BlobHead {
   size: number;
+  /** When the object was last written (the orphan sweeper's grace period starts there). */
+  modifiedAt: Date;
 }
 
 export interface BlobStore {
@@ -44,7 +46,7 @@ export interface BlobStore {
   head(key: string): Promise<BlobHead | undefined>;
   /** Removes the object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
-  /** Keys under a prefix (for cleanup of orphans). */
+  /** Keys under a prefix (the orphan sweeper walks the store with it). */
   list(prefix: string): AsyncIterable<string>;
   /** Reachability check for /readyz. */
   ping(): Promise<void>;

@@ -177,6 +177,11 @@ function openPostgres(url: string, opts: StoreOptions): Kysely<Database> {
   // An idle client losing its connection emits 'error' on the pool, which
   // would otherwise crash the process; the next query reports the outage.
   pool.on("error", () => {});
+  // A client that is checked out but between queries when the server goes
+  // away (a restart: FATAL 57P01) emits 'error' on itself, where the pool's
+  // listener does not hear it; unheard, it ends the process. Its next query
+  // fails and reports the outage.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
@@ -658,6 +663,30 @@ export class KyselyMetadataStore implements MetadataStore {
   storedBytes(accountId: string): Promise<number> {
     return this.run(async () => {
       return this.accountBytes(this.db, accountId);
+    });
+  }
+
+  findStorageKeys(keys: string[]): Promise<Set<string>> {
+    return this.run(async () => {
+      const found = new Set<string>();
+      // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+      for (let i = 0; i < keys.length; i += 500) {
+        const slice = keys.slice(i, i + 500);
+        const rows = await this.db.selectFrom("artifacts").select("storage_key").where("storage_key", "in", slice).execute();
+        for (const r of rows) found.add(r.storage_key);
+      }
+      return found;
+    });
+  }
+
+  claimStorageKey(row: ArtifactRow): Promise<boolean> {
+    return this.run(async () => {
+      const res = await this.db
+        .insertInto("artifacts")
+        .values({ ...artifactToDb(row), state: "pending" })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst();
+      return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
     });
   }
 

@@ -262,6 +262,14 @@ export interface MetadataStore {
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
   /** Bytes held by an account: ready artifacts, and pending ones by the size they declared (their reservation). */
   storedBytes(accountId: string): Promise<number>;
+  /** Those of `keys` that some artifact record (pending or ready) holds as its storage key. */
+  findStorageKeys(keys: string[]): Promise<Set<string>>;
+  /**
+   * Inserts `row` as pending unless a record already holds its storage key
+   * (or id); true when this call inserted it. Several replicas racing for
+   * one key: exactly one gets true (the unique storage_key decides).
+   */
+  claimStorageKey(row: ArtifactRow): Promise<boolean>;
   /** Pending artifacts created before `before` (crashed exports). */
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]>;
   /**

@@ -9,6 +9,7 @@ import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { authenticateRequest } from "./context.js";
+import { registerOpenApi, registerOpenApiRoute } from "./openapi.js";
 import * as admin from "./routes/admin.js";
 import * as artifacts from "./routes/artifacts.js";
 import * as commands from "./routes/commands.js";
@@ -179,8 +180,11 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
     void reply.code(e.httpStatus).send({ error: { code: e.code, message: e.message, details: e.details } });
   });
 
+  // Before the routes: the OpenAPI generator records each route as it is added.
+  await registerOpenApi(app);
   const modules: RouteModule[] = [health, admin, sandboxes, files, artifacts, downloads, commands];
   for (const m of modules) await m.register(app, deps);
+  registerOpenApiRoute(app);
 
   await app.register(fastifyConnectPlugin, {
     routes: options.connectRoutes,

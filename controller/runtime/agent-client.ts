@@ -45,9 +45,23 @@ class WideWindowSessionManager extends Http2SessionManager {
   }
 }
 
-/** Clients for one agent; cached per (url, token) so HTTP/2 sessions are reused. */
-export function agentClients(endpoint: { url: string; token: string }): AgentClients {
-  const cacheKey = `${endpoint.url}\n${endpoint.token}`;
+export interface AgentConnectionOptions {
+  /** PEM CAs trusted for an https:// agent (CROWNEST_AGENT_CA_FILE); default: the system's. */
+  ca?: Buffer;
+}
+
+const caIds = new WeakMap<Buffer, number>();
+let lastCaId = 0;
+function caId(ca: Buffer | undefined): string {
+  if (ca === undefined) return "system";
+  let id = caIds.get(ca);
+  if (id === undefined) caIds.set(ca, (id = ++lastCaId));
+  return `ca${id}`;
+}
+
+/** Clients for one agent; cached per (url, token, trusted CAs) so HTTP/2 sessions are reused. */
+export function agentClients(endpoint: { url: string; token: string }, options: AgentConnectionOptions = {}): AgentClients {
+  const cacheKey = `${endpoint.url}\n${endpoint.token}\n${caId(options.ca)}`;
   const hit = cache.get(cacheKey);
   if (hit) return hit;
   const bearer: Interceptor = (next) => (req) => {
@@ -57,7 +71,8 @@ export function agentClients(endpoint: { url: string; token: string }): AgentCli
   const sessionManager = new WideWindowSessionManager(
     endpoint.url,
     { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 15_000 },
-    { settings: { initialWindowSize: STREAM_WINDOW_BYTES } },
+    // https://: the certificate is verified against `ca` (and the URL's host name).
+    { settings: { initialWindowSize: STREAM_WINDOW_BYTES }, ...(options.ca ? { ca: options.ca } : {}) },
   );
   const transport = createGrpcTransport({
     baseUrl: endpoint.url,
@@ -77,5 +92,6 @@ export function agentClients(endpoint: { url: string; token: string }): AgentCli
 
 /** Drops cached clients of an agent that is gone. */
 export function forgetAgent(endpoint: { url: string; token: string }): void {
-  cache.delete(`${endpoint.url}\n${endpoint.token}`);
+  const prefix = `${endpoint.url}\n${endpoint.token}\n`;
+  for (const key of cache.keys()) if (key.startsWith(prefix)) cache.delete(key);
 }

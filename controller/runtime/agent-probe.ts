@@ -12,12 +12,25 @@ export interface ProbeOptions {
   timeoutMs?: number;
   /** Also check that the agent accepts this token (a cheap authenticated call). */
   checkToken?: boolean;
+  /** PEM CAs trusted for an https:// agent (CROWNEST_AGENT_CA_FILE); default: the system's. */
+  ca?: Buffer;
+}
+
+/** Node's codes for a certificate that fails verification (OpenSSL's names, and the host name check). */
+const UNTRUSTED_CERT = /^(ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_[A-Z_]+|ERR_SSL_[A-Z0-9_]+)$/;
+
+function untrustedCertificate(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && UNTRUSTED_CERT.test(code)) return true;
+  }
+  return false;
 }
 
 /** Resolves when the agent is healthy (and accepts the token); agent_unavailable / invalid_request otherwise. */
 export async function probeAgent(endpoint: { url: string; token: string }, options: ProbeOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5000;
-  const session = new Http2SessionManager(endpoint.url);
+  const session = new Http2SessionManager(endpoint.url, undefined, options.ca ? { ca: options.ca } : undefined);
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
@@ -28,6 +41,15 @@ export async function probeAgent(endpoint: { url: string; token: string }, optio
     try {
       status = (await createClient(Health, transport).check({ service: "" }, { timeoutMs })).status;
     } catch (err) {
+      // Retrying cannot fix a certificate we do not trust: the registration itself is wrong.
+      if (untrustedCertificate(err)) {
+        throw new CrowNestError(
+          "invalid_request",
+          "agentUrl: the agent's TLS certificate is not trusted (CROWNEST_AGENT_CA_FILE) or does not name its host",
+          { field: "agentUrl" },
+          { cause: err },
+        );
+      }
       throw new CrowNestError("agent_unavailable", `the agent at ${endpoint.url} did not answer its health check`, {}, { cause: err });
     }
     if (status !== HealthCheckResponse_ServingStatus.SERVING) {

@@ -41,7 +41,11 @@ export function checkAgentToken(token: string): void {
 export class ExternalRuntime implements SandboxRuntime {
   readonly kind = "external" as const;
 
-  constructor(private readonly probeTimeoutMs = 5000) {}
+  constructor(
+    private readonly probeTimeoutMs = 5000,
+    /** PEM CAs trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE). */
+    private readonly ca?: Buffer,
+  ) {}
 
   async start(_sandboxId: string, request: { agentUrl?: string; agentToken?: string }): Promise<AgentEndpoint> {
     if (!request.agentUrl) throw invalid("agentUrl", "required by the external runtime");
@@ -49,7 +53,7 @@ export class ExternalRuntime implements SandboxRuntime {
     const url = parseAgentUrl(request.agentUrl);
     checkAgentToken(request.agentToken);
     const endpoint = { url, token: request.agentToken, pid: null };
-    await probeAgent(endpoint, { timeoutMs: this.probeTimeoutMs, checkToken: true });
+    await probeAgent(endpoint, { timeoutMs: this.probeTimeoutMs, checkToken: true, ...(this.ca ? { ca: this.ca } : {}) });
     return endpoint;
   }
 

@@ -158,9 +158,15 @@ export function verifyDownload(
   const expiresAt = Number(expires);
   // Compared as text: base64url's last character carries spare bits, so
   // decoding would accept several spellings of one signature.
-  const expected = Buffer.from(downloadSignature(deps.config.signingSecret, presented.artifactId, presented.accountId, expiresAt), "ascii");
+  // The current secret, then each previous one (rotation): every candidate
+  // is compared, so timing does not tell which secret signed the URL.
   const given = Buffer.from(sig, "ascii");
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+  let matched = false;
+  for (const secret of [deps.config.signingSecret, ...deps.config.previousSigningSecrets]) {
+    const expected = Buffer.from(downloadSignature(secret, presented.artifactId, presented.accountId, expiresAt), "ascii");
+    if (given.length === expected.length && timingSafeEqual(given, expected)) matched = true;
+  }
+  if (!matched) {
     throw new CrowNestError("signature_invalid", "the download URL's signature does not match");
   }
   if (deps.clock.now().getTime() >= expiresAt * 1000) {

@@ -211,7 +211,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
   let current: FileFeed | undefined;
   const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
   try {
-    const agent = agentOf(batch[0]!.input.sandbox);
+    const agent = agentOf(deps, batch[0]!.input.sandbox);
     const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath) }, { signal });
     for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
       const event = message.event;

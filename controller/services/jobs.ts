@@ -4,6 +4,7 @@
 import type { Deps } from "../deps.js";
 import { reconcileStaleCommands } from "./commands.js";
 import { runReconcileOnce, runSweepOnce } from "./retention.js";
+import { runOrphanSweepOnce } from "./orphans.js";
 import { reapExpiredSandboxes } from "./sandboxes.js";
 
 export interface BackgroundJob {
@@ -25,6 +26,8 @@ export function backgroundJobs(deps: Deps): BackgroundJob[] {
     { name: "artifact-sweeper", intervalMs: deps.config.sweepIntervalMs, run: (d) => runSweepOnce(d) },
     // Crashed exports (stale pending records and their blobs) and expired idempotency keys.
     { name: "pending-reconciler", intervalMs: deps.config.sweepIntervalMs, run: (d) => runReconcileOnce(d) },
+    // Blobs no record holds (a crash between a write and its record), older than the grace period.
+    { name: "orphan-sweeper", intervalMs: deps.config.orphanSweepIntervalMs, run: (d) => runOrphanSweepOnce(d) },
     // Commands whose controller died mid-run or mid-collection (stale heartbeat): finished as error / partial / failed.
     {
       name: "command-reconciler",

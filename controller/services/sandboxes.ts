@@ -45,9 +45,9 @@ function endpointOf(row: SandboxRow): AgentEndpoint {
   return { url: row.agentUrl, token: row.agentToken, pid: row.agentPid };
 }
 
-/** The generated clients of the sandbox's agent (token attached). */
-export function agentOf(row: SandboxRow): AgentClients {
-  return agentClients({ url: row.agentUrl, token: row.agentToken });
+/** The generated clients of the sandbox's agent (token attached; an https:// agent verified against CROWNEST_AGENT_CA_FILE). */
+export function agentOf(deps: Pick<Deps, "config">, row: SandboxRow): AgentClients {
+  return agentClients({ url: row.agentUrl, token: row.agentToken }, deps.config.agentCa ? { ca: deps.config.agentCa } : {});
 }
 
 function validateTimeout(value: unknown): number | undefined {

@@ -14,6 +14,8 @@ import { expectRefused, outcomeOf } from "./support.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "crownest-agent-cli-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const garbagePem = join(scratch, "garbage.pem");
+writeFileSync(garbagePem, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
 
 /** Runs the agent CLI to its exit (for starts that must fail). */
 function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -43,6 +45,9 @@ describe("agent CLI", () => {
     ["no workspace", [], { CROWNEST_AGENT_TOKEN: "t" }, /--workspace/],
     ["a bad --listen", ["--workspace", scratch, "--listen", "localhost"], { CROWNEST_AGENT_TOKEN: "t" }, /--listen/],
     ["an unknown option", ["--workspace", scratch, "--frobnicate"], { CROWNEST_AGENT_TOKEN: "t" }, /frobnicate/],
+    ["--tls-cert without --tls-key", ["--workspace", scratch, "--tls-cert", garbagePem], { CROWNEST_AGENT_TOKEN: "t" }, /--tls-key/],
+    ["an unreadable --tls-key", ["--workspace", scratch, "--tls-cert", garbagePem, "--tls-key", join(scratch, "nope")], { CROWNEST_AGENT_TOKEN: "t" }, /--tls-key/],
+    ["a --tls-cert that is no certificate", ["--workspace", scratch, "--tls-cert", garbagePem, "--tls-key", garbagePem], { CROWNEST_AGENT_TOKEN: "t" }, /--tls-cert/],
   ];
   for (const [name, args, env, pattern] of refusals) {
     it(`refuses to start with ${name}: one line on stderr, non-zero exit, nothing on stdout`, async () => {

@@ -4,7 +4,7 @@
 // written stays: no record (listed or pending), no blob, no temp file, no
 // multipart upload.
 import { createHash } from "node:crypto";
-import { appendFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { appendFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -279,6 +279,12 @@ describe("the S3 server stopped mid-upload", () => {
     expect(objects.Contents ?? []).toEqual([]);
     expect((await ctl.deps.db.listStalePending(FAR_FUTURE, 1000)).filter((p) => p.sandboxId === sbx)).toEqual([]);
     expect(await ctl.deps.db.storedBytes("acct_default")).toBe(0);
+
+    // Service resumes by itself: the same controller, not restarted, exports to the restarted server.
+    await writeFile(join(workspaceOf(ctl, sbx), "after.txt"), "after the outage");
+    const again = await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "after.txt" });
+    expect(again.status, again.text).toBe(201);
+    expect((await call("GET", `/v1/sandboxes/${sbx}/artifacts`)).json.artifacts.map((a: { id: string }) => a.id)).toEqual([again.json.id]);
   });
 });
 

@@ -27,6 +27,8 @@ export interface StartAgentOptions {
   env?: Record<string, string>;
   /** Working directory of the agent process (default: the repository). */
   cwd?: string;
+  /** More command-line flags (say --tls-cert F --tls-key F). */
+  args?: string[];
   /** How long to wait for the listening line (default 30 s: tsx compiles on first start). */
   startTimeoutMs?: number;
 }
@@ -57,7 +59,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Start
   const entry = options.useBundle
     ? [typeof options.useBundle === "string" ? options.useBundle : BUNDLE_PATH]
     : ["--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
-  const child = spawn(process.execPath, [...entry, "--workspace", workspace, "--listen", "127.0.0.1:0"], {
+  const child = spawn(process.execPath, [...entry, "--workspace", workspace, "--listen", "127.0.0.1:0", ...(options.args ?? [])], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env, CROWNEST_AGENT_TOKEN: token },
     stdio: ["ignore", "pipe", "pipe"],

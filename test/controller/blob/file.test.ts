@@ -85,7 +85,7 @@ describe("FileBlobStore", () => {
     expect(await readdir(dir)).toEqual([".tmp"]);
     // A write after pruning recreates the directories.
     await store.write("acct_1/sbx_1/art_3", Readable.from([Buffer.from("3")]));
-    expect(await store.head("acct_1/sbx_1/art_3")).toEqual({ size: 1 });
+    expect(await store.head("acct_1/sbx_1/art_3")).toMatchObject({ size: 1 });
   });
 
   it("a directory is not an object: head undefined, read not_found, list skips it and the temp dir", async () => {

@@ -667,6 +667,30 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     });
   });
 
+  describe("storage keys (the orphan sweeper)", () => {
+    it("findStorageKeys names the keys some record holds, pending or ready", async () => {
+      const { sb } = await seed();
+      const p = artifact(sb, { createdAt: at(0) });
+      await store.insertPendingArtifact(p);
+      const r = await readyArtifact(sb, at(0), at(DAY));
+      const found = await store.findStorageKeys([p.storageKey, r.storageKey, "acct_x/sbx_x/art_none"]);
+      expect(found).toEqual(new Set([p.storageKey, r.storageKey]));
+      expect(await store.findStorageKeys([])).toEqual(new Set());
+    });
+
+    it("claimStorageKey: of concurrent claims of one key exactly one wins; a key a record holds cannot be claimed", async () => {
+      const { sb } = await seed();
+      const base = artifact(sb, { createdAt: at(0) });
+      const claims = Array.from({ length: 8 }, (_, i) => ({ ...base, id: `${base.id}_${i}` }));
+      const won = await Promise.all(claims.map((c) => store.claimStorageKey(c)));
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const winner = claims[won.indexOf(true)]!;
+      expect(await store.getArtifact(winner.id)).toMatchObject({ state: "pending", storageKey: base.storageKey });
+      const r = await readyArtifact(sb, at(0), at(DAY));
+      expect(await store.claimStorageKey({ ...base, id: `${base.id}_ready`, storageKey: r.storageKey })).toBe(false);
+    });
+  });
+
   describe("claimExpiredArtifacts (the sweeper)", () => {
     it("claims expired ready artifacts in expiry order, and not again within the lease", async () => {
       const { sb } = await seed();

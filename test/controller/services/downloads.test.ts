@@ -113,6 +113,50 @@ describe("signed download URLs", () => {
   });
 });
 
+describe("signing secret rotation (CROWNEST_SIGNING_SECRET_PREVIOUS)", () => {
+  const start = new Date("2030-01-01T00:00:00Z");
+  const OLD = "the-old-signing-secret";
+  const OLDER = "an-even-older-signing-secret";
+  const NEW = "the-new-signing-secret";
+  const rotated = () => config({ CROWNEST_SIGNING_SECRET: NEW, CROWNEST_SIGNING_SECRET_PREVIOUS: ` ${OLDER} ,${OLD},` });
+
+  it("parses the comma-separated list, ignoring blanks", () => {
+    expect(rotated().previousSigningSecrets.map((b) => b.toString("utf8"))).toEqual([OLDER, OLD]);
+    expect(config().previousSigningSecrets).toEqual([]);
+  });
+
+  it("verifies a URL signed with a previous secret until its own expiry, and not after", () => {
+    const clock = new ManualClock(start);
+    const before = presented(signDownloadUrl({ config: config({ CROWNEST_SIGNING_SECRET: OLD }), clock }, "art_1", "acct_1").url, "acct_1");
+    const deps = { config: rotated(), clock };
+    expect(codeOf(() => verifyDownload(deps, before))).toBeUndefined();
+    clock.advance(299_999);
+    expect(codeOf(() => verifyDownload(deps, before))).toBeUndefined();
+    clock.advance(1);
+    expect(codeOf(() => verifyDownload(deps, before))).toBe("url_expired");
+  });
+
+  it("signs new URLs with the current secret only", () => {
+    const clock = new ManualClock(start);
+    const signed = presented(signDownloadUrl({ config: rotated(), clock }, "art_1", "acct_1").url, "acct_1");
+    const expires = Number(signed.expires);
+    expect(signed.sig).toBe(downloadSignature(Buffer.from(NEW), "art_1", "acct_1", expires));
+    // A replica not yet rotated (old secret only) refuses it; one with the new secret accepts it.
+    expect(codeOf(() => verifyDownload({ config: config({ CROWNEST_SIGNING_SECRET: OLD }), clock }, signed))).toBe("signature_invalid");
+    expect(codeOf(() => verifyDownload({ config: config({ CROWNEST_SIGNING_SECRET: NEW }), clock }, signed))).toBeUndefined();
+  });
+
+  it("refuses a URL whose secret was dropped from the list, and tampering under an old secret", () => {
+    const clock = new ManualClock(start);
+    const old = presented(signDownloadUrl({ config: config({ CROWNEST_SIGNING_SECRET: OLD }), clock }, "art_1", "acct_1").url, "acct_1");
+    expect(codeOf(() => verifyDownload({ config: config({ CROWNEST_SIGNING_SECRET: NEW }), clock }, old))).toBe("signature_invalid");
+    const deps = { config: rotated(), clock };
+    expect(codeOf(() => verifyDownload(deps, { ...old, artifactId: "art_2" }))).toBe("signature_invalid");
+    expect(codeOf(() => verifyDownload(deps, { ...old, accountId: "acct_2" }))).toBe("signature_invalid");
+    expect(codeOf(() => verifyDownload(deps, { ...old, expires: String(Number(old.expires) + 60) }))).toBe("signature_invalid");
+  });
+});
+
 describe("download HTTP semantics", () => {
   const ranges: Array<[string | undefined, number, ReturnType<typeof parseRange>]> = [
     [undefined, 10, undefined],
