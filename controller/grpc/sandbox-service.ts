@@ -48,7 +48,7 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
       requireScopes(caller, "file:read");
       const path = normalizeWorkspacePath(req.path === "" ? WORKSPACE : req.path);
       const sandbox = await requireRunningSandbox(deps, caller, req.sandboxId);
-      const events = agentOf(sandbox).workspace.watch({ path }, { signal: ctx.signal });
+      const events = agentOf(deps, sandbox).workspace.watch({ path }, { signal: ctx.signal });
       let failure: unknown;
       try {
         for await (const res of events) {

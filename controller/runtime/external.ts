@@ -5,6 +5,7 @@
 import { CrowNestError } from "../../common/errors.js";
 import { forgetAgent } from "./agent-client.js";
 import { probeAgent } from "./agent-probe.js";
+import { AgentNetworks, DEFAULT_AGENT_NETWORKS, checkAgentAddress, pinnedConnection } from "./agent-network.js";
 import type { AgentEndpoint, SandboxRuntime } from "./types.js";
 
 const MAX_URL = 2048;
@@ -41,7 +42,10 @@ export function checkAgentToken(token: string): void {
 export class ExternalRuntime implements SandboxRuntime {
   readonly kind = "external" as const;
 
-  constructor(private readonly probeTimeoutMs = 5000) {}
+  constructor(
+    private readonly networks: AgentNetworks = AgentNetworks.parse(DEFAULT_AGENT_NETWORKS),
+    private readonly probeTimeoutMs = 5000,
+  ) {}
 
   async start(_sandboxId: string, request: { agentUrl?: string; agentToken?: string }): Promise<AgentEndpoint> {
     if (!request.agentUrl) throw invalid("agentUrl", "required by the external runtime");
@@ -49,7 +53,9 @@ export class ExternalRuntime implements SandboxRuntime {
     const url = parseAgentUrl(request.agentUrl);
     checkAgentToken(request.agentToken);
     const endpoint = { url, token: request.agentToken, pid: null };
-    await probeAgent(endpoint, { timeoutMs: this.probeTimeoutMs, checkToken: true });
+    // Refused before any connection when the host is outside the agent networks; the probe goes to the checked address.
+    const checked = await checkAgentAddress(url, this.networks);
+    await probeAgent(endpoint, { timeoutMs: this.probeTimeoutMs, checkToken: true, createConnection: pinnedConnection(checked) });
     return endpoint;
   }
 

@@ -211,7 +211,7 @@ async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, requ
   let exit: { code?: number | undefined; signal: string; timedOut: boolean } | undefined;
   let failure: unknown;
   try {
-    const stream = agentOf(sandbox).process.run(
+    const stream = agentOf(deps, sandbox).process.run(
       {
         command: request.command,
         cwd: request.cwd,

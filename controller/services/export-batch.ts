@@ -4,11 +4,11 @@
 // (storeExport), so every rule (limits, hashes, nothing half-written) is the
 // single export's. Directories, and special files, go the single-entry way.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CrowNestError, errorFromPeer } from "../../common/errors.js";
+import { CrowNestError } from "../../common/errors.js";
 import type { FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
-import { fromAgentError } from "../runtime/agent-errors.js";
+import { fromAgentCode, fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
 import { accountLimits, checkExportInput, exportPath, instrumented, runExport, storeExport, watchForStalls, type ExportInput } from "./export.js";
 
@@ -207,7 +207,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
   let current: FileFeed | undefined;
   const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
   try {
-    const agent = agentOf(batch[0]!.input.sandbox);
+    const agent = agentOf(deps, batch[0]!.input.sandbox);
     const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath) }, { signal });
     for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
       const event = message.event;
@@ -241,7 +241,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
           break;
         case "error": {
           if (event.value.index !== next) throw integrity("reported a file out of order");
-          const error = errorFromPeer(event.value.code, event.value.message);
+          const error = fromAgentCode(event.value.code, event.value.message);
           if (current) {
             current.fail(error);
             current = undefined;

@@ -216,7 +216,7 @@ export async function runExport(deps: Deps, input: ExportInput, progress: Export
   const abort = new AbortController();
   const signal = input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
   if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
-  const agent = agentOf(input.sandbox);
+  const agent = agentOf(deps, input.sandbox);
 
   // Regular files go straight to ReadFile: its header says what Stat would,
   // one agent call instead of two. Only a path ReadFile refuses as not a

@@ -64,7 +64,7 @@ export async function writeWorkspaceFile(
 
   let result;
   try {
-    result = await agentOf(sandbox).workspace.writeFile(messages(), { signal });
+    result = await agentOf(deps, sandbox).workspace.writeFile(messages(), { signal });
   } catch (err) {
     // A refusal the agent explained (path_outside_workspace, …) wins: when the
     // agent refuses early, Connect stops pulling the body, which can look like
@@ -98,7 +98,7 @@ export async function openWorkspaceFile(
   requireScopes(caller, "file:read");
   const path = workspacePathParam(rawPath);
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
-  const agent = agentOf(sandbox);
+  const agent = agentOf(deps, sandbox);
 
   let info;
   try {

@@ -38,5 +38,10 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_SANDBOX_TIMEOUT_SECONDS", value: "99999999" },
   { variable: "CROWNEST_COLLECT_CONCURRENCY", value: "65" },
   { variable: "CROWNEST_COMMAND_STALE_MS", value: "x" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "10.0.0.0/33" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "localhost/8" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "10.0.0.0/8;192.168.0.0/16" },
+  { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "0" },
+  { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "1MiB" },
   { variable: "CROWNEST_LOG_LEVEL", value: "loud" },
 ];

@@ -452,6 +452,7 @@ describe("a hostile agent", () => {
     agent = await startHostileAgent();
     ctl = await startControllerInProcess({
       CROWNEST_RUNTIME: "external",
+      ...LOOPBACK_AGENTS,
       CROWNEST_EXPORT_STALL_MS: "300",
       CROWNEST_MAX_ARTIFACT_BYTES_DEVELOPER: String(1 * MiB),
     });
