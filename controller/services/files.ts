@@ -128,16 +128,22 @@ export async function openWorkspaceFile(
   });
   const chunks = reader.chunks();
 
-  // The header comes before any chunk: pull until it is there (errors then are still a clean response).
-  let first: IteratorResult<Uint8Array>;
+  // Two steps before answering: the header and first chunk, then the next
+  // chunk or the trailer. Errors so far are still a clean error response, and
+  // a file of one chunk is fully checked before its status line is sent.
+  const ahead: Uint8Array[] = [];
   try {
-    first = await chunks.next();
+    for (let i = 0; i < 2; i++) {
+      const step = await chunks.next();
+      if (step.done) break;
+      ahead.push(step.value);
+    }
   } catch (err) {
     release();
     throw err;
   }
   const sizeBytes = reader.declaredSize ?? 0;
-  return { path, sizeBytes, body: Readable.from(holdLastChunk(first, chunks, release), { objectMode: false }) };
+  return { path, sizeBytes, body: Readable.from(holdLastChunk(ahead, chunks, release), { objectMode: false }) };
 }
 
 /**
@@ -145,12 +151,12 @@ export async function openWorkspaceFile(
  * ended cleanly (trailer checked), so a corrupted or truncated transfer never
  * looks complete to the client.
  */
-async function* holdLastChunk(first: IteratorResult<Uint8Array>, rest: AsyncGenerator<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {
+async function* holdLastChunk(ahead: Uint8Array[], rest: AsyncGenerator<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {
   try {
-    if (first.done) return;
-    let held = first.value;
+    let held = ahead.shift();
+    if (held === undefined) return;
     for (;;) {
-      const next = await rest.next();
+      const next = ahead.length > 0 ? { done: false as const, value: ahead.shift()! } : await rest.next();
       if (next.done) break;
       yield held;
       held = next.value;
