@@ -123,6 +123,10 @@ function socketTo(url: URL, address: string, family: number, lookup?: net.Lookup
   return net.connect({ host: address, port, family, ...(lookup ? { lookup } : {}) });
 }
 
+function outsideNetworks(): NodeJS.ErrnoException {
+  return Object.assign(new Error("agent address outside CROWNEST_AGENT_NETWORKS"), { code: "EHOSTUNREACH" });
+}
+
 /** Connects to an address checked beforehand (the registration probe). */
 export function pinnedConnection(checked: CheckedAddress): CreateConnection {
   return (authority) => socketTo(authority, checked.address, checked.family);
@@ -139,18 +143,15 @@ export function checkedConnection(networks: AgentNetworks): CreateConnection {
     const hostname = hostnameOf(authority);
     if (net.isIP(hostname) !== 0) {
       if (networks.allows(hostname)) return socketTo(authority, hostname, net.isIP(hostname));
-      const socket = new net.Socket();
-      process.nextTick(() => socket.destroy(Object.assign(new Error("agent address outside CROWNEST_AGENT_NETWORKS"), { code: "EHOSTUNREACH" })));
-      return socket;
+      // Refused: a connection attempt that fails in its lookup, so the session sees an ordinary connect error.
+      return net.connect({ host: "refused.invalid", port: portOf(authority), lookup: (_n, _o, callback) => callback(outsideNetworks(), "", 0) });
     }
     // net.connect resolves through this function and connects to what it returns.
     const lookup: net.LookupFunction = (name, options, callback) => {
       dnsLookup(name, { all: true, family: options.family ?? 0 }, (err, found) => {
         if (err) return callback(err, "", 0);
         const allowed = found.length > 0 && found.every((a) => networks.allows(a.address));
-        if (!allowed) {
-          return callback(Object.assign(new Error("agent address outside CROWNEST_AGENT_NETWORKS"), { code: "EHOSTUNREACH" }), "", 0);
-        }
+        if (!allowed) return callback(outsideNetworks(), "", 0);
         const first = found[0]!;
         if ((options as { all?: boolean }).all) {
           (callback as unknown as (e: null, addresses: LookupAddress[]) => void)(null, [first]);
