@@ -282,7 +282,8 @@ describe("every path that reads from an agent goes through the one reader", () =
     const input = (path: string) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null });
     const outcomes = await Promise.allSettled(exportFiles(ctl.deps, [input("good.bin"), input(name), input("good.bin")], 4));
     const codes = outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code));
-    expect(codes[0]).toBe("ok");
+    // A lie about one file fails that file; a broken stream (agent_unavailable) may also fail a file still being stored.
+    if (code !== "agent_unavailable") expect(codes[0]).toBe("ok");
     expect(codes[1]).toBe(code);
     for (const o of outcomes) if (o.status === "fulfilled") await call("DELETE", `/v1/artifacts/${o.value.id}`);
   });

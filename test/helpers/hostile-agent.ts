@@ -177,7 +177,8 @@ export async function startHostileAgent(): Promise<HostileAgent> {
         break;
       }
       case "reset-stream":
-        res.write(Buffer.from([0, 0, 0, 0, 0]), () => res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+        // Half a message prefix, then RST_STREAM.
+        res.write(Buffer.from([0, 0]), () => res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
         break;
       case "destroy-session":
         res.write(Buffer.from([0, 0, 0]), () => res.stream.session?.destroy());
