@@ -11,7 +11,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { S3RVER_CREDENTIALS } from "../test/helpers/s3.js";
-import { startAgent } from "../test/helpers/agent.js";
+import { LOOPBACK_AGENTS, startAgent } from "../test/helpers/agent.js";
 import { api, startControllerProcess } from "../test/helpers/controller.js";
 import { formatSummary, summarizeProfileFile } from "./cpuprofile.js";
 import { randomFile, syncDisks } from "./fixtures.js";
@@ -62,7 +62,7 @@ if (values.store === "s3") {
 
 const agent = await startAgent({ env: { ...cpuProf(agentDir), CROWNEST_AGENT_LOG_LEVEL: "warn" } });
 const ctl = await startControllerProcess({
-  env: { CROWNEST_RUNTIME: "external", CROWNEST_LOG_LEVEL: "warn", ...cpuProf(controllerDir), ...storeEnv },
+  env: { CROWNEST_RUNTIME: "external", ...LOOPBACK_AGENTS, CROWNEST_LOG_LEVEL: "warn", ...cpuProf(controllerDir), ...storeEnv },
 });
 try {
   const call = api(ctl.httpUrl, ctl.apiKey);

@@ -31,8 +31,14 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+// A Set of the names, not `in` or an index into the registry object: a code
+// that comes from a peer ("constructor", "__proto__", "toString") must not
+// match anything the object inherits.
+const CODE_NAMES: ReadonlySet<string> = new Set(Object.keys(ERROR_CODES));
+
+/** True only for a name of the closed set (own names, never inherited ones). */
 export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === "string" && Object.hasOwn(ERROR_CODES, value);
+  return typeof value === "string" && CODE_NAMES.has(value);
 }
 
 /** The one error type of the project: a code from the closed set, a sentence for the client, optional details. */
@@ -93,10 +99,25 @@ export function toCrowNestError(err: unknown): CrowNestError {
   return new CrowNestError("internal", "internal error", {}, { cause: err });
 }
 
-/** Reads the code name a peer put at the start of an error message ("path_outside_workspace: ..."). */
-export function codeFromMessage(message: string): ErrorCode | undefined {
-  const m = /^([a-z_]+): /.exec(message);
+/**
+ * Reads the code name a peer put at the start of an error message
+ * ("path_outside_workspace: ..."): the one parser of code-name prefixes. Only
+ * names of the closed set count; anything else is no code at all.
+ */
+export function codeFromMessage(message: unknown): ErrorCode | undefined {
+  if (typeof message !== "string") return undefined;
+  const m = /^([a-z_]{1,64}): /.exec(message);
   return m && isErrorCode(m[1]) ? m[1] : undefined;
+}
+
+/**
+ * An error a peer reported as a bare (code, message) pair, as the agent's
+ * ReadFiles does per file: its code when it is one of the closed set,
+ * otherwise `internal` with a generic message (the peer's text is not shown).
+ */
+export function errorFromPeer(code: unknown, message: unknown): CrowNestError {
+  if (!isErrorCode(code)) return new CrowNestError("internal", "internal error");
+  return new CrowNestError(code, typeof message === "string" && message !== "" ? message : code);
 }
 
 /** The Connect form of an error: the code name leads the message, the matching Connect code. */

@@ -146,7 +146,7 @@ export async function startController(config: Config, options: StartOptions = {}
     cfg.publicUrl ??= httpUrl;
 
     try {
-      grpc = await startGrpcServer(cfg.grpcAddr, combined.routes);
+      grpc = await startGrpcServer(cfg.grpcAddr, combined.routes, { readMaxBytes: cfg.maxRequestBytes });
     } catch (err) {
       throw listenError("CROWNEST_GRPC_ADDR", cfg.grpcAddr, err);
     }

@@ -5,6 +5,7 @@ import { X509Certificate, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
+import { AgentNetworks, DEFAULT_AGENT_NETWORKS } from "./runtime/agent-network.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -78,6 +79,10 @@ export interface Config {
   commandStaleMs: number;
   /** Per-account limits, counted in the database so they hold across replicas. */
   limits: AccountLimits;
+  /** external runtime: the networks an agentUrl may resolve into. */
+  agentNetworks: AgentNetworks;
+  /** Largest JSON body or gRPC/Connect request message a caller may send; refused before it is buffered. */
+  maxRequestBytes: number;
   logLevel: string;
 }
 
@@ -111,6 +116,15 @@ function positiveInt(env: Env, variable: string, fallback: number, max = Number.
   const n = Number(raw.trim());
   if (n < 1 || n > max) throw new ConfigError(variable, `expected a whole number from 1 to ${max}, got ${n}`);
   return n;
+}
+
+function agentNetworks(env: Env): AgentNetworks {
+  const raw = env.CROWNEST_AGENT_NETWORKS || DEFAULT_AGENT_NETWORKS;
+  try {
+    return AgentNetworks.parse(raw);
+  } catch (err) {
+    throw new ConfigError("CROWNEST_AGENT_NETWORKS", `expected comma-separated CIDRs (10.0.0.0/8,fc00::/7): ${(err as Error).message}`);
+  }
 }
 
 function s3Region(env: Env): string {
@@ -318,6 +332,9 @@ export function loadConfig(env: Env = process.env): Config {
       concurrentExports: positiveInt(env, "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", 32, 1_000_000),
       runningCommands: positiveInt(env, "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", 64, 1_000_000),
     },
+    agentNetworks: agentNetworks(env),
+    // At least 1 KiB: requests with small JSON bodies must still fit; at most 1 GiB.
+    maxRequestBytes: positiveInt(env, "CROWNEST_MAX_REQUEST_BYTES", 1024 * 1024, GiB),
     logLevel: logLevel(env),
   };
 }

@@ -4,7 +4,7 @@
 // so clients get the code and details without parsing the message.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { toConnectError, toCrowNestError } from "../../common/errors.js";
+import { codeFromMessage, toConnectError, toCrowNestError } from "../../common/errors.js";
 import { ErrorDetailSchema } from "../../gen/crownest/v1/types_pb.js";
 import { retryAfterOf } from "../services/limits.js";
 
@@ -37,7 +37,7 @@ export function toRpcError(err: unknown): ConnectError {
 
 function isClientGone(err: unknown): boolean {
   if (err instanceof ConnectError) {
-    return (err.code === Code.Canceled || err.code === Code.DeadlineExceeded) && !/^[a-z_]+: /.test(err.rawMessage);
+    return (err.code === Code.Canceled || err.code === Code.DeadlineExceeded) && codeFromMessage(err.rawMessage) === undefined;
   }
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
 }

@@ -89,17 +89,26 @@ export interface GrpcServer {
   close(): Promise<void>;
 }
 
-export async function startGrpcServer(addr: ListenAddress, routes: RoutesFn, graceMs = 5000): Promise<GrpcServer> {
+export interface GrpcServerOptions {
+  /** CROWNEST_MAX_REQUEST_BYTES: a longer message is refused from its declared length, before it is read or the caller authenticated. */
+  readMaxBytes: number;
+  graceMs?: number;
+}
+
+export async function startGrpcServer(addr: ListenAddress, routes: RoutesFn, options: GrpcServerOptions): Promise<GrpcServer> {
+  const graceMs = options.graceMs ?? 5000;
   const server = http2.createServer(
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     // grpc-message is re-encoded so plain gRPC clients read the code name intact.
-    grpcMessagePerSpec(connectNodeAdapter({ routes, acceptCompression: [] })),
+    grpcMessagePerSpec(connectNodeAdapter({ routes, acceptCompression: [], readMaxBytes: options.readMaxBytes })),
   );
   // close() waits for every session, idle ones included: keep them to close them.
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    // A client that breaks the protocol only loses its own session.
+    session.on("error", () => {});
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -19,8 +19,6 @@ import * as health from "./routes/health.js";
 import * as sandboxes from "./routes/sandboxes.js";
 import { retryAfterOf } from "../services/limits.js";
 
-/** JSON bodies are small; file uploads stream and are not subject to this. */
-export const JSON_BODY_LIMIT = 1024 * 1024;
 
 // A client-chosen id is kept when it is short and plain (it ends up in logs
 // and headers); anything else is replaced by our own.
@@ -71,13 +69,13 @@ function validationError(err: FastifyError): CrowNestError {
 }
 
 /** Anything a route or fastify itself throws, as the closed set. */
-export function toHttpError(err: unknown): CrowNestError {
+export function toHttpError(err: unknown, bodyLimit: number): CrowNestError {
   if (err instanceof CrowNestError) return err;
   const fe = err as Partial<FastifyError>;
   if (fe && typeof fe === "object" && fe.validation) return validationError(fe as FastifyError);
   switch (fe?.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new CrowNestError("too_large", `the request body is larger than ${JSON_BODY_LIMIT} bytes`, { limitBytes: JSON_BODY_LIMIT });
+      return new CrowNestError("too_large", `the request body is larger than ${bodyLimit} bytes`, { limitBytes: bodyLimit });
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new CrowNestError("invalid_request", "unsupported Content-Type: send application/json");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
@@ -106,7 +104,10 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
       const given = req.headers["x-request-id"];
       return typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : newId("req");
     },
-    bodyLimit: JSON_BODY_LIMIT,
+    // CROWNEST_MAX_REQUEST_BYTES: a larger JSON body is refused from its
+    // Content-Length (or as soon as it streams past it), before auth and
+    // before it is buffered. File uploads stream and are not subject to it.
+    bodyLimit: deps.config.maxRequestBytes,
     // Keep-alive connections that sit idle do not hold up close(); running requests may finish.
     forceCloseConnections: "idle",
     return503OnClosing: true,
@@ -159,7 +160,7 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const e = toHttpError(err);
+    const e = toHttpError(err, deps.config.maxRequestBytes);
     if (e.code === "internal") deps.log.error({ err, requestId: request.id }, "request failed");
     else if (e.cause !== undefined) deps.log.debug({ err: e.cause, requestId: request.id, code: e.code }, "request refused");
     if (reply.raw.headersSent) {
@@ -188,6 +189,8 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
 
   await app.register(fastifyConnectPlugin, {
     routes: options.connectRoutes,
+    // A message longer than this is refused from its declared length, before it is read (or the caller authenticated).
+    readMaxBytes: deps.config.maxRequestBytes,
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     acceptCompression: [],
   });

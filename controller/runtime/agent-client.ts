@@ -3,6 +3,7 @@
 import type { ClientHttp2Stream, Http2Session, ClientSessionRequestOptions, OutgoingHttpHeaders } from "node:http2";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { CreateConnection } from "./agent-network.js";
 import { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 
@@ -24,9 +25,23 @@ const cache = new Map<string, AgentClients>();
 export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 export const SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
 
-/** Opens sessions with the stream window above and widens each new session's window once. */
-class WideWindowSessionManager extends Http2SessionManager {
-  private readonly widened = new WeakSet<Http2Session>();
+/**
+ * The largest message an agent may send us. Its chunks are 256 KiB; a
+ * message that declares more is refused from its 5-byte length prefix,
+ * before any of it is buffered (a hostile agent declaring 4 GiB gets a
+ * ResourceExhausted error, mapped to agent_unavailable).
+ */
+export const AGENT_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Opens sessions with the stream window above and widens each new session's
+ * window once. Every session also keeps an 'error' listener for its whole
+ * life: connect-node removes its own when it leaves a session, and a peer
+ * that answers HTTP/1.1 or garbage makes the session emit 'error' after that,
+ * which, unheard, would end the process.
+ */
+export class AgentSessionManager extends Http2SessionManager {
+  private readonly seen = new WeakSet<Http2Session>();
 
   override async request(
     method: string,
@@ -35,19 +50,26 @@ class WideWindowSessionManager extends Http2SessionManager {
     options: Omit<ClientSessionRequestOptions, "signal">,
   ): Promise<ClientHttp2Stream> {
     const stream = await super.request(method, path, headers, options);
+    // The stream's own 'error' is the call's; this one only keeps an unheard one from being fatal.
+    stream.on("error", ignore);
     const session = stream.session;
-    // There is no connect option for the session window; it is set on the live session.
-    if (session && !session.destroyed && !this.widened.has(session)) {
-      this.widened.add(session);
-      session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+    if (session && !this.seen.has(session)) {
+      this.seen.add(session);
+      session.on("error", ignore);
+      // There is no connect option for the session window; it is set on the live session.
+      if (!session.destroyed) session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     }
     return stream;
   }
 }
 
+function ignore(): void {}
+
 export interface AgentConnectionOptions {
   /** PEM CAs trusted for an https:// agent (CROWNEST_AGENT_CA_FILE); default: the system's. */
   ca?: Buffer;
+  /** How sockets are opened (an external agent: only to an address inside CROWNEST_AGENT_NETWORKS). */
+  createConnection?: CreateConnection;
 }
 
 const caIds = new WeakMap<Buffer, number>();
@@ -59,20 +81,24 @@ function caId(ca: Buffer | undefined): string {
   return `ca${id}`;
 }
 
-/** Clients for one agent; cached per (url, token, trusted CAs) so HTTP/2 sessions are reused. */
+/** Clients for one agent; cached per (url, token, trusted CAs, how sockets are opened) so HTTP/2 sessions are reused. */
 export function agentClients(endpoint: { url: string; token: string }, options: AgentConnectionOptions = {}): AgentClients {
-  const cacheKey = `${endpoint.url}\n${endpoint.token}\n${caId(options.ca)}`;
+  const cacheKey = `${endpoint.url}\n${endpoint.token}\n${caId(options.ca)}\n${options.createConnection ? "checked" : "direct"}`;
   const hit = cache.get(cacheKey);
   if (hit) return hit;
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
   };
-  const sessionManager = new WideWindowSessionManager(
+  const sessionManager = new AgentSessionManager(
     endpoint.url,
     { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 15_000 },
-    // https://: the certificate is verified against `ca` (and the URL's host name).
-    { settings: { initialWindowSize: STREAM_WINDOW_BYTES }, ...(options.ca ? { ca: options.ca } : {}) },
+    // https://: the certificate is verified against `ca` (and the URL's host name), also on a checked socket.
+    {
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
+      ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.createConnection ? { createConnection: options.createConnection } : {}),
+    },
   );
   const transport = createGrpcTransport({
     baseUrl: endpoint.url,
@@ -80,6 +106,7 @@ export function agentClients(endpoint: { url: string; token: string }, options: 
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     acceptCompression: [],
     sendCompression: undefined,
+    readMaxBytes: AGENT_READ_MAX_BYTES,
     sessionManager,
   });
   const clients: AgentClients = {

@@ -1,12 +1,16 @@
 // A one-off look at an agent before the controller relies on it: does it
 // answer health, and does it accept the token? Uses its own HTTP/2 session,
-// closed afterwards, so an agent that fails the probe is never cached.
+// closed afterwards, so an agent that fails the probe is never cached. Whatever
+// answers at the URL (HTTP/1.1, garbage, resets, silence, a huge message)
+// fails the probe with a code; nothing of it can end the process.
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CrowNestError } from "../../common/errors.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { AGENT_READ_MAX_BYTES, AgentSessionManager } from "./agent-client.js";
 import { fromAgentError } from "./agent-errors.js";
+import type { CreateConnection } from "./agent-network.js";
 
 export interface ProbeOptions {
   timeoutMs?: number;
@@ -14,6 +18,8 @@ export interface ProbeOptions {
   checkToken?: boolean;
   /** PEM CAs trusted for an https:// agent (CROWNEST_AGENT_CA_FILE); default: the system's. */
   ca?: Buffer;
+  /** How the probe's socket is opened (an external agent: to the address that was checked). */
+  createConnection?: CreateConnection;
 }
 
 /** Node's codes for a certificate that fails verification (OpenSSL's names, and the host name check). */
@@ -30,12 +36,21 @@ function untrustedCertificate(err: unknown): boolean {
 /** Resolves when the agent is healthy (and accepts the token); agent_unavailable / invalid_request otherwise. */
 export async function probeAgent(endpoint: { url: string; token: string }, options: ProbeOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5000;
-  const session = new Http2SessionManager(endpoint.url, undefined, options.ca ? { ca: options.ca } : undefined);
+  const session = new AgentSessionManager(endpoint.url, undefined, {
+    ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.createConnection ? { createConnection: options.createConnection } : {}),
+  });
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
   };
-  const transport = createGrpcTransport({ baseUrl: endpoint.url, sessionManager: session, interceptors: [bearer] });
+  const transport = createGrpcTransport({
+    baseUrl: endpoint.url,
+    sessionManager: session,
+    interceptors: [bearer],
+    acceptCompression: [],
+    readMaxBytes: AGENT_READ_MAX_BYTES,
+  });
   try {
     let status: HealthCheckResponse_ServingStatus;
     try {

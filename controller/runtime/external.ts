@@ -5,6 +5,7 @@
 import { CrowNestError } from "../../common/errors.js";
 import { forgetAgent } from "./agent-client.js";
 import { probeAgent } from "./agent-probe.js";
+import { AgentNetworks, DEFAULT_AGENT_NETWORKS, checkAgentAddress, pinnedConnection } from "./agent-network.js";
 import type { AgentEndpoint, SandboxRuntime } from "./types.js";
 
 const MAX_URL = 2048;
@@ -42,6 +43,7 @@ export class ExternalRuntime implements SandboxRuntime {
   readonly kind = "external" as const;
 
   constructor(
+    private readonly networks: AgentNetworks = AgentNetworks.parse(DEFAULT_AGENT_NETWORKS),
     private readonly probeTimeoutMs = 5000,
     /** PEM CAs trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE). */
     private readonly ca?: Buffer,
@@ -53,7 +55,14 @@ export class ExternalRuntime implements SandboxRuntime {
     const url = parseAgentUrl(request.agentUrl);
     checkAgentToken(request.agentToken);
     const endpoint = { url, token: request.agentToken, pid: null };
-    await probeAgent(endpoint, { timeoutMs: this.probeTimeoutMs, checkToken: true, ...(this.ca ? { ca: this.ca } : {}) });
+    // Refused before any connection when the host is outside the agent networks; the probe goes to the checked address.
+    const checked = await checkAgentAddress(url, this.networks);
+    await probeAgent(endpoint, {
+      timeoutMs: this.probeTimeoutMs,
+      checkToken: true,
+      createConnection: pinnedConnection(checked),
+      ...(this.ca ? { ca: this.ca } : {}),
+    });
     return endpoint;
   }
 

@@ -10,11 +10,11 @@ export interface RuntimeHooks {
   onUnexpectedExit?: (sandboxId: string) => void;
 }
 
-export function openRuntime(config: Pick<Config, "runtime" | "dataDir" | "agentCa">, log: Logger, hooks: RuntimeHooks = {}): SandboxRuntime {
+export function openRuntime(config: Pick<Config, "runtime" | "dataDir" | "agentNetworks" | "agentCa">, log: Logger, hooks: RuntimeHooks = {}): SandboxRuntime {
   switch (config.runtime) {
     case "local":
       return new LocalRuntime({ dataDir: config.dataDir, log: log.child({ component: "runtime" }), onUnexpectedExit: hooks.onUnexpectedExit });
     case "external":
-      return new ExternalRuntime(undefined, config.agentCa);
+      return new ExternalRuntime(config.agentNetworks, undefined, config.agentCa);
   }
 }

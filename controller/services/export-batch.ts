@@ -4,11 +4,11 @@
 // (storeExport), so every rule (limits, hashes, nothing half-written) is the
 // single export's. Directories, and special files, go the single-entry way.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CrowNestError, ERROR_CODES, type ErrorCode } from "../../common/errors.js";
+import { CrowNestError } from "../../common/errors.js";
 import type { FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
-import { fromAgentError } from "../runtime/agent-errors.js";
+import { fromAgentCode, fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
 import { accountLimits, checkExportInput, exportPath, instrumented, runExport, storeExport, watchForStalls, type ExportInput } from "./export.js";
 
@@ -128,10 +128,6 @@ interface Item {
   resolve: (o: Outcome) => void;
 }
 
-function agentNamed(code: string, message: string): CrowNestError {
-  return code in ERROR_CODES ? new CrowNestError(code as ErrorCode, message || code) : new CrowNestError("internal", "internal error");
-}
-
 /**
  * Exports every input (all of one sandbox); one promise per input, settled
  * like exportPath's would be. At most `concurrency` files are stored at once.
@@ -245,7 +241,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
           break;
         case "error": {
           if (event.value.index !== next) throw integrity("reported a file out of order");
-          const error = agentNamed(event.value.code, event.value.message);
+          const error = fromAgentCode(event.value.code, event.value.message);
           if (current) {
             current.fail(error);
             current = undefined;

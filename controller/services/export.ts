@@ -8,7 +8,7 @@ import { lookup as lookupMimeType } from "mime-types";
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import { WORKSPACE, normalizeWorkspacePath } from "../../common/paths.js";
 import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
-import type { ArchiveHeader, FileInfo, Trailer } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import type { ArchiveHeader, FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Config, PlanLimits } from "../config.js";
 import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
@@ -16,6 +16,7 @@ import { indexArchive } from "../archive/index-stream.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { rateLimited } from "./limits.js";
+import { AgentStreamReader, integrity, watchForStalls } from "../runtime/agent-stream.js";
 import { agentOf } from "./sandboxes.js";
 
 export interface ExportInput {
@@ -81,41 +82,8 @@ export function contentTypeFor(name: string, isDirectory: boolean): string {
   return lookupMimeType(name) || "application/octet-stream";
 }
 
-/**
- * Re-yields `source`, failing when it yields nothing for `stallMs`. The timer
- * only runs while waiting on the source, so a slow consumer (backpressure from
- * the blob store) never counts as a stall. `onStall` runs first so the caller
- * can cancel the underlying call (a pending next() is only released that way).
- */
-export async function* watchForStalls<T>(source: AsyncIterable<T>, stallMs: number, onStall: () => void): AsyncGenerator<T> {
-  const it = source[Symbol.asyncIterator]();
-  let finished = false;
-  try {
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          onStall();
-          reject(new CrowNestError("agent_unavailable", `the agent sent nothing for ${stallMs} ms`));
-        }, stallMs);
-      });
-      let step: IteratorResult<T>;
-      try {
-        step = await Promise.race([it.next(), stalled]);
-      } finally {
-        clearTimeout(timer);
-      }
-      if (step.done) {
-        finished = true;
-        return;
-      }
-      yield step.value;
-    }
-  } finally {
-    // Not awaited: after a stall the source may still be stuck in next().
-    if (!finished) void Promise.resolve(it.return?.()).catch(() => undefined);
-  }
-}
+// The stall guard belongs to the one agent-stream reader; re-exported for the batch.
+export { watchForStalls };
 
 /** The messages of an iterator whose first step was already taken. */
 async function* replayFirst<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
@@ -133,11 +101,7 @@ async function* replayFirst<T>(first: IteratorResult<T>, rest: AsyncIterator<T>)
   }
 }
 
-type StreamEvent =
-  | { case: "header"; value: FileInfo | ArchiveHeader }
-  | { case: "chunk"; value: Uint8Array }
-  | { case: "trailer"; value: Trailer }
-  | { case: undefined; value?: undefined };
+type StreamEvent = { case: "header"; value: FileInfo | ArchiveHeader } | { case: string; value?: unknown };
 
 /** Runs the export pipeline; returns the ready artifact record. No scope checks: callers check. */
 export async function exportPath(deps: Deps, input: ExportInput): Promise<ArtifactRow> {
@@ -355,7 +319,17 @@ export async function storeExport(
   }
   const id = pending.id;
 
-  const seen: { header?: FileInfo | ArchiveHeader; trailer?: Trailer; bytes: number; failure?: CrowNestError } = { bytes: 0 };
+  // The one agent-stream reader checks framing, sizes and the trailer; the
+  // blob store hashes the bytes anyway, so the reader compares its digest.
+  const reader = new AgentStreamReader(source.events, {
+    path: sourcePath,
+    sizedByHeader: !isDirectory,
+    // The source has its own stall guard (it covers the call, not only this file).
+    stallMs: 0,
+    hashedBy: "consumer",
+    onBytes: (bytes) => checkLimits(bytes),
+  });
+  const seen: { failure?: CrowNestError } = {};
   const fail = (err: unknown): CrowNestError => {
     const failure = seen.failure ?? (err instanceof CrowNestError ? err : fromAgentError(err));
     seen.failure = failure;
@@ -364,36 +338,21 @@ export async function storeExport(
   };
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
-    // An error thrown in at a yield comes from the consumer (the store failed), not from the agent.
-    let atYield = false;
+    const chunks = reader.chunks();
     try {
-      for await (const message of source.events) {
-        const event = message.event as StreamEvent;
-        if (seen.trailer) throw new CrowNestError("integrity_error", "the agent sent data after its trailer");
-        switch (event.case) {
-          case "header":
-            if (seen.header || seen.bytes > 0) throw new CrowNestError("integrity_error", "the agent sent a second header");
-            seen.header = event.value;
-            if (!isDirectory) await checkLimits(Number((event.value as FileInfo).size));
-            break;
-          case "chunk":
-            if (!seen.header) throw new CrowNestError("integrity_error", "the agent sent bytes before its header");
-            seen.bytes += event.value.byteLength;
-            await checkLimits(seen.bytes);
-            atYield = true;
-            yield event.value;
-            atYield = false;
-            break;
-          case "trailer":
-            seen.trailer = event.value;
-            break;
-          default:
-            throw new CrowNestError("integrity_error", "the agent sent an unknown stream event");
+      for (;;) {
+        let step: IteratorResult<Uint8Array>;
+        try {
+          step = await chunks.next();
+        } catch (err) {
+          throw fail(err);
         }
+        if (step.done) return;
+        // An error thrown in here comes from the consumer (the store failed), not from the agent.
+        yield step.value;
       }
-    } catch (err) {
-      if (atYield) throw err;
-      throw fail(err);
+    } finally {
+      void chunks.return(undefined).catch(() => undefined);
     }
   }
 
@@ -417,20 +376,15 @@ export async function storeExport(
     }
     blobWritten = true;
     if (seen.failure) throw seen.failure;
-    const trailer = seen.trailer;
-    if (!trailer) throw new CrowNestError("integrity_error", "the agent's stream ended without a trailer");
-    const headerSize = !isDirectory && seen.header ? Number((seen.header as FileInfo).size) : result.size;
-    if (
-      result.size !== seen.bytes ||
-      result.size !== Number(trailer.size) ||
-      result.size !== headerSize ||
-      result.sha256 !== trailer.sha256.toLowerCase()
-    ) {
+    // The reader ended cleanly: one header, one trailer, its sizes agreed. What the store kept must be those bytes.
+    if (!reader.trailer) throw integrity(sourcePath, "ended without a trailer");
+    if (result.size !== reader.bytes) {
       throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
         storedBytes: result.size,
-        reportedBytes: Number(trailer.size),
+        reportedBytes: Number(reader.trailer.size),
       });
     }
+    reader.checkDigest(result.sha256);
     const createdAt = deps.clock.now();
     const ready = {
       sizeBytes: result.size,

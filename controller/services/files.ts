@@ -2,15 +2,15 @@
 // is confined lexically here, before any agent call; the agent confines it
 // physically again. Nothing is buffered beyond one chunk: bytes flow at the
 // pace of the slower side.
-import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { ConnectError } from "@connectrpc/connect";
 import { CrowNestError, codeFromMessage } from "../../common/errors.js";
 import { normalizeWorkspacePath } from "../../common/paths.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { FileType, type ReadFileResponse, type WriteFileRequestSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { FileType, type WriteFileRequestSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Deps } from "../deps.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
+import { AgentStreamReader } from "../runtime/agent-stream.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { agentOf, requireRunningSandbox } from "./sandboxes.js";
 
@@ -100,9 +100,11 @@ export async function openWorkspaceFile(
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
   const agent = agentOf(deps, sandbox);
 
+  // Stat and ReadFile get the same stall bound as exports: an agent that says nothing fails the request.
+  const stallMs = deps.config.exportStallMs;
   let info;
   try {
-    info = (await agent.workspace.stat({ path }, { signal })).info;
+    info = (await agent.workspace.stat({ path }, { signal, timeoutMs: stallMs })).info;
   } catch (err) {
     throw fromAgentError(err);
   }
@@ -114,64 +116,54 @@ export async function openWorkspaceFile(
   const cancel = new AbortController();
   const onOuterAbort = () => cancel.abort();
   signal?.addEventListener("abort", onOuterAbort, { once: true });
-  const stream = agent.workspace.readFile({ path }, { signal: cancel.signal })[Symbol.asyncIterator]();
   const release = () => {
     signal?.removeEventListener("abort", onOuterAbort);
     cancel.abort();
   };
+  const reader = new AgentStreamReader(agent.workspace.readFile({ path }, { signal: cancel.signal }), {
+    path,
+    sizedByHeader: true,
+    stallMs,
+    onStall: () => cancel.abort(),
+  });
+  const chunks = reader.chunks();
 
-  let first: IteratorResult<ReadFileResponse>;
+  // Two steps before answering: the header and first chunk, then the next
+  // chunk or the trailer. Errors so far are still a clean error response, and
+  // a file of one chunk is fully checked before its status line is sent.
+  const ahead: Uint8Array[] = [];
   try {
-    first = await stream.next();
+    for (let i = 0; i < 2; i++) {
+      const step = await chunks.next();
+      if (step.done) break;
+      ahead.push(step.value);
+    }
   } catch (err) {
     release();
-    throw fromAgentError(err);
+    throw err;
   }
-  if (first.done || first.value.event.case !== "header") {
-    release();
-    throw new CrowNestError("integrity_error", "the agent's answer did not start with a header", { path });
-  }
-  const sizeBytes = Number(first.value.event.value.size);
-  return { path, sizeBytes, body: Readable.from(relayChunks(stream, sizeBytes, path, release), { objectMode: false }) };
+  const sizeBytes = reader.declaredSize ?? 0;
+  return { path, sizeBytes, body: Readable.from(holdLastChunk(ahead, chunks, release), { objectMode: false }) };
 }
 
-async function* relayChunks(
-  stream: AsyncIterator<ReadFileResponse>,
-  expected: number,
-  path: string,
-  release: () => void,
-): AsyncGenerator<Uint8Array> {
-  const hash = createHash("sha256");
-  let count = 0;
-  let held: Uint8Array | undefined;
+/**
+ * Relays the reader's chunks, holding the last one back until the reader
+ * ended cleanly (trailer checked), so a corrupted or truncated transfer never
+ * looks complete to the client.
+ */
+async function* holdLastChunk(ahead: Uint8Array[], rest: AsyncGenerator<Uint8Array>, release: () => void): AsyncGenerator<Uint8Array> {
   try {
+    let held = ahead.shift();
+    if (held === undefined) return;
     for (;;) {
-      let next: IteratorResult<ReadFileResponse>;
-      try {
-        next = await stream.next();
-      } catch (err) {
-        throw fromAgentError(err);
-      }
-      if (next.done) throw new CrowNestError("agent_unavailable", "the agent ended the file without a trailer", { path });
-      const event = next.value.event;
-      if (event.case === "chunk") {
-        count += event.value.byteLength;
-        if (count > expected) throw new CrowNestError("file_changed", `${path} grew while it was read`, { path });
-        hash.update(event.value);
-        if (held) yield held;
-        held = event.value;
-      } else if (event.case === "trailer") {
-        const sha256 = hash.digest("hex");
-        if (Number(event.value.size) !== count || count !== expected || event.value.sha256 !== sha256) {
-          throw new CrowNestError("integrity_error", `the bytes of ${path} differ from what the agent reported`, { path });
-        }
-        if (held) yield held;
-        return;
-      } else {
-        throw new CrowNestError("integrity_error", "unexpected message from the agent", { path });
-      }
+      const next = ahead.length > 0 ? { done: false as const, value: ahead.shift()! } : await rest.next();
+      if (next.done) break;
+      yield held;
+      held = next.value;
     }
+    yield held;
   } finally {
+    void rest.return(undefined).catch(() => undefined);
     release();
   }
 }

@@ -6,6 +6,7 @@ import type { SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { agentClients, type AgentClients } from "../runtime/agent-client.js";
+import { checkedConnection, type AgentNetworks, type CreateConnection } from "../runtime/agent-network.js";
 import { LocalRuntime } from "../runtime/local.js";
 import type { AgentEndpoint } from "../runtime/types.js";
 import { requireScopes, type Caller } from "./caller.js";
@@ -45,9 +46,25 @@ function endpointOf(row: SandboxRow): AgentEndpoint {
   return { url: row.agentUrl, token: row.agentToken, pid: row.agentPid };
 }
 
-/** The generated clients of the sandbox's agent (token attached; an https:// agent verified against CROWNEST_AGENT_CA_FILE). */
+const checkedConnections = new WeakMap<AgentNetworks, CreateConnection>();
+
+/**
+ * The generated clients of the sandbox's agent (token attached; an https://
+ * agent verified against CROWNEST_AGENT_CA_FILE). A registered (external)
+ * agent is only ever reached at an address inside CROWNEST_AGENT_NETWORKS,
+ * checked again on every new connection.
+ */
 export function agentOf(deps: Pick<Deps, "config">, row: SandboxRow): AgentClients {
-  return agentClients({ url: row.agentUrl, token: row.agentToken }, deps.config.agentCa ? { ca: deps.config.agentCa } : {});
+  const endpoint = { url: row.agentUrl, token: row.agentToken };
+  const ca = deps.config.agentCa ? { ca: deps.config.agentCa } : {};
+  if (row.runtime !== "external") return agentClients(endpoint, ca);
+  const networks = deps.config.agentNetworks;
+  let createConnection = checkedConnections.get(networks);
+  if (!createConnection) {
+    createConnection = checkedConnection(networks);
+    checkedConnections.set(networks, createConnection);
+  }
+  return agentClients(endpoint, { ...ca, createConnection });
 }
 
 function validateTimeout(value: unknown): number | undefined {

@@ -5,6 +5,8 @@ import {
   CrowNestError,
   ERROR_CODES,
   codeFromMessage,
+  errorFromPeer,
+  isErrorCode,
   fromErrno,
   toConnectError,
   toCrowNestError,
@@ -66,5 +68,27 @@ describe("error registry", () => {
     expect(fromErrno(errno("ELOOP"), "/workspace/x").code).toBe("path_outside_workspace");
     expect(fromErrno(errno("ENXIO"), "/workspace/x").code).toBe("not_a_regular_file");
     expect(fromErrno(errno("EIO"), "/workspace/x").code).toBe("internal");
+  });
+});
+
+// Names a peer can send that exist on every object (inherited members of the
+// registry object): none of them is a code of the closed set.
+const INHERITED_NAMES = ["constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__"];
+
+describe("codes read from peers", () => {
+  it.each(INHERITED_NAMES)("%s is not a code, as a bare code or as a message prefix", (name) => {
+    expect(isErrorCode(name)).toBe(false);
+    expect(codeFromMessage(`${name}: x`)).toBeUndefined();
+    const e = errorFromPeer(name, "from a hostile agent");
+    expect(e.code).toBe("internal");
+    expect(e.message).toBe("internal error");
+    expect(toCrowNestError(new ConnectError(`${name}: x`, Code.Unavailable)).code).toBe("internal");
+  });
+
+  it("keeps a real code and its message", () => {
+    expect(errorFromPeer("file_not_found", "no such file: /workspace/a")).toMatchObject({ code: "file_not_found", message: "no such file: /workspace/a" });
+    expect(errorFromPeer("file_not_found", "").message).toBe("file_not_found");
+    expect(errorFromPeer(7, "x").code).toBe("internal");
+    expect(codeFromMessage(undefined)).toBeUndefined();
   });
 });

@@ -46,5 +46,10 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", value: "0" },
   { variable: "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", value: "many" },
   { variable: "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", value: "-1" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "10.0.0.0/33" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "localhost/8" },
+  { variable: "CROWNEST_AGENT_NETWORKS", value: "10.0.0.0/8;192.168.0.0/16" },
+  { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "0" },
+  { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "1MiB" },
   { variable: "CROWNEST_LOG_LEVEL", value: "loud" },
 ];

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startAgent, type StartedAgent } from "../helpers/agent.js";
+import { LOOPBACK_AGENTS, startAgent, type StartedAgent } from "../helpers/agent.js";
 import { api, isRunning, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 
 let ctl: InProcessController;
@@ -12,7 +12,7 @@ let call: ReturnType<typeof api>;
 let agent: StartedAgent;
 
 beforeAll(async () => {
-  [ctl, agent] = await Promise.all([startControllerInProcess({ CROWNEST_RUNTIME: "external" }), startAgent()]);
+  [ctl, agent] = await Promise.all([startControllerInProcess({ CROWNEST_RUNTIME: "external", ...LOOPBACK_AGENTS }), startAgent()]);
   call = api(ctl.httpUrl, ctl.apiKey);
 });
 afterAll(async () => {

@@ -13,8 +13,9 @@ import { silentLogger } from "../../controller/log.js";
 import { agentClients } from "../../controller/runtime/agent-client.js";
 import { fromAgentError } from "../../controller/runtime/agent-errors.js";
 import { ExternalRuntime, parseAgentUrl } from "../../controller/runtime/external.js";
+import { AgentNetworks } from "../../controller/runtime/agent-network.js";
 import { LocalRuntime, parseListenLine } from "../../controller/runtime/local.js";
-import { startAgent, type StartedAgent } from "../helpers/agent.js";
+import { LOOPBACK_AGENTS, startAgent, type StartedAgent } from "../helpers/agent.js";
 import { eventually, isRunning } from "../helpers/controller.js";
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
@@ -38,7 +39,14 @@ describe("fromAgentError", () => {
     ["a connection error inside a ConnectError", new ConnectError("x", Code.Internal, undefined, undefined, econnrefused), "agent_unavailable", undefined],
     ["a bare connection error", econnrefused, "agent_unavailable", undefined],
     ["anything else", new Error("boom"), "internal", "internal error"],
-    ["an unnamed Internal", new ConnectError("oops", Code.Internal), "internal", "internal error"],
+    // The agent's side failed without naming why (an HTTP/2 protocol error, an HTTP/1.1 answer): the agent is at fault, not the controller.
+    ["an unnamed Internal", new ConnectError("oops", Code.Internal), "agent_unavailable", undefined],
+    ["an HTTP/2 protocol error", new ConnectError("[internal] Protocol error", Code.Internal, undefined, undefined, Object.assign(new Error("Protocol error"), { code: "ERR_HTTP2_ERROR" })), "agent_unavailable", undefined],
+    ["a message over the read limit", new ConnectError("message size 4294967295 is larger than configured readMaxBytes 4194304", Code.ResourceExhausted), "agent_unavailable", undefined],
+    // Codes about the caller or the controller's stores are not the agent's to give.
+    ["a named unauthenticated", new ConnectError("unauthenticated: your key is bad", Code.Unauthenticated), "agent_unavailable", undefined],
+    ["a named quota_exceeded", new ConnectError("quota_exceeded: no room", Code.ResourceExhausted), "agent_unavailable", undefined],
+    ["an inherited name", new ConnectError("constructor: x", Code.NotFound), "agent_unavailable", undefined],
   ])("%s", (_name, err, code, message) => {
     const e = fromAgentError(err);
     expect(e.code).toBe(code);
@@ -154,7 +162,7 @@ describe("local runtime", () => {
 
 describe("external runtime", () => {
   let agent: StartedAgent;
-  const runtime = new ExternalRuntime(3000);
+  const runtime = new ExternalRuntime(AgentNetworks.parse(LOOPBACK_AGENTS.CROWNEST_AGENT_NETWORKS), 3000);
   beforeAll(async () => {
     agent = await startAgent();
   });

@@ -24,6 +24,7 @@ import { FileType, WorkspaceService } from "../../gen/crownest/agent/v1/workspac
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 import { startS3rver, type S3rverHandle } from "../helpers/s3.js";
+import { LOOPBACK_AGENTS } from "../helpers/agent.js";
 import {
   blobDirOf,
   expectError,
@@ -363,7 +364,7 @@ const SCRIPTS: Record<string, { statSize: number; events: (signal: AbortSignal, 
       await untilAborted(signal);
     },
   },
-  // Stat and header claim 10 bytes, then the stream never ends: the limit stops it mid-stream.
+  // Stat and header claim 10 bytes, then the stream never ends: the 11th byte breaks the header's promise (integrity_error), long before any limit.
   "balloon.bin": {
     statSize: 10,
     async *events(signal, path) {
@@ -458,6 +459,7 @@ describe("a hostile agent", () => {
     agent = await startHostileAgent();
     ctl = await startControllerInProcess({
       CROWNEST_RUNTIME: "external",
+      ...LOOPBACK_AGENTS,
       CROWNEST_EXPORT_STALL_MS: "300",
       CROWNEST_MAX_ARTIFACT_BYTES_DEVELOPER: String(1 * MiB),
     });
@@ -478,7 +480,7 @@ describe("a hostile agent", () => {
     ["no-trailer.bin", 502, "integrity_error"],
     ["no-header.bin", 502, "integrity_error"],
     ["stall.bin", 503, "agent_unavailable"],
-    ["balloon.bin", 413, "too_large"],
+    ["balloon.bin", 502, "integrity_error"],
     ["big-header.bin", 413, "too_large"],
   ];
   it.each(cases)("%s → %i %s, nothing kept", async (name, status, code) => {
@@ -497,7 +499,7 @@ describe("a hostile agent", () => {
     ["no-header.bin", "integrity_error", "integrity_error"],
     ["stall.bin", "agent_unavailable", "agent_unavailable"],
     // The endless file is cut off: the call is cancelled and the next file read by a new one.
-    ["balloon.bin", "too_large", "ok"],
+    ["balloon.bin", "integrity_error", "ok"],
     ["huge.bin", "too_large", "ok"],
     ["missing.bin", "file_not_found", "ok"],
   ];

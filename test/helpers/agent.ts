@@ -16,6 +16,12 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const BUNDLE_PATH = join(REPO_ROOT, "dist", "agent.mjs");
 
+/**
+ * Test agents listen on 127.0.0.1, which the external runtime refuses by
+ * default: a controller (or config) that registers them allows loopback.
+ */
+export const LOOPBACK_AGENTS = { CROWNEST_AGENT_NETWORKS: "127.0.0.0/8" } as const;
+
 export interface StartAgentOptions {
   /** Existing directory to serve; default: a fresh temp dir, removed by stop(). */
   workspace?: string;

@@ -9,6 +9,7 @@ import { CrowNestError } from "../../../common/errors.js";
 import { openBlobStore } from "../../../controller/blob/factory.js";
 import { ManualClock } from "../../../controller/clock.js";
 import { loadConfig } from "../../../controller/config.js";
+import { LOOPBACK_AGENTS } from "../../helpers/agent.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import type { AccountRow, SandboxRow } from "../../../controller/db/types.js";
 import type { Deps } from "../../../controller/deps.js";
@@ -150,7 +151,7 @@ describe("artifact names", () => {
 describe("plan limits", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "crownest-export-"));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-  const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_RETENTION_FREE_DAYS: "3", CROWNEST_API_KEY: "k".repeat(20), CROWNEST_SIGNING_SECRET: "s".repeat(20) });
+  const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_RETENTION_FREE_DAYS: "3", CROWNEST_API_KEY: "k".repeat(20), CROWNEST_SIGNING_SECRET: "s".repeat(20), ...LOOPBACK_AGENTS });
   const account = (over: Partial<AccountRow>): AccountRow => ({
     id: "acct_1",
     plan: "free",
@@ -186,7 +187,7 @@ describe("exportPath with a real agent, file blobs and SQLite", () => {
 
   beforeAll(async () => {
     agent = await startAgent();
-    const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_API_KEY: "k".repeat(20), CROWNEST_SIGNING_SECRET: "s".repeat(20) });
+    const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_API_KEY: "k".repeat(20), CROWNEST_SIGNING_SECRET: "s".repeat(20), ...LOOPBACK_AGENTS });
     const metrics = new Metrics(false);
     const db = openMetadataStore(config.database);
     await db.migrate();
