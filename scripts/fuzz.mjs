@@ -2,10 +2,10 @@
 // CROWNEST_FUZZ_SCALE times (default 10) as often as `npm test` runs it.
 // Passes vitest's output through and ends with the number of inputs tried.
 import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 
 const scale = process.env.CROWNEST_FUZZ_SCALE ?? "10";
-const vitest = createRequire(import.meta.url).resolve("vitest/vitest.mjs");
+const vitest = fileURLToPath(new URL("../node_modules/vitest/vitest.mjs", import.meta.url));
 const child = spawn(process.execPath, [vitest, "run", "test/fuzz", ...process.argv.slice(2)], {
   env: { ...process.env, CROWNEST_FUZZ_SCALE: scale },
   stdio: ["ignore", "pipe", "inherit"],
