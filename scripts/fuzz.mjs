@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 
 const scale = process.env.CROWNEST_FUZZ_SCALE ?? "10";
 const vitest = fileURLToPath(new URL("../node_modules/vitest/vitest.mjs", import.meta.url));
-const child = spawn(process.execPath, [vitest, "run", "test/fuzz", ...process.argv.slice(2)], {
+const child = spawn(process.execPath, [vitest, "run", "test/fuzz", "--testTimeout=1800000", "--hookTimeout=120000", ...process.argv.slice(2)], {
   env: { ...process.env, CROWNEST_FUZZ_SCALE: scale },
   stdio: ["ignore", "pipe", "inherit"],
 });
