@@ -3,7 +3,19 @@
 // directory descriptors (never following a symlink: links are stored as
 // links, FIFOs/sockets/devices left out), so the header can promise an entry
 // count; file bodies are then streamed from descriptors checked against the
-// listing with the same rule as ReadFile.
+// listing with the same rule as ReadFile. Nothing is ever opened by a host
+// path string: the archived directory stays open for the whole call and each
+// file is opened relative to a descriptor of its own directory, reopened
+// step by step from there (O_DIRECTORY|O_NOFOLLOW, same inode as listed). A
+// directory swapped for a symlink mid-way therefore fails the archive with
+// file_changed instead of leading the agent to a host path, and trees deeper
+// than PATH_MAX archive like any other.
+//
+// Names are stored exactly or the archive fails: a name (or a symlink
+// target) that is not valid UTF-8 cannot be carried by a tar header, JSON or
+// the entry index, so it is invalid_path naming the entry, never dropped and
+// never replaced by U+FFFD (which could also collide with another name).
+import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { BigIntStats } from "node:fs";
 import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
@@ -35,24 +47,31 @@ interface ArchiveEntry {
 export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest, ctx: HandlerContext): AsyncGenerator<Response> {
   const entry = await resolveInsideWorkspace(deps.root, req.path);
   ctx.values.set(callPath, entry.path);
-  let entries: ArchiveEntry[];
-  let real: string;
+  let dir: FileHandle;
   try {
-    const dir = await openDirectory(entry);
-    real = entry.real;
-    try {
-      entries = [];
-      await listTree(dir, "", entries, entry.path, ctx.signal);
-    } finally {
-      await dir.close();
-    }
+    dir = await openDirectory(entry);
   } finally {
     await entry.close();
   }
+  // `dir` is the archived directory for the rest of the call: every file is reached from it.
+  const cursor = new DirectoryCursor(dir, entry.path);
+  // A cancelled call may never be resumed to run the finally below: release the descriptors now.
+  const unlisten = onAbort(ctx.signal, () => cursor.close());
+  try {
+    const entries: ArchiveEntry[] = [];
+    await listTree(dir, "", entries, entry.path, ctx.signal, new Set());
+    for (const e of entries) if (e.kind === "directory") cursor.expect(e.rel, e.stats);
+    yield* streamArchive(entries, cursor, entry.path, ctx);
+  } finally {
+    unlisten();
+    await cursor.close();
+  }
+}
 
-  yield { event: { case: "header", value: { path: entry.path, entries: BigInt(entries.length) } } };
+async function* streamArchive(entries: ArchiveEntry[], cursor: DirectoryCursor, path: string, ctx: HandlerContext): AsyncGenerator<Response> {
+  yield { event: { case: "header", value: { path, entries: BigInt(entries.length) } } };
 
-  // Loaded on first use, like chokidar in watch.ts: not part of an idle agent.
+  // Loaded on first use: an idle agent should not carry tar-stream.
   const tarStream = (await import("tar-stream")).default;
   const pack = tarStream.pack();
   // Failures reach the client through the iterator below; an 'error' event
@@ -63,7 +82,7 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
     stop.abort();
     pack.destroy();
   });
-  const producer = writeEntries(pack, entries, real, entry.path, stop.signal).then(
+  const producer = writeEntries(pack, entries, cursor, path, stop.signal).then(
     () => pack.finalize(),
     (err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))),
   );
@@ -96,52 +115,158 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
   }
 }
 
-/** Depth-first listing through directory descriptors, names sorted so archives are reproducible. */
-async function listTree(dir: FileHandle, prefix: string, out: ArchiveEntry[], path: string, signal: AbortSignal): Promise<void> {
+/** A name exactly as the tar will hold it, or invalid_path naming the entry. */
+function exactName(raw: Buffer, prefix: string, path: string): string {
+  if (isUtf8(raw)) return raw.toString("utf8");
+  return unstorable(path, prefix === "" ? printable(raw) : `${prefix}/${printable(raw)}`, "the name is not valid UTF-8");
+}
+
+function unstorable(path: string, entry: string, why: string): never {
+  throw new CrowNestError("invalid_path", `${path}/${entry}: ${why}; a tar cannot store it exactly`, { path, entry });
+}
+
+/**
+ * Bytes as readable text for an error message: valid UTF-8 sequences as they
+ * are, any other byte (and control characters, backslash) as \xNN.
+ */
+export function printable(raw: Buffer): string {
+  let out = "";
+  for (let i = 0; i < raw.length; ) {
+    const b = raw[i]!;
+    const len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    const seq = len === 0 ? null : raw.subarray(i, i + len);
+    if (seq && seq.length === len && isUtf8(seq) && !(len === 1 && (b < 0x20 || b === 0x5c || b === 0x7f))) {
+      out += seq.toString("utf8");
+      i += len;
+    } else {
+      out += `\\x${b.toString(16).padStart(2, "0")}`;
+      i += 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * Depth-first listing through directory descriptors, names sorted so archives
+ * are reproducible. Names are read as bytes: decoding them as UTF-8 here would
+ * turn an invalid name into U+FFFD, which lstat cannot find (a silently
+ * dropped file) or which names another file (a duplicate).
+ */
+async function listTree(dir: FileHandle, prefix: string, out: ArchiveEntry[], path: string, signal: AbortSignal, seen: Set<string>): Promise<void> {
   signal.throwIfAborted();
-  let names: string[];
+  let raw: Buffer[];
   try {
-    names = await readdir(at(dir, ""));
+    raw = await readdir(at(dir, ""), { encoding: "buffer" });
   } catch (err) {
     throw fromErrno(err, path);
   }
-  names.sort();
+  const names = raw.map((r) => exactName(r, prefix, path)).sort();
   for (const name of names) {
     const rel = prefix === "" ? name : `${prefix}/${name}`;
+    // One directory cannot list a name twice; this holds the archive to it whatever the file system does.
+    if (seen.has(rel)) unstorable(path, rel, "the name appears twice");
+    seen.add(rel);
     let stats: BigIntStats;
     try {
       stats = await lstat(at(dir, name), { bigint: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // gone before it was promised
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // removed before the archive was promised
       throw fromErrno(err, path);
     }
     if (stats.isSymbolicLink()) {
-      out.push({ rel, kind: "symlink", stats, linkname: await readlink(at(dir, name)) });
+      let target: Buffer;
+      try {
+        target = await readlink(at(dir, name), { encoding: "buffer" });
+      } catch (err) {
+        throw new CrowNestError("file_changed", `${path}/${rel} changed while the archive was listed`, { path }, { cause: err });
+      }
+      if (!isUtf8(target)) unstorable(path, rel, "the symbolic link's target is not valid UTF-8");
+      out.push({ rel, kind: "symlink", stats, linkname: target.toString("utf8") });
     } else if (stats.isFile()) {
       out.push({ rel, kind: "file", stats });
     } else if (stats.isDirectory()) {
       out.push({ rel, kind: "directory", stats });
-      let child: FileHandle;
+      const child = await openChildDirectory(dir, name, stats, `${path}/${rel}`);
       try {
-        child = await open(at(dir, name), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-      } catch (err) {
-        throw new CrowNestError("file_changed", `${path}/${rel} changed while the archive was listed`, { path }, { cause: err });
-      }
-      try {
-        const now = await child.stat({ bigint: true });
-        if (now.ino !== stats.ino || now.dev !== stats.dev) {
-          throw new CrowNestError("file_changed", `${path}/${rel} changed while the archive was listed`, { path });
-        }
-        await listTree(child, rel, out, path, signal);
+        await listTree(child, rel, out, path, signal, seen);
       } finally {
         await child.close();
       }
     }
-    // FIFOs, sockets and devices are left out on purpose (DESIGN §4).
+    // FIFOs, sockets and devices are left out on purpose (they have no bytes to archive).
   }
 }
 
-async function writeEntries(pack: tar.Pack, entries: ArchiveEntry[], real: string, path: string, signal: AbortSignal): Promise<void> {
+/** Opens `name` inside `dir` as a directory without following a symlink, and only if it is the inode listed. */
+async function openChildDirectory(dir: FileHandle, name: string, expected: BigIntStats, path: string): Promise<FileHandle> {
+  const changed = (cause?: unknown) =>
+    new CrowNestError("file_changed", `${path} changed while it was archived`, { path }, cause === undefined ? undefined : { cause });
+  let child: FileHandle;
+  try {
+    child = await open(at(dir, name), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw changed(err);
+  }
+  try {
+    const now = await child.stat({ bigint: true });
+    if (now.ino !== expected.ino || now.dev !== expected.dev) throw changed();
+    return child;
+  } catch (err) {
+    await child.close();
+    throw err;
+  }
+}
+
+/**
+ * The open directories from the archived one down to the directory of the
+ * entry being written. Entries come depth-first, so moving to the next
+ * entry's directory closes and opens only the components that differ.
+ */
+class DirectoryCursor {
+  private readonly stack: { name: string; fh: FileHandle }[] = [];
+  private closed = false;
+  private readonly listed = new Map<string, BigIntStats>();
+
+  constructor(
+    root: FileHandle,
+    private readonly path: string,
+  ) {
+    this.stack.push({ name: "", fh: root });
+  }
+
+  /** The inode the listing saw at `rel` (a directory). */
+  expect(rel: string, stats: BigIntStats): void {
+    this.listed.set(rel, stats);
+  }
+
+  /** The open descriptor of directory `rel` ("" is the archived directory). */
+  async enter(rel: string): Promise<FileHandle> {
+    const names = rel === "" ? [] : rel.split("/");
+    let keep = 1;
+    while (keep < this.stack.length && keep - 1 < names.length && this.stack[keep]!.name === names[keep - 1]) keep++;
+    while (this.stack.length > keep) await this.stack.pop()!.fh.close();
+    for (let i = keep - 1; i < names.length; i++) {
+      const sub = names.slice(0, i + 1).join("/");
+      const stats = this.listed.get(sub);
+      if (!stats) throw new CrowNestError("internal", "internal error", {}, { cause: new Error(`directory ${sub} was not listed`) });
+      if (this.closed) throw new CrowNestError("internal", "internal error", {}, { cause: new Error("archive cancelled") });
+      const fh = await openChildDirectory(this.stack[this.stack.length - 1]!.fh, names[i]!, stats, `${this.path}/${sub}`);
+      if (this.closed) {
+        await fh.close();
+        throw new CrowNestError("internal", "internal error", {}, { cause: new Error("archive cancelled") });
+      }
+      this.stack.push({ name: names[i]!, fh });
+    }
+    return this.stack[this.stack.length - 1]!.fh;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.stack.splice(0).map((s) => s.fh.close()));
+  }
+}
+
+async function writeEntries(pack: tar.Pack, entries: ArchiveEntry[], cursor: DirectoryCursor, path: string, signal: AbortSignal): Promise<void> {
   for (const e of entries) {
     signal.throwIfAborted();
     const common = {
@@ -155,7 +280,9 @@ async function writeEntries(pack: tar.Pack, entries: ArchiveEntry[], real: strin
     } else if (e.kind === "symlink") {
       await addEntry(pack, { ...common, name: e.rel, type: "symlink", linkname: e.linkname ?? "" });
     } else {
-      await addFile(pack, e, common, `${real}/${e.rel}`, `${path}/${e.rel}`, signal);
+      const slash = e.rel.lastIndexOf("/");
+      const dir = await cursor.enter(slash === -1 ? "" : e.rel.slice(0, slash));
+      await addFile(pack, e, common, at(dir, e.rel.slice(slash + 1)), `${path}/${e.rel}`, signal);
     }
   }
 }
@@ -170,13 +297,14 @@ async function addFile(
   pack: tar.Pack,
   e: ArchiveEntry,
   common: Partial<tar.Header>,
-  hostPath: string,
+  /** The file's name under a descriptor of its directory (confine's at()): never a host path string. */
+  fileAt: string,
   path: string,
   signal: AbortSignal,
 ): Promise<void> {
   // The listing's lstat came through a trusted directory descriptor; the
   // descriptor opened here must be that same inode, unchanged.
-  const { fh, stats } = await openRegularFileAt(hostPath, e.stats, path).catch((err: unknown) => {
+  const { fh, stats } = await openRegularFileAt(fileAt, e.stats, path).catch((err: unknown) => {
     throw err instanceof CrowNestError && err.code === "file_not_found"
       ? new CrowNestError("file_changed", `${path} was removed while the archive was written`, { path })
       : err;
