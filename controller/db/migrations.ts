@@ -132,8 +132,17 @@ const initial: Migration = {
   },
 };
 
+// Glob collect entries: which of a command's glob entries were settled, so a
+// reconciler after a crash can tell a finished glob from an interrupted one.
+const collectGlobs: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable("commands").addColumn("collect_settled", "text").execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0003_collect_globs": collectGlobs,
 };
 
 const provider: MigrationProvider = {

@@ -13,6 +13,7 @@ import {
   getArtifact,
   listArtifacts,
   openArtifactStream,
+  parseCreateArtifactBody,
 } from "../services/artifacts.js";
 import { isReplayedError, parseIdempotencyKey } from "../services/idempotency.js";
 import { artifactToProto, downloadUrlToProto } from "./convert.js";
@@ -30,10 +31,19 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
       const caller = callerOf(ctx);
       const idempotencyKey = parseIdempotencyKey(ctx.requestHeader.get("idempotency-key") ?? undefined);
       try {
+        // The same fields REST takes, through the same validation; unset proto3 optionals stay absent.
+        const body = parseCreateArtifactBody({
+          ...(req.glob === undefined || req.path !== "" ? { path: req.path } : {}),
+          ...(req.glob !== undefined ? { glob: req.glob } : {}),
+          ...(req.exclude.length > 0 ? { exclude: [...req.exclude] } : {}),
+          ...(req.includeHidden !== undefined ? { includeHidden: req.includeHidden } : {}),
+          ...(req.name !== undefined ? { name: req.name } : {}),
+          ...(req.retentionDays !== undefined ? { retentionDays: req.retentionDays } : {}),
+          ...(req.format !== undefined ? { format: req.format } : {}),
+        });
         const { artifact, replayed } = await createArtifact(deps, caller, {
           sandboxId: req.sandboxId,
-          path: req.path,
-          ...(req.name !== undefined ? { name: req.name } : {}),
+          ...body,
           ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
           signal: ctx.signal,
         });
@@ -57,6 +67,7 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
       const page = await listArtifacts(deps, callerOf(ctx), req.sandboxId, {
         limit: req.pageSize,
         ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+        ...(req.commandId !== "" ? { commandId: req.commandId } : {}),
       });
       return {
         artifacts: page.artifacts.map((row) => artifactToProto(artifactView(row))),

@@ -128,7 +128,7 @@ interface Item {
   resolve: (o: Outcome) => void;
 }
 
-function agentNamed(code: string, message: string): CrowNestError {
+export function agentNamed(code: string, message: string): CrowNestError {
   return code in ERROR_CODES ? new CrowNestError(code as ErrorCode, message || code) : new CrowNestError("internal", "internal error");
 }
 

@@ -2,6 +2,7 @@
 // and the gRPC API all call exportPath. It never trusts the agent: it counts
 // bytes, compares hashes with the agent's trailer, enforces the plan's limits
 // mid-stream, and leaves nothing visible when anything fails.
+import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { posix } from "node:path";
 import { lookup as lookupMimeType } from "mime-types";
@@ -10,11 +11,12 @@ import { WORKSPACE, normalizeWorkspacePath } from "../../common/paths.js";
 import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { ArchiveHeader, FileInfo, Trailer } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Config, PlanLimits } from "../config.js";
-import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
+import type { AccountRow, ArchiveFormat, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
+import { archiveContentType, archiveName, storedArchiveBytes } from "./export-archive.js";
 
 export interface ExportInput {
   accountId: string;
@@ -27,11 +29,14 @@ export interface ExportInput {
   account?: AccountRow;
   /** Aborts the export (client gone, controller shutting down); cleanup still runs. */
   signal?: AbortSignal;
+  /** Shortens the artifact's life: 1 to the account's retention (more is invalid_request). Default: the account's retention. */
+  retentionDays?: number;
+  /** How an archive is stored (default "tar"); a regular file is always stored as it is. */
+  format?: ArchiveFormat;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const MAX_NAME_BYTES = 255;
-const TAR_TYPE = "application/x-tar";
 
 /** The limits that apply to one account: its overrides, else its plan's configured defaults. */
 export function limitsFor(config: Config, account: AccountRow): PlanLimits {
@@ -61,15 +66,27 @@ export function validateArtifactName(name: string): void {
 }
 
 /** The name an export gets when the request gives none. */
-export function defaultArtifactName(sourcePath: string, isDirectory: boolean): string {
-  if (sourcePath === WORKSPACE) return "workspace.tar";
+export function defaultArtifactName(sourcePath: string, isDirectory: boolean, format: ArchiveFormat = "tar"): string {
+  if (sourcePath === WORKSPACE) return archiveName("workspace", format);
   const base = posix.basename(sourcePath);
-  return isDirectory ? `${base}.tar` : base;
+  return isDirectory ? archiveName(base, format) : base;
 }
 
-export function contentTypeFor(name: string, isDirectory: boolean): string {
-  if (isDirectory) return TAR_TYPE;
+export function contentTypeFor(name: string, isDirectory: boolean, format: ArchiveFormat = "tar"): string {
+  if (isDirectory) return archiveContentType(format);
   return lookupMimeType(name) || "application/octet-stream";
+}
+
+/** The days an artifact lives: the request's (1 to the account's retention) or the account's. */
+export function retentionFor(requested: number | undefined, limits: PlanLimits): number {
+  if (requested === undefined) return limits.retentionDays;
+  if (!Number.isInteger(requested) || requested < 1 || requested > limits.retentionDays) {
+    throw new CrowNestError("invalid_request", `retentionDays must be a whole number from 1 to the account's retention (${limits.retentionDays} days)`, {
+      field: "retentionDays",
+      maxRetentionDays: limits.retentionDays,
+    });
+  }
+  return requested;
 }
 
 /**
@@ -199,6 +216,7 @@ export async function accountLimits(deps: Deps, input: ExportInput): Promise<Pla
  */
 export interface ExportSource {
   sourcePath: string;
+  /** The bytes are a tar archive (a directory, or a glob's matches): stored in input.format. */
   isDirectory: boolean;
   /** The file's header when already received (a directory's comes in `events`). */
   header?: FileInfo;
@@ -272,16 +290,20 @@ export async function storeExport(
   const { sandbox, accountId } = input;
   const { sourcePath, isDirectory, header, abort, signal } = source;
 
+  // A regular file is always stored as it is; an archive as the request says.
+  const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
   let name: string;
   let contentType: string;
   let declared: number;
+  let retentionDays: number;
   let checkLimits: (bytes: number) => void;
   let pending: ArtifactRow;
   try {
-    name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
+    name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
     progress.name = name;
     validateArtifactName(name);
-    contentType = contentTypeFor(name, isDirectory);
+    contentType = contentTypeFor(name, isDirectory, format);
+    retentionDays = retentionFor(input.retentionDays, limits);
 
     // Fail early on what the header already tells; the stream is checked again byte by byte.
     declared = header ? Number(header.size) : 0;
@@ -331,6 +353,8 @@ export async function storeExport(
   const id = pending.id;
 
   const seen: { header?: FileInfo | ArchiveHeader; trailer?: Trailer; bytes: number; failure?: CrowNestError } = { bytes: 0 };
+  // When the stored bytes are not the agent's (gzip), the agent's bytes are hashed here to check its trailer.
+  const sourceHash = format === "tar" ? undefined : createHash("sha256");
   const fail = (err: unknown): CrowNestError => {
     const failure = seen.failure ?? (err instanceof CrowNestError ? err : fromAgentError(err));
     seen.failure = failure;
@@ -355,6 +379,7 @@ export async function storeExport(
             if (!seen.header) throw new CrowNestError("integrity_error", "the agent sent bytes before its header");
             seen.bytes += event.value.byteLength;
             checkLimits(seen.bytes);
+            sourceHash?.update(event.value);
             atYield = true;
             yield event.value;
             atYield = false;
@@ -376,7 +401,8 @@ export async function storeExport(
   try {
     let result;
     try {
-      result = await deps.blobs.write(pending.storageKey, agentBytes(), {
+      const stored = isDirectory ? storedArchiveBytes(agentBytes(), format) : agentBytes();
+      result = await deps.blobs.write(pending.storageKey, stored, {
         signal,
         contentType,
         ...(isDirectory ? {} : { sizeHint: declared }),
@@ -391,25 +417,30 @@ export async function storeExport(
     if (seen.failure) throw seen.failure;
     const trailer = seen.trailer;
     if (!trailer) throw new CrowNestError("integrity_error", "the agent's stream ended without a trailer");
-    const headerSize = !isDirectory && seen.header ? Number((seen.header as FileInfo).size) : result.size;
+    // What the agent sent, as it sent it (before any compression), against its own header and trailer.
+    const sentBytes = sourceHash ? seen.bytes : result.size;
+    const sentSha256 = sourceHash ? sourceHash.digest("hex") : result.sha256;
+    const headerSize = !isDirectory && seen.header ? Number((seen.header as FileInfo).size) : sentBytes;
     if (
-      result.size !== seen.bytes ||
-      result.size !== Number(trailer.size) ||
-      result.size !== headerSize ||
-      result.sha256 !== trailer.sha256.toLowerCase()
+      sentBytes !== seen.bytes ||
+      sentBytes !== Number(trailer.size) ||
+      sentBytes !== headerSize ||
+      sentSha256 !== trailer.sha256.toLowerCase()
     ) {
       throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
         storedBytes: result.size,
         reportedBytes: Number(trailer.size),
       });
     }
+    // A compressed archive may come out (slightly) larger than its tar: the limits hold for what is stored.
+    if (sourceHash) checkLimits(result.size);
     const createdAt = deps.clock.now();
     const ready = {
       sizeBytes: result.size,
       sha256: result.sha256,
       contentType,
       createdAt,
-      expiresAt: new Date(createdAt.getTime() + limits.retentionDays * DAY_MS),
+      expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
     };
     if (!(await deps.db.markArtifactReady(id, ready))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");

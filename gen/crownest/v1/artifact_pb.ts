@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/artifact.proto.
  */
 export const file_crownest_v1_artifact: GenFile = /*@__PURE__*/
-  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiVQoVQ3JlYXRlQXJ0aWZhY3RSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCgRuYW1lGAMgASgJSACIAQFCBwoFX25hbWUiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJRChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKFUxpc3RBcnRpZmFjdHNSZXNwb25zZRIoCglhcnRpZmFjdHMYASADKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoVRGVsZXRlQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlbGV0ZUFydGlmYWN0UmVzcG9uc2UiJgoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgoKAmlkGAEgASgJIvEBChlDcmVhdGVEb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIOCgZtZXRob2QYAiABKAkSRAoHaGVhZGVycxgDIAMoCzIzLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2UuSGVhZGVyc0VudHJ5EhEKCWF1dGhfbW9kZRgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJRChNSZWFkQXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBm9mZnNldBgCIAEoBBITCgZsZW5ndGgYAyABKARIAIgBAUIJCgdfbGVuZ3RoIl0KElJlYWRBcnRpZmFjdEhlYWRlchInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0Eg4KBm9mZnNldBgCIAEoBBIOCgZsZW5ndGgYAyABKAQiYwoUUmVhZEFydGlmYWN0UmVzcG9uc2USMQoGaGVhZGVyGAEgASgLMh8uY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIHCgVldmVudDKsBAoPQXJ0aWZhY3RTZXJ2aWNlElkKDkNyZWF0ZUFydGlmYWN0EiIuY3Jvd25lc3QudjEuQ3JlYXRlQXJ0aWZhY3RSZXF1ZXN0GiMuY3Jvd25lc3QudjEuQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRJQCgtHZXRBcnRpZmFjdBIfLmNyb3duZXN0LnYxLkdldEFydGlmYWN0UmVxdWVzdBogLmNyb3duZXN0LnYxLkdldEFydGlmYWN0UmVzcG9uc2USVgoNTGlzdEFydGlmYWN0cxIhLmNyb3duZXN0LnYxLkxpc3RBcnRpZmFjdHNSZXF1ZXN0GiIuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0c1Jlc3BvbnNlElkKDkRlbGV0ZUFydGlmYWN0EiIuY3Jvd25lc3QudjEuRGVsZXRlQXJ0aWZhY3RSZXF1ZXN0GiMuY3Jvd25lc3QudjEuRGVsZXRlQXJ0aWZhY3RSZXNwb25zZRJiChFDcmVhdGVEb3dubG9hZFVybBIlLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVxdWVzdBomLmNyb3duZXN0LnYxLkNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USVQoMUmVhZEFydGlmYWN0EiAuY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0UmVxdWVzdBohLmNyb3duZXN0LnYxLlJlYWRBcnRpZmFjdFJlc3BvbnNlMAFiBnByb3RvMw", [file_crownest_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiggIKFUNyZWF0ZUFydGlmYWN0UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoEbmFtZRgDIAEoCUgAiAEBEhEKBGdsb2IYBCABKAlIAYgBARIPCgdleGNsdWRlGAUgAygJEhsKDmluY2x1ZGVfaGlkZGVuGAYgASgISAKIAQESGwoOcmV0ZW50aW9uX2RheXMYByABKA1IA4gBARITCgZmb3JtYXQYCCABKAlIBIgBAUIHCgVfbmFtZUIHCgVfZ2xvYkIRCg9faW5jbHVkZV9oaWRkZW5CEQoPX3JldGVudGlvbl9kYXlzQgkKB19mb3JtYXQiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJlChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkiWgoVTGlzdEFydGlmYWN0c1Jlc3BvbnNlEigKCWFydGlmYWN0cxgBIAMoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChVEZWxldGVBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkiGAoWRGVsZXRlQXJ0aWZhY3RSZXNwb25zZSImChhDcmVhdGVEb3dubG9hZFVybFJlcXVlc3QSCgoCaWQYASABKAki8QEKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJECgdoZWFkZXJzGAMgAygLMjMuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZS5IZWFkZXJzRW50cnkSEQoJYXV0aF9tb2RlGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlEKE1JlYWRBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEhMKBmxlbmd0aBgDIAEoBEgAiAEBQgkKB19sZW5ndGgiXQoSUmVhZEFydGlmYWN0SGVhZGVyEicKCGFydGlmYWN0GAEgASgLMhUuY3Jvd25lc3QudjEuQXJ0aWZhY3QSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJjChRSZWFkQXJ0aWZhY3RSZXNwb25zZRIxCgZoZWFkZXIYASABKAsyHy5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50MqwECg9BcnRpZmFjdFNlcnZpY2USWQoOQ3JlYXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlc3BvbnNlElAKC0dldEFydGlmYWN0Eh8uY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXF1ZXN0GiAuY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXNwb25zZRJWCg1MaXN0QXJ0aWZhY3RzEiEuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0c1JlcXVlc3QaIi5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RzUmVzcG9uc2USWQoORGVsZXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlc3BvbnNlEmIKEUNyZWF0ZURvd25sb2FkVXJsEiUuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0GiYuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZRJVCgxSZWFkQXJ0aWZhY3QSIC5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RSZXF1ZXN0GiEuY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0UmVzcG9uc2UwAWIGcHJvdG8z", [file_crownest_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.v1.CreateArtifactRequest
@@ -26,16 +26,60 @@ export type CreateArtifactRequest = Message<"crownest.v1.CreateArtifactRequest">
   sandboxId: string;
 
   /**
+   * A file, or a directory (exported as one tar archive). Give either path
+   * or glob.
+   *
    * @generated from field: string path = 2;
    */
   path: string;
 
   /**
-   * Defaults to the file's base name (directories: "<base>.tar").
+   * Defaults to the file's base name (directories: "<base>.tar"; a glob:
+   * "artifacts.tar"; with format "tar.gz": ".tar.gz").
    *
    * @generated from field: optional string name = 3;
    */
   name?: string | undefined;
+
+  /**
+   * Every regular file under /workspace whose workspace-relative path
+   * matches ("*", "?", "[...]", "{a,b}", "**"), as one tar archive of them
+   * all at their workspace-relative paths. More than 10,000 matches is
+   * too_large; none is file_not_found.
+   *
+   * @generated from field: optional string glob = 4;
+   */
+  glob?: string | undefined;
+
+  /**
+   * With glob: paths matching any of these patterns are left out.
+   *
+   * @generated from field: repeated string exclude = 5;
+   */
+  exclude: string[];
+
+  /**
+   * With glob: names starting with "." match too.
+   *
+   * @generated from field: optional bool include_hidden = 6;
+   */
+  includeHidden?: boolean | undefined;
+
+  /**
+   * Shortens the artifact's life: 1 to the account's retention (more is
+   * invalid_request). Unset: the account's retention.
+   *
+   * @generated from field: optional uint32 retention_days = 7;
+   */
+  retentionDays?: number | undefined;
+
+  /**
+   * "tar" (default) or "tar.gz" for an archive; a regular file is always
+   * stored as it is.
+   *
+   * @generated from field: optional string format = 8;
+   */
+  format?: string | undefined;
 };
 
 /**
@@ -123,6 +167,13 @@ export type ListArtifactsRequest = Message<"crownest.v1.ListArtifactsRequest"> &
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * When set, only the artifacts this command's collection made.
+   *
+   * @generated from field: string command_id = 4;
+   */
+  commandId: string;
 };
 
 /**
