@@ -10,6 +10,7 @@
 // through ReadFile/ReadFiles afterwards, confined again.
 import { constants, type Dirent } from "node:fs";
 import { open, readdir, type FileHandle } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import picomatch from "picomatch";
@@ -26,8 +27,10 @@ import type { WorkspaceDeps } from "./service.js";
 type Response = MessageInitShape<typeof GlobResponseSchema>;
 type Match = MessageInitShape<typeof GlobMatchSchema>;
 
-/** Matches per message: small messages for a sparse tree, few messages for a dense one. */
+/** Matches per message: few messages for a dense tree (each costs a frame and a client wake-up). */
 const MESSAGE_MATCHES = 512;
+/** A sparse tree still sends what it found at least this often: matches stream as they are found. */
+const FLUSH_MS = 50;
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
 
@@ -52,6 +55,8 @@ interface Walk {
   signal: AbortSignal;
   found: number;
   pending: Match[];
+  /** performance.now() of the last message sent. */
+  sentAt: number;
 }
 
 export async function* glob(deps: WorkspaceDeps, req: GlobRequest, ctx: HandlerContext): AsyncGenerator<Response> {
@@ -72,6 +77,7 @@ export async function* glob(deps: WorkspaceDeps, req: GlobRequest, ctx: HandlerC
     signal: ctx.signal,
     found: 0,
     pending: [],
+    sentAt: performance.now(),
   };
 
   // Start at the pattern's literal leading directories ("reports" of "reports/**/*.xml"), not at the root.
@@ -153,9 +159,14 @@ async function* walkDir(walk: Walk, dir: FileHandle, prefix: string, opened: Fil
       }
     }
     // FIFOs, sockets and devices never match: only regular files do.
-    if (walk.pending.length >= MESSAGE_MATCHES) yield walk.pending.splice(0);
+    if (walk.pending.length >= MESSAGE_MATCHES) yield sent(walk);
   }
-  if (walk.pending.length > 0) yield walk.pending.splice(0);
+  if (walk.pending.length > 0 && performance.now() - walk.sentAt >= FLUSH_MS) yield sent(walk);
+}
+
+function sent(walk: Walk): Match[] {
+  walk.sentAt = performance.now();
+  return walk.pending.splice(0);
 }
 
 function add(walk: Walk, match: Match): void {
