@@ -23,6 +23,8 @@ const EXPECTED_ROWS: RegExp[] = [
   /^agent start to ready/,
   /^agent idle RSS/,
   /^agent bundle size/,
+  /^agent Glob over a tree of [\d,]+ files$/,
+  /^collect of \d+ × .+ files: one glob vs \d+ path entries$/,
 ];
 
 /** Our environment as a shell would give it: without vitest's markers, which make the test helpers the bench uses register vitest hooks. */
