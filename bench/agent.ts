@@ -62,7 +62,7 @@ interface RunningAgent {
 }
 
 /** Starts the bundled agent the way a sandbox would: `node agent.mjs`, token in the environment. */
-async function startBundle(bundle: string, workspace: string): Promise<RunningAgent> {
+export async function startBundle(bundle: string, workspace: string): Promise<RunningAgent> {
   const token = randomBytes(32).toString("hex");
   const t0 = process.hrtime.bigint();
   const child = spawn(process.execPath, [bundle, "--workspace", workspace, "--listen", "127.0.0.1:0"], {

@@ -11,6 +11,7 @@ import { benchArchiveEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
 import { benchFileExport } from "./file-export.js";
+import { benchGlobCollect, benchGlobTree } from "./globs.js";
 import { BenchController } from "./harness.js";
 import { REPO_ROOT, describeOptions, parseOptions, type BenchOptions } from "./options.js";
 import { failedRow, formatTable, writeResults, type BenchRow, type BenchRun } from "./report.js";
@@ -60,7 +61,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   const notes: Record<string, string> = {};
   const rows: BenchRow[] = [];
 
-  if (opts.suites.has("file") || opts.suites.has("collect") || opts.suites.has("concurrent")) {
+  if (opts.suites.has("file") || opts.suites.has("collect") || opts.suites.has("concurrent") || opts.suites.has("globs")) {
     ensureAgentBundle(notes);
     const ctl = await BenchController.start("file");
     notes.fileStore = "file: store in the controller's data dir (default configuration), SQLite metadata, local runtime";
@@ -76,6 +77,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
       if (opts.suites.has("concurrent")) {
         log("concurrent exports");
         rows.push(...(await benchConcurrentExports(ctl, opts, log)));
+      }
+      if (opts.suites.has("globs")) {
+        log("collection by glob");
+        rows.push(...(await benchGlobCollect(ctl, opts, log)));
+        log("agent glob");
+        rows.push(...(await benchGlobTree(opts, log)));
       }
     } finally {
       await ctl.stop();

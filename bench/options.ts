@@ -1,7 +1,7 @@
 // What `npm run bench` measures and how big: full sizes by default (DESIGN §9),
 // tiny ones with BENCH_QUICK=1 / --quick (the smoke test), and a few knobs.
 //
-//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,agent,archives] [--out FILE] [--big-mib N]
+//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,agent,archives,globs] [--out FILE] [--big-mib N]
 //   env: BENCH_QUICK=1, BENCH_REPS=N, BENCH_ONLY=…, BENCH_RESULTS=FILE, BENCH_BIG_MIB=N
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { GiB, KiB, MiB } from "./stats.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const SUITES = ["file", "s3", "collect", "concurrent", "agent", "archives"] as const;
+export const SUITES = ["file", "s3", "collect", "concurrent", "agent", "archives", "globs"] as const;
 export type Suite = (typeof SUITES)[number];
 
 export interface BenchOptions {
@@ -26,6 +26,8 @@ export interface BenchOptions {
   s3FileBytes: number;
   collectFiles: number;
   collectFileBytes: number;
+  /** Files of the tree the agent's Glob walks (100,000). */
+  globTreeFiles: number;
   concurrentSandboxes: number;
   concurrentExports: number;
   concurrentFileBytes: number;
@@ -69,6 +71,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
         growthBytes: [256 * KiB, 1 * MiB],
         s3FileBytes: 2 * MiB,
         collectFiles: 20,
+        globTreeFiles: 2_000,
         concurrentSandboxes: 2,
         concurrentExports: 4,
         concurrentFileBytes: 64 * KiB,
@@ -79,6 +82,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
         growthBytes: [16 * MiB, 256 * MiB],
         s3FileBytes: 256 * MiB,
         collectFiles: 1000,
+        globTreeFiles: 100_000,
         concurrentSandboxes: 8,
         concurrentExports: 32,
         concurrentFileBytes: 1 * MiB,

@@ -1,6 +1,7 @@
 // WorkspaceService: this file only mounts the handlers.
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { glob } from "./glob.js";
 import { readArchive } from "./read-archive.js";
 import { readFile } from "./read-file.js";
 import { readFiles } from "./read-files.js";
@@ -21,5 +22,6 @@ export function workspaceService(deps: WorkspaceDeps): ServiceImpl<typeof Worksp
     readArchive: (req, ctx) => readArchive(deps, req, ctx),
     writeFile: (reqs, ctx) => writeFile(deps, reqs, ctx),
     watch: (req, ctx) => watch(deps, req, ctx),
+    glob: (req, ctx) => glob(deps, req, ctx),
   };
 }

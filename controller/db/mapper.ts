@@ -249,6 +249,7 @@ export function commandPatchToDb(patch: CommandPatch): Updateable<CommandsTable>
   if (patch.collect !== undefined) set.collect = toJson(patch.collect);
   if (patch.collectOn !== undefined) set.collect_on = patch.collectOn;
   if (patch.collectErrors !== undefined) set.collect_errors = toJson(patch.collectErrors);
+  if (patch.collectSettled !== undefined) set.collect_settled = toJson(patch.collectSettled);
   if (patch.heartbeatAt !== undefined) set.heartbeat_at = toMillis(patch.heartbeatAt, "heartbeatAt");
   return set;
 }
@@ -273,6 +274,7 @@ export function commandToDb(row: CommandRow): Insertable<CommandsTable> {
     collect: toJson(row.collect),
     collect_on: row.collectOn,
     collect_errors: toJson(row.collectErrors),
+    collect_settled: toJson(row.collectSettled ?? []),
     heartbeat_at: toMillis(row.heartbeatAt, "heartbeatAt"),
   };
 }
@@ -297,6 +299,7 @@ export function commandFromDb(r: Selectable<CommandsTable>): CommandRow {
     collect: fromJson<CommandRow["collect"]>(r.collect),
     collectOn: r.collect_on as CommandRow["collectOn"],
     collectErrors: fromJson<CommandRow["collectErrors"]>(r.collect_errors),
+    collectSettled: r.collect_settled === null ? [] : fromJson<CommandRow["collectSettled"]>(r.collect_settled),
     heartbeatAt: fromMillis(r.heartbeat_at),
   };
 }

@@ -153,6 +153,14 @@ const keysAndLimits: Migration = {
   },
 };
 
+// Glob collect entries: which of a command's glob entries were settled, so a
+// reconciler after a crash can tell a finished glob from an interrupted one.
+const collectGlobs: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable("commands").addColumn("collect_settled", "text").execute();
+  },
+};
+
 /**
  * The entry index of archive artifacts (one row per tar entry, written at
  * export time) and the artifact's archive format. Entries belong to their
@@ -183,6 +191,7 @@ const artifactEntries: Migration = {
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_keys_and_limits": keysAndLimits,
+  "0003_collect_globs": collectGlobs,
   "0004_artifact_entries": artifactEntries,
 };
 

@@ -97,6 +97,8 @@ export interface CommandsTable {
   collect: Json;
   collect_on: string;
   collect_errors: Json;
+  /** JSON array of glob entry indexes; null on rows written before it existed (none settled). */
+  collect_settled: Json | null;
   heartbeat_at: Millis;
 }
 

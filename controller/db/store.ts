@@ -621,7 +621,7 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]> {
+  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]> {
     return this.run(async () => {
       let q = this.db
         .selectFrom("artifacts")
@@ -629,6 +629,7 @@ export class KyselyMetadataStore implements MetadataStore {
         .where("sandbox_id", "=", sandboxId)
         .where("state", "=", "ready")
         .where("expires_at", ">", toMillis(now, "now"));
+      if (commandId !== undefined) q = q.where("command_id", "=", commandId);
       if (after !== undefined) {
         // Keyset: strictly after the cursor in (created_at desc, id desc) order.
         const at = toMillis(after.createdAt, "cursor.createdAt");

@@ -113,9 +113,34 @@ export type CommandStatus = "running" | "exited" | "timed_out" | "error";
 export type CollectStatus = "not_requested" | "pending" | "succeeded" | "partial" | "failed" | "skipped";
 export type CollectOn = "success" | "always";
 
-export interface CollectEntry {
-  path: string;
+
+/** What both forms of a collect entry may say about the artifacts they make. */
+interface EntryOptions {
   name?: string;
+  /** Shortens the artifacts' life (1 to the account's retention). */
+  retentionDays?: number;
+  /** For whatever ends as an archive; a regular file is always stored as it is. */
+  format?: ArchiveFormat;
+}
+
+/** One file, or one directory as an archive. */
+export interface PathEntry extends EntryOptions {
+  path: string;
+}
+
+/** Every regular file matching a pattern: one artifact each, or one archive of them all. */
+export interface GlobEntry extends EntryOptions {
+  glob: string;
+  exclude?: string[];
+  includeHidden?: boolean;
+  archive?: boolean;
+  ifNoFilesFound?: "error" | "ignore";
+}
+
+export type CollectEntry = PathEntry | GlobEntry;
+
+export function isGlobEntry(entry: CollectEntry): entry is GlobEntry {
+  return typeof (entry as GlobEntry).glob === "string";
 }
 
 export interface CollectError {
@@ -144,6 +169,8 @@ export interface CommandRow {
   collect: CollectEntry[];
   collectOn: CollectOn;
   collectErrors: CollectError[];
+  /** Indexes of the glob entries whose every match is settled (an artifact or an error item): what a reconciler may trust after a crash. */
+  collectSettled?: number[];
   /** Last sign of life of the controller working on it (run or collection); the reconciler finishes stale ones. */
   heartbeatAt: Date;
 }
@@ -249,7 +276,8 @@ export interface MetadataStore {
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
   deleteArtifact(id: string): Promise<boolean>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
-  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor): Promise<ArtifactRow[]>;
+  /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
+  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]>;
   listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]>;
   /**
    * Adds entries to a (pending) archive artifact's index. Two entries with

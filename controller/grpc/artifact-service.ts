@@ -15,6 +15,7 @@ import {
   listArtifacts,
   openArtifactStream,
   parseDownloadOptions,
+  parseCreateArtifactBody,
 } from "../services/artifacts.js";
 import { createBundleDownloadUrl } from "../services/bundles.js";
 import type { Caller } from "../services/caller.js";
@@ -35,10 +36,19 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
       const caller = callerOf(ctx);
       const idempotencyKey = parseIdempotencyKey(ctx.requestHeader.get("idempotency-key") ?? undefined);
       try {
+        // The same fields REST takes, through the same validation; unset proto3 optionals stay absent.
+        const body = parseCreateArtifactBody({
+          ...(req.glob === undefined || req.path !== "" ? { path: req.path } : {}),
+          ...(req.glob !== undefined ? { glob: req.glob } : {}),
+          ...(req.exclude.length > 0 ? { exclude: [...req.exclude] } : {}),
+          ...(req.includeHidden !== undefined ? { includeHidden: req.includeHidden } : {}),
+          ...(req.name !== undefined ? { name: req.name } : {}),
+          ...(req.retentionDays !== undefined ? { retentionDays: req.retentionDays } : {}),
+          ...(req.format !== undefined ? { format: req.format } : {}),
+        });
         const { artifact, replayed } = await createArtifact(deps, caller, {
           sandboxId: req.sandboxId,
-          path: req.path,
-          ...(req.name !== undefined ? { name: req.name } : {}),
+          ...body,
           ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
           signal: ctx.signal,
         });
@@ -62,6 +72,7 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
       const page = await listArtifacts(deps, callerOf(ctx), req.sandboxId, {
         limit: req.pageSize,
         ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+        ...(req.commandId !== "" ? { commandId: req.commandId } : {}),
       });
       return {
         artifacts: page.artifacts.map((row) => artifactToProto(artifactView(row))),

@@ -3,6 +3,7 @@
 // APIs accept and refuse exactly the same commands.
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CommandService } from "../../gen/crownest/v1/command_pb.js";
+import type { CollectEntry } from "../../gen/crownest/v1/types_pb.js";
 import type { Deps } from "../deps.js";
 import { getCommand, runCommand, startCommand, type CommandRequestBody } from "../services/commands.js";
 import { collectOnFromProto, commandToProto } from "./convert.js";
@@ -25,15 +26,32 @@ function commonBody(req: CommonFields): CommandRequestBody {
   };
 }
 
+/**
+ * A collect entry as REST would send it, so the one validator decides. The
+ * glob form is chosen by a set glob; a path given with it is passed on too,
+ * for the validator to refuse the mix.
+ */
+function collectEntryBody(e: CollectEntry): Record<string, unknown> {
+  return {
+    ...(e.glob === undefined || e.path !== "" ? { path: e.path } : {}),
+    ...(e.glob !== undefined ? { glob: e.glob } : {}),
+    ...(e.exclude.length > 0 ? { exclude: [...e.exclude] } : {}),
+    ...(e.includeHidden !== undefined ? { includeHidden: e.includeHidden } : {}),
+    ...(e.archive !== undefined ? { archive: e.archive } : {}),
+    ...(e.ifNoFilesFound !== undefined ? { ifNoFilesFound: e.ifNoFilesFound } : {}),
+    ...(e.name !== undefined ? { name: e.name } : {}),
+    ...(e.retentionDays !== undefined ? { retentionDays: e.retentionDays } : {}),
+    ...(e.format !== undefined ? { format: e.format } : {}),
+  };
+}
+
 export function commandService(deps: Deps): ServiceImpl<typeof CommandService> {
   return {
     async runCommand(req, ctx) {
       const collectOn = collectOnFromProto(req.collectOn);
       const body: CommandRequestBody = {
         ...commonBody(req),
-        ...(req.collect.length > 0
-          ? { collect: req.collect.map((e) => ({ path: e.path, ...(e.name !== undefined ? { name: e.name } : {}) })) }
-          : {}),
+        ...(req.collect.length > 0 ? { collect: req.collect.map(collectEntryBody) } : {}),
         ...(collectOn !== undefined ? { collectOn } : {}),
       };
       return { command: commandToProto(await runCommand(deps, callerOf(ctx), req.sandboxId, body)) };

@@ -43,8 +43,8 @@ export interface AgentStreamOptions {
    * checkDigest(): hashing twice would cost a core's time for nothing).
    */
   hashedBy?: "reader" | "consumer";
-  /** Called with the header's declared size and then with the running count: a consumer's limits (throws to stop). */
-  onBytes?: (bytes: number) => void;
+  /** Called with the header's declared size and then with the running count: a consumer's limits (throws or rejects to stop; awaited). */
+  onBytes?: (bytes: number) => void | Promise<void>;
 }
 
 export function integrity(path: string, why: string): CrowNestError {
@@ -129,7 +129,7 @@ export class AgentStreamReader {
             if (this.header) throw integrity(path, "sent a second header");
             this.header = (event.value ?? {}) as { size?: bigint };
             const declared = this.declaredSize;
-            if (sizedByHeader && declared !== undefined) this.options.onBytes?.(declared);
+            if (sizedByHeader && declared !== undefined) await this.options.onBytes?.(declared);
             break;
           }
           case "chunk": {
@@ -138,7 +138,7 @@ export class AgentStreamReader {
             this.bytes += chunk.byteLength;
             const declared = this.declaredSize;
             if (sizedByHeader && declared !== undefined && this.bytes > declared) throw integrity(path, `sent more than the ${declared} bytes its header declared`);
-            this.options.onBytes?.(this.bytes);
+            await this.options.onBytes?.(this.bytes);
             this.hash?.update(chunk);
             atYield = true;
             yield chunk;

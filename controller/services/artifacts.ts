@@ -3,7 +3,9 @@
 // swept) and other accounts' artifacts are all not_found.
 import type { Readable } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
-import type { ArtifactCursor, ArtifactRow } from "../db/types.js";
+import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
+import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
+import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export-glob.js";
 import type { Deps } from "../deps.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { signLink, type AuthMode, type Disposition } from "./downloads.js";
@@ -44,12 +46,54 @@ export function artifactView(row: ArtifactRow): ArtifactView {
 /** The operation name in request hashes: one for REST and gRPC, so a key replays across both. */
 export const CREATE_ARTIFACT_OPERATION = "artifacts.create";
 
-export interface CreateArtifactInput {
+/** What a create request says: a path (a file, or a directory as an archive), or a glob (always one archive of every match). */
+export type CreateArtifactBody =
+  | { path: string; name?: string; retentionDays?: number; format?: ArchiveFormat }
+  | { glob: string; exclude?: string[]; includeHidden?: boolean; name?: string; retentionDays?: number; format?: ArchiveFormat };
+
+export type CreateArtifactInput = CreateArtifactBody & {
   sandboxId: string;
-  path: string;
-  name?: string;
   idempotencyKey?: string;
   signal?: AbortSignal;
+};
+
+const PATH_FIELDS = new Set(["path", "name", "retentionDays", "format"]);
+const GLOB_FIELDS = new Set(["glob", "exclude", "includeHidden", "name", "retentionDays", "format"]);
+
+/**
+ * The one validation of a create body (REST sends its JSON, gRPC the same
+ * fields): {path, name?, retentionDays?, format?} or {glob, exclude?,
+ * includeHidden?, name?, retentionDays?, format?}; unknown fields refused,
+ * never silently dropped.
+ */
+export function parseCreateArtifactBody(body: unknown): CreateArtifactBody {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new CrowNestError("invalid_request", "the body must be a JSON object {path, …} or {glob, …}");
+  }
+  const fields = body as Record<string, unknown>;
+  const isGlob = fields.glob !== undefined;
+  if (isGlob && fields.path !== undefined) throw new CrowNestError("invalid_request", "give path or glob, not both");
+  const allowed = isGlob ? GLOB_FIELDS : PATH_FIELDS;
+  const unknown = Object.keys(fields).filter((k) => !allowed.has(k) && fields[k] !== undefined);
+  if (unknown.length > 0) throw new CrowNestError("invalid_request", `unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { fields: unknown });
+  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat } = {};
+  if (fields.name !== undefined) {
+    if (typeof fields.name !== "string") throw new CrowNestError("invalid_request", "name must be a string");
+    options.name = fields.name;
+  }
+  if (fields.retentionDays !== undefined) options.retentionDays = parseRetentionDays(fields.retentionDays, "retentionDays");
+  if (fields.format !== undefined) options.format = parseArchiveFormat(fields.format, "format");
+  if (!isGlob) {
+    if (typeof fields.path !== "string") throw new CrowNestError("invalid_request", "path must be a string (or give glob instead)");
+    return { path: fields.path, ...options };
+  }
+  if (typeof fields.glob !== "string") throw new CrowNestError("invalid_request", "glob must be a string");
+  return {
+    glob: fields.glob,
+    ...(fields.exclude !== undefined ? { exclude: parseExclude(fields.exclude, "exclude") } : {}),
+    ...(fields.includeHidden !== undefined ? { includeHidden: parseBoolean(fields.includeHidden, "includeHidden") } : {}),
+    ...options,
+  };
 }
 
 export async function createArtifact(
@@ -58,22 +102,41 @@ export async function createArtifact(
   input: CreateArtifactInput,
 ): Promise<{ artifact: ArtifactView; replayed: boolean }> {
   requireScopes(caller, "artifact:create", "file:read");
+  const { sandboxId, idempotencyKey, signal, ...body } = input;
+  // The lexical rules first: a bad pattern costs no agent call and no idempotency record.
+  if ("glob" in body) checkGlobSpec(body);
   const run = async (): Promise<{ status: number; body: ArtifactView }> => {
-    const sandbox = await requireRunningSandbox(deps, caller, input.sandboxId);
-    const row = await exportPath(deps, {
+    const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+    const common = {
       accountId: caller.accountId,
       sandbox,
-      path: input.path,
-      ...(input.name !== undefined ? { name: input.name } : {}),
+      ...(body.name !== undefined ? { name: body.name } : {}),
+      ...(body.retentionDays !== undefined ? { retentionDays: body.retentionDays } : {}),
+      ...(body.format !== undefined ? { format: body.format } : {}),
       commandId: null,
-      ...(input.signal ? { signal: input.signal } : {}),
-    });
+      ...(signal ? { signal } : {}),
+    };
+    const row = "glob" in body ? await exportGlob(deps, { ...common, glob: body.glob }, body) : await exportPath(deps, { ...common, path: body.path });
     return { status: 201, body: artifactView(row) };
   };
-  if (input.idempotencyKey === undefined) return { artifact: (await run()).body, replayed: false };
-  const hash = requestHash(CREATE_ARTIFACT_OPERATION, input.sandboxId, { path: input.path, name: input.name });
-  const result = await withIdempotency(deps, { accountId: caller.accountId, key: input.idempotencyKey, requestHash: hash }, run);
+  if (idempotencyKey === undefined) return { artifact: (await run()).body, replayed: false };
+  // Absent fields stay out of the hash, so a body that gains an optional field with its default is another request.
+  const hash = requestHash(CREATE_ARTIFACT_OPERATION, sandboxId, body);
+  const result = await withIdempotency(deps, { accountId: caller.accountId, key: idempotencyKey, requestHash: hash }, run);
   return { artifact: result.body, replayed: result.replayed };
+}
+
+/**
+ * An explicit glob export: always one archive of every match. No match is
+ * file_not_found; a match that cannot be read (a symlink leading outside, a
+ * file gone) fails the whole request with its code: nothing is half-written.
+ */
+async function exportGlob(deps: Deps, input: GlobArchiveInput, spec: GlobSpec): Promise<ArtifactRow> {
+  const matches = await findMatches(deps, input.sandbox, spec, input.signal);
+  if (matches.length === 0) throw new CrowNestError("file_not_found", `no file matches ${spec.glob}`, { glob: spec.glob });
+  const refused = matches.find((m) => m.error);
+  if (refused?.error) throw refused.error;
+  return exportGlobArchive(deps, input, matches.map((m) => m.path));
 }
 
 /** A ready, unexpired artifact of the caller's account, or not_found. No scope check (callers choose theirs). */
@@ -129,7 +192,7 @@ export async function listArtifacts(
   deps: Deps,
   caller: Caller,
   sandboxId: string,
-  options: { limit?: number; cursor?: string } = {},
+  options: { limit?: number; cursor?: string; commandId?: string } = {},
 ): Promise<{ artifacts: ArtifactRow[]; nextCursor: string | null }> {
   requireScopes(caller, "artifact:read");
   const limit = pageSize(options.limit);
@@ -138,7 +201,8 @@ export async function listArtifacts(
   const sandbox = sandboxId ? await deps.db.getSandbox(sandboxId) : undefined;
   if (!sandbox || sandbox.accountId !== caller.accountId) throw new CrowNestError("not_found", "sandbox not found", { id: sandboxId });
   // One extra row tells whether another page exists.
-  const rows = await deps.db.listArtifacts(sandboxId, deps.clock.now(), limit + 1, after);
+  // An id that is no command's simply keeps nothing (another account's command included: its artifacts are in another sandbox).
+  const rows = await deps.db.listArtifacts(sandboxId, deps.clock.now(), limit + 1, after, options.commandId || undefined);
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return { artifacts: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };

@@ -4,13 +4,14 @@
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import { normalizeWorkspacePath } from "../../common/paths.js";
 import type { Deps } from "../deps.js";
-import type { ArtifactRow, CollectError, CollectStatus, CommandRow, CommandStatus, SandboxRow } from "../db/types.js";
+import { isGlobEntry, type ArtifactRow, type CollectEntry, type CollectError, type CollectStatus, type CommandRow, type CommandStatus, type SandboxRow } from "../db/types.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { artifactView, type ArtifactView } from "./artifacts.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { rateLimited } from "./limits.js";
-import { Collection, collectOutcome, entryName } from "./commands/collect.js";
+import { Collection, collectOutcome, entryName, entryPath } from "./commands/collect.js";
+import { limitsFor, retentionFor } from "./export.js";
 import { Heartbeat } from "./commands/heartbeat.js";
 import { OutputTail } from "./commands/output-tail.js";
 import { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
@@ -78,6 +79,7 @@ export async function runCommand(deps: Deps, caller: Caller, sandboxId: string, 
   const request = parseCommandRequest(body, "run");
   if (request.collect.length > 0) requireScopes(caller, "artifact:create");
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+  await checkRetention(deps, caller.accountId, request.collect);
   const execution = await beginExecution(deps, sandbox, request);
   const row = await execution.done;
   return commandView(row, await visibleArtifacts(deps, row.id));
@@ -101,6 +103,22 @@ export async function getCommand(deps: Deps, caller: Caller, sandboxId: string |
     throw new CrowNestError("not_found", "no such command", { id });
   }
   return commandView(row, await visibleArtifacts(deps, row.id));
+}
+
+/** retentionDays above the account's retention refuses the whole request before anything runs. */
+async function checkRetention(deps: Deps, accountId: string, entries: CollectEntry[]): Promise<void> {
+  if (!entries.some((e) => e.retentionDays !== undefined)) return;
+  const account = await deps.db.getAccount(accountId);
+  if (!account) throw new CrowNestError("not_found", "account not found");
+  const limits = limitsFor(deps.config, account);
+  entries.forEach((e, i) => {
+    try {
+      retentionFor(e.retentionDays, limits);
+    } catch (err) {
+      const ce = toCrowNestError(err);
+      throw new CrowNestError(ce.code, `collect[${i}].retentionDays: ${ce.message}`, { ...ce.details, field: `collect[${i}].retentionDays` });
+    }
+  });
 }
 
 interface Execution {
@@ -137,6 +155,7 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
     collect: request.collect,
     collectOn: request.collectOn,
     collectErrors: [],
+    collectSettled: [],
     heartbeatAt: now,
   };
   // Commands whose heartbeat went stale belong to a dead controller: not counted (the reconciler finishes them).
@@ -145,12 +164,13 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
   if (!(await deps.db.insertCommandWithinLimit(row, max, aliveSince))) throw rateLimited("runningCommands", max);
 
   let collection: Collection | undefined;
-  // Errors so far ride along with a beat when there are new ones, so a crash keeps their real codes.
-  let beatFailures = 0;
+  // Errors and settled globs so far ride along with a beat when there are new ones, so a crash keeps
+  // their real codes; written together, so a settled glob's items are always among the stored errors.
+  let beatProgress = 0;
   const heartbeat = new Heartbeat(deps, row.id, () => {
-    if (!collection || collection.failureCount === beatFailures) return {};
-    beatFailures = collection.failureCount;
-    return { collectErrors: collection.errors() };
+    if (!collection || collection.progress === beatProgress) return {};
+    beatProgress = collection.progress;
+    return { collectErrors: collection.errors(), collectSettled: collection.settledGlobs() };
   });
   heartbeat.start();
 
@@ -304,20 +324,30 @@ async function abandonedOutcome(deps: Deps, row: CommandRow): Promise<Partial<Co
     const patch: Partial<CommandRow> = { status: "error", exitCode: null, finishedAt: deps.clock.now() };
     if (entries.length === 0) return { ...patch, collectStatus: "not_requested" };
     if (row.collectOn === "success") return { ...patch, collectStatus: "skipped" };
-    const collectErrors = entries.map((e) => interrupted(e.path, entryName(e), "the controller stopped before the command ended"));
+    const collectErrors = entries.map((e) => interrupted(entryPath(e), entryName(e), "the controller stopped before the command ended"));
     return { ...patch, collectStatus: "failed", collectErrors };
   }
 
-  // Collection was under way: keep what is known (artifacts made, errors recorded by the heartbeat).
+  // Collection was under way: keep what is known (artifacts made, errors and settled globs recorded by the heartbeat).
   const ready = (await deps.db.listArtifactsByCommand(row.id)).filter((a) => a.state === "ready");
+  const artifacts = ready.length;
   const recorded = [...row.collectErrors];
+  const settled = new Set(row.collectSettled ?? []);
   const collectErrors: CollectError[] = [];
-  for (const entry of entries) {
+  entries.forEach((entry, index) => {
     const name = entry.name;
+    if (isGlobEntry(entry)) {
+      // A glob's items name its matches, so they cannot be paired with it: they are all kept below.
+      // A glob not recorded as settled may have matches that never ended: one internal item for the glob.
+      if (!settled.has(index)) {
+        collectErrors.push(interrupted(entry.glob, entryName(entry), "collection interrupted: the controller stopped before every match of this glob was exported"));
+      }
+      return;
+    }
     const i = recorded.findIndex((e) => e.path === entry.path && (name === undefined || e.name === name));
     if (i >= 0) {
       collectErrors.push(recorded.splice(i, 1)[0]!);
-      continue;
+      return;
     }
     let source: string | undefined;
     try {
@@ -328,11 +358,13 @@ async function abandonedOutcome(deps: Deps, row: CommandRow): Promise<Partial<Co
     const j = ready.findIndex((a) => a.sourcePath === source && (name === undefined || a.name === name));
     if (j >= 0) {
       ready.splice(j, 1);
-      continue;
+      return;
     }
     collectErrors.push(interrupted(entry.path, entryName(entry), "collection interrupted: the controller stopped before this entry was exported"));
-  }
-  return { collectStatus: collectOutcome(entries.length, collectErrors.length), collectErrors };
+  });
+  // What is left was recorded for glob matches (or for a glob as a whole): kept with its real code.
+  collectErrors.push(...recorded);
+  return { collectStatus: collectOutcome(artifacts, collectErrors.length), collectErrors };
 }
 
 function interrupted(path: string, name: string, message: string): CollectError {

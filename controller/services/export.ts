@@ -2,6 +2,7 @@
 // and the gRPC API all call exportPath. It never trusts the agent: it counts
 // bytes, compares hashes with the agent's trailer, enforces the plan's limits
 // mid-stream, and leaves nothing visible when anything fails.
+import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { posix } from "node:path";
 import { lookup as lookupMimeType } from "mime-types";
@@ -10,7 +11,7 @@ import { WORKSPACE, normalizeWorkspacePath } from "../../common/paths.js";
 import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { ArchiveHeader, FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Config, PlanLimits } from "../config.js";
-import type { AccountRow, ArtifactRow, SandboxRow } from "../db/types.js";
+import type { AccountRow, ArchiveFormat, ArtifactRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { indexArchive } from "../archive/index-stream.js";
 import { newId } from "../ids.js";
@@ -18,6 +19,7 @@ import { fromAgentError } from "../runtime/agent-errors.js";
 import { rateLimited } from "./limits.js";
 import { AgentStreamReader, integrity, watchForStalls } from "../runtime/agent-stream.js";
 import { agentOf } from "./sandboxes.js";
+import { archiveContentType, archiveName, storedArchiveBytes } from "./export-archive.js";
 
 export interface ExportInput {
   accountId: string;
@@ -30,6 +32,10 @@ export interface ExportInput {
   account?: AccountRow;
   /** Aborts the export (client gone, controller shutting down); cleanup still runs. */
   signal?: AbortSignal;
+  /** Shortens the artifact's life: 1 to the account's retention (more is invalid_request). Default: the account's retention. */
+  retentionDays?: number;
+  /** How an archive is stored (default "tar"); a regular file is always stored as it is. */
+  format?: ArchiveFormat;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -71,19 +77,31 @@ export function validateArtifactName(name: string): void {
 }
 
 /** The name an export gets when the request gives none. */
-export function defaultArtifactName(sourcePath: string, isDirectory: boolean): string {
-  if (sourcePath === WORKSPACE) return "workspace.tar";
+export function defaultArtifactName(sourcePath: string, isDirectory: boolean, format: ArchiveFormat = "tar"): string {
+  if (sourcePath === WORKSPACE) return archiveName("workspace", format);
   const base = posix.basename(sourcePath);
-  return isDirectory ? `${base}.tar` : base;
+  return isDirectory ? archiveName(base, format) : base;
 }
 
-export function contentTypeFor(name: string, isDirectory: boolean): string {
-  if (isDirectory) return TAR_TYPE;
+export function contentTypeFor(name: string, isDirectory: boolean, format: ArchiveFormat = "tar"): string {
+  if (isDirectory) return archiveContentType(format);
   return lookupMimeType(name) || "application/octet-stream";
 }
 
 // The stall guard belongs to the one agent-stream reader; re-exported for the batch.
 export { watchForStalls };
+
+/** The days an artifact lives: the request's (1 to the account's retention) or the account's. */
+export function retentionFor(requested: number | undefined, limits: PlanLimits): number {
+  if (requested === undefined) return limits.retentionDays;
+  if (!Number.isInteger(requested) || requested < 1 || requested > limits.retentionDays) {
+    throw new CrowNestError("invalid_request", `retentionDays must be a whole number from 1 to the account's retention (${limits.retentionDays} days)`, {
+      field: "retentionDays",
+      maxRetentionDays: limits.retentionDays,
+    });
+  }
+  return requested;
+}
 
 /** The messages of an iterator whose first step was already taken. */
 async function* replayFirst<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
@@ -172,6 +190,7 @@ export async function accountLimits(deps: Deps, input: ExportInput): Promise<Pla
  */
 export interface ExportSource {
   sourcePath: string;
+  /** The bytes are a tar archive (a directory, or a glob's matches): stored in input.format. */
   isDirectory: boolean;
   /** The file's header when already received (a directory's comes in `events`). */
   header?: FileInfo;
@@ -245,16 +264,20 @@ export async function storeExport(
   const { sandbox, accountId } = input;
   const { sourcePath, isDirectory, header, abort, signal } = source;
 
+  // A regular file is always stored as it is; an archive as the request says.
+  const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
   let name: string;
   let contentType: string;
   let declared: number;
+  let retentionDays: number;
   let checkLimits: (bytes: number) => Promise<void>;
   let pending: ArtifactRow;
   try {
-    name = input.name ?? defaultArtifactName(sourcePath, isDirectory);
+    name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
     progress.name = name;
     validateArtifactName(name);
-    contentType = contentTypeFor(name, isDirectory);
+    contentType = contentTypeFor(name, isDirectory, format);
+    retentionDays = retentionFor(input.retentionDays, limits);
 
     // Fail early on what the header already tells; the stream is checked again byte by byte.
     declared = header ? Number(header.size) : 0;
@@ -289,7 +312,7 @@ export async function storeExport(
       createdAt: deps.clock.now(),
       expiresAt: null,
       // Archives get an entry index (below); single files have none and no format.
-      ...(isDirectory ? { archiveFormat: "tar" as const } : {}),
+      ...(isDirectory ? { archiveFormat: format } : {}),
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
     // Exports through the artifact API count against the account's exports in flight; a
@@ -326,7 +349,8 @@ export async function storeExport(
     sizedByHeader: !isDirectory,
     // The source has its own stall guard (it covers the call, not only this file).
     stallMs: 0,
-    hashedBy: "consumer",
+    // Stored as sent, the blob store hashes the bytes anyway; compressed, the reader hashes what was sent.
+    hashedBy: format === "tar" ? "consumer" : "reader",
     onBytes: (bytes) => checkLimits(bytes),
   });
   const seen: { failure?: CrowNestError } = {};
@@ -360,9 +384,11 @@ export async function storeExport(
   try {
     let result;
     try {
-      // An archive's entry index is taken from its tar bytes on the way to the store (pending until ready, like the
-      // record). Compression, where an export asks for it, belongs after this: the index's offsets are in the plain tar.
-      const body = isDirectory ? indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)) : agentBytes();
+      // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
+      // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
+      const body = isDirectory
+        ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
+        : agentBytes();
       result = await deps.blobs.write(pending.storageKey, body, {
         signal,
         contentType,
@@ -376,22 +402,25 @@ export async function storeExport(
     }
     blobWritten = true;
     if (seen.failure) throw seen.failure;
-    // The reader ended cleanly: one header, one trailer, its sizes agreed. What the store kept must be those bytes.
+    // The reader ended cleanly: one header, one trailer, its sizes agreed (and, when it hashed, its digest).
     if (!reader.trailer) throw integrity(sourcePath, "ended without a trailer");
-    if (result.size !== reader.bytes) {
+    if (format === "tar" && result.size !== reader.bytes) {
       throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
         storedBytes: result.size,
         reportedBytes: Number(reader.trailer.size),
       });
     }
-    reader.checkDigest(result.sha256);
+    // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
+    if (format === "tar") reader.checkDigest(result.sha256);
+    // A compressed archive may come out (slightly) larger than its tar: the limits hold for what is stored.
+    else await checkLimits(result.size);
     const createdAt = deps.clock.now();
     const ready = {
       sizeBytes: result.size,
       sha256: result.sha256,
       contentType,
       createdAt,
-      expiresAt: new Date(createdAt.getTime() + limits.retentionDays * DAY_MS),
+      expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
     };
     if (!(await deps.db.markArtifactReady(id, ready))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");

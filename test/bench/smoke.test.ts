@@ -24,6 +24,8 @@ const EXPECTED_ROWS: RegExp[] = [
   /^agent idle RSS/,
   /^agent bundle size/,
   /^archive entry: one .+ entry out of a .+ archive$/,
+  /^agent Glob over a tree of [\d,]+ files$/,
+  /^collect of \d+ × .+ files: one glob vs \d+ path entries$/,
 ];
 
 /** Our environment as a shell would give it: without vitest's markers, which make the test helpers the bench uses register vitest hooks. */

@@ -11,26 +11,13 @@ import {
   getArtifact,
   listArtifacts,
   parseDownloadOptions,
+  parseCreateArtifactBody,
 } from "../../services/artifacts.js";
 import { createBundleDownloadUrl } from "../../services/bundles.js";
 import { entryView, listArtifactEntries } from "../../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../../services/idempotency.js";
 import { callerOf } from "../context.js";
 
-const CREATE_FIELDS = new Set(["path", "name"]);
-
-/** {path, name?} and nothing else; validated here rather than by schema so unknown fields are refused, never silently dropped. */
-export function parseCreateBody(body: unknown): { path: string; name?: string } {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw new CrowNestError("invalid_request", "the body must be a JSON object {path, name?}");
-  }
-  const fields = body as Record<string, unknown>;
-  const unknown = Object.keys(fields).filter((k) => !CREATE_FIELDS.has(k));
-  if (unknown.length > 0) throw new CrowNestError("invalid_request", `unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { fields: unknown });
-  if (typeof fields.path !== "string") throw new CrowNestError("invalid_request", "path must be a string");
-  if (fields.name !== undefined && typeof fields.name !== "string") throw new CrowNestError("invalid_request", "name must be a string");
-  return { path: fields.path, ...(fields.name !== undefined ? { name: fields.name as string } : {}) };
-}
 
 const DOWNLOAD_URL_FIELDS = new Set(["entry", "disposition", "authMode"]);
 const BUNDLE_FIELDS = new Set(["artifactIds"]);
@@ -72,7 +59,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
 export function register(app: FastifyInstance, deps: Deps): void {
   app.post<{ Params: { id: string } }>("/v1/sandboxes/:id/artifacts", async (request, reply) => {
     const caller = callerOf(request);
-    const body = parseCreateBody(request.body);
+    const body = parseCreateArtifactBody(request.body);
     const idempotencyKey = parseIdempotencyKey(request.headers["idempotency-key"]);
     try {
       const { artifact, replayed } = await createArtifact(deps, caller, {
@@ -93,9 +80,11 @@ export function register(app: FastifyInstance, deps: Deps): void {
     const caller = callerOf(request);
     const limit = parseLimit(request.query.limit);
     const cursor = singleString(request.query.cursor, "cursor");
+    const commandId = singleString(request.query.commandId, "commandId");
     const page = await listArtifacts(deps, caller, request.params.id, {
       ...(limit !== undefined ? { limit } : {}),
       ...(cursor ? { cursor } : {}),
+      ...(commandId ? { commandId } : {}),
     });
     return { artifacts: page.artifacts.map(artifactView), nextCursor: page.nextCursor };
   });

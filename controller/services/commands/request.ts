@@ -4,7 +4,8 @@
 // job and ends as a per-entry collectErrors item, not a 4xx for the request.
 import { CrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
-import type { CollectEntry, CollectOn } from "../../db/types.js";
+import { MAX_GLOB_EXCLUDES } from "../../../common/globs.js";
+import type { ArchiveFormat, CollectEntry, CollectOn, GlobEntry } from "../../db/types.js";
 import { validateArtifactName } from "../export.js";
 
 export const MAX_COMMAND_BYTES = 64 * 1024;
@@ -18,7 +19,10 @@ export const MAX_COLLECT_ENTRIES = 1000;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RUN_FIELDS = new Set(["command", "cwd", "env", "timeoutMs", "collect", "collectOn"]);
-const ENTRY_FIELDS = new Set(["path", "name"]);
+const PATH_ENTRY_FIELDS = new Set(["path", "name", "retentionDays", "format"]);
+const GLOB_ENTRY_FIELDS = new Set(["glob", "exclude", "includeHidden", "archive", "name", "ifNoFilesFound", "retentionDays", "format"]);
+/** Longest retention anyone can ask for; the account's own retention is checked where the account is known. */
+const MAX_RETENTION_DAYS = 36_500;
 
 /** What a caller may send; `unknown` values because it comes straight from JSON (or a gRPC adapter). */
 export interface CommandRequestBody {
@@ -123,31 +127,9 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
 
   const collect: CollectEntry[] = [];
   if (present(body, "collect")) {
-    if (!Array.isArray(body.collect)) throw invalid("collect", "must be an array of {path, name?}");
+    if (!Array.isArray(body.collect)) throw invalid("collect", "must be an array of {path, …} or {glob, …} entries");
     if (body.collect.length > MAX_COLLECT_ENTRIES) throw invalid("collect", `at most ${MAX_COLLECT_ENTRIES} entries`);
-    body.collect.forEach((entry: unknown, i: number) => {
-      const field = `collect[${i}]`;
-      if (!isPlainObject(entry)) throw invalid(field, "must be an object {path, name?}");
-      for (const key of Object.keys(entry)) {
-        if (!ENTRY_FIELDS.has(key)) throw invalid(`${field}.${key}`, "unknown field; an entry has only path and name");
-      }
-      // An empty or escaping path is that entry's failure (invalid_path, …), like any other path the pipeline refuses.
-      if (typeof entry.path !== "string") throw invalid(`${field}.path`, "required, a string");
-      const out: CollectEntry = { path: entry.path };
-      if (entry.name !== undefined) {
-        const name = entry.name;
-        if (typeof name !== "string") throw invalid(`${field}.name`, "must be a string");
-        // The export pipeline's own name rule, checked up front so a bad name fails the request, not one entry.
-        try {
-          validateArtifactName(name);
-        } catch (err) {
-          if (err instanceof CrowNestError) throw invalid(`${field}.name`, err.message);
-          throw err;
-        }
-        out.name = name;
-      }
-      collect.push(out);
-    });
+    body.collect.forEach((entry: unknown, i: number) => collect.push(parseCollectEntry(entry, `collect[${i}]`)));
   }
 
   let collectOn: CollectOn = "success";
@@ -157,4 +139,73 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
   }
 
   return { command, cwd, env, timeoutMs, collect, collectOn };
+}
+
+/** A name field: the export pipeline's own name rule, checked up front so a bad name fails the request, not one entry. */
+export function parseArtifactName(value: unknown, field: string): string {
+  if (typeof value !== "string") throw invalid(field, "must be a string");
+  try {
+    validateArtifactName(value);
+  } catch (err) {
+    if (err instanceof CrowNestError) throw invalid(field, err.message);
+    throw err;
+  }
+  return value;
+}
+
+/** retentionDays: a whole number of days from 1; the account's retention bounds it where the account is known. */
+export function parseRetentionDays(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_RETENTION_DAYS) {
+    throw invalid(field, "must be a whole number of days from 1 to the account's retention");
+  }
+  return value;
+}
+
+export function parseArchiveFormat(value: unknown, field: string): ArchiveFormat {
+  if (value !== "tar" && value !== "tar.gz") throw invalid(field, 'must be "tar" or "tar.gz"');
+  return value;
+}
+
+/** exclude: an array of pattern strings; each pattern's lexical rule is applied where it is used (an entry's error, or the request's). */
+export function parseExclude(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || value.some((p) => typeof p !== "string")) throw invalid(field, "must be an array of glob patterns");
+  if (value.length > MAX_GLOB_EXCLUDES) throw invalid(field, `at most ${MAX_GLOB_EXCLUDES} patterns`);
+  return value as string[];
+}
+
+export function parseBoolean(value: unknown, field: string): boolean {
+  if (typeof value !== "boolean") throw invalid(field, "must be true or false");
+  return value;
+}
+
+/** One collect entry, either form; the path or glob itself is only checked for shape (its confinement is the entry's own error). */
+function parseCollectEntry(entry: unknown, field: string): CollectEntry {
+  if (!isPlainObject(entry)) throw invalid(field, "must be an object {path, …} or {glob, …}");
+  const isGlob = entry.glob !== undefined;
+  if (isGlob && entry.path !== undefined) throw invalid(field, "has both path and glob; an entry is one or the other");
+  const allowed = isGlob ? GLOB_ENTRY_FIELDS : PATH_ENTRY_FIELDS;
+  for (const key of Object.keys(entry)) {
+    if (!allowed.has(key) && entry[key] !== undefined) {
+      throw invalid(`${field}.${key}`, isGlob ? "unknown field for a glob entry" : "unknown field for a path entry");
+    }
+  }
+  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat } = {};
+  if (entry.name !== undefined) options.name = parseArtifactName(entry.name, `${field}.name`);
+  if (entry.retentionDays !== undefined) options.retentionDays = parseRetentionDays(entry.retentionDays, `${field}.retentionDays`);
+  if (entry.format !== undefined) options.format = parseArchiveFormat(entry.format, `${field}.format`);
+  if (!isGlob) {
+    // An empty or escaping path is that entry's failure (invalid_path, …), like any other path the pipeline refuses.
+    if (typeof entry.path !== "string") throw invalid(`${field}.path`, "required, a string (or give glob instead)");
+    return { path: entry.path, ...options };
+  }
+  if (typeof entry.glob !== "string") throw invalid(`${field}.glob`, "must be a string");
+  const out: GlobEntry = { glob: entry.glob, ...options };
+  if (entry.exclude !== undefined) out.exclude = parseExclude(entry.exclude, `${field}.exclude`);
+  if (entry.includeHidden !== undefined) out.includeHidden = parseBoolean(entry.includeHidden, `${field}.includeHidden`);
+  if (entry.archive !== undefined) out.archive = parseBoolean(entry.archive, `${field}.archive`);
+  if (entry.ifNoFilesFound !== undefined) {
+    if (entry.ifNoFilesFound !== "error" && entry.ifNoFilesFound !== "ignore") throw invalid(`${field}.ifNoFilesFound`, 'must be "error" or "ignore"');
+    out.ifNoFilesFound = entry.ifNoFilesFound;
+  }
+  return out;
 }

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/types.proto.
  */
 export const file_crownest_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("Chdjcm93bmVzdC92MS90eXBlcy5wcm90bxILY3Jvd25lc3QudjEijwIKCEFydGlmYWN0EgoKAmlkGAEgASgJEhIKCnNhbmRib3hfaWQYAiABKAkSFwoKY29tbWFuZF9pZBgDIAEoCUgAiAEBEgwKBG5hbWUYBCABKAkSEwoLc291cmNlX3BhdGgYBSABKAkSEgoKc2l6ZV9ieXRlcxgGIAEoBBIUCgxjb250ZW50X3R5cGUYByABKAkSDgoGc2hhMjU2GAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg0KC19jb21tYW5kX2lkIqEBCgdTYW5kYm94EgoKAmlkGAEgASgJEioKBnN0YXR1cxgCIAEoDjIaLmNyb3duZXN0LnYxLlNhbmRib3hTdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoMQ29sbGVjdEVudHJ5EgwKBHBhdGgYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBQgcKBV9uYW1lIkkKDENvbGxlY3RFcnJvchIMCgRwYXRoGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIt8DCgdDb21tYW5kEgoKAmlkGAEgASgJEhIKCnNhbmRib3hfaWQYAiABKAkSDwoHY29tbWFuZBgDIAEoCRILCgNjd2QYBCABKAkSKgoGc3RhdHVzGAUgASgOMhouY3Jvd25lc3QudjEuQ29tbWFuZFN0YXR1cxIWCglleGl0X2NvZGUYBiABKAVIAIgBARIOCgZzdGRvdXQYByABKAkSDgoGc3RkZXJyGAggASgJEhgKEHN0ZG91dF90cnVuY2F0ZWQYCSABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgKIAEoCBIuCgpzdGFydGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY29sbGVjdF9zdGF0dXMYDSABKA4yGi5jcm93bmVzdC52MS5Db2xsZWN0U3RhdHVzEjEKDmNvbGxlY3RfZXJyb3JzGA4gAygLMhkuY3Jvd25lc3QudjEuQ29sbGVjdEVycm9yEigKCWFydGlmYWN0cxgPIAMoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0QgwKCl9leGl0X2NvZGUiVgoLRXJyb3JEZXRhaWwSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEigKB2RldGFpbHMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0KmkKDVNhbmRib3hTdGF0dXMSHgoaU0FOREJPWF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZTQU5EQk9YX1NUQVRVU19SVU5OSU5HEAESHAoYU0FOREJPWF9TVEFUVVNfREVTVFJPWUVEEAIqngEKDUNvbW1hbmRTdGF0dXMSHgoaQ09NTUFORF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZDT01NQU5EX1NUQVRVU19SVU5OSU5HEAESGQoVQ09NTUFORF9TVEFUVVNfRVhJVEVEEAISHAoYQ09NTUFORF9TVEFUVVNfVElNRURfT1VUEAMSGAoUQ09NTUFORF9TVEFUVVNfRVJST1IQBCreAQoNQ29sbGVjdFN0YXR1cxIeChpDT0xMRUNUX1NUQVRVU19VTlNQRUNJRklFRBAAEiAKHENPTExFQ1RfU1RBVFVTX05PVF9SRVFVRVNURUQQARIaChZDT0xMRUNUX1NUQVRVU19QRU5ESU5HEAISHAoYQ09MTEVDVF9TVEFUVVNfU1VDQ0VFREVEEAMSGgoWQ09MTEVDVF9TVEFUVVNfUEFSVElBTBAEEhkKFUNPTExFQ1RfU1RBVFVTX0ZBSUxFRBAFEhoKFkNPTExFQ1RfU1RBVFVTX1NLSVBQRUQQBipWCglDb2xsZWN0T24SGgoWQ09MTEVDVF9PTl9VTlNQRUNJRklFRBAAEhYKEkNPTExFQ1RfT05fU1VDQ0VTUxABEhUKEUNPTExFQ1RfT05fQUxXQVlTEAJiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chdjcm93bmVzdC92MS90eXBlcy5wcm90bxILY3Jvd25lc3QudjEijwIKCEFydGlmYWN0EgoKAmlkGAEgASgJEhIKCnNhbmRib3hfaWQYAiABKAkSFwoKY29tbWFuZF9pZBgDIAEoCUgAiAEBEgwKBG5hbWUYBCABKAkSEwoLc291cmNlX3BhdGgYBSABKAkSEgoKc2l6ZV9ieXRlcxgGIAEoBBIUCgxjb250ZW50X3R5cGUYByABKAkSDgoGc2hhMjU2GAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg0KC19jb21tYW5kX2lkIqEBCgdTYW5kYm94EgoKAmlkGAEgASgJEioKBnN0YXR1cxgCIAEoDjIaLmNyb3duZXN0LnYxLlNhbmRib3hTdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivQIKDENvbGxlY3RFbnRyeRIMCgRwYXRoGAEgASgJEhEKBG5hbWUYAiABKAlIAIgBARIRCgRnbG9iGAMgASgJSAGIAQESDwoHZXhjbHVkZRgEIAMoCRIbCg5pbmNsdWRlX2hpZGRlbhgFIAEoCEgCiAEBEhQKB2FyY2hpdmUYBiABKAhIA4gBARIeChFpZl9ub19maWxlc19mb3VuZBgHIAEoCUgEiAEBEhsKDnJldGVudGlvbl9kYXlzGAggASgNSAWIAQESEwoGZm9ybWF0GAkgASgJSAaIAQFCBwoFX25hbWVCBwoFX2dsb2JCEQoPX2luY2x1ZGVfaGlkZGVuQgoKCF9hcmNoaXZlQhQKEl9pZl9ub19maWxlc19mb3VuZEIRCg9fcmV0ZW50aW9uX2RheXNCCQoHX2Zvcm1hdCJJCgxDb2xsZWN0RXJyb3ISDAoEcGF0aBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBGNvZGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSLfAwoHQ29tbWFuZBIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEg8KB2NvbW1hbmQYAyABKAkSCwoDY3dkGAQgASgJEioKBnN0YXR1cxgFIAEoDjIaLmNyb3duZXN0LnYxLkNvbW1hbmRTdGF0dXMSFgoJZXhpdF9jb2RlGAYgASgFSACIAQESDgoGc3Rkb3V0GAcgASgJEg4KBnN0ZGVychgIIAEoCRIYChBzdGRvdXRfdHJ1bmNhdGVkGAkgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYCiABKAgSLgoKc3RhcnRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNvbGxlY3Rfc3RhdHVzGA0gASgOMhouY3Jvd25lc3QudjEuQ29sbGVjdFN0YXR1cxIxCg5jb2xsZWN0X2Vycm9ycxgOIAMoCzIZLmNyb3duZXN0LnYxLkNvbGxlY3RFcnJvchIoCglhcnRpZmFjdHMYDyADKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdEIMCgpfZXhpdF9jb2RlIlYKC0Vycm9yRGV0YWlsEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIoCgdkZXRhaWxzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCppCg1TYW5kYm94U3RhdHVzEh4KGlNBTkRCT1hfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWU0FOREJPWF9TVEFUVVNfUlVOTklORxABEhwKGFNBTkRCT1hfU1RBVFVTX0RFU1RST1lFRBACKp4BCg1Db21tYW5kU3RhdHVzEh4KGkNPTU1BTkRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWQ09NTUFORF9TVEFUVVNfUlVOTklORxABEhkKFUNPTU1BTkRfU1RBVFVTX0VYSVRFRBACEhwKGENPTU1BTkRfU1RBVFVTX1RJTUVEX09VVBADEhgKFENPTU1BTkRfU1RBVFVTX0VSUk9SEAQq3gEKDUNvbGxlY3RTdGF0dXMSHgoaQ09MTEVDVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIgChxDT0xMRUNUX1NUQVRVU19OT1RfUkVRVUVTVEVEEAESGgoWQ09MTEVDVF9TVEFUVVNfUEVORElORxACEhwKGENPTExFQ1RfU1RBVFVTX1NVQ0NFRURFRBADEhoKFkNPTExFQ1RfU1RBVFVTX1BBUlRJQUwQBBIZChVDT0xMRUNUX1NUQVRVU19GQUlMRUQQBRIaChZDT0xMRUNUX1NUQVRVU19TS0lQUEVEEAYqVgoJQ29sbGVjdE9uEhoKFkNPTExFQ1RfT05fVU5TUEVDSUZJRUQQABIWChJDT0xMRUNUX09OX1NVQ0NFU1MQARIVChFDT0xMRUNUX09OX0FMV0FZUxACYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Artifact is a durable, indexed output copied from a sandbox workspace.
@@ -117,18 +117,77 @@ export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
   messageDesc(file_crownest_v1_types, 1);
 
 /**
+ * A collect entry is one of two forms: a path (one file, or one directory
+ * as an archive), or a glob (every regular file matching it).
+ *
  * @generated from message crownest.v1.CollectEntry
  */
 export type CollectEntry = Message<"crownest.v1.CollectEntry"> & {
   /**
+   * The path form; leave empty with glob.
+   *
    * @generated from field: string path = 1;
    */
   path: string;
 
   /**
+   * Defaults: a file's base name; "<base>.tar" for a directory;
+   * "artifacts.tar" for an archived glob.
+   *
    * @generated from field: optional string name = 2;
    */
   name?: string | undefined;
+
+  /**
+   * The glob form: "*", "?", "[...]", "{a,b}", "**"; relative to /workspace
+   * or absolute under it.
+   *
+   * @generated from field: optional string glob = 3;
+   */
+  glob?: string | undefined;
+
+  /**
+   * Glob form: paths matching any of these patterns are left out.
+   *
+   * @generated from field: repeated string exclude = 4;
+   */
+  exclude: string[];
+
+  /**
+   * Glob form: names starting with "." (at any level) match too.
+   *
+   * @generated from field: optional bool include_hidden = 5;
+   */
+  includeHidden?: boolean | undefined;
+
+  /**
+   * Glob form: one tar of all matches instead of one artifact per match.
+   *
+   * @generated from field: optional bool archive = 6;
+   */
+  archive?: boolean | undefined;
+
+  /**
+   * Glob form: "error" (default: one collect error, file_not_found) or
+   * "ignore" when nothing matches.
+   *
+   * @generated from field: optional string if_no_files_found = 7;
+   */
+  ifNoFilesFound?: string | undefined;
+
+  /**
+   * 1 to the account's retention; unset: the account's retention.
+   *
+   * @generated from field: optional uint32 retention_days = 8;
+   */
+  retentionDays?: number | undefined;
+
+  /**
+   * "tar" (default) or "tar.gz" for whatever ends as an archive.
+   *
+   * @generated from field: optional string format = 9;
+   */
+  format?: string | undefined;
 };
 
 /**

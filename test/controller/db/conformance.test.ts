@@ -118,6 +118,7 @@ function command(sb: SandboxRow, over: Partial<CommandRow> = {}): CommandRow {
     collect: [],
     collectOn: "success",
     collectErrors: [],
+    collectSettled: [],
     heartbeatAt: at(0),
     ...over,
   };
@@ -616,6 +617,10 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       await readyArtifact(sb, at(4), at(DAY));
       expect((await store.listArtifactsByCommand(cmd.id)).map((a) => a.id)).toEqual([first.id, second.id]);
       expect(await store.listArtifactsByCommand("cmd_missing")).toEqual([]);
+      // The sandbox listing filtered by command: newest first, by page.
+      expect((await store.listArtifacts(sb.id, at(5), 10, undefined, cmd.id)).map((a) => a.id)).toEqual([second.id, first.id]);
+      expect((await store.listArtifacts(sb.id, at(5), 1, { createdAt: second.createdAt, id: second.id }, cmd.id)).map((a) => a.id)).toEqual([first.id]);
+      expect(await store.listArtifacts(sb.id, at(5), 10, undefined, "cmd_missing")).toEqual([]);
     });
 
     it("storedBytes sums the account's ready and pending artifacts, 0 when none", async () => {
@@ -761,6 +766,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
         finishedAt: at(500),
         collectStatus: "partial" as const,
         collectErrors: [{ path: "/workspace/b.txt", name: "bee", code: "file_not_found" as const, message: "no such file: /workspace/b.txt" }],
+        collectSettled: [1, 3],
         heartbeatAt: at(500),
       };
       await store.updateCommand(cmd.id, patch);

@@ -84,6 +84,18 @@ describe("parseCommandRequest", () => {
     ["collect name with slash", { command: "true", collect: [{ path: "a", name: "x/y" }] }, "invalid_request", "collect[0].name"],
     ["collect name not a string", { command: "true", collect: [{ path: "a", name: 3 }] }, "invalid_request", "collect[0].name"],
     ["collect too many", { command: "true", collect: Array.from({ length: MAX_COLLECT_ENTRIES + 1 }, () => ({ path: "a" })) }, "invalid_request", "collect"],
+    ["collect path and glob", { command: "true", collect: [{ path: "a", glob: "*" }] }, "invalid_request", "collect[0]"],
+    ["collect glob not a string", { command: "true", collect: [{ glob: 3 }] }, "invalid_request", "collect[0].glob"],
+    ["collect glob with a path-only field", { command: "true", collect: [{ path: "a", archive: true }] }, "invalid_request", "collect[0].archive"],
+    ["collect glob unknown field", { command: "true", collect: [{ glob: "*", paths: [] }] }, "invalid_request", "collect[0].paths"],
+    ["collect exclude not an array", { command: "true", collect: [{ glob: "*", exclude: "a" }] }, "invalid_request", "collect[0].exclude"],
+    ["collect exclude of numbers", { command: "true", collect: [{ glob: "*", exclude: [1] }] }, "invalid_request", "collect[0].exclude"],
+    ["collect includeHidden a string", { command: "true", collect: [{ glob: "*", includeHidden: "yes" }] }, "invalid_request", "collect[0].includeHidden"],
+    ["collect archive a number", { command: "true", collect: [{ glob: "*", archive: 1 }] }, "invalid_request", "collect[0].archive"],
+    ["collect ifNoFilesFound other", { command: "true", collect: [{ glob: "*", ifNoFilesFound: "warn" }] }, "invalid_request", "collect[0].ifNoFilesFound"],
+    ["collect retentionDays zero", { command: "true", collect: [{ glob: "*", retentionDays: 0 }] }, "invalid_request", "collect[0].retentionDays"],
+    ["collect retentionDays fraction", { command: "true", collect: [{ path: "a", retentionDays: 1.5 }] }, "invalid_request", "collect[0].retentionDays"],
+    ["collect format zip", { command: "true", collect: [{ path: "a", format: "zip" }] }, "invalid_request", "collect[0].format"],
     ["collectOn other value", { command: "true", collectOn: "failure" }, "invalid_request", "collectOn"],
     ["collectOn upper case", { command: "true", collectOn: "ALWAYS" }, "invalid_request", "collectOn"],
     ["unknown field", { command: "true", shell: "bash" }, "invalid_request", "shell"],
@@ -92,6 +104,14 @@ describe("parseCommandRequest", () => {
     const r = refusal(body);
     expect(r.code).toBe(code);
     expect(r.message).toContain(field);
+  });
+
+  it("keeps a glob entry with every field, and a path entry with retention and format", () => {
+    const collect = [
+      { glob: "/workspace/reports/**/*.xml", exclude: ["**/tmp/**"], includeHidden: true, archive: true, name: "reports.tar.gz", ifNoFilesFound: "ignore", retentionDays: 3, format: "tar.gz" },
+      { path: "dist", retentionDays: 1, format: "tar.gz" },
+    ];
+    expect(parseCommandRequest({ command: "true", collect }, "run").collect).toEqual(collect);
   });
 
   it.each([
@@ -160,11 +180,12 @@ describe("OutputTail", () => {
 describe("collect outcome and names", () => {
   it.each([
     [3, 0, "succeeded"],
-    [3, 1, "partial"],
-    [3, 3, "failed"],
-    [1, 1, "failed"],
-  ] as const)("%i entries, %i failed: %s", (total, failed, status) => {
-    expect(collectOutcome(total, failed)).toBe(status);
+    [0, 0, "succeeded"],
+    [2, 1, "partial"],
+    [0, 3, "failed"],
+    [0, 1, "failed"],
+  ] as const)("%i artifacts, %i error items: %s", (artifacts, items, status) => {
+    expect(collectOutcome(artifacts, items)).toBe(status);
   });
 
   it("names error items after the base name, even for unusable paths", () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/agent/v1/workspace.proto.
  */
 export const file_crownest_agent_v1_workspace: GenFile = /*@__PURE__*/
-  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCIhChBSZWFkRmlsZXNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIkcKCUZpbGVTdGFydBINCgVpbmRleBgBIAEoDRIrCgZoZWFkZXIYAiABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyJFCgdGaWxlRW5kEg0KBWluZGV4GAEgASgNEisKB3RyYWlsZXIYAiABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVyIjkKCUZpbGVFcnJvchINCgVpbmRleBgBIAEoDRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkitgEKEVJlYWRGaWxlc1Jlc3BvbnNlEi0KBXN0YXJ0GAEgASgLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZVN0YXJ0SAASDwoFY2h1bmsYAiABKAxIABIpCgNlbmQYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5GaWxlRW5kSAASLQoFZXJyb3IYBCABKAsyHC5jcm93bmVzdC5hZ2VudC52MS5GaWxlRXJyb3JIAEIHCgVldmVudCInCgdUcmFpbGVyEgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgJIiIKElJlYWRBcmNoaXZlUmVxdWVzdBIMCgRwYXRoGAEgASgJIi4KDUFyY2hpdmVIZWFkZXISDAoEcGF0aBgBIAEoCRIPCgdlbnRyaWVzGAIgASgEIpIBChNSZWFkQXJjaGl2ZVJlc3BvbnNlEjIKBmhlYWRlchgBIAEoCzIgLmNyb3duZXN0LmFnZW50LnYxLkFyY2hpdmVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEi0KB3RyYWlsZXIYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVySABCBwoFZXZlbnQiKQoLV3JpdGVIZWFkZXISDAoEcGF0aBgBIAEoCRIMCgRtb2RlGAIgASgNIl4KEFdyaXRlRmlsZVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4uY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50Ij8KEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoBBIOCgZzaGEyNTYYAyABKAkiHAoMV2F0Y2hSZXF1ZXN0EgwKBHBhdGgYASABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIksKCldhdGNoRXZlbnQSLwoEdHlwZRgBIAEoDjIhLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiewoNV2F0Y2hSZXNwb25zZRIuCgVyZWFkeRgBIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVhZHlIABIxCghmc19ldmVudBgCIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRIAEIHCgVldmVudCqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBCrFAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFFdBVENIX0VWRU5UX1RZUEVfQUREEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAhIbChdXQVRDSF9FVkVOVF9UWVBFX1VOTElOSxADEhwKGFdBVENIX0VWRU5UX1RZUEVfQUREX0RJUhAEEh8KG1dBVENIX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMpQEChBXb3Jrc3BhY2VTZXJ2aWNlEkcKBFN0YXQSHi5jcm93bmVzdC5hZ2VudC52MS5TdGF0UmVxdWVzdBofLmNyb3duZXN0LmFnZW50LnYxLlN0YXRSZXNwb25zZRJVCghSZWFkRmlsZRIiLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBojLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJYCglSZWFkRmlsZXMSIy5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZXNSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVzUmVzcG9uc2UwARJeCgtSZWFkQXJjaGl2ZRIlLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVxdWVzdBomLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVzcG9uc2UwARJYCglXcml0ZUZpbGUSIy5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2UoARJMCgVXYXRjaBIfLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVxdWVzdBogLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCIhChBSZWFkRmlsZXNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIkcKCUZpbGVTdGFydBINCgVpbmRleBgBIAEoDRIrCgZoZWFkZXIYAiABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyJFCgdGaWxlRW5kEg0KBWluZGV4GAEgASgNEisKB3RyYWlsZXIYAiABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVyIjkKCUZpbGVFcnJvchINCgVpbmRleBgBIAEoDRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkitgEKEVJlYWRGaWxlc1Jlc3BvbnNlEi0KBXN0YXJ0GAEgASgLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZVN0YXJ0SAASDwoFY2h1bmsYAiABKAxIABIpCgNlbmQYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5GaWxlRW5kSAASLQoFZXJyb3IYBCABKAsyHC5jcm93bmVzdC5hZ2VudC52MS5GaWxlRXJyb3JIAEIHCgVldmVudCInCgdUcmFpbGVyEgwKBHNpemUYASABKAQSDgoGc2hhMjU2GAIgASgJIiIKElJlYWRBcmNoaXZlUmVxdWVzdBIMCgRwYXRoGAEgASgJIi4KDUFyY2hpdmVIZWFkZXISDAoEcGF0aBgBIAEoCRIPCgdlbnRyaWVzGAIgASgEIpIBChNSZWFkQXJjaGl2ZVJlc3BvbnNlEjIKBmhlYWRlchgBIAEoCzIgLmNyb3duZXN0LmFnZW50LnYxLkFyY2hpdmVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEi0KB3RyYWlsZXIYAyABKAsyGi5jcm93bmVzdC5hZ2VudC52MS5UcmFpbGVySABCBwoFZXZlbnQiKQoLV3JpdGVIZWFkZXISDAoEcGF0aBgBIAEoCRIMCgRtb2RlGAIgASgNIl4KEFdyaXRlRmlsZVJlcXVlc3QSMAoGaGVhZGVyGAEgASgLMh4uY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50Ij8KEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHBhdGgYASABKAkSDAoEc2l6ZRgCIAEoBBIOCgZzaGEyNTYYAyABKAkiHAoMV2F0Y2hSZXF1ZXN0EgwKBHBhdGgYASABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIksKCldhdGNoRXZlbnQSLwoEdHlwZRgBIAEoDjIhLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiewoNV2F0Y2hSZXNwb25zZRIuCgVyZWFkeRgBIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVhZHlIABIxCghmc19ldmVudBgCIAEoCzIdLmNyb3duZXN0LmFnZW50LnYxLldhdGNoRXZlbnRIAEIHCgVldmVudCJECgtHbG9iUmVxdWVzdBIMCgRnbG9iGAEgASgJEg8KB2V4Y2x1ZGUYAiADKAkSFgoOaW5jbHVkZV9oaWRkZW4YAyABKAgiOAoJR2xvYk1hdGNoEgwKBHBhdGgYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIj0KDEdsb2JSZXNwb25zZRItCgdtYXRjaGVzGAEgAygLMhwuY3Jvd25lc3QuYWdlbnQudjEuR2xvYk1hdGNoKoEBCghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFGSUxFX1RZUEVfUkVHVUxBUhABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhMKD0ZJTEVfVFlQRV9PVEhFUhAEKsUBCg5XYXRjaEV2ZW50VHlwZRIgChxXQVRDSF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUV0FUQ0hfRVZFTlRfVFlQRV9BREQQARIbChdXQVRDSF9FVkVOVF9UWVBFX0NIQU5HRRACEhsKF1dBVENIX0VWRU5UX1RZUEVfVU5MSU5LEAMSHAoYV0FUQ0hfRVZFTlRfVFlQRV9BRERfRElSEAQSHwobV0FUQ0hfRVZFTlRfVFlQRV9VTkxJTktfRElSEAUy3wQKEFdvcmtzcGFjZVNlcnZpY2USRwoEU3RhdBIeLmNyb3duZXN0LmFnZW50LnYxLlN0YXRSZXF1ZXN0Gh8uY3Jvd25lc3QuYWdlbnQudjEuU3RhdFJlc3BvbnNlElUKCFJlYWRGaWxlEiIuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVSZXF1ZXN0GiMuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVSZXNwb25zZTABElgKCVJlYWRGaWxlcxIjLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlc1JlcXVlc3QaJC5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZXNSZXNwb25zZTABEl4KC1JlYWRBcmNoaXZlEiUuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEFyY2hpdmVSZXF1ZXN0GiYuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEFyY2hpdmVSZXNwb25zZTABElgKCVdyaXRlRmlsZRIjLmNyb3duZXN0LmFnZW50LnYxLldyaXRlRmlsZVJlcXVlc3QaJC5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZSgBEkwKBVdhdGNoEh8uY3Jvd25lc3QuYWdlbnQudjEuV2F0Y2hSZXF1ZXN0GiAuY3Jvd25lc3QuYWdlbnQudjEuV2F0Y2hSZXNwb25zZTABEkkKBEdsb2ISHi5jcm93bmVzdC5hZ2VudC52MS5HbG9iUmVxdWVzdBofLmNyb3duZXN0LmFnZW50LnYxLkdsb2JSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.agent.v1.FileInfo
@@ -554,6 +554,93 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
   messageDesc(file_crownest_agent_v1_workspace, 20);
 
 /**
+ * @generated from message crownest.agent.v1.GlobRequest
+ */
+export type GlobRequest = Message<"crownest.agent.v1.GlobRequest"> & {
+  /**
+   * Relative to /workspace or absolute under it: "*" and "?" within a name,
+   * "[...]", "{a,b}", "**" for any number of directories. A ".." component
+   * is path_outside_workspace.
+   *
+   * @generated from field: string glob = 1;
+   */
+  glob: string;
+
+  /**
+   * Paths matching any of these (same syntax) are left out.
+   *
+   * @generated from field: repeated string exclude = 2;
+   */
+  exclude: string[];
+
+  /**
+   * Match names starting with "." (at any level) too.
+   *
+   * @generated from field: bool include_hidden = 3;
+   */
+  includeHidden: boolean;
+};
+
+/**
+ * Describes the message crownest.agent.v1.GlobRequest.
+ * Use `create(GlobRequestSchema)` to create a new message.
+ */
+export const GlobRequestSchema: GenMessage<GlobRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 21);
+
+/**
+ * @generated from message crownest.agent.v1.GlobMatch
+ */
+export type GlobMatch = Message<"crownest.agent.v1.GlobMatch"> & {
+  /**
+   * Normalized absolute path of the match, "/workspace/...".
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Empty for a regular file, or a symlink to one inside the workspace.
+   * Otherwise the error code name why the match cannot be read (a symlink
+   * leading outside: path_outside_workspace).
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message crownest.agent.v1.GlobMatch.
+ * Use `create(GlobMatchSchema)` to create a new message.
+ */
+export const GlobMatchSchema: GenMessage<GlobMatch> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 22);
+
+/**
+ * @generated from message crownest.agent.v1.GlobResponse
+ */
+export type GlobResponse = Message<"crownest.agent.v1.GlobResponse"> & {
+  /**
+   * Matches found since the previous message, in walk order (names sorted).
+   *
+   * @generated from field: repeated crownest.agent.v1.GlobMatch matches = 1;
+   */
+  matches: GlobMatch[];
+};
+
+/**
+ * Describes the message crownest.agent.v1.GlobResponse.
+ * Use `create(GlobResponseSchema)` to create a new message.
+ */
+export const GlobResponseSchema: GenMessage<GlobResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 23);
+
+/**
  * @generated from enum crownest.agent.v1.FileType
  */
 export enum FileType {
@@ -708,6 +795,20 @@ export const WorkspaceService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * Glob streams the regular files under /workspace whose workspace-relative
+   * path matches a pattern, as they are found. The walk goes from directory
+   * descriptors, never descends a directory reached through a symlink, and
+   * leaves out names starting with "." unless include_hidden. More than
+   * 10,000 matches ends the call with too_large.
+   *
+   * @generated from rpc crownest.agent.v1.WorkspaceService.Glob
+   */
+  glob: {
+    methodKind: "server_streaming";
+    input: typeof GlobRequestSchema;
+    output: typeof GlobResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_agent_v1_workspace, 0);

@@ -1,0 +1,140 @@
+// Globs: the agent's Glob over a tree of 100,000 files (against `find` with
+// the same name test over the same tree, alternated), and a collection of
+// 1,000 files by one glob entry against the same files named by 1,000 path
+// entries (alternated, medians).
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { agentClients } from "../controller/runtime/agent-client.js";
+import { startBundle } from "./agent.js";
+import type { BenchController } from "./harness.js";
+import type { BenchOptions } from "./options.js";
+import { REPO_ROOT } from "./options.js";
+import { failedRow, type BenchRow } from "./report.js";
+import { formatSize, median, round } from "./stats.js";
+
+const run = promisify(execFile);
+const GLOB_SECONDS_GOAL = 1;
+const FILES_PER_DIR = 100;
+
+/** Seconds for the agent to stream every match of `pattern`; checks the count. */
+async function timeGlob(client: ReturnType<typeof agentClients>["workspace"], pattern: string, expected: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  let found = 0;
+  for await (const m of client.glob({ glob: pattern })) found += m.matches.length;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (found !== expected) throw new Error(`Glob found ${found} matches of ${expected}`);
+  return seconds;
+}
+
+export async function benchGlobTree(opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
+  const files = opts.globTreeFiles;
+  const name = `agent Glob over a tree of ${files.toLocaleString("en")} files`;
+  const goal = `≤ ${GLOB_SECONDS_GOAL} s`;
+  const root = await realpath(await mkdtemp(join(tmpdir(), "crownest-bench-glob-")));
+  let agent: Awaited<ReturnType<typeof startBundle>> | undefined;
+  try {
+    const dirs = Math.ceil(files / FILES_PER_DIR);
+    for (let d = 0; d < dirs; d++) {
+      const dir = join(root, `d${String(Math.floor(d / 100)).padStart(2, "0")}`, `d${d}`);
+      await mkdir(dir, { recursive: true });
+      await Promise.all(Array.from({ length: Math.min(FILES_PER_DIR, files - d * FILES_PER_DIR) }, (_, i) => writeFile(join(dir, `f${i}.txt`), "")));
+    }
+    // One file in ten matches: 10,000 of 100,000, the most one glob may have.
+    const pattern = "**/*7.txt";
+    const expected = Math.floor(files / 10);
+    agent = await startBundle(join(REPO_ROOT, "dist", "agent.mjs"), root);
+    const client = agentClients({ url: agent.url, token: agent.token }).workspace;
+    await timeGlob(client, pattern, expected); // warm the page cache and the agent
+    const globSeconds: number[] = [];
+    const findSeconds: number[] = [];
+    const timeFind = async () => {
+      const t0 = process.hrtime.bigint();
+      const { stdout } = await run("find", [root, "-type", "f", "-name", "*7.txt"], { maxBuffer: 64 * 1024 * 1024 });
+      findSeconds.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      const n = stdout.split("\n").filter((l) => l !== "").length;
+      if (n !== expected) throw new Error(`find found ${n} of ${expected}`);
+    };
+    for (let rep = 0; rep < opts.reps; rep++) {
+      if (rep % 2 === 0) {
+        globSeconds.push(await timeGlob(client, pattern, expected));
+        await timeFind();
+      } else {
+        await timeFind();
+        globSeconds.push(await timeGlob(client, pattern, expected));
+      }
+      log(`glob rep ${rep + 1}: ${round(globSeconds.at(-1)! * 1000)} ms (find ${round(findSeconds.at(-1)! * 1000)} ms)`);
+    }
+    const seconds = median(globSeconds);
+    return [
+      {
+        name,
+        measured: `${round(seconds * 1000)} ms for ${expected.toLocaleString("en")} matches (find ${round(median(findSeconds) * 1000)} ms), median of ${opts.reps}`,
+        goal,
+        ratio: seconds / median(findSeconds),
+        ok: seconds <= GLOB_SECONDS_GOAL,
+        values: { files, matches: expected, globSecondsMedian: seconds, findSecondsMedian: median(findSeconds) },
+      },
+    ];
+  } catch (err) {
+    return [failedRow(name, goal, err)];
+  } finally {
+    await agent?.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+export async function benchGlobCollect(ctl: BenchController, opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
+  const count = opts.collectFiles;
+  const name = `collect of ${count} × ${formatSize(opts.collectFileBytes)} files: one glob vs ${count} path entries`;
+  const goal = "—";
+  let sandboxId: string | undefined;
+  try {
+    sandboxId = await ctl.createSandbox();
+    const workspace = ctl.workspaceDir(sandboxId);
+    await mkdir(join(workspace, "globbed"));
+    const names = Array.from({ length: count }, (_, i) => `globbed/f${String(i).padStart(4, "0")}.bin`);
+    for (const n of names) await writeFile(join(workspace, n), randomBytes(opts.collectFileBytes));
+    const byGlob = { command: "true", collect: [{ glob: "globbed/*.bin" }], collectOn: "always" };
+    const byPaths = { command: "true", collect: names.map((path) => ({ path })), collectOn: "always" };
+    const globSeconds: number[] = [];
+    const pathSeconds: number[] = [];
+    const once = async (body: Record<string, unknown>, into: number[]) => {
+      const { seconds, command } = await ctl.runCommand(sandboxId!, body);
+      if (command.collectStatus !== "succeeded" || command.artifacts.length !== count) {
+        throw new Error(`collectStatus ${command.collectStatus}, ${command.artifacts.length}/${count} artifacts`);
+      }
+      into.push(seconds);
+      for (const a of command.artifacts) await ctl.deleteArtifact(a.id);
+    };
+    for (let rep = 0; rep < opts.reps; rep++) {
+      if (rep % 2 === 0) {
+        await once(byGlob, globSeconds);
+        await once(byPaths, pathSeconds);
+      } else {
+        await once(byPaths, pathSeconds);
+        await once(byGlob, globSeconds);
+      }
+      log(`glob collect rep ${rep + 1}: glob ${round(count / globSeconds.at(-1)!)} files/s, paths ${round(count / pathSeconds.at(-1)!)} files/s`);
+    }
+    const globRate = count / median(globSeconds);
+    const pathRate = count / median(pathSeconds);
+    return [
+      {
+        name,
+        measured: `glob ${round(globRate)} files/s, path entries ${round(pathRate)} files/s, median of ${opts.reps}`,
+        goal,
+        ratio: globRate / pathRate,
+        ok: null,
+        values: { files: count, globFilesPerSecond: globRate, pathFilesPerSecond: pathRate, globSecondsMedian: median(globSeconds), pathSecondsMedian: median(pathSeconds) },
+      },
+    ];
+  } catch (err) {
+    return [failedRow(name, goal, err)];
+  } finally {
+    if (sandboxId) await ctl.deleteSandbox(sandboxId).catch(() => undefined);
+  }
+}

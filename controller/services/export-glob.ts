@@ -1,0 +1,286 @@
+// Glob exports (DESIGN §6): the agent finds the matches (Glob, confined and
+// bounded there), then either each match is exported on its own through the
+// batch path (export-batch.ts), or all of them become one tar that the
+// controller assembles from ReadFiles streams and hands to the one per-export
+// core (storeExport) like any archive. Every file's bytes are checked against
+// the agent's header and trailer before they go into the tar.
+import { createHash } from "node:crypto";
+import { posix } from "node:path";
+import type tar from "tar-stream";
+import tarStream from "tar-stream";
+import { CrowNestError } from "../../common/errors.js";
+import { MAX_GLOB_MATCHES, absoluteGlob, normalizeGlob } from "../../common/globs.js";
+import { normalizeWorkspacePath, relativeToWorkspace } from "../../common/paths.js";
+import type { ArchiveFormat, ArtifactRow, SandboxRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { fromAgentCode } from "../runtime/agent-errors.js";
+import { archiveName } from "./export-archive.js";
+import { accountLimits, checkExportInput, instrumented, storeExport, watchForStalls, type ExportInput } from "./export.js";
+import { agentOf } from "./sandboxes.js";
+
+/** What to match: the pattern, what to leave out, and whether hidden names count. */
+export interface GlobSpec {
+  glob: string;
+  exclude?: string[];
+  includeHidden?: boolean;
+}
+
+/** One match: a file to export, or (a symlink leading outside, …) that file's error. */
+export interface GlobMatch {
+  path: string;
+  error?: CrowNestError;
+}
+
+/** Paths per ReadFiles call while a tar is assembled (the agent's own maximum). */
+const ARCHIVE_BATCH_PATHS = 1000;
+/** Small tar pieces (512-byte headers, small files) are gathered into chunks of about this size for the store. */
+const ARCHIVE_CHUNK_BYTES = 256 * 1024;
+
+/** The lexical rule for a glob and its excludes: refused with its code before any agent call. */
+export function checkGlobSpec(spec: GlobSpec): void {
+  normalizeGlob(spec.glob);
+  for (const e of spec.exclude ?? []) normalizeGlob(e);
+}
+
+/**
+ * Every match of the glob in the sandbox, from the agent's Glob stream.
+ * More than MAX_GLOB_MATCHES is too_large (the agent says so; counted here
+ * too, never trusting it). Paths the agent names are checked by the lexical
+ * rule: anything else is integrity_error.
+ */
+export async function findMatches(deps: Deps, sandbox: SandboxRow, spec: GlobSpec, signal?: AbortSignal): Promise<GlobMatch[]> {
+  checkGlobSpec(spec);
+  const abort = new AbortController();
+  const callSignal = signal ? AbortSignal.any([signal, abort.signal]) : abort.signal;
+  const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
+  const matches: GlobMatch[] = [];
+  try {
+    const call = agentOf(deps, sandbox).workspace.glob(
+      { glob: spec.glob, exclude: spec.exclude ?? [], includeHidden: spec.includeHidden ?? false },
+      { signal: callSignal },
+    );
+    for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
+      for (const m of message.matches) {
+        let path: string;
+        try {
+          path = normalizeWorkspacePath(m.path);
+        } catch {
+          throw new CrowNestError("integrity_error", "the agent's Glob named a path outside /workspace");
+        }
+        if (path !== m.path || path === "/workspace") throw new CrowNestError("integrity_error", "the agent's Glob named a path that is not a normalized file path");
+        if (matches.length >= MAX_GLOB_MATCHES) {
+          throw new CrowNestError("too_large", `the glob matches more than ${MAX_GLOB_MATCHES} files`, { limit: MAX_GLOB_MATCHES });
+        }
+        matches.push(m.code === "" ? { path } : { path, error: withPath(fromAgentCode(m.code, m.message), path) });
+      }
+    }
+  } catch (err) {
+    abort.abort(err);
+    throw fromAgentError(err);
+  }
+  return matches;
+}
+
+function withPath(e: CrowNestError, path: string): CrowNestError {
+  if (e.details.path === undefined) e.details.path = path;
+  return e;
+}
+
+export interface GlobArchiveInput extends Omit<ExportInput, "path"> {
+  glob: string;
+}
+
+/**
+ * One tar of `paths` (matches of input.glob) at their workspace-relative
+ * paths, stored through the export pipeline. A file the agent refuses before
+ * sending any of it (gone, replaced by a symlink leading out) is left out and
+ * handed to `onSkipped` when given, else the whole export fails with its
+ * code; a file failing mid-way always fails the whole export (a tar never
+ * silently drops a file). sourcePath is the absolute glob.
+ */
+export function exportGlobArchive(
+  deps: Deps,
+  input: GlobArchiveInput,
+  paths: string[],
+  onSkipped?: (path: string, error: CrowNestError) => void,
+): Promise<ArtifactRow> {
+  const format: ArchiveFormat = input.format ?? "tar";
+  return instrumented(deps, input, async (progress) => {
+    const sourcePath = absoluteGlob(input.glob);
+    const exportInput: ExportInput = { ...input, path: sourcePath, name: input.name ?? archiveName("artifacts", format) };
+    checkExportInput(exportInput);
+    const limits = await accountLimits(deps, exportInput);
+    const abort = new AbortController();
+    const signal = input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
+    if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
+    const events = archiveEvents(deps, input.sandbox, sourcePath, paths, onSkipped, signal);
+    return storeExport(deps, exportInput, limits, progress, { sourcePath, isDirectory: true, events, abort, signal });
+  });
+}
+
+/** The tar as an archive stream would come from the agent: header, chunks, trailer{size, sha256} of the tar bytes made here. */
+async function* archiveEvents(
+  deps: Deps,
+  sandbox: SandboxRow,
+  sourcePath: string,
+  paths: string[],
+  onSkipped: ((path: string, error: CrowNestError) => void) | undefined,
+  signal: AbortSignal,
+): AsyncGenerator<{ event: unknown }> {
+  yield { event: { case: "header", value: { path: sourcePath, entries: BigInt(paths.length) } } };
+  const pack = tarStream.pack();
+  // Failures reach the reader through the iterator below; an unheard 'error' event would crash the process.
+  pack.on("error", () => {});
+  const stop = new AbortController();
+  const producerSignal = AbortSignal.any([signal, stop.signal]);
+  const producer = packFiles(deps, sandbox, paths, pack, onSkipped, producerSignal).then(
+    () => pack.finalize(),
+    (err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))),
+  );
+  const hash = createHash("sha256");
+  let size = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = (): Buffer => {
+    const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    return out;
+  };
+  try {
+    for await (const piece of pack as AsyncIterable<Buffer>) {
+      hash.update(piece);
+      size += piece.byteLength;
+      pending.push(piece);
+      pendingBytes += piece.byteLength;
+      if (pendingBytes >= ARCHIVE_CHUNK_BYTES) yield { event: { case: "chunk", value: flush() } };
+    }
+    if (pendingBytes > 0) yield { event: { case: "chunk", value: flush() } };
+    yield { event: { case: "trailer", value: { size: BigInt(size), sha256: hash.digest("hex") } } };
+  } finally {
+    stop.abort();
+    pack.destroy();
+    await producer;
+  }
+}
+
+/** Reads the files through ReadFiles, a batch per call, into tar entries; each file's bytes checked against its header and trailer. */
+async function packFiles(
+  deps: Deps,
+  sandbox: SandboxRow,
+  paths: string[],
+  pack: tar.Pack,
+  onSkipped: ((path: string, error: CrowNestError) => void) | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const agent = agentOf(deps, sandbox);
+  const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
+  for (let from = 0; from < paths.length; from += ARCHIVE_BATCH_PATHS) {
+    const batch = paths.slice(from, from + ARCHIVE_BATCH_PATHS);
+    const abort = new AbortController();
+    const callSignal = AbortSignal.any([signal, abort.signal]);
+    const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
+    let next = 0;
+    let current: { path: string; size: bigint; sink: ReturnType<tar.Pack["entry"]>; done: Promise<void>; hash: ReturnType<typeof createHash>; bytes: bigint } | undefined;
+    try {
+      const call = agent.workspace.readFiles({ paths: batch }, { signal: callSignal });
+      for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
+        const event = message.event;
+        switch (event.case) {
+          case "start": {
+            const header = event.value.header;
+            if (current || event.value.index !== next || !header) throw integrity("started a file out of order");
+            const path = batch[next]!;
+            let sink!: ReturnType<tar.Pack["entry"]>;
+            const done = new Promise<void>((resolve, reject) => {
+              sink = pack.entry(
+                {
+                  // Our own name for it (the path we asked for), never the agent's.
+                  name: relativeToWorkspace(path),
+                  type: "file",
+                  size: Number(header.size),
+                  mode: header.mode & 0o7777,
+                  mtime: new Date(Number(header.mtime?.seconds ?? 0n) * 1000 + Math.floor((header.mtime?.nanos ?? 0) / 1e6)),
+                },
+                (err) => (err ? reject(err) : resolve()),
+              );
+            });
+            done.catch(() => {}); // awaited at the file's end; an earlier failure comes through the pack
+            sink.on("error", () => {});
+            current = { path, size: header.size, sink, done, hash: createHash("sha256"), bytes: 0n };
+            break;
+          }
+          case "chunk": {
+            if (!current) throw integrity("sent bytes outside a file");
+            current.bytes += BigInt(event.value.byteLength);
+            if (current.bytes > current.size) throw integrity(`sent more bytes than it declared for ${current.path}`);
+            current.hash.update(event.value);
+            if (!current.sink.write(event.value)) await drained(current.sink, callSignal);
+            break;
+          }
+          case "end": {
+            const trailer = event.value.trailer;
+            if (!current || event.value.index !== next || !trailer) throw integrity("ended a file it had not started");
+            if (current.bytes !== current.size || trailer.size !== current.size || trailer.sha256.toLowerCase() !== current.hash.digest("hex")) {
+              throw new CrowNestError("integrity_error", `the bytes of ${current.path} differ from what the agent reported`, { path: current.path });
+            }
+            current.sink.end(undefined);
+            await current.done;
+            current = undefined;
+            next++;
+            break;
+          }
+          case "error": {
+            if (event.value.index !== next) throw integrity("reported a file out of order");
+            const path = batch[next]!;
+            const error = withPath(fromAgentCode(event.value.code, event.value.message), path);
+            // Mid-file, the tar already holds part of it: the whole archive fails.
+            if (current || !onSkipped) throw error;
+            onSkipped(path, error);
+            next++;
+            break;
+          }
+          default:
+            throw integrity("sent an unknown event");
+        }
+      }
+      if (current || next < batch.length) throw integrity("ended before every file");
+    } catch (err) {
+      abort.abort(err);
+      throw err instanceof CrowNestError ? err : fromAgentError(err);
+    }
+  }
+}
+
+/** Resolves on 'drain'; rejects if the entry stream dies or the export is over, so a stopped archive never hangs here. */
+function drained(stream: ReturnType<tar.Pack["entry"]>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      stream.off("drain", onDrain);
+      stream.off("close", onClose);
+      stream.off("error", onClose);
+      signal.removeEventListener("abort", onClose);
+    };
+    const onDrain = () => {
+      cleanup();
+      resolve();
+    };
+    const onClose = () => {
+      cleanup();
+      reject(signal.reason ?? new Error("archive stream closed"));
+    };
+    stream.on("drain", onDrain);
+    stream.on("close", onClose);
+    stream.on("error", onClose);
+    if (signal.aborted) onClose();
+    else signal.addEventListener("abort", onClose, { once: true });
+  });
+}
+
+/** The name an entry-wide error item of a glob carries: the archive's, or the pattern's last component. */
+export function globEntryName(entry: { glob: string; name?: string; archive?: boolean; format?: ArchiveFormat }): string {
+  if (entry.name !== undefined) return entry.name;
+  if (entry.archive) return archiveName("artifacts", entry.format ?? "tar");
+  return posix.basename(entry.glob) || entry.glob;
+}
