@@ -10,15 +10,28 @@ import { parseArgs } from "node:util";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 
-const USAGE = "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
+const USAGE =
+  "usage: crownest-agent --workspace DIR [--listen HOST:PORT | --listen unix:/PATH] [--token-file FILE] [--run-as UID:GID] (token: CROWNEST_AGENT_TOKEN or --token-file)";
 
 class UsageError extends Error {}
 
-function parseListen(value: string): { host: string; port: number } {
+function parseListen(value: string): { host: string; port: number } | { socketPath: string } {
+  if (value.startsWith("unix:")) {
+    const socketPath = value.slice("unix:".length);
+    if (!socketPath.startsWith("/")) throw new UsageError(`--listen: expected unix:/ABSOLUTE/PATH, got ${JSON.stringify(value)}`);
+    return { socketPath };
+  }
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new UsageError(`--listen: expected HOST:PORT, got ${JSON.stringify(value)}`);
   return { host: (m[1] ?? m[2])!, port };
+}
+
+function parseRunAs(value: string | undefined): { uid: number; gid: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,9}):(\d{1,9})$/.exec(value);
+  if (!m) throw new UsageError(`--run-as: expected UID:GID, got ${JSON.stringify(value)}`);
+  return { uid: Number(m[1]), gid: Number(m[2]) };
 }
 
 async function readToken(tokenFile: string | undefined): Promise<string> {
@@ -55,6 +68,7 @@ async function main(): Promise<void> {
       workspace: { type: "string" },
       listen: { type: "string", default: "127.0.0.1:0" },
       "token-file": { type: "string" },
+      "run-as": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -67,6 +81,7 @@ async function main(): Promise<void> {
   // Confinement walks paths relative to open directories through /proc/self/fd.
   if (!existsSync("/proc/self/fd")) throw new UsageError("/proc/self/fd is missing: the agent needs Linux procfs");
   const listen = parseListen(values.listen);
+  const runAs = parseRunAs(values["run-as"]);
   const token = await readToken(values["token-file"]);
   const root = await workspaceRoot(values.workspace);
 
@@ -77,7 +92,7 @@ async function main(): Promise<void> {
     throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
   }
   const log = createAgentLog({ name: "crownest-agent", level });
-  const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env } });
+  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

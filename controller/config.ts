@@ -42,6 +42,18 @@ export interface PlanLimits {
   quotaBytes: number;
 }
 
+export type IsolationSetting = "auto" | "bwrap" | "gvisor" | "none";
+
+/** Local runtime: how each sandbox is contained and what it may use. */
+export interface SandboxConfig {
+  /** `auto` is resolved at start (bwrap when it works, else none with a warning). */
+  isolation: IsolationSetting;
+  network: "none" | "host";
+  maxProcesses: number;
+  memoryMb: number;
+  tmpMb: number;
+}
+
 export interface Config {
   httpAddr: ListenAddress;
   grpcAddr: ListenAddress;
@@ -54,6 +66,7 @@ export interface Config {
   /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
   publicUrl: string | undefined;
   runtime: "local" | "external";
+  sandbox: SandboxConfig;
   downloadUrlTtlSeconds: number;
   plans: Record<Plan, PlanLimits>;
   /** No bytes from the agent for this long fails an export (stalled stream). */
@@ -220,6 +233,22 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("CROWNEST_RUNTIME", `expected local or external, got ${JSON.stringify(runtime)}`);
   }
 
+  const isolation = env.CROWNEST_SANDBOX_ISOLATION || "auto";
+  if (isolation !== "auto" && isolation !== "bwrap" && isolation !== "gvisor" && isolation !== "none") {
+    throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `expected auto, bwrap, gvisor or none, got ${JSON.stringify(isolation)}`);
+  }
+  const network = env.CROWNEST_SANDBOX_NETWORK || "none";
+  if (network !== "none" && network !== "host") {
+    throw new ConfigError("CROWNEST_SANDBOX_NETWORK", `expected none or host, got ${JSON.stringify(network)}`);
+  }
+  const sandbox: SandboxConfig = {
+    isolation,
+    network,
+    maxProcesses: positiveInt(env, "CROWNEST_SANDBOX_MAX_PROCESSES", 256, 1_000_000),
+    memoryMb: positiveInt(env, "CROWNEST_SANDBOX_MEMORY_MB", 2048, 1024 * 1024),
+    tmpMb: positiveInt(env, "CROWNEST_SANDBOX_TMP_MB", 256, 1024 * 1024),
+  };
+
   const plans: Record<Plan, PlanLimits> = {
     free: {
       retentionDays: positiveInt(env, "CROWNEST_RETENTION_FREE_DAYS", 7, 3650),
@@ -243,6 +272,7 @@ export function loadConfig(env: Env = process.env): Config {
     signingSecret,
     publicUrl,
     runtime,
+    sandbox,
     downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),
     plans,
     exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),

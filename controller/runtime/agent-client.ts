@@ -3,6 +3,7 @@
 import type { ClientHttp2Stream, Http2Session, ClientSessionRequestOptions, OutgoingHttpHeaders } from "node:http2";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { agentTarget } from "./agent-address.js";
 import { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 
@@ -54,13 +55,14 @@ export function agentClients(endpoint: { url: string; token: string }): AgentCli
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
   };
+  const target = agentTarget(endpoint.url);
   const sessionManager = new WideWindowSessionManager(
-    endpoint.url,
+    target.baseUrl,
     { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 15_000 },
-    { settings: { initialWindowSize: STREAM_WINDOW_BYTES } },
+    { ...target.sessionOptions, settings: { initialWindowSize: STREAM_WINDOW_BYTES } },
   );
   const transport = createGrpcTransport({
-    baseUrl: endpoint.url,
+    baseUrl: target.baseUrl,
     interceptors: [bearer],
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     acceptCompression: [],

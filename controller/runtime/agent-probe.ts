@@ -6,6 +6,7 @@ import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-no
 import { CrowNestError } from "../../common/errors.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { agentTarget } from "./agent-address.js";
 import { fromAgentError } from "./agent-errors.js";
 
 export interface ProbeOptions {
@@ -17,12 +18,13 @@ export interface ProbeOptions {
 /** Resolves when the agent is healthy (and accepts the token); agent_unavailable / invalid_request otherwise. */
 export async function probeAgent(endpoint: { url: string; token: string }, options: ProbeOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5000;
-  const session = new Http2SessionManager(endpoint.url);
+  const target = agentTarget(endpoint.url);
+  const session = new Http2SessionManager(target.baseUrl, undefined, target.sessionOptions);
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
   };
-  const transport = createGrpcTransport({ baseUrl: endpoint.url, sessionManager: session, interceptors: [bearer] });
+  const transport = createGrpcTransport({ baseUrl: target.baseUrl, sessionManager: session, interceptors: [bearer] });
   try {
     let status: HealthCheckResponse_ServingStatus;
     try {

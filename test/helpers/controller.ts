@@ -59,9 +59,9 @@ function killLeftovers(): void {
   }
   for (const pid of pids) {
     try {
+      // A plain agent names its workspace after --workspace, a bwrap sandbox in its bind mount, runsc in its bundle.
       const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const ws = args[args.indexOf("--workspace") + 1];
-      if (args.includes("--workspace") && ws && prefixes.some((p) => ws.startsWith(p))) process.kill(Number(pid), "SIGKILL");
+      if (args.some((arg) => prefixes.some((p) => arg.startsWith(p)))) process.kill(Number(pid), "SIGKILL");
     } catch {
       // Gone already, or not ours to read.
     }
