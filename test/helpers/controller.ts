@@ -293,19 +293,38 @@ export function api(httpUrl: string, key?: string) {
   };
 }
 
-/** Pid of the local agent serving a sandbox of this data dir, found in /proc as the runtime does; undefined when none runs. */
+/**
+ * Pid of the local agent serving a sandbox of this data dir, found in /proc
+ * as the runtime does; undefined when none runs. A plain agent names its
+ * workspace after --workspace; an isolated sandbox names it in bwrap's bind
+ * mount (or runsc's bundle), and the agent is the node process inside, a
+ * descendant of that process.
+ */
 export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
-  const workspace = join(dataDir, "sandboxes", sandboxId, "workspace");
+  const dir = join(dataDir, "sandboxes", sandboxId);
+  const marks = [join(dir, "workspace"), join(dir, "bundle")];
+  const table = new Map<number, { ppid: number; args: string[] }>();
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
-    let args: string[];
     try {
-      args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      table.set(Number(name), { ppid, args });
     } catch {
       continue;
     }
-    const i = args.indexOf("--workspace");
-    if (i >= 0 && args[i + 1] === workspace && isRunning(Number(name))) return Number(name);
+  }
+  const plain = [...table].find(([, p]) => p.args[p.args.indexOf("--workspace") + 1] === marks[0] && p.args.includes("--workspace"));
+  if (plain && isRunning(plain[0])) return plain[0];
+  const roots = [...table].filter(([, p]) => p.args.some((a) => marks.includes(a))).map(([pid]) => pid);
+  // Breadth-first below the sandbox's processes: the isolated agent is `node /opt/crownest/agent.mjs`.
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    const p = table.get(pid);
+    if (p && p.args[1] === "/opt/crownest/agent.mjs" && isRunning(pid)) return pid;
+    for (const [child, c] of table) if (c.ppid === pid) queue.push(child);
   }
   return undefined;
 }
