@@ -3,12 +3,13 @@
 // and checks that the wall holds. Runs once per isolation mode that works on
 // this machine (bwrap, gvisor); `none` is no wall and is not attacked here.
 import { randomBytes } from "node:crypto";
-import { readFile, readdir } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bwrapUnusable } from "../../controller/runtime/isolation/bwrap.js";
-import { api, eventually, isRunning, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
+import { api, eventually, isRunning, runControllerToExit, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
 import { fetchDownload, newSandbox, sha256Of, type Call } from "../helpers/artifacts.js";
 
 const MODES = [...(bwrapUnusable() === undefined ? ["bwrap"] : [])];
@@ -172,6 +173,40 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     const res = await fetchDownload(link.json.url, ctl.apiKey);
     expect(res.status).toBe(200);
     expect(sha256Of(res.body)).toBe(sha256Of(expected));
+  });
+});
+
+describe("choosing the isolation mode", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "crownest-nobwrap-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  /** A PATH with no bwrap on it (an empty directory). */
+  const noBwrap = () => ({ PATH: join(dir, "empty-bin") });
+
+  it("CROWNEST_SANDBOX_ISOLATION=bwrap without a usable bwrap stops the start: exit 2, one line naming the variable", async () => {
+    const result = await runControllerToExit({ CROWNEST_SANDBOX_ISOLATION: "bwrap", ...noBwrap() }, join(dir, "data-bwrap"));
+    expect(result.code).toBe(2);
+    const lines = result.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^crownest: CROWNEST_SANDBOX_ISOLATION: bwrap is not usable/);
+  });
+
+  it("auto without a usable bwrap starts with plain sandboxes and one warning", async () => {
+    const ctl = await startControllerProcess({ env: { CROWNEST_SANDBOX_ISOLATION: "auto", ...noBwrap() } });
+    try {
+      const call = api(ctl.httpUrl, ctl.apiKey);
+      const sbx = await newSandbox(call);
+      const res = await call("POST", `/v1/sandboxes/${sbx}/commands/run`, { command: "echo ran" });
+      expect(res.json.stdout).toBe("ran\n");
+      const warnings = ctl.stderr().split("\n").filter((l) => l.includes("CROWNEST_SANDBOX_ISOLATION=auto"));
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await ctl.dispose();
+    }
   });
 });
 
