@@ -26,7 +26,7 @@ import { sandboxLayout, tokenFileOnHost, type SandboxLayout } from "./isolation/
 import { NoIsolation } from "./isolation/none.js";
 import type { Isolation, LaunchPlan } from "./isolation/types.js";
 import { parentOf } from "./isolation/procs.js";
-import type { AgentEndpoint, SandboxRuntime } from "./types.js";
+import type { AgentEndpoint, HostedSandboxes, SandboxRuntime } from "./types.js";
 
 export { parseListenLine } from "./isolation/listen-line.js";
 
@@ -87,8 +87,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export class LocalRuntime implements SandboxRuntime {
+export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
   readonly kind = "local" as const;
+  get hosted(): HostedSandboxes {
+    return this;
+  }
   get isolation(): "none" | "bwrap" | "gvisor" {
     return this.isolationImpl.mode;
   }

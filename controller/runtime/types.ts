@@ -6,6 +6,19 @@ export interface AgentEndpoint {
   pid: number | null;
 }
 
+/**
+ * A runtime whose sandboxes are processes on this machine, owned by this
+ * controller: adopted after a crash, ended with a graceful stop.
+ */
+export interface HostedSandboxes {
+  adopt(sandboxId: string, endpoint: AgentEndpoint): Promise<boolean>;
+  findAgentProcesses(): Promise<Array<{ pid: number; sandboxId: string }>>;
+  killStray(pid: number, sandboxId: string): Promise<void>;
+  sandboxDirsOnDisk(): Promise<string[]>;
+  owns(sandboxId: string): boolean;
+  trackedSandboxIds(): string[];
+}
+
 export interface SandboxRuntime {
   readonly kind: "local" | "external";
   /** local: how its sandboxes are contained (none, bwrap, gvisor); external: undefined (the operator's VM or container). */
@@ -15,4 +28,6 @@ export interface SandboxRuntime {
   /** Stops the agent and (local) removes its workspace. Safe to call twice, and after a controller restart. */
   stop(sandboxId: string, endpoint: AgentEndpoint): Promise<void>;
   close(): Promise<void>;
+  /** local: its sandboxes as host processes (recovery after a crash, stop with the controller); external: undefined. */
+  readonly hosted?: HostedSandboxes;
 }

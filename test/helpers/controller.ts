@@ -104,8 +104,18 @@ function controllerEnv(dataDir: string, env: Record<string, string> = {}): NodeJ
     CROWNEST_GRPC_ADDR: "127.0.0.1:0",
     CROWNEST_DATA_DIR: dataDir,
     CROWNEST_LOG_LEVEL: process.env.CROWNEST_TEST_LOG_LEVEL ?? "warn",
+    ...isolationOverride(),
     ...env,
   };
+}
+
+/**
+ * CROWNEST_TEST_SANDBOX_ISOLATION=none|bwrap|gvisor runs a suite's
+ * controllers in that isolation mode (default: the controller's own, auto).
+ */
+function isolationOverride(): Record<string, string> {
+  const mode = process.env.CROWNEST_TEST_SANDBOX_ISOLATION;
+  return mode ? { CROWNEST_SANDBOX_ISOLATION: mode } : {};
 }
 
 /** Spawns the controller as `npm start` does and waits for its listening line. */
@@ -231,6 +241,7 @@ export async function startControllerInProcess(
     CROWNEST_HTTP_ADDR: "127.0.0.1:0",
     CROWNEST_GRPC_ADDR: "127.0.0.1:0",
     CROWNEST_DATA_DIR: dataDir,
+    ...isolationOverride(),
     ...env,
   });
   const log = process.env.CROWNEST_TEST_LOG_LEVEL ? createLogger({ level: process.env.CROWNEST_TEST_LOG_LEVEL }) : silentLogger();
