@@ -102,8 +102,9 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   });
   let url: string;
   if ("socketPath" in listen) {
-    // Only the agent's own identity may connect (the directory is closed to commands too).
-    await chmod(listen.socketPath, 0o600);
+    // Only the agent's own identity may connect. Best effort: gVisor refuses chmod on a socket
+    // it created on the host; the socket's directory (0700, another owner) already keeps commands out.
+    await chmod(listen.socketPath, 0o600).catch(() => {});
     url = `unix:${listen.socketPath}`;
   } else {
     const address = server.address() as AddressInfo;

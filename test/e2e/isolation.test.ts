@@ -9,11 +9,13 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bwrapUnusable } from "../../controller/runtime/isolation/bwrap.js";
+import { runscUnusable } from "../../controller/runtime/isolation/gvisor.js";
 import { api, eventually, isRunning, runControllerToExit, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
 import { fetchDownload, newSandbox, sha256Of, type Call } from "../helpers/artifacts.js";
 
-const MODES = [...(bwrapUnusable() === undefined ? ["bwrap"] : [])];
+const MODES = [...(bwrapUnusable() === undefined ? ["bwrap"] : []), ...((await runscUnusable()) === undefined ? ["gvisor"] : [])];
 const MAX_PROCESSES = 48;
+const release_host = (await readFile("/proc/sys/kernel/osrelease", "utf8")).trim();
 const TMP_MB = 8;
 
 describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside a command", (mode) => {
@@ -141,10 +143,15 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     const marker = String(100000 + Math.floor(Math.random() * 800000));
     const cmd = await run(`setsid sh -c 'exec sleep ${marker}' </dev/null >/dev/null 2>&1 & echo started`, sbx);
     expect(cmd.stdout.trim()).toBe("started");
-    const sleeper = await eventually("the detached sleep runs on the host", () => findProcess(["sleep", marker]));
+    // bwrap: the sleep is a host process. gVisor: it lives inside the sandbox's own kernel, whose host processes are the sandbox's tree.
+    const watched =
+      mode === "gvisor"
+        ? await sandboxHostProcesses(ctl.dataDir, sbx)
+        : [await eventually("the detached sleep runs on the host", () => findProcess(["sleep", marker]))];
+    expect(watched.length).toBeGreaterThan(0);
     const del = await call("DELETE", `/v1/sandboxes/${sbx}`);
     expect(del.status, del.text).toBe(204);
-    await eventually("the detached sleep is gone", () => !isRunning(sleeper));
+    await eventually("every process of the sandbox is gone", () => watched.every((pid) => !isRunning(pid)));
   });
 
   it("a fork loop past CROWNEST_SANDBOX_MAX_PROCESSES fails inside while the controller keeps serving", async () => {
@@ -160,6 +167,14 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     expect(health.status).toBe(200);
     expect((await run("echo still here")).stdout.trim()).toBe("still here");
     expect((await call("DELETE", `/v1/sandboxes/${sbx}`)).status).toBe(204);
+  });
+
+  it.runIf(mode === "gvisor")("runs on gVisor's kernel, not the host's", async () => {
+    const cmd = await run("uname -r; cat /proc/version");
+    const [release, version] = cmd.stdout.trim().split("\n");
+    expect(release).not.toBe(release_host);
+    // gVisor's Sentry presents a fixed kernel version of its own.
+    expect(version).not.toBe((await readFile("/proc/version", "utf8")).trim());
   });
 
   it("exports /workspace/out.txt written by absolute path and downloads it with the right sha256", async () => {
@@ -209,6 +224,33 @@ describe("choosing the isolation mode", () => {
     }
   });
 });
+
+/** Host processes naming the sandbox's directory in their argv (bwrap, runsc), with all their descendants. */
+async function sandboxHostProcesses(dataDir: string, sandboxId: string): Promise<number[]> {
+  const dir = join(dataDir, "sandboxes", sandboxId);
+  const table = new Map<number, { ppid: number; mine: boolean }>();
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), mine: args.some((a) => a.startsWith(`${dir}/`)) });
+    } catch {
+      continue;
+    }
+  }
+  const found = new Set([...table].filter(([, p]) => p.mine).map(([pid]) => pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, p] of table) {
+      if (!found.has(pid) && found.has(p.ppid)) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found];
+}
 
 /** Host pid of a process whose argv is exactly `args`. */
 async function findProcess(args: string[]): Promise<number | undefined> {

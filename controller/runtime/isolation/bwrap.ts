@@ -29,7 +29,7 @@ import { childrenOf, kill } from "./procs.js";
 import type { Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 /** What the agent keeps: serve files of any owner in the workspace, give new files to uid 1000, start and signal commands as uid 1000. */
-const AGENT_CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_CHOWN"];
+export const AGENT_CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_CHOWN"];
 
 export function bwrapMountArgs(mounts: Mount[]): string[] {
   const args: string[] = [];

@@ -6,6 +6,7 @@ import { ConfigError, type SandboxConfig } from "../../config.js";
 import { ensureAgentBundle } from "./agent-bundle.js";
 import { BwrapIsolation, bwrapUnusable } from "./bwrap.js";
 import { detectCgroups } from "./cgroups.js";
+import { GvisorIsolation, runscUnusable } from "./gvisor.js";
 import { NoIsolation } from "./none.js";
 import type { Isolation } from "./types.js";
 
@@ -36,8 +37,12 @@ export async function openIsolation(config: SandboxConfig, log: Logger, options:
       isolation = new BwrapIsolation(config, await detectCgroups(), agentBinaries());
       break;
     }
-    case "gvisor":
-      throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", "gvisor is not available in this build");
+    case "gvisor": {
+      const why = await runscUnusable();
+      if (why) throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `gvisor is not usable: ${why}`);
+      isolation = new GvisorIsolation(config, await detectCgroups(), agentBinaries());
+      break;
+    }
   }
   const { enforced, notEnforced } = isolation.limits;
   log.info({ isolation: isolation.mode, network: mode === "none" ? "host" : config.network, enforced }, "sandbox isolation");
