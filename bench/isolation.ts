@@ -52,6 +52,48 @@ async function sandboxPids(dataDir: string, sandboxId: string): Promise<number[]
   return [...found];
 }
 
+/** A big file made inside the sandbox then exported, and 1,000 small files made and collected by one command. */
+async function exportAndCollect(ctl: BenchController, mode: string, opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const sbx = await ctl.createSandbox();
+  try {
+    const mib = opts.quick ? 8 : 1024;
+    log(`isolation ${mode}: ${mib} MiB export`);
+    const made = await ctl.runCommand(sbx, { command: `head -c ${mib * MiB} /dev/urandom > big.bin` });
+    if (made.command.exitCode !== 0) throw new Error(`making big.bin failed: exit ${made.command.exitCode}`);
+    const exp = await ctl.exportFile(sbx, "/workspace/big.bin");
+    await ctl.deleteArtifact(exp.artifact.id);
+    rows.push({
+      name: `isolation ${mode}: ${mib} MiB export`,
+      measured: `${round(mib / exp.seconds)} MiB/s (${round(exp.seconds)} s)`,
+      goal: "—",
+      ratio: null,
+      ok: null,
+      values: { mibPerSecond: mib / exp.seconds, seconds: exp.seconds },
+    });
+    const files = opts.quick ? 50 : 1000;
+    log(`isolation ${mode}: ${files}-file collection`);
+    const collect = Array.from({ length: files }, (_, i) => ({ path: `/workspace/many/f${i}.txt` }));
+    const run = await ctl.runCommand(sbx, {
+      command: `mkdir -p many && i=0; while [ $i -lt ${files} ]; do head -c ${opts.collectFileBytes} /dev/urandom > many/f$i.txt; i=$((i+1)); done`,
+      collect,
+    });
+    if (run.command.collectStatus !== "succeeded") throw new Error(`collection: ${run.command.collectStatus}`);
+    rows.push({
+      name: `isolation ${mode}: ${files}-file collection`,
+      measured: `${round(run.seconds)} s run + collect (${round(files / run.seconds)} files/s)`,
+      goal: "—",
+      ratio: null,
+      ok: null,
+      values: { seconds: run.seconds, filesPerSecond: files / run.seconds },
+    });
+    for (const a of run.command.artifacts) await ctl.deleteArtifact(a.id);
+  } finally {
+    await ctl.deleteSandbox(sbx);
+  }
+  return rows;
+}
+
 export async function benchIsolation(opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const starts = opts.quick ? 3 : 20;
@@ -89,8 +131,9 @@ export async function benchIsolation(opts: BenchOptions, log: (line: string) => 
         ok: null,
         values: { rssMiB: median(rss) / MiB },
       });
+      rows.push(...(await exportAndCollect(ctl, mode, opts, log)));
     } catch (err) {
-      rows.push(failedRow(`isolation ${mode}: sandbox ready, idle memory`, "—", err));
+      rows.push(failedRow(`isolation ${mode}: sandbox ready, idle memory, export, collection`, "—", err));
     } finally {
       await ctl?.stop();
     }
