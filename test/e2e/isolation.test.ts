@@ -169,6 +169,27 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     expect((await call("DELETE", `/v1/sandboxes/${sbx}`)).status).toBe(204);
   });
 
+  it("after a controller crash the next start adopts the sandbox, files and processes intact; a graceful stop then ends it", async () => {
+    const first = await startControllerProcess({ env: { CROWNEST_SANDBOX_ISOLATION: mode } });
+    try {
+      const c1 = api(first.httpUrl, first.apiKey);
+      const sbx = await newSandbox(c1);
+      expect((await c1("POST", `/v1/sandboxes/${sbx}/commands/run`, { command: "echo kept > /workspace/kept.txt" })).status).toBe(200);
+      const before = await sandboxHostProcesses(first.dataDir, sbx);
+      await first.kill();
+      expect(before.every(isRunning)).toBe(true);
+      const second = await startControllerProcess({ dataDir: first.dataDir, env: { CROWNEST_SANDBOX_ISOLATION: mode } });
+      const c2 = api(second.httpUrl, second.apiKey);
+      expect((await c2("GET", `/v1/sandboxes/${sbx}`)).json.status).toBe("running");
+      const read = await c2("POST", `/v1/sandboxes/${sbx}/commands/run`, { command: "cat /workspace/kept.txt" });
+      expect(read.json.stdout).toBe("kept\n");
+      expect(await second.stop()).toBe(0);
+      expect(before.some(isRunning)).toBe(false);
+    } finally {
+      await first.dispose();
+    }
+  }, 240_000);
+
   it.runIf(mode === "gvisor")("runs on gVisor's kernel, not the host's", async () => {
     const cmd = await run("uname -r; cat /proc/version");
     const [release, version] = cmd.stdout.trim().split("\n");
