@@ -8,7 +8,7 @@
 // descriptor of their directory and checked with fstat against what the walk
 // saw, so no swap between check and open can hand out another file's bytes.
 import { constants, type BigIntStats } from "node:fs";
-import { lstat, mkdir, open, readlink, type FileHandle } from "node:fs/promises";
+import { lchown, lstat, mkdir, open, readlink, type FileHandle } from "node:fs/promises";
 import { posix } from "node:path";
 import { CrowNestError, fromErrno } from "../common/errors.js";
 import { normalizeWorkspacePath, relativeToWorkspace } from "../common/paths.js";
@@ -47,6 +47,14 @@ export interface LocateOptions {
   createParents?: boolean;
   /** A missing last component is not an error: stats is null (WriteFile). */
   allowMissing?: boolean;
+  /** Directories created with createParents are given to this user (the commands' identity, when the agent runs as another). */
+  owner?: Owner;
+}
+
+/** The identity commands run as; what the agent creates in the workspace belongs to it. */
+export interface Owner {
+  uid: number;
+  gid: number;
 }
 
 function outside(path: string, why: string): CrowNestError {
@@ -97,8 +105,16 @@ export async function resolveInsideWorkspace(root: string, clientPath: string, o
         if (errnoOf(err) !== "ENOENT") throw fromErrno(err, path);
         if (isLast && options.allowMissing) return located(path, stack.pop()!, name, null);
         if (!isLast && options.createParents) {
-          await mkdir(at(top.fh, name), { mode: 0o755 }).catch((e: unknown) => {
-            if (errnoOf(e) !== "EEXIST") throw fromErrno(e, path);
+          const made = await mkdir(at(top.fh, name), { mode: 0o755 }).then(
+            () => true,
+            (e: unknown) => {
+              if (errnoOf(e) !== "EEXIST") throw fromErrno(e, path);
+              return false;
+            },
+          );
+          // lchown: never follows a symlink someone may have swapped in since.
+          if (made && options.owner) await lchown(at(top.fh, name), options.owner.uid, options.owner.gid).catch((e: unknown) => {
+            throw fromErrno(e, path);
           });
           pending.unshift(name); // look at what is there now, whatever raced us
           continue;

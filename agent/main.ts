@@ -13,15 +13,27 @@ import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 
 const USAGE =
-  "usage: crownest-agent --workspace DIR [--listen HOST:PORT] [--token-file FILE] [--tls-cert FILE --tls-key FILE] (token: CROWNEST_AGENT_TOKEN or --token-file)";
+  "usage: crownest-agent --workspace DIR [--listen HOST:PORT | --listen unix:/PATH] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--run-as UID:GID] (token: CROWNEST_AGENT_TOKEN or --token-file)";
 
 class UsageError extends Error {}
 
-function parseListen(value: string): { host: string; port: number } {
+function parseListen(value: string): { host: string; port: number } | { socketPath: string } {
+  if (value.startsWith("unix:")) {
+    const socketPath = value.slice("unix:".length);
+    if (!socketPath.startsWith("/")) throw new UsageError(`--listen: expected unix:/ABSOLUTE/PATH, got ${JSON.stringify(value)}`);
+    return { socketPath };
+  }
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new UsageError(`--listen: expected HOST:PORT, got ${JSON.stringify(value)}`);
   return { host: (m[1] ?? m[2])!, port };
+}
+
+function parseRunAs(value: string | undefined): { uid: number; gid: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,9}):(\d{1,9})$/.exec(value);
+  if (!m) throw new UsageError(`--run-as: expected UID:GID, got ${JSON.stringify(value)}`);
+  return { uid: Number(m[1]), gid: Number(m[2]) };
 }
 
 async function readToken(tokenFile: string | undefined): Promise<string> {
@@ -81,6 +93,7 @@ async function main(): Promise<void> {
       "token-file": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      "run-as": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -93,6 +106,7 @@ async function main(): Promise<void> {
   // Confinement walks paths relative to open directories through /proc/self/fd.
   if (!existsSync("/proc/self/fd")) throw new UsageError("/proc/self/fd is missing: the agent needs Linux procfs");
   const listen = parseListen(values.listen);
+  const runAs = parseRunAs(values["run-as"]);
   const token = await readToken(values["token-file"]);
   const tls = await readTls(values["tls-cert"], values["tls-key"]);
   const root = await workspaceRoot(values.workspace);
@@ -104,7 +118,7 @@ async function main(): Promise<void> {
     throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
   }
   const log = createAgentLog({ name: "crownest-agent", level });
-  const server = await startAgentServer({ root, token, ...listen, log, env: { ...process.env }, ...(tls ? { tls } : {}) });
+  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

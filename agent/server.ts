@@ -1,6 +1,7 @@
 // The agent's h2c server: Connect, gRPC and gRPC-Web on one port, with the
 // token check and the error mapping as interceptors around every service.
 import http2 from "node:http2";
+import { chmod, unlink } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { ChildProcess } from "node:child_process";
 import { createContextValues } from "@connectrpc/connect";
@@ -20,17 +21,19 @@ export interface AgentServerOptions {
   /** Real path of the workspace root. */
   root: string;
   token: string;
-  host: string;
-  port: number;
+  /** Where to listen: TCP host and port, or a Unix socket path. */
+  listen: { host: string; port: number } | { socketPath: string };
   log: AgentLog;
   /** Environment commands start from. */
   env: NodeJS.ProcessEnv;
   /** PEM certificate chain and key: serve HTTP/2 over TLS (https://) instead of h2c. */
   tls?: { cert: Buffer; key: Buffer };
+  /** Commands run as this user; files the agent writes are given to it. */
+  runAs?: { uid: number; gid: number };
 }
 
 export interface AgentServer {
-  /** http://host:port (https:// with TLS) actually bound. */
+  /** http://host:port (https:// with TLS) actually bound, or unix:/path for a Unix socket. */
   url: string;
   close(): Promise<void>;
 }
@@ -59,11 +62,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const shutdown = new AbortController();
   const health = { serving: true };
   const processes = new Map<number, ChildProcess>();
-  const processDeps = { root, env: options.env, processes };
+  const processDeps = { root, env: options.env, processes, runAs: options.runAs };
 
   const handler = connectNodeAdapter({
     routes(router) {
-      router.service(WorkspaceService, workspaceService({ root }));
+      router.service(WorkspaceService, workspaceService({ root, owner: options.runAs }));
       router.service(ProcessService, processService(processDeps));
       router.service(Health, healthService(health));
     },
@@ -89,16 +92,31 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     session.once("localSettings", () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
   });
 
+  const listen = options.listen;
+  if ("socketPath" in listen) {
+    // A socket left by an earlier agent of this sandbox (a crash) would make listen fail with EADDRINUSE.
+    await unlink(listen.socketPath).catch(() => {});
+  }
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port, options.host, () => {
+    const done = () => {
       server.off("error", reject);
       resolve();
-    });
+    };
+    if ("socketPath" in listen) server.listen(listen.socketPath, done);
+    else server.listen(listen.port, listen.host, done);
   });
-  const address = server.address() as AddressInfo;
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  const url = `${options.tls ? "https" : "http"}://${host}:${address.port}`;
+  let url: string;
+  if ("socketPath" in listen) {
+    // Only the agent's own identity may connect. Best effort: gVisor refuses chmod on a socket
+    // it created on the host; the socket's directory (0700, another owner) already keeps commands out.
+    await chmod(listen.socketPath, 0o600).catch(() => {});
+    url = `unix:${listen.socketPath}`;
+  } else {
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    url = `${options.tls ? "https" : "http"}://${host}:${address.port}`;
+  }
 
   let closing: Promise<void> | null = null;
   const close = () => {

@@ -54,7 +54,8 @@ export class BenchController {
   /** A controller process with `env` on top of the test defaults (fresh data dir, free ports). */
   static async start(label: string, env: Record<string, string> = {}): Promise<BenchController> {
     // warn: the per-export info lines would cost the controller CPU the bench then measures.
-    const proc = await startControllerProcess({ env: { CROWNEST_LOG_LEVEL: "warn", ...env } });
+    // Isolation none unless asked: these figures are the export pipeline's; the isolation suite compares the modes.
+    const proc = await startControllerProcess({ env: { CROWNEST_LOG_LEVEL: "warn", CROWNEST_SANDBOX_ISOLATION: "none", ...env } });
     return new BenchController(label, proc);
   }
 

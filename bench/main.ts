@@ -15,6 +15,7 @@ import { benchGlobCollect, benchGlobTree } from "./globs.js";
 import { BenchController } from "./harness.js";
 import { REPO_ROOT, describeOptions, parseOptions, type BenchOptions } from "./options.js";
 import { failedRow, formatTable, writeResults, type BenchRow, type BenchRun } from "./report.js";
+import { benchIsolation } from "./isolation.js";
 import { benchS3Export } from "./s3-export.js";
 import { MiB } from "./stats.js";
 
@@ -116,6 +117,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     } catch (err) {
       rows.push(failedRow("agent: start to ready, idle RSS, bundle size", "≤ 300 ms, ≤ 50 MiB, one file", err));
     }
+  }
+
+  if (opts.suites.has("isolation")) {
+    log("sandbox isolation modes");
+    rows.push(...(await benchIsolation(opts, log)));
   }
 
   const cpu = cpus();

@@ -122,7 +122,7 @@ export async function startController(config: Config, options: StartOptions = {}
     const lost = (sandboxId: string) => {
       if (deps) void sandboxLost(deps, sandboxId).catch((err: unknown) => log.error({ err, sandboxId }, "cleaning up a lost sandbox failed"));
     };
-    runtime = openRuntime(cfg, log, { onUnexpectedExit: lost });
+    runtime = await openRuntime(cfg, log, { onUnexpectedExit: lost });
     deps = { config: cfg, db, blobs, runtime, clock, log, metrics };
 
     const { revoked } = await ensureBootstrap(db, clock, cfg.apiKey.value);
@@ -161,13 +161,14 @@ export async function startController(config: Config, options: StartOptions = {}
         database: redactedDatabase(cfg),
         blobs: blobs.describe,
         runtime: runtime.kind,
+        ...(runtime.isolation ? { isolation: runtime.isolation } : {}),
       },
       "controller listening",
     );
-    if (runtime.kind === "local") {
-      // Said at every start: the local runtime is no isolation boundary (README, Security model).
+    if (runtime.isolation === "none") {
+      // Said at every start: a plain local sandbox is no isolation boundary (README, Security model).
       log.warn(
-        { runtime: "local" },
+        { runtime: "local", isolation: "none" },
         "local runtime: sandbox commands run as this controller's user on this machine and can read its data dir and other sandboxes; for development and single-tenant use only. In production use CROWNEST_RUNTIME=external with a VM or container per sandbox",
       );
     }

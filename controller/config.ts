@@ -43,6 +43,18 @@ export interface PlanLimits {
   quotaBytes: number;
 }
 
+export type IsolationSetting = "auto" | "bwrap" | "gvisor" | "none";
+
+/** Local runtime: how each sandbox is contained and what it may use. */
+export interface SandboxConfig {
+  /** `auto` is resolved at start (bwrap when it works, else none with a warning). */
+  isolation: IsolationSetting;
+  network: "none" | "host";
+  maxProcesses: number;
+  memoryMb: number;
+  tmpMb: number;
+}
+
 export interface Config {
   httpAddr: ListenAddress;
   grpcAddr: ListenAddress;
@@ -59,6 +71,7 @@ export interface Config {
   runtime: "local" | "external";
   /** PEM CA bundle trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE); undefined: the system's CAs. */
   agentCa: Buffer | undefined;
+  sandbox: SandboxConfig;
   downloadUrlTtlSeconds: number;
   plans: Record<Plan, PlanLimits>;
   /** No bytes from the agent for this long fails an export (stalled stream). */
@@ -291,6 +304,21 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const agentCa = env.CROWNEST_AGENT_CA_FILE ? readAgentCa(env.CROWNEST_AGENT_CA_FILE) : undefined;
+  const isolation = env.CROWNEST_SANDBOX_ISOLATION || "auto";
+  if (isolation !== "auto" && isolation !== "bwrap" && isolation !== "gvisor" && isolation !== "none") {
+    throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `expected auto, bwrap, gvisor or none, got ${JSON.stringify(isolation)}`);
+  }
+  const network = env.CROWNEST_SANDBOX_NETWORK || "none";
+  if (network !== "none" && network !== "host") {
+    throw new ConfigError("CROWNEST_SANDBOX_NETWORK", `expected none or host, got ${JSON.stringify(network)}`);
+  }
+  const sandbox: SandboxConfig = {
+    isolation,
+    network,
+    maxProcesses: positiveInt(env, "CROWNEST_SANDBOX_MAX_PROCESSES", 256, 1_000_000),
+    memoryMb: positiveInt(env, "CROWNEST_SANDBOX_MEMORY_MB", 2048, 1024 * 1024),
+    tmpMb: positiveInt(env, "CROWNEST_SANDBOX_TMP_MB", 256, 1024 * 1024),
+  };
 
   const plans: Record<Plan, PlanLimits> = {
     free: {
@@ -317,6 +345,7 @@ export function loadConfig(env: Env = process.env): Config {
     publicUrl,
     runtime,
     agentCa,
+    sandbox,
     downloadUrlTtlSeconds: positiveInt(env, "CROWNEST_DOWNLOAD_URL_TTL_SECONDS", 300, 3600),
     plans,
     exportStallMs: positiveInt(env, "CROWNEST_EXPORT_STALL_MS", 30_000),

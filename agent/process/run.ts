@@ -30,6 +30,8 @@ export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerConte
     cwd,
     env: { ...deps.env, ...req.env, PWD: cwd },
     detached: true, // its own process group, so the timeout and cancel reach grandchildren
+    // Another identity than the agent's: the command can neither read the agent's memory or /proc files nor signal it.
+    ...(deps.runAs ? { uid: deps.runAs.uid, gid: deps.runAs.gid } : {}),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const pid = child.pid;

@@ -13,6 +13,8 @@ export interface ProcessDeps {
   env: NodeJS.ProcessEnv;
   /** Running commands by pid (= process group id). */
   processes: Map<number, ChildProcess>;
+  /** Commands run as this user instead of the agent's own (isolated sandboxes: uid 1000). */
+  runAs?: { uid: number; gid: number };
 }
 
 export function processService(deps: ProcessDeps): ServiceImpl<typeof ProcessService> {

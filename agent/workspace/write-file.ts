@@ -30,7 +30,7 @@ export async function writeFile(
     throw new CrowNestError("invalid_request", "the first message of WriteFile must be a header");
   }
   const header = first.value.event.value;
-  const entry = await resolveInsideWorkspace(deps.root, header.path, { createParents: true, allowMissing: true });
+  const entry = await resolveInsideWorkspace(deps.root, header.path, { createParents: true, allowMissing: true, owner: deps.owner });
   ctx.values.set(callPath, entry.path);
   try {
     if (entry.name === "" || (entry.stats && !entry.stats.isFile())) throw notRegular(entry.path);
@@ -45,6 +45,8 @@ export async function writeFile(
     let renamed = false;
     try {
       await fh.chmod(mode); // the agent's umask must not change what the client asked for
+      // Commands run as another user than the agent: a file written for them must be theirs to change.
+      if (deps.owner) await fh.chown(deps.owner.uid, deps.owner.gid);
       const hash = createHash("sha256");
       let size = 0n;
       for (;;) {

@@ -4,6 +4,7 @@ import type { ClientHttp2Stream, Http2Session, ClientSessionRequestOptions, Outg
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { CreateConnection } from "./agent-network.js";
+import { agentTarget } from "./agent-address.js";
 import { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 
@@ -90,18 +91,20 @@ export function agentClients(endpoint: { url: string; token: string }, options: 
     req.header.set("authorization", `Bearer ${endpoint.token}`);
     return next(req);
   };
+  const target = agentTarget(endpoint.url);
   const sessionManager = new AgentSessionManager(
-    endpoint.url,
+    target.baseUrl,
     { idleConnectionTimeoutMs: 60_000, pingIntervalMs: 15_000 },
     // https://: the certificate is verified against `ca` (and the URL's host name), also on a checked socket.
     {
+      ...target.sessionOptions,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES },
       ...(options.ca ? { ca: options.ca } : {}),
       ...(options.createConnection ? { createConnection: options.createConnection } : {}),
     },
   );
   const transport = createGrpcTransport({
-    baseUrl: endpoint.url,
+    baseUrl: target.baseUrl,
     interceptors: [bearer],
     // File bytes are mostly incompressible; gzip would cost 10x in throughput (measured: ~23 MiB/s with gzip against ~220 MiB/s without).
     acceptCompression: [],

@@ -9,6 +9,7 @@ import { CrowNestError } from "../../common/errors.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { AGENT_READ_MAX_BYTES, AgentSessionManager } from "./agent-client.js";
+import { agentTarget } from "./agent-address.js";
 import { fromAgentError } from "./agent-errors.js";
 import type { CreateConnection } from "./agent-network.js";
 
@@ -36,7 +37,9 @@ function untrustedCertificate(err: unknown): boolean {
 /** Resolves when the agent is healthy (and accepts the token); agent_unavailable / invalid_request otherwise. */
 export async function probeAgent(endpoint: { url: string; token: string }, options: ProbeOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 5000;
-  const session = new AgentSessionManager(endpoint.url, undefined, {
+  const target = agentTarget(endpoint.url);
+  const session = new AgentSessionManager(target.baseUrl, undefined, {
+    ...target.sessionOptions,
     ...(options.ca ? { ca: options.ca } : {}),
     ...(options.createConnection ? { createConnection: options.createConnection } : {}),
   });
@@ -45,7 +48,7 @@ export async function probeAgent(endpoint: { url: string; token: string }, optio
     return next(req);
   };
   const transport = createGrpcTransport({
-    baseUrl: endpoint.url,
+    baseUrl: target.baseUrl,
     sessionManager: session,
     interceptors: [bearer],
     acceptCompression: [],

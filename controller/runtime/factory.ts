@@ -2,7 +2,11 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.js";
 import { ExternalRuntime } from "./external.js";
-import { LocalRuntime } from "./local.js";
+import { fileURLToPath } from "node:url";
+import { openIsolation } from "./isolation/factory.js";
+import { LocalRuntime, defaultAgentCommand } from "./local.js";
+
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 import type { SandboxRuntime } from "./types.js";
 
 export interface RuntimeHooks {
@@ -10,10 +14,17 @@ export interface RuntimeHooks {
   onUnexpectedExit?: (sandboxId: string) => void;
 }
 
-export function openRuntime(config: Pick<Config, "runtime" | "dataDir" | "agentNetworks" | "agentCa">, log: Logger, hooks: RuntimeHooks = {}): SandboxRuntime {
+export async function openRuntime(
+  config: Pick<Config, "runtime" | "dataDir" | "sandbox" | "agentNetworks" | "agentCa">,
+  log: Logger,
+  hooks: RuntimeHooks = {},
+): Promise<SandboxRuntime> {
   switch (config.runtime) {
-    case "local":
-      return new LocalRuntime({ dataDir: config.dataDir, log: log.child({ component: "runtime" }), onUnexpectedExit: hooks.onUnexpectedExit });
+    case "local": {
+      const runtimeLog = log.child({ component: "runtime" });
+      const isolation = await openIsolation(config.sandbox, runtimeLog, { agentCommand: defaultAgentCommand(), cwd: REPO_ROOT });
+      return new LocalRuntime({ dataDir: config.dataDir, log: runtimeLog, onUnexpectedExit: hooks.onUnexpectedExit, isolation });
+    }
     case "external":
       return new ExternalRuntime(config.agentNetworks, undefined, config.agentCa);
   }

@@ -1,8 +1,10 @@
-// The local runtime (`npm start`): one real agent process per sandbox, on
-// <dataDir>/sandboxes/<id>/workspace. The agent's token travels in its
-// environment, never in argv (argv is world-readable in /proc). The agent
-// gets a clean environment: the controller's own (API key, signing secret,
-// cloud credentials) must never reach code running in a sandbox.
+// The local runtime (`npm start`): one real agent per sandbox, on
+// <dataDir>/sandboxes/<id>/workspace, contained by the configured isolation
+// (isolation/: none, bwrap, gvisor), which says how the agent is started,
+// how it is reached and how every process of the sandbox is killed. The
+// agent's token never travels in argv (world-readable in /proc), and the
+// agent gets a clean environment: the controller's own (API key, signing
+// secret, cloud credentials) must never reach code running in a sandbox.
 //
 // Lifetime: a sandbox lives as long as its agent. Agents are stopped when
 // the controller stops gracefully; after a crash of the controller they keep
@@ -10,7 +12,7 @@
 // recoverLocalSandboxes).
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -19,7 +21,14 @@ import type { Logger } from "pino";
 import { CrowNestError } from "../../common/errors.js";
 import { forgetAgent } from "./agent-client.js";
 import { probeAgent } from "./agent-probe.js";
-import type { AgentEndpoint, SandboxRuntime } from "./types.js";
+import { AGENT_BUNDLE, agentBundleFresh } from "./isolation/agent-bundle.js";
+import { sandboxLayout, tokenFileOnHost, type SandboxLayout } from "./isolation/layout.js";
+import { NoIsolation } from "./isolation/none.js";
+import type { Isolation, LaunchPlan } from "./isolation/types.js";
+import { parentOf } from "./isolation/procs.js";
+import type { AgentEndpoint, HostedSandboxes, SandboxRuntime } from "./types.js";
+
+export { parseListenLine } from "./isolation/listen-line.js";
 
 export interface LocalRuntimeOptions {
   dataDir: string;
@@ -32,6 +41,8 @@ export interface LocalRuntimeOptions {
   onUnexpectedExit?: (sandboxId: string) => void;
   /** Override of how an agent is started (tests of the runtime itself); default: the repo's agent. */
   agentCommand?: string[];
+  /** How each sandbox is contained; default: none (a plain agent process running agentCommand). */
+  isolation?: Isolation;
 }
 
 interface TrackedAgent {
@@ -46,53 +57,14 @@ const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const STDERR_TAIL_LINES = 20;
 const HAS_PROC = existsSync("/proc/self/stat");
 
-/** Newest mtime under a directory tree (ms); 0 when it does not exist. */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestMtime(p));
-    else if (e.isFile()) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
 /**
  * How to start the repo's agent: the bundle dist/agent.mjs when present and
  * not older than the sources (faster start, smaller RSS), else the sources
  * through tsx.
  */
 export function defaultAgentCommand(): string[] {
-  const bundle = join(REPO_ROOT, "dist", "agent.mjs");
-  const main = join(REPO_ROOT, "agent", "main.ts");
-  if (existsSync(bundle) && (!existsSync(main) || statSync(bundle).mtimeMs >= newestMtime(join(REPO_ROOT, "agent")))) {
-    return [process.execPath, bundle];
-  }
-  return [process.execPath, "--import", "tsx", main];
-}
-
-/** host:port out of the agent's listening line (JSON or plain text). */
-export function parseListenLine(line: string): { host: string; port: number } | undefined {
-  const candidates: string[] = [];
-  try {
-    const parsed: unknown = JSON.parse(line);
-    if (parsed && typeof parsed === "object") {
-      for (const v of Object.values(parsed as Record<string, unknown>)) if (typeof v === "string") candidates.push(v);
-    } else if (typeof parsed === "string") candidates.push(parsed);
-  } catch {
-    candidates.push(line);
-  }
-  for (const c of candidates) {
-    const m = /(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}|localhost):(\d{1,5})\b/.exec(c);
-    if (m && Number(m[2]) > 0 && Number(m[2]) <= 65535) return { host: m[1]!, port: Number(m[2]) };
-  }
-  return undefined;
+  if (agentBundleFresh()) return [process.execPath, AGENT_BUNDLE];
+  return [process.execPath, "--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
 }
 
 function isAlive(pid: number): boolean {
@@ -115,20 +87,31 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export class LocalRuntime implements SandboxRuntime {
+export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
   readonly kind = "local" as const;
+  get hosted(): HostedSandboxes {
+    return this;
+  }
+  get isolation(): "none" | "bwrap" | "gvisor" {
+    return this.isolationImpl.mode;
+  }
   private readonly agents = new Map<string, TrackedAgent>();
   /** Sandboxes whose agent is being started (directory made, no pid yet). */
   private readonly starting = new Set<string>();
   private readonly readyTimeoutMs: number;
   private readonly stopGraceMs: number;
-  private readonly agentCommand: string[];
+  private readonly isolationImpl: Isolation;
   private closed = false;
 
   constructor(private readonly options: LocalRuntimeOptions) {
     this.readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
     this.stopGraceMs = options.stopGraceMs ?? 5_000;
-    this.agentCommand = options.agentCommand ?? defaultAgentCommand();
+    this.isolationImpl = options.isolation ?? new NoIsolation(options.agentCommand ?? defaultAgentCommand(), REPO_ROOT);
+  }
+
+  private layout(sandboxId: string): SandboxLayout {
+    this.sandboxDir(sandboxId); // validates the id
+    return sandboxLayout(this.sandboxesDir, sandboxId);
   }
 
   get sandboxesDir(): string {
@@ -170,24 +153,32 @@ export class LocalRuntime implements SandboxRuntime {
   }
 
   private async spawnAgent(sandboxId: string): Promise<AgentEndpoint> {
-    const dir = this.sandboxDir(sandboxId);
-    const workspace = this.workspaceDir(sandboxId);
-    const home = join(dir, "home");
+    const layout = this.layout(sandboxId);
     await mkdir(this.sandboxesDir, { recursive: true, mode: 0o700 });
-    await mkdir(workspace, { recursive: true, mode: 0o700 });
-    await mkdir(home, { recursive: true, mode: 0o700 });
-
+    await mkdir(layout.dir, { recursive: true, mode: 0o700 });
     const token = randomBytes(32).toString("hex");
-    const [command, ...baseArgs] = this.agentCommand;
-    const child = spawn(command!, [...baseArgs, "--workspace", workspace, "--listen", "127.0.0.1:0"], {
-      cwd: REPO_ROOT,
-      env: this.agentEnv(token, home),
+    const log = this.options.log.child({ sandboxId });
+    const cleanUp = async (pid: number | undefined, child: ChildProcess | undefined) => {
+      if (pid !== undefined) await this.terminate(layout, pid, child, 0);
+      await this.isolationImpl.release(layout).catch((err: unknown) => log.error({ err }, "releasing the sandbox's resources failed"));
+      await rm(layout.dir, { recursive: true, force: true });
+    };
+    let plan: LaunchPlan;
+    try {
+      await this.isolationImpl.prepare(layout, token);
+      plan = this.isolationImpl.launch(layout, token);
+    } catch (err) {
+      await cleanUp(undefined, undefined);
+      throw new CrowNestError("agent_unavailable", "the sandbox could not be prepared", {}, { cause: err });
+    }
+    const child = spawn(plan.command, plan.args, {
+      cwd: plan.cwd ?? layout.dir,
+      env: plan.env,
       stdio: ["ignore", "pipe", "pipe"],
       // Its own process group: a Ctrl-C meant for the controller does not
       // kill agents behind the controller's back; the controller stops them.
       detached: true,
     });
-    const log = this.options.log.child({ sandboxId });
     const stderrTail: string[] = [];
     createInterface({ input: child.stderr! }).on("line", (line) => {
       stderrTail.push(line);
@@ -195,19 +186,19 @@ export class LocalRuntime implements SandboxRuntime {
       log.debug({ agent: line }, "agent stderr");
     });
 
-    let address: { host: string; port: number };
+    let url: string;
     try {
-      address = await this.waitForAddress(child, stderrTail);
+      url = await this.waitForAddress(child, stderrTail, plan);
     } catch (err) {
-      if (child.pid !== undefined) await this.terminate(child.pid, child, 0);
-      await rm(dir, { recursive: true, force: true });
+      await cleanUp(child.pid, child);
       throw err;
     }
+    // The agent has read its token file (isolated modes): nothing keeps the secret on disk.
+    await rm(tokenFileOnHost(layout), { force: true });
     const pid = child.pid!;
     if (this.closed) {
       // close() ran while this agent was starting: it must not outlive the controller.
-      await this.terminate(pid, child, 0);
-      await rm(dir, { recursive: true, force: true });
+      await cleanUp(pid, child);
       throw new CrowNestError("agent_unavailable", "the controller is shutting down");
     }
     const tracked: TrackedAgent = { pid, child, stopping: false };
@@ -218,22 +209,14 @@ export class LocalRuntime implements SandboxRuntime {
       log.warn({ pid, code, signal, stderr: stderrTail.slice(-5) }, "agent exited on its own; the sandbox is gone");
       this.options.onUnexpectedExit?.(sandboxId);
     });
-    log.info({ pid, port: address.port }, "agent started");
-    return { url: `http://${address.host}:${address.port}`, token, pid };
+    log.info({ pid, isolation: this.isolationImpl.mode }, "agent started");
+    return { url, token, pid };
   }
 
-  private agentEnv(token: string, home: string): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { CROWNEST_AGENT_TOKEN: token, HOME: home };
-    for (const name of ["PATH", "LANG", "LC_ALL", "TZ", "TMPDIR"]) {
-      if (process.env[name] !== undefined) env[name] = process.env[name];
-    }
-    return env;
-  }
-
-  private waitForAddress(child: ChildProcess, stderrTail: string[]): Promise<{ host: string; port: number }> {
+  private waitForAddress(child: ChildProcess, stderrTail: string[], plan: LaunchPlan): Promise<string> {
     return new Promise((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });
-      const done = (err: Error | undefined, address?: { host: string; port: number }) => {
+      const done = (err: Error | undefined, address?: string) => {
         clearTimeout(timer);
         child.off("exit", onExit);
         child.off("error", onError);
@@ -250,7 +233,7 @@ export class LocalRuntime implements SandboxRuntime {
           }),
         );
       const onLine = (line: string) => {
-        const address = parseListenLine(line);
+        const address = plan.agentUrl(line);
         if (address) done(undefined, address);
       };
       const onExit = (code: number | null, signal: string | null) => fail(`agent exited before listening (code ${code}, signal ${signal})`);
@@ -263,17 +246,19 @@ export class LocalRuntime implements SandboxRuntime {
   }
 
   async stop(sandboxId: string, endpoint: AgentEndpoint): Promise<void> {
+    const layout = this.layout(sandboxId);
     const tracked = this.agents.get(sandboxId);
     if (tracked) {
       tracked.stopping = true;
-      await this.terminate(tracked.pid, tracked.child, this.stopGraceMs);
+      await this.terminate(layout, tracked.pid, tracked.child, this.stopGraceMs);
       this.agents.delete(sandboxId);
     } else if (endpoint.pid !== null && (await this.isOurAgent(endpoint.pid, sandboxId))) {
       // An agent started by an earlier controller process.
-      await this.terminate(endpoint.pid, undefined, this.stopGraceMs);
+      await this.terminate(layout, endpoint.pid, undefined, this.stopGraceMs);
     }
     forgetAgent(endpoint);
-    await rm(this.sandboxDir(sandboxId), { recursive: true, force: true });
+    await this.isolationImpl.release(layout);
+    await rm(layout.dir, { recursive: true, force: true });
   }
 
   /**
@@ -300,15 +285,22 @@ export class LocalRuntime implements SandboxRuntime {
     } catch {
       return [];
     }
-    const found: Array<{ pid: number; sandboxId: string }> = [];
+    const found = new Map<number, string>();
     for (const name of entries) {
       if (!/^\d+$/.test(name)) continue;
       const pid = Number(name);
       if (pid === process.pid) continue;
       const sandboxId = this.sandboxOfCmdline(await readCmdline(pid));
-      if (sandboxId) found.push({ pid, sandboxId });
+      if (sandboxId) found.set(pid, sandboxId);
     }
-    return found;
+    // An isolated sandbox is a tree (bwrap forks itself, runsc starts helpers with the same arguments): its root stands for it.
+    const roots: Array<{ pid: number; sandboxId: string }> = [];
+    for (const [pid, sandboxId] of found) {
+      const parent = await parentOf(pid);
+      if (parent !== undefined && found.get(parent) === sandboxId) continue;
+      roots.push({ pid, sandboxId });
+    }
+    return roots;
   }
 
   /** Sandbox directories present on disk (running or left over). */
@@ -322,18 +314,19 @@ export class LocalRuntime implements SandboxRuntime {
 
   /** Kills an agent process found by findAgentProcesses (no sandbox record claims it). */
   async killStray(pid: number, sandboxId: string): Promise<void> {
-    if (await this.isOurAgent(pid, sandboxId)) await this.terminate(pid, undefined, this.stopGraceMs);
+    if (await this.isOurAgent(pid, sandboxId)) await this.terminate(this.layout(sandboxId), pid, undefined, this.stopGraceMs);
   }
 
+  /** The sandbox whose directory a process names in its arguments (a plain agent's --workspace, bwrap's bind, runsc's bundle). */
   private sandboxOfCmdline(args: string[] | undefined): string | undefined {
     if (!args) return undefined;
-    const i = args.indexOf("--workspace");
-    const ws = i >= 0 ? args[i + 1] : undefined;
-    if (!ws) return undefined;
     const prefix = `${this.sandboxesDir}/`;
-    if (!ws.startsWith(prefix) || !ws.endsWith("/workspace")) return undefined;
-    const id = ws.slice(prefix.length, -"/workspace".length);
-    return SANDBOX_ID.test(id) ? id : undefined;
+    for (const arg of args) {
+      if (!arg.startsWith(prefix)) continue;
+      const m = /^(sbx_[A-Za-z0-9]{1,64})\/(?:workspace|bundle)$/.exec(arg.slice(prefix.length));
+      if (m) return m[1];
+    }
+    return undefined;
   }
 
   /** The pid is alive and is the agent of exactly this sandbox's workspace (pids get reused). */
@@ -341,8 +334,13 @@ export class LocalRuntime implements SandboxRuntime {
     return this.sandboxOfCmdline(await readCmdline(pid)) === sandboxId && isAlive(pid);
   }
 
-  /** SIGTERM, then SIGKILL to the agent's whole process group after the grace period. */
-  private async terminate(pid: number, child: ChildProcess | undefined, graceMs: number): Promise<void> {
+  /**
+   * Every process of the sandbox killed by its isolation (namespace,
+   * cgroup); then, for the agent process itself, SIGTERM and SIGKILL to its
+   * whole process group after the grace period.
+   */
+  private async terminate(layout: SandboxLayout, pid: number, child: ChildProcess | undefined, graceMs: number): Promise<void> {
+    await this.isolationImpl.killAll(layout, pid);
     const exited = child
       ? child.exitCode !== null || child.signalCode !== null
         ? Promise.resolve()
@@ -372,9 +370,11 @@ export class LocalRuntime implements SandboxRuntime {
     await Promise.all(
       [...this.agents.entries()].map(async ([sandboxId, tracked]) => {
         tracked.stopping = true;
-        await this.terminate(tracked.pid, tracked.child, this.stopGraceMs);
+        const layout = this.layout(sandboxId);
+        await this.terminate(layout, tracked.pid, tracked.child, this.stopGraceMs);
         this.agents.delete(sandboxId);
-        await rm(this.sandboxDir(sandboxId), { recursive: true, force: true });
+        await this.isolationImpl.release(layout).catch((err: unknown) => this.options.log.error({ err, sandboxId }, "releasing the sandbox's resources failed"));
+        await rm(layout.dir, { recursive: true, force: true });
       }),
     );
   }

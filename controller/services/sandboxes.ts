@@ -7,7 +7,6 @@ import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { agentClients, type AgentClients } from "../runtime/agent-client.js";
 import { checkedConnection, type AgentNetworks, type CreateConnection } from "../runtime/agent-network.js";
-import { LocalRuntime } from "../runtime/local.js";
 import type { AgentEndpoint } from "../runtime/types.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { rateLimited } from "./limits.js";
@@ -194,8 +193,8 @@ export async function sandboxLost(deps: Deps, sandboxId: string): Promise<void> 
  * running record claims are removed.
  */
 export async function recoverLocalSandboxes(deps: Deps): Promise<{ adopted: number; destroyed: number; strays: number }> {
-  const runtime = deps.runtime;
-  if (!(runtime instanceof LocalRuntime)) return { adopted: 0, destroyed: 0, strays: 0 };
+  const runtime = deps.runtime.hosted;
+  if (!runtime) return { adopted: 0, destroyed: 0, strays: 0 };
   const now = deps.clock.now();
   const running = (await deps.db.listRunningSandboxes()).filter((r) => r.runtime === "local");
   const claimed = new Map<string, number | null>();
@@ -224,7 +223,7 @@ export async function recoverLocalSandboxes(deps: Deps): Promise<{ adopted: numb
     if (claimed.has(sandboxId)) continue;
     // A sandbox being created right now has its directory before its record.
     if (runtime.owns(sandboxId)) continue;
-    await runtime.stop(sandboxId, { url: "", token: "", pid: null });
+    await deps.runtime.stop(sandboxId, { url: "", token: "", pid: null });
     strays++;
   }
   if (adopted + destroyed + strays > 0) deps.log.info({ adopted, destroyed, strays }, "local sandboxes recovered after restart");
@@ -236,10 +235,10 @@ export async function recoverLocalSandboxes(deps: Deps): Promise<{ adopted: numb
  * their sandboxes end here and are recorded as destroyed.
  */
 export async function stopLocalSandboxes(deps: Deps): Promise<void> {
-  const runtime = deps.runtime;
-  if (!(runtime instanceof LocalRuntime)) return;
-  const ids = runtime.trackedSandboxIds();
-  await runtime.close();
+  const hosted = deps.runtime.hosted;
+  if (!hosted) return;
+  const ids = hosted.trackedSandboxIds();
+  await deps.runtime.close();
   const at = deps.clock.now();
   for (const id of ids) {
     try {

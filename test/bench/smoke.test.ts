@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BenchRun } from "../../bench/report.js";
+import { SUITES } from "../../bench/options.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -28,6 +29,13 @@ const EXPECTED_ROWS: RegExp[] = [
   /^collect of \d+ × .+ files: one glob vs \d+ path entries$/,
 ];
 
+/**
+ * Every suite but the isolation modes: that one starts a controller per mode
+ * (none, bwrap, gvisor) and would double this test's time; it is run by
+ * `npm run bench` itself.
+ */
+const SMOKE_SUITES = SUITES.filter((s) => s !== "isolation");
+
 /** Our environment as a shell would give it: without vitest's markers, which make the test helpers the bench uses register vitest hooks. */
 function benchEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -45,7 +53,7 @@ describe("npm run bench (quick mode)", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "crownest-bench-smoke-"));
     const out = join(dir, "results.json");
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "bench", "main.ts"), "--out", out], {
+    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "bench", "main.ts"), "--out", out, "--only", SMOKE_SUITES.join(",")], {
       cwd: REPO_ROOT,
       env: { ...benchEnv(), BENCH_QUICK: "1" },
       stdio: ["ignore", "pipe", "pipe"],

@@ -52,4 +52,10 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "0" },
   { variable: "CROWNEST_MAX_REQUEST_BYTES", value: "1MiB" },
   { variable: "CROWNEST_LOG_LEVEL", value: "loud" },
+  { variable: "CROWNEST_SANDBOX_ISOLATION", value: "docker" },
+  { variable: "CROWNEST_SANDBOX_ISOLATION", value: "BWRAP" },
+  { variable: "CROWNEST_SANDBOX_NETWORK", value: "bridge" },
+  { variable: "CROWNEST_SANDBOX_MAX_PROCESSES", value: "0" },
+  { variable: "CROWNEST_SANDBOX_MEMORY_MB", value: "2G" },
+  { variable: "CROWNEST_SANDBOX_TMP_MB", value: "-1" },
 ];

@@ -73,6 +73,19 @@ describe("loadConfig", () => {
     expect(config.grpcAddr).toEqual({ host: "::1", port: 0 });
   });
 
+  it("takes the sandbox isolation settings, with auto, no network and the documented limits by default", () => {
+    expect(loadConfig({ CROWNEST_DATA_DIR: dataDir }).sandbox).toEqual({ isolation: "auto", network: "none", maxProcesses: 256, memoryMb: 2048, tmpMb: 256 });
+    const config = loadConfig({
+      CROWNEST_DATA_DIR: dataDir,
+      CROWNEST_SANDBOX_ISOLATION: "gvisor",
+      CROWNEST_SANDBOX_NETWORK: "host",
+      CROWNEST_SANDBOX_MAX_PROCESSES: "64",
+      CROWNEST_SANDBOX_MEMORY_MB: "512",
+      CROWNEST_SANDBOX_TMP_MB: "32",
+    });
+    expect(config.sandbox).toEqual({ isolation: "gvisor", network: "host", maxProcesses: 64, memoryMb: 512, tmpMb: 32 });
+  });
+
   it.each(BAD_VALUES)("refuses $variable=$value naming the variable", ({ variable, value, with: extra }) => {
     let thrown: unknown;
     try {

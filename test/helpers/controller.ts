@@ -59,9 +59,9 @@ function killLeftovers(): void {
   }
   for (const pid of pids) {
     try {
+      // A plain agent names its workspace after --workspace, a bwrap sandbox in its bind mount, runsc in its bundle.
       const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const ws = args[args.indexOf("--workspace") + 1];
-      if (args.includes("--workspace") && ws && prefixes.some((p) => ws.startsWith(p))) process.kill(Number(pid), "SIGKILL");
+      if (args.some((arg) => prefixes.some((p) => arg.startsWith(p)))) process.kill(Number(pid), "SIGKILL");
     } catch {
       // Gone already, or not ours to read.
     }
@@ -104,8 +104,18 @@ function controllerEnv(dataDir: string, env: Record<string, string> = {}): NodeJ
     CROWNEST_GRPC_ADDR: "127.0.0.1:0",
     CROWNEST_DATA_DIR: dataDir,
     CROWNEST_LOG_LEVEL: process.env.CROWNEST_TEST_LOG_LEVEL ?? "warn",
+    ...isolationOverride(),
     ...env,
   };
+}
+
+/**
+ * CROWNEST_TEST_SANDBOX_ISOLATION=none|bwrap|gvisor runs a suite's
+ * controllers in that isolation mode (default: the controller's own, auto).
+ */
+function isolationOverride(): Record<string, string> {
+  const mode = process.env.CROWNEST_TEST_SANDBOX_ISOLATION;
+  return mode ? { CROWNEST_SANDBOX_ISOLATION: mode } : {};
 }
 
 /** Spawns the controller as `npm start` does and waits for its listening line. */
@@ -231,6 +241,7 @@ export async function startControllerInProcess(
     CROWNEST_HTTP_ADDR: "127.0.0.1:0",
     CROWNEST_GRPC_ADDR: "127.0.0.1:0",
     CROWNEST_DATA_DIR: dataDir,
+    ...isolationOverride(),
     ...env,
   });
   const log = process.env.CROWNEST_TEST_LOG_LEVEL ? createLogger({ level: process.env.CROWNEST_TEST_LOG_LEVEL }) : silentLogger();
@@ -293,19 +304,38 @@ export function api(httpUrl: string, key?: string) {
   };
 }
 
-/** Pid of the local agent serving a sandbox of this data dir, found in /proc as the runtime does; undefined when none runs. */
+/**
+ * Pid of the local agent serving a sandbox of this data dir, found in /proc
+ * as the runtime does; undefined when none runs. A plain agent names its
+ * workspace after --workspace; an isolated sandbox names it in bwrap's bind
+ * mount (or runsc's bundle), and the agent is the node process inside, a
+ * descendant of that process.
+ */
 export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
-  const workspace = join(dataDir, "sandboxes", sandboxId, "workspace");
+  const dir = join(dataDir, "sandboxes", sandboxId);
+  const marks = [join(dir, "workspace"), join(dir, "bundle")];
+  const table = new Map<number, { ppid: number; args: string[] }>();
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
-    let args: string[];
     try {
-      args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      table.set(Number(name), { ppid, args });
     } catch {
       continue;
     }
-    const i = args.indexOf("--workspace");
-    if (i >= 0 && args[i + 1] === workspace && isRunning(Number(name))) return Number(name);
+  }
+  const plain = [...table].find(([, p]) => p.args[p.args.indexOf("--workspace") + 1] === marks[0] && p.args.includes("--workspace"));
+  if (plain && isRunning(plain[0])) return plain[0];
+  const roots = [...table].filter(([, p]) => p.args.some((a) => marks.includes(a))).map(([pid]) => pid);
+  // Breadth-first below the sandbox's processes: the isolated agent is `node /opt/crownest/agent.mjs`.
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    const p = table.get(pid);
+    if (p && p.args[1] === "/opt/crownest/agent.mjs" && isRunning(pid)) return pid;
+    for (const [child, c] of table) if (c.ppid === pid) queue.push(child);
   }
   return undefined;
 }

@@ -1,0 +1,176 @@
+// `gvisor`: each sandbox is an OCI bundle run by gVisor's `runsc`, so sandbox
+// code talks to gVisor's user-space kernel, not the host's. The bundle's
+// root is an empty read-only directory holding the merged-/usr symlinks
+// and mount points; the mounts are the same description bwrap uses
+// (layout.ts). No network (`--network=none`, unless
+// CROWNEST_SANDBOX_NETWORK=host); the agent listens on a Unix socket it
+// creates in its host directory (`--host-uds=create`). As with bwrap the
+// agent runs as root inside with a few capabilities and commands as uid
+// 1000 with none.
+import { spawn } from "node:child_process";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { SandboxConfig } from "../../config.js";
+import { AGENT_CAPS, limitReport, prepareHostDirs } from "./bwrap.js";
+import { type SandboxCgroups, inCgroups } from "./cgroups.js";
+import {
+  NODE_INSIDE,
+  WORKSPACE_INSIDE,
+  agentArgsInside,
+  agentEnvInside,
+  isolatedAgentUrl,
+  sandboxMounts,
+  systemMounts,
+  type Mount,
+  type SandboxLayout,
+} from "./layout.js";
+import { childrenOf, kill } from "./procs.js";
+import type { Isolation, LaunchPlan, LimitReport } from "./types.js";
+
+/**
+ * gVisor's own processes and threads (Sentry, gofer, ptrace stubs) count
+ * against the host cgroup: room for them on top of the sandbox's limits.
+ */
+const RUNSC_PIDS_HEADROOM = 256;
+const RUNSC_MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024;
+
+function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string; error?: Error }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], timeout: timeoutMs });
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s.slice(0, 4096)));
+    child.once("error", (error) => resolve({ code: null, stderr, error }));
+    child.once("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+/** Why runsc cannot run a sandbox here (undefined: it can). Runs one throwaway container. */
+export async function runscUnusable(runsc = "runsc"): Promise<string | undefined> {
+  const r = await run(runsc, ["--network=none", "do", "/bin/true"], 30_000);
+  if (r.error) return `cannot run runsc: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`;
+  if (r.code !== 0) return `runsc failed: ${(r.stderr || `exit ${r.code}`).trim().split("\n").pop()}`;
+  return undefined;
+}
+
+function bundleDir(layout: SandboxLayout): string {
+  return join(layout.dir, "bundle");
+}
+
+function stateDir(layout: SandboxLayout): string {
+  return join(layout.dir, "runsc");
+}
+
+/** The OCI mounts for our mount description; symlinks become entries of the bundle's root directory instead. */
+export function ociMounts(mounts: Mount[]): Array<{ destination: string; type: string; source: string; options: string[] }> {
+  const out: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
+  for (const m of mounts) {
+    if (m.kind === "bind") out.push({ destination: m.target, type: "bind", source: m.source, options: ["rbind", m.readonly ? "ro" : "rw", "nosuid", "nodev"] });
+    else if (m.kind === "tmpfs")
+      out.push({ destination: m.target, type: "tmpfs", source: "tmpfs", options: [`size=${m.sizeBytes}`, `mode=${m.mode.toString(8)}`, "nosuid", "nodev"] });
+  }
+  return out;
+}
+
+export class GvisorIsolation implements Isolation {
+  readonly mode = "gvisor" as const;
+  readonly limits: LimitReport;
+  private readonly procs = new Map<string, string[]>();
+
+  constructor(
+    private readonly config: SandboxConfig,
+    private readonly cgroups: SandboxCgroups,
+    private readonly agent: { file: string; node: string },
+  ) {
+    this.limits = limitReport(config, cgroups, "tmpfs size inside gVisor");
+    this.limits.enforced = this.limits.enforced.map((l) =>
+      l.startsWith("processes") ? `${l}, plus RLIMIT_NPROC ${config.maxProcesses} for commands inside gVisor` : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
+    );
+  }
+
+  async prepare(layout: SandboxLayout, token: string): Promise<void> {
+    await prepareHostDirs(layout, token);
+    const mounts = [...systemMounts(), ...sandboxMounts(layout, this.agent, this.config.tmpMb * 1024 * 1024)];
+    const rootfs = join(bundleDir(layout), "rootfs");
+    await mkdir(rootfs, { recursive: true, mode: 0o755 });
+    // Mount points must exist in the (read-only) root; symlinks are entries of it.
+    for (const m of mounts) {
+      const at = join(rootfs, m.target);
+      if (m.kind === "symlink") await symlink(m.linkTarget, at);
+      else if (m.kind === "bind" && (m.target === "/opt/crownest/agent.mjs" || m.target === NODE_INSIDE)) {
+        await mkdir(dirname(at), { recursive: true });
+        await writeFile(at, "");
+      } else await mkdir(at, { recursive: true });
+    }
+    for (const d of ["proc", "dev", "sys"]) await mkdir(join(rootfs, d), { recursive: true });
+    const nproc = this.config.maxProcesses;
+    const spec = {
+      ociVersion: "1.0.0",
+      process: {
+        terminal: false,
+        user: { uid: 0, gid: 0 },
+        args: [NODE_INSIDE, ...agentArgsInside()],
+        env: Object.entries(agentEnvInside()).map(([k, v]) => `${k}=${v}`),
+        cwd: WORKSPACE_INSIDE,
+        capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, AGENT_CAPS])),
+        // Inherited by commands (uid 1000): gVisor's kernel counts their processes; the agent (root) is exempt.
+        rlimits: [
+          { type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 },
+          { type: "RLIMIT_NPROC", hard: nproc, soft: nproc },
+        ],
+        noNewPrivileges: true,
+      },
+      root: { path: "rootfs", readonly: true },
+      hostname: "sandbox",
+      mounts: [
+        { destination: "/proc", type: "proc", source: "proc", options: [] },
+        { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+        { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+        ...ociMounts(mounts),
+      ],
+      linux: {
+        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
+      },
+    };
+    await writeFile(join(bundleDir(layout), "config.json"), JSON.stringify(spec, null, 1));
+    await mkdir(stateDir(layout), { recursive: true, mode: 0o700 });
+    this.procs.set(
+      layout.sandboxId,
+      await this.cgroups.create(layout.sandboxId, {
+        maxProcesses: this.config.maxProcesses + RUNSC_PIDS_HEADROOM,
+        memoryBytes: this.config.memoryMb * 1024 * 1024 + RUNSC_MEMORY_HEADROOM_BYTES,
+      }),
+    );
+  }
+
+  launch(layout: SandboxLayout): LaunchPlan {
+    const procs = this.procs.get(layout.sandboxId) ?? [];
+    this.procs.delete(layout.sandboxId);
+    const args = [
+      "--root",
+      stateDir(layout),
+      `--network=${this.config.network === "none" ? "none" : "host"}`,
+      "--host-uds=create",
+      // runsc's own cgroup handling: the sandbox already sits in ours.
+      "--ignore-cgroups",
+      "run",
+      "--bundle",
+      bundleDir(layout),
+      layout.sandboxId,
+    ];
+    const wrapped = inCgroups(procs, "runsc", args);
+    return { ...wrapped, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, agentUrl: (line) => isolatedAgentUrl(layout, line) };
+  }
+
+  async killAll(layout: SandboxLayout, pid: number): Promise<void> {
+    // The sandbox's kernel ends all its processes with it.
+    await run("runsc", ["--root", stateDir(layout), "delete", "--force", layout.sandboxId], 15_000);
+    for (const p of await this.cgroups.processes(layout.sandboxId)) kill(p, "SIGKILL");
+    for (const child of await childrenOf(pid)) kill(child, "SIGKILL");
+    kill(pid, "SIGKILL");
+  }
+
+  async release(layout: SandboxLayout): Promise<void> {
+    this.procs.delete(layout.sandboxId);
+    await this.cgroups.remove(layout.sandboxId);
+  }
+}

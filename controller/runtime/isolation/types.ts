@@ -1,0 +1,40 @@
+// The isolation seam of the local runtime: how one sandbox's agent (and the
+// commands it runs) is contained. `none`, `bwrap` and `gvisor` implement it;
+// the local runtime never asks which one it holds.
+import type { SandboxLayout } from "./layout.js";
+
+export type IsolationMode = "none" | "bwrap" | "gvisor";
+
+/** How to start one sandbox's agent. */
+export interface LaunchPlan {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** Working directory of the spawned process on the host (default: the data dir's sandbox directory). */
+  cwd?: string;
+  /** The agent's URL as the controller reaches it, from the agent's listening line (undefined: not that line). */
+  agentUrl(listenLine: string): string | undefined;
+}
+
+/** What the start log says about the limits: which hold and which the kernel refused. */
+export interface LimitReport {
+  enforced: string[];
+  notEnforced: Array<{ limit: string; why: string }>;
+}
+
+export interface Isolation {
+  readonly mode: IsolationMode;
+  readonly limits: LimitReport;
+  /** Directories, ownership, cgroups, bundle: everything the sandbox needs before its agent starts. */
+  prepare(layout: SandboxLayout, token: string): Promise<void>;
+  /** The process to spawn; its pid is the sandbox's pid for stop and crash adoption. */
+  launch(layout: SandboxLayout, token: string): LaunchPlan;
+  /**
+   * Kills every process of the sandbox, detached ones included, given the
+   * launched pid (which may be from an earlier controller). `none` has no
+   * boundary to kill by: the runtime's process-group kill is all there is.
+   */
+  killAll(layout: SandboxLayout, pid: number): Promise<void>;
+  /** Releases what prepare made outside the sandbox directory (cgroups, runtime state). Idempotent. */
+  release(layout: SandboxLayout): Promise<void>;
+}
