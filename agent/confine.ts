@@ -1,4 +1,4 @@
-// THE physical confinement rule of the agent (DESIGN §4). The lexical rule
+// THE physical confinement rule of the agent. The lexical rule
 // (common/paths.ts) runs first; then the path is walked one component at a
 // time from an open descriptor of the workspace root, the way openat(2)
 // would: each step is looked up through /proc/self/fd/<dir>/<name>, so a

@@ -1,7 +1,7 @@
 // The agent's log: one JSON object per line on stderr, in pino's shape
 // (numeric level, time, pid, hostname, name, msg) so one reader handles
 // controller and agent logs alike. Not pino itself: its module graph costs
-// ~0.8 MiB of every idle agent (DESIGN §9 idle RSS ≤ 50 MiB) for features the
+// ~0.8 MiB of every idle agent (idle RSS goal ≤ 50 MiB) for features the
 // agent does not use (transports, redaction, child loggers).
 import { hostname } from "node:os";
 

@@ -2,7 +2,7 @@
 // Loading the generated descriptors runs a few loops hot enough (base64
 // decoding, camel-casing field names) to be optimized, and that first
 // TurboFan compilation pages in ~3 MiB of the node binary and its compiler
-// zones, which then stay resident in every idle agent (DESIGN §9: idle RSS
+// zones, which then stay resident in every idle agent (idle RSS goal:
 // ≤ 50 MiB). Startup code runs once, so it gains nothing from optimization;
 // serving code is optimized as usual once resumeOptimization() is called.
 // Must be the first import of main.ts so it runs before any bundled module body.

@@ -1,4 +1,4 @@
-// Agent benchmarks (DESIGN §9): ReadFile throughput of a large file against a
+// Agent benchmarks: ReadFile throughput of a large file against a
 // plain fs.createReadStream of the same file in the same run (alternated,
 // medians), the bundle's start-to-ready time and idle RSS, its size, and the
 // agent's RSS growth while it serves the file.

@@ -1,4 +1,4 @@
-// `npm run bench`: every DESIGN §9 figure measured against real processes in
+// `npm run bench`: every performance figure measured against real processes in
 // one run, printed as a table and written to bench/results/latest.json.
 // Options: see bench/options.ts (BENCH_QUICK=1 for tiny sizes).
 import { execFileSync } from "node:child_process";

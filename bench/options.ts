@@ -1,4 +1,4 @@
-// What `npm run bench` measures and how big: full sizes by default (DESIGN §9),
+// What `npm run bench` measures and how big: full sizes by default,
 // tiny ones with BENCH_QUICK=1 / --quick (the smoke test), and a few knobs.
 //
 //   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,agent,archives,globs,isolation] [--out FILE] [--big-mib N]

@@ -8,7 +8,7 @@ export interface BenchRow {
   name: string;
   /** Human-readable figure, e.g. "412 MiB/s (copy 530 MiB/s)". */
   measured: string;
-  /** The target, as DESIGN §9 states it. */
+  /** The target, as the targets state it. */
   goal: string;
   /** Measured over its comparison (the baseline of the same run, or the limit); null when there is none. */
   ratio: number | null;

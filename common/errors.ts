@@ -1,4 +1,4 @@
-// The closed set of error codes (DESIGN §3), shared by REST, gRPC, the agent
+// The closed set of error codes, shared by REST, gRPC, the agent
 // and collectErrors. Each code is mapped once to an HTTP status and once to a
 // Connect code; test/common/errors.test.ts checks the mapping is total.
 import { Code, ConnectError } from "@connectrpc/connect";

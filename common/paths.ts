@@ -1,4 +1,4 @@
-// The lexical path rule of DESIGN §4, applied by the controller and the
+// The lexical path rule, applied by the controller and the
 // agent alike (the physical rule lives in agent/confine).
 import { posix } from "node:path";
 import { CrowNestError } from "./errors.js";

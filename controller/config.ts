@@ -1,4 +1,4 @@
-// Configuration (DESIGN §2): parsed once at start from the environment into a
+// Configuration: parsed once at start from the environment into a
 // typed object; nothing reads process.env after this. A bad value fails with
 // one line naming the variable.
 import { X509Certificate, randomBytes } from "node:crypto";

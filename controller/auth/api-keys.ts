@@ -1,4 +1,4 @@
-// API keys (DESIGN §7): the secret is shown once and stored only as its
+// API keys: the secret is shown once and stored only as its
 // sha256. A presented key is hashed, looked up by that hash (unique index),
 // and the stored hash is compared in constant time.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";

@@ -1,4 +1,4 @@
-// The blob store seam (DESIGN §5, STYLE 5): one small interface, two
+// The blob store seam: one small interface, two
 // implementations (file:, s3://), decorated with metrics in one factory.
 import type { Readable } from "node:stream";
 

@@ -1,4 +1,4 @@
-// The metadata store seam (STYLE 5): one interface, SQLite and PostgreSQL
+// The metadata store seam: one interface, SQLite and PostgreSQL
 // implementations from one query layer (Kysely), one conformance suite.
 import type { ErrorCode } from "../../common/errors.js";
 

@@ -1,4 +1,4 @@
-// Commands (DESIGN §3, §6): the synchronous run with collection, the
+// Commands: the synchronous run with collection, the
 // asynchronous start, reads, and the reconciler for commands a dead
 // controller left behind. REST and gRPC both call these functions.
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";

@@ -1,5 +1,5 @@
 // The one place where an archive's tar bytes become the bytes the blob store
-// keeps (DESIGN: "tar" as they are, "tar.gz" compressed with gzip). Every
+// keeps("tar" as they are, "tar.gz" compressed with gzip). Every
 // archive export passes through storedArchiveBytes, whatever made the tar (the
 // agent's ReadArchive, or the controller assembling a glob's matches), so
 // anything that must see the tar as it passes (an entry index) hooks in here.

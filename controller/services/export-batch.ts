@@ -1,4 +1,4 @@
-// Many small files through one agent call (DESIGN §5, the collection's fast
+// Many small files through one agent call (the collection's fast
 // path): ReadFiles streams the files one after another and each file's share
 // of the stream is fed to the same per-file core as a single export
 // (storeExport), so every rule (limits, hashes, nothing half-written) is the

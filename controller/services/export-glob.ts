@@ -1,4 +1,4 @@
-// Glob exports (DESIGN §6): the agent finds the matches (Glob, confined and
+// Glob exports: the agent finds the matches (Glob, confined and
 // bounded there), then either each match is exported on its own through the
 // batch path (export-batch.ts), or all of them become one tar that the
 // controller assembles from ReadFiles streams and hands to the one per-export

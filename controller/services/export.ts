@@ -1,4 +1,4 @@
-// The one export pipeline (DESIGN §5): the explicit API, command collection
+// The one export pipeline: the explicit API, command collection
 // and the gRPC API all call exportPath. It never trusts the agent: it counts
 // bytes, compares hashes with the agent's trailer, enforces the plan's limits
 // mid-stream, and leaves nothing visible when anything fails.

@@ -1,4 +1,4 @@
-// Idempotent requests (DESIGN §5): keyed by (account, Idempotency-Key). The
+// Idempotent requests: keyed by (account, Idempotency-Key). The
 // first request runs; the same key and body later replays its response; a
 // different body is idempotency_key_reused; a key whose first request still
 // runs is idempotency_key_in_use. The database's unique key makes exactly one

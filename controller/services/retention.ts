@@ -1,4 +1,4 @@
-// Retention (DESIGN §5, §7): the sweeper removes expired artifacts, blob
+// Retention: the sweeper removes expired artifacts, blob
 // first, each claimed by exactly one replica; the reconciler removes what
 // crashed exports left (pending records and their blobs) and expired
 // idempotency keys. Both read time from deps.clock, so tests move it by hand.

@@ -190,7 +190,7 @@ describe("confinement: every RPC refuses every trick with the right code", () =>
   });
 });
 
-describe("the lexical vectors of DESIGN §4, applied by the agent", () => {
+describe("the lexical vectors of the contract, applied by the agent", () => {
   const vectors: { input: string; normalized?: string; error?: ErrorCode }[] = JSON.parse(
     readFileSync(new URL("../fixtures/lexical-paths.json", import.meta.url), "utf8"),
   ).cases;

@@ -12,7 +12,7 @@ import { SUITES } from "../../bench/options.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** One pattern per DESIGN §9 figure; quick mode changes the sizes in the names, not the rows. */
+/** One pattern per benchmark figure; quick mode changes the sizes in the names, not the rows. */
 const EXPECTED_ROWS: RegExp[] = [
   /^export of one .+ file, file store$/,
   /^peak RSS growth, controller \(.+ export\)$/,
@@ -76,7 +76,7 @@ describe("npm run bench (quick mode)", () => {
     for (const row of run.rows) expect(stdout).toContain(row.name);
   });
 
-  it("has every row of DESIGN §9", () => {
+  it("has every row of the performance targets", () => {
     const names = run.rows.map((r) => r.name);
     for (const pattern of EXPECTED_ROWS) expect(names.some((n) => pattern.test(n)), `${pattern} in ${names.join(" / ")}`).toBe(true);
   });

@@ -12,8 +12,8 @@ import {
   toCrowNestError,
 } from "../../common/errors.js";
 
-// The closed set as DESIGN §3 lists it, with the HTTP status of each.
-const DESIGN_CODES: Record<string, number> = {
+// The closed set of error codes, with the HTTP status of each.
+const DOCUMENTED_CODES: Record<string, number> = {
   invalid_request: 400, unsupported_field: 400, unauthenticated: 401, permission_denied: 403,
   signature_invalid: 403, url_expired: 403, not_found: 404, file_not_found: 404,
   sandbox_not_running: 409, idempotency_key_in_use: 409, file_changed: 409,
@@ -24,9 +24,9 @@ const DESIGN_CODES: Record<string, number> = {
 };
 
 describe("error registry", () => {
-  it("is exactly the closed set of DESIGN §3 with its HTTP statuses", () => {
+  it("is exactly the closed set of error codes with its HTTP statuses", () => {
     const mine = Object.fromEntries(Object.entries(ERROR_CODES).map(([k, v]) => [k, v.http]));
-    expect(mine).toEqual(DESIGN_CODES);
+    expect(mine).toEqual(DOCUMENTED_CODES);
   });
 
   it("answers not_an_archive with gRPC FAILED_PRECONDITION", () => {

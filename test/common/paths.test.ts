@@ -13,7 +13,7 @@ const vectors: Vector[] = JSON.parse(
   readFileSync(new URL("../fixtures/lexical-paths.json", import.meta.url), "utf8"),
 ).cases;
 
-describe("normalizeWorkspacePath (DESIGN §4 vectors)", () => {
+describe("normalizeWorkspacePath (the lexical path vectors)", () => {
   it("has the shared vectors", () => {
     expect(vectors.length).toBeGreaterThan(30);
   });

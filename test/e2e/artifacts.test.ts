@@ -1,5 +1,5 @@
 // Explicit export over REST (spec: "Create via the API", "Downloads" browse
-// part; DESIGN §3-§5), against a real controller with real agents and the
+// part), against a real controller with real agents and the
 // file blob store.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";

@@ -1,4 +1,4 @@
-// A controller killed with SIGKILL in the middle of a command (DESIGN §6):
+// A controller killed with SIGKILL in the middle of a command:
 // restarted on the same data dir and environment, the reconciler finishes
 // the command, the pending reconciler removes the half-exported artifact,
 // and no blob is left behind.

@@ -1,6 +1,6 @@
 // Commands over REST against a real controller process with real agents and
 // the file blob store (spec: "Collect on command completion", "Collection
-// status"; DESIGN §3, §6). Commands make their own outputs, as a build would.
+// status"). Commands make their own outputs, as a build would.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-// Signed downloads (spec "Downloads"; DESIGN §7): the URL's fields, the key
+// Signed downloads: the URL's fields, the key
 // it needs, tampering, expiry (moved clock), Range, HEAD, ETag/304 and a
 // Content-Disposition that survives hostile names.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// Export failures (DESIGN §5 step 5): whatever breaks — the agent dies, the
+// Export failures: whatever breaks — the agent dies, the
 // S3 server goes away, the file changes, a limit is hit mid-stream, the agent
 // lies or stalls — the client gets the documented code and nothing half
 // written stays: no record (listed or pending), no blob, no temp file, no

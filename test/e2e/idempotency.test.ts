@@ -1,4 +1,4 @@
-// Idempotency-Key on POST /v1/sandboxes/{id}/artifacts (DESIGN §5): one
+// Idempotency-Key on POST /v1/sandboxes/{id}/artifacts: one
 // artifact for concurrent duplicates (one controller, and two controller
 // processes sharing PostgreSQL), replays flagged, another body refused, a
 // running first request reported as in use, client errors replayed.

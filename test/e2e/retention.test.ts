@@ -1,4 +1,4 @@
-// Retention (spec "Retention"; DESIGN §7) through a real controller whose
+// Retention through a real controller whose
 // clock the test moves: plan defaults, per-account overrides, expired-but-
 // not-swept already not_found everywhere, the sweeper (blob first), the
 // background job, and two controllers sharing PostgreSQL sweeping each

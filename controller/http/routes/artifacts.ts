@@ -1,4 +1,4 @@
-// REST routes of artifacts (DESIGN §3): thin adapters from HTTP to
+// REST routes of artifacts: thin adapters from HTTP to
 // services/artifacts.ts, which holds the rules.
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { CrowNestError } from "../../../common/errors.js";

@@ -1,4 +1,4 @@
-// REST routes for commands (DESIGN §3). Validation, scopes and the work
+// REST routes for commands. Validation, scopes and the work
 // itself live in services/commands.ts, shared with gRPC.
 import type { FastifyInstance } from "fastify";
 import type { Deps } from "../../deps.js";

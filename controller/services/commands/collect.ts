@@ -1,4 +1,4 @@
-// Collection of a command's outputs (DESIGN §6): every entry goes through
+// Collection of a command's outputs: every entry goes through
 // the one export pipeline and ends as artifacts or as collectErrors items.
 // Path entries: regular files read in batches, many per agent call
 // (export-batch.ts), directories one by one. Glob entries, one after the

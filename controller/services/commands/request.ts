@@ -1,5 +1,5 @@
 // The one validation of a command request body, shared by REST and gRPC
-// (DESIGN §3): every failure names the field. Collect entry paths are only
+//: every failure names the field. Collect entry paths are only
 // checked for shape here; confinement of each entry is the export pipeline's
 // job and ends as a per-entry collectErrors item, not a 4xx for the request.
 import { CrowNestError } from "../../../common/errors.js";
@@ -14,7 +14,7 @@ export const MAX_ENV_VALUE_BYTES = 32 * 1024;
 export const MAX_ENV_TOTAL_BYTES = 256 * 1024;
 export const MAX_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_TIMEOUT_MS = 600_000;
-/** 1,000 so that a build can list every output file it made (DESIGN §9 measures exactly that). */
+/** 1,000 so that a build can list every output file it made (the collect benchmark measures exactly that). */
 export const MAX_COLLECT_ENTRIES = 1000;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,4 +1,4 @@
-// The MetadataStore conformance suite (STYLE 5), run against every
+// The MetadataStore conformance suite, run against every
 // implementation: SQLite on a temp file and PostgreSQL on the machine's
 // server. Each test gets a fresh, migrated database so global queries (the
 // sweeper's claim, the reconciler's lists) see only what the test wrote.
