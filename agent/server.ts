@@ -14,7 +14,8 @@ import { bearerAuth } from "./auth.js";
 import { clientFinished } from "./context.js";
 import { errorInterceptor } from "./errors.js";
 import { healthService } from "./health.js";
-import { killAll, processService } from "./process/service.js";
+import { killAll } from "./process/groups.js";
+import { processService } from "./process/service.js";
 import { workspaceService } from "./workspace/service.js";
 
 export interface AgentServerOptions {

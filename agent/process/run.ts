@@ -11,7 +11,7 @@ import { openDirectory, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
-import { killGroup, type ProcessDeps } from "./service.js";
+import { killGroup, type ProcessDeps } from "./groups.js";
 
 type Response = MessageInitShape<typeof RunResponseSchema>;
 

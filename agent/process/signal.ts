@@ -2,7 +2,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ProcessSignal, type SignalRequest, type SignalResponseSchema } from "../../gen/crownest/agent/v1/process_pb.js";
 import { CrowNestError } from "../../common/errors.js";
-import { killGroup, type ProcessDeps } from "./service.js";
+import { killGroup, type ProcessDeps } from "./groups.js";
 
 const SIGNALS: Partial<Record<ProcessSignal, NodeJS.Signals>> = {
   [ProcessSignal.SIGTERM]: "SIGTERM",

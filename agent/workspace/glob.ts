@@ -22,7 +22,7 @@ import { at, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { agentError } from "../errors.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 type Response = MessageInitShape<typeof GlobResponseSchema>;
 type Match = MessageInitShape<typeof GlobMatchSchema>;

@@ -29,7 +29,7 @@ import { at, openDirectory, openRegularFileAt, resolveInsideWorkspace } from "..
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { assertUnchanged, readChunks } from "./read-file.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 type Response = MessageInitShape<typeof ReadArchiveResponseSchema>;
 

@@ -13,7 +13,7 @@ import { openRegularFile, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 /** Bytes per message: large enough to amortize framing, small enough to keep memory flat. */
 export const CHUNK_BYTES = 256 * 1024;

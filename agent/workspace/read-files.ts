@@ -9,7 +9,7 @@ import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
 import { readFile } from "./read-file.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 /** Paths per call: enough to amortize a call, few enough that one request stays small. */
 export const MAX_READ_FILES_PATHS = 1000;

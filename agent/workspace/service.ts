@@ -2,20 +2,13 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { glob } from "./glob.js";
-import type { Owner } from "../confine.js";
+import type { WorkspaceDeps } from "./deps.js";
 import { readArchive } from "./read-archive.js";
 import { readFile } from "./read-file.js";
 import { readFiles } from "./read-files.js";
 import { stat } from "./stat.js";
 import { watch } from "./watch.js";
 import { writeFile } from "./write-file.js";
-
-export interface WorkspaceDeps {
-  /** Real path (symlink-free) of the directory served as /workspace. */
-  root: string;
-  /** Set when commands run as another user than the agent: files and directories the agent creates are given to it. */
-  owner?: Owner;
-}
 
 export function workspaceService(deps: WorkspaceDeps): ServiceImpl<typeof WorkspaceService> {
   return {

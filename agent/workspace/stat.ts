@@ -6,7 +6,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FileType, type FileInfoSchema, type StatRequest, type StatResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { resolveInsideWorkspace } from "../confine.js";
 import { callPath } from "../context.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 export function fileType(stats: BigIntStats): FileType {
   if (stats.isFile()) return FileType.REGULAR;

@@ -27,7 +27,7 @@ import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { TEMP_FILE } from "./write-file.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 type Response = MessageInitShape<typeof WatchResponseSchema>;
 

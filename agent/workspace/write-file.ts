@@ -12,7 +12,7 @@ import type { WriteFileRequest, WriteFileResponseSchema } from "../../gen/crowne
 import { CrowNestError, fromErrno } from "../../common/errors.js";
 import { at, notRegular, resolveInsideWorkspace } from "../confine.js";
 import { callPath, clientFinished } from "../context.js";
-import type { WorkspaceDeps } from "./service.js";
+import type { WorkspaceDeps } from "./deps.js";
 
 const DEFAULT_MODE = 0o644;
 
