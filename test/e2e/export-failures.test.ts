@@ -22,7 +22,7 @@ import { exportFiles } from "../../controller/services/export-batch.js";
 import type { CrowNestError } from "../../common/errors.js";
 import { FileType, WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
-import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
+import { agentPidOf, api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 import { startS3rver, type S3rverHandle } from "../helpers/s3.js";
 import { LOOPBACK_AGENTS } from "../helpers/agent.js";
 import {
@@ -81,7 +81,8 @@ describe("with real agents and the file store", () => {
   it("the agent SIGKILLed mid-export: agent_unavailable (sandbox_not_running once the runtime recorded its end), nothing kept", async () => {
     const sbx = await newSandbox(call);
     await writeRandomFile(join(workspaceOf(ctl, sbx), "big.bin"), 128 * MiB);
-    const pid = (await ctl.deps.db.getSandbox(sbx))!.agentPid!;
+    // The agent process itself (in an isolated sandbox it runs below bwrap or runsc, not as the recorded pid).
+    const pid = (await agentPidOf(ctl.dataDir, sbx))!;
     expect(pid).toBeGreaterThan(0);
     const exp = track(call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "big.bin" }));
     await untilStreaming(join(blobDirOf(ctl), ".tmp"), exp.state);
@@ -115,7 +116,7 @@ describe("with real agents and the file store", () => {
     const exports = exportFiles(ctl.deps, paths.map((path) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null })), 8);
     const all = track(Promise.allSettled(exports));
     await untilStreaming(join(blobDirOf(ctl), ".tmp"), all.state);
-    process.kill(sandbox.agentPid!, "SIGKILL");
+    process.kill((await agentPidOf(ctl.dataDir, sbx))!, "SIGKILL");
     const outcomes = await all.promise;
     // agent_unavailable, or sandbox_not_running for the files that failed after the runtime recorded the sandbox's end.
     const codes = outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code));
