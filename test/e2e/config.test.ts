@@ -27,8 +27,35 @@ function expectOneLineNaming(result: { code: number | null; stdout: string; stde
   expect(result.stdout).toBe("");
 }
 
+// Every bad value of every variable is refused in-process by
+// test/controller/config.test.ts (the same loadConfig). A started process
+// turns any refusal into exit 2 and one line through one handler, so a
+// sample proves that path: the first bad value of variables parsed at
+// different stages, and every case that needs other variables with it.
+const PROCESS_SAMPLE = new Set([
+  "CROWNEST_HTTP_ADDR",
+  "CROWNEST_DATABASE_URL",
+  "CROWNEST_BLOB_URL",
+  "CROWNEST_API_KEY",
+  "CROWNEST_SANDBOX_ISOLATION",
+  "CROWNEST_AGENT_NETWORKS",
+  "CROWNEST_AGENT_CA_FILE",
+  "CROWNEST_MAX_REQUEST_BYTES",
+]);
+const sampled = new Set<string>();
+const PROCESS_CASES = BAD_VALUES.filter((c) => {
+  if (c.with) return true;
+  if (!PROCESS_SAMPLE.has(c.variable) || sampled.has(c.variable)) return false;
+  sampled.add(c.variable);
+  return true;
+});
+
 describe("bad configuration", () => {
-  it.concurrent.each(BAD_VALUES)("$variable=$value: exit 2 and one line naming it", async ({ variable, value, with: extra }) => {
+  it("samples a variable of every stage", () => {
+    expect([...sampled].sort()).toEqual([...PROCESS_SAMPLE].sort());
+  });
+
+  it.concurrent.each(PROCESS_CASES)("$variable=$value: exit 2 and one line naming it", async ({ variable, value, with: extra }) => {
     const result = await runControllerToExit({ ...extra, [variable]: value }, dataDir);
     expectOneLineNaming(result, variable);
     expect(result.code).toBe(2);
