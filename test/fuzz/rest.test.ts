@@ -107,6 +107,11 @@ const ROUTES: Route[] = [
   { method: "HEAD", path: () => art().map((a) => `/v1/downloads/${enc(a)}`), query: ["expires", "sig"] },
   { method: "POST", path: () => fc.constant("/v1/accounts"), body: ["plan"] },
   { method: "POST", path: () => fc.constant("/v1/api-keys"), body: ["accountId", "scopes"] },
+  { method: "GET", path: () => fc.constant("/v1/api-keys") },
+  { method: "DELETE", path: () => fc.constantFrom("key_missing", "key_\u00e9", "").map((k) => `/v1/api-keys/${enc(k)}`) },
+  { method: "GET", path: () => art().map((a) => `/v1/artifacts/${enc(a)}/entries`), query: ["prefix", "limit", "cursor"] },
+  { method: "POST", path: () => fc.constant("/v1/bundles/download-url"), body: ["artifactIds"] },
+  { method: "GET", path: () => fc.constant("/v1/bundles/download"), query: ["ids", "expires", "sig"] },
 ];
 
 const request = fc.constantFrom(...ROUTES).chain((r) =>

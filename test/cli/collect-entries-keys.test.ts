@@ -1,7 +1,6 @@
-// The crownest commands whose server side lands in other changes: glob
-// collection and the commandId filter, archive entries (listing, one-entry
-// downloads, cat), inline and key-less URLs, key listing and revocation.
-// Written against the REST contract; they pass once those routes exist.
+// The crownest commands over glob collection and the commandId filter,
+// archive entries (listing, one-entry downloads, cat), inline and key-less
+// URLs, and key listing and revocation, against a real controller.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
