@@ -255,6 +255,10 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     } else if (endpoint.pid !== null && (await this.isOurAgent(endpoint.pid, sandboxId))) {
       // An agent started by an earlier controller process.
       await this.terminate(layout, endpoint.pid, undefined, this.stopGraceMs);
+    } else {
+      // The launched process is gone (it died, or was killed from outside) but what it
+      // started may not be: kill everything still inside the sandbox's boundary.
+      await this.isolationImpl.killAll(layout, undefined);
     }
     forgetAgent(endpoint);
     await this.isolationImpl.release(layout);

@@ -154,6 +154,28 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     await eventually("every process of the sandbox is gone", () => watched.every((pid) => !isRunning(pid)));
   });
 
+  it("the sandbox's launched process killed from outside: the sandbox ends and nothing it started is left", async () => {
+    const sbx = await newSandbox(call);
+    const marker = String(100000 + Math.floor(Math.random() * 800000));
+    const cmd = await run(`setsid sh -c 'exec sleep ${marker}' </dev/null >/dev/null 2>&1 & echo started`, sbx);
+    expect(cmd.stdout.trim()).toBe("started");
+    const watched =
+      mode === "gvisor"
+        ? await sandboxHostProcesses(ctl.dataDir, sbx)
+        : [await eventually("the detached sleep runs on the host", () => findProcess(["sleep", marker]))];
+    const db = new Database(join(ctl.dataDir, "crownest.db"), { readonly: true });
+    let launched: number;
+    try {
+      launched = (db.prepare("select agent_pid from sandboxes where id = ?").get(sbx) as { agent_pid: number }).agent_pid;
+    } finally {
+      db.close();
+    }
+    expect(launched).toBeGreaterThan(0);
+    process.kill(launched, "SIGKILL");
+    await eventually("the sandbox reads destroyed", async () => (await call("GET", `/v1/sandboxes/${sbx}`)).json?.status === "destroyed");
+    await eventually("every process of the sandbox is gone", () => watched.every((pid) => !isRunning(pid)));
+  });
+
   it("a fork loop past CROWNEST_SANDBOX_MAX_PROCESSES fails inside while the controller keeps serving", async () => {
     const sbx = await newSandbox(call);
     const cmd = await run(

@@ -134,12 +134,12 @@ export class BwrapIsolation implements Isolation {
     return { ...wrapped, env: agentEnvInside(), agentUrl: (line) => isolatedAgentUrl(layout, line) };
   }
 
-  async killAll(layout: SandboxLayout, pid: number): Promise<void> {
+  async killAll(layout: SandboxLayout, pid: number | undefined): Promise<void> {
     // The first child of bwrap is PID 1 of the sandbox's PID namespace: when
     // it dies the kernel kills every process in the namespace, setsid'ed or not.
-    for (const child of await childrenOf(pid)) kill(child, "SIGKILL");
+    if (pid !== undefined) for (const child of await childrenOf(pid)) kill(child, "SIGKILL");
     for (const p of await this.cgroups.processes(layout.sandboxId)) kill(p, "SIGKILL");
-    kill(pid, "SIGKILL");
+    if (pid !== undefined) kill(pid, "SIGKILL");
   }
 
   async release(layout: SandboxLayout): Promise<void> {

@@ -161,10 +161,11 @@ export class GvisorIsolation implements Isolation {
     return { ...wrapped, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, agentUrl: (line) => isolatedAgentUrl(layout, line) };
   }
 
-  async killAll(layout: SandboxLayout, pid: number): Promise<void> {
+  async killAll(layout: SandboxLayout, pid: number | undefined): Promise<void> {
     // The sandbox's kernel ends all its processes with it.
     await run("runsc", ["--root", stateDir(layout), "delete", "--force", layout.sandboxId], 15_000);
     for (const p of await this.cgroups.processes(layout.sandboxId)) kill(p, "SIGKILL");
+    if (pid === undefined) return;
     for (const child of await childrenOf(pid)) kill(child, "SIGKILL");
     kill(pid, "SIGKILL");
   }

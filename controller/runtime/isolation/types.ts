@@ -31,10 +31,12 @@ export interface Isolation {
   launch(layout: SandboxLayout, token: string): LaunchPlan;
   /**
    * Kills every process of the sandbox, detached ones included, given the
-   * launched pid (which may be from an earlier controller). `none` has no
+   * launched pid (which may be from an earlier controller), or undefined when
+   * that process is already gone: then only the boundary (cgroup, runsc
+   * state) is used, never a pid that may have been reused. `none` has no
    * boundary to kill by: the runtime's process-group kill is all there is.
    */
-  killAll(layout: SandboxLayout, pid: number): Promise<void>;
+  killAll(layout: SandboxLayout, pid: number | undefined): Promise<void>;
   /** Releases what prepare made outside the sandbox directory (cgroups, runtime state). Idempotent. */
   release(layout: SandboxLayout): Promise<void>;
 }
