@@ -25,6 +25,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type tar from "tar-stream";
 import type { ReadArchiveRequest, ReadArchiveResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError, fromErrno } from "../../common/errors.js";
+import { drained } from "../../common/drained.js";
 import { at, openDirectory, openRegularFileAt, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
@@ -333,27 +334,3 @@ async function addFile(
   }
 }
 
-/** Resolves on 'drain'; rejects if the stream dies or the call is over, so a cancelled archive never hangs here. */
-function drained(stream: ReturnType<tar.Pack["entry"]>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      stream.off("error", onClose);
-      signal.removeEventListener("abort", onClose);
-    };
-    const onDrain = () => {
-      cleanup();
-      resolve();
-    };
-    const onClose = () => {
-      cleanup();
-      reject(signal.reason ?? new Error("archive stream closed"));
-    };
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-    stream.on("error", onClose);
-    if (signal.aborted) onClose();
-    else signal.addEventListener("abort", onClose, { once: true });
-  });
-}

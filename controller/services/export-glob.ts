@@ -9,6 +9,7 @@ import { posix } from "node:path";
 import type tar from "tar-stream";
 import tarStream from "tar-stream";
 import { CrowNestError } from "../../common/errors.js";
+import { drained } from "../../common/drained.js";
 import { MAX_GLOB_MATCHES, absoluteGlob, normalizeGlob } from "../../common/globs.js";
 import { normalizeWorkspacePath, relativeToWorkspace } from "../../common/paths.js";
 import type { ArchiveFormat, ArtifactRow, SandboxRow } from "../db/types.js";
@@ -253,30 +254,6 @@ async function packFiles(
   }
 }
 
-/** Resolves on 'drain'; rejects if the entry stream dies or the export is over, so a stopped archive never hangs here. */
-function drained(stream: ReturnType<tar.Pack["entry"]>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      stream.off("error", onClose);
-      signal.removeEventListener("abort", onClose);
-    };
-    const onDrain = () => {
-      cleanup();
-      resolve();
-    };
-    const onClose = () => {
-      cleanup();
-      reject(signal.reason ?? new Error("archive stream closed"));
-    };
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-    stream.on("error", onClose);
-    if (signal.aborted) onClose();
-    else signal.addEventListener("abort", onClose, { once: true });
-  });
-}
 
 /** The name an entry-wide error item of a glob carries: the archive's, or the pattern's last component. */
 export function globEntryName(entry: { glob: string; name?: string; archive?: boolean; format?: ArchiveFormat }): string {
