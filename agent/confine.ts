@@ -35,7 +35,7 @@ export interface Located {
   readonly name: string;
   /** lstat of the entry; null when it does not exist (only with `allowMissing`). */
   readonly stats: BigIntStats | null;
-  /** Host path of the entry (for APIs that only take paths: chokidar, spawn's cwd). */
+  /** Host path of the entry (for APIs that only take paths: spawn's cwd). */
   readonly real: string;
   close(): Promise<void>;
 }

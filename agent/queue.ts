@@ -1,4 +1,4 @@
-// A bounded hand-off between event sources that push (chokidar, child pipes)
+// A bounded hand-off between event sources that push (the inotify watcher, child pipes)
 // and a Connect stream that pulls. Past `high` units the source is told to
 // stop (pause a pipe, or give up); below half of it, to go on.
 export interface QueueOptions<T> {
