@@ -23,12 +23,18 @@ async function fsyncFile(path: string): Promise<void> {
   }
 }
 
-/** `src` stream-copied into `destDir` (Node's default stream buffers) and fsynced: seconds. */
+/** Buffer size of the plain copy: 1 MiB, what a user writing the copy by hand would pick (Node's default is 64 KiB). */
+export const COPY_BUFFER_BYTES = 1024 * 1024;
+
+/** `src` stream-copied into `destDir` with 1 MiB buffers and fsynced: seconds. */
 export async function copyWithFsync(src: string, destDir: string): Promise<number> {
   const dest = join(destDir, `.bench-copy-${randomUUID()}`);
   try {
     const started = performance.now();
-    await pipeline(createReadStream(src), createWriteStream(dest, { flags: "wx", mode: 0o600 }));
+    await pipeline(
+      createReadStream(src, { highWaterMark: COPY_BUFFER_BYTES }),
+      createWriteStream(dest, { flags: "wx", mode: 0o600, highWaterMark: COPY_BUFFER_BYTES }),
+    );
     await fsyncFile(dest);
     return (performance.now() - started) / 1000;
   } finally {

@@ -10,6 +10,7 @@ import { benchAgent, type AgentBenchRow } from "./agent.js";
 import { benchArchiveEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
+import { benchDownload } from "./download.js";
 import { benchFileExport } from "./file-export.js";
 import { benchGlobCollect, benchGlobTree } from "./globs.js";
 import { BenchController } from "./harness.js";
@@ -62,7 +63,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   const notes: Record<string, string> = {};
   const rows: BenchRow[] = [];
 
-  if (opts.suites.has("file") || opts.suites.has("collect") || opts.suites.has("concurrent") || opts.suites.has("globs")) {
+  if (opts.suites.has("file") || opts.suites.has("collect") || opts.suites.has("concurrent") || opts.suites.has("download") || opts.suites.has("globs")) {
     ensureAgentBundle(notes);
     const ctl = await BenchController.start("file");
     notes.fileStore = "file: store in the controller's data dir (default configuration), SQLite metadata, local runtime";
@@ -78,6 +79,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
       if (opts.suites.has("concurrent")) {
         log("concurrent exports");
         rows.push(...(await benchConcurrentExports(ctl, opts, log)));
+      }
+      if (opts.suites.has("download")) {
+        log("download");
+        rows.push(...(await benchDownload(ctl, opts, log)));
       }
       if (opts.suites.has("globs")) {
         log("collection by glob");
