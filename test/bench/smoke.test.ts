@@ -17,6 +17,8 @@ const EXPECTED_ROWS: RegExp[] = [
   /^export of one .+ file, file store$/,
   /^peak RSS growth, controller \(.+ export\)$/,
   /^peak RSS growth, agent \(.+ export\)$/,
+  /^controller CPU per GiB exported \(.+ export\)$/,
+  /^download of one .+ artifact, file store$/,
   /^cost growth: exports of /,
   /^export of one .+ file, S3 store \(s3rver\)$/,
   /^collect of \d+ × .+ files in one command$/,
