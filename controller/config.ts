@@ -354,7 +354,7 @@ export function loadConfig(env: Env = process.env): Config {
     orphanGraceMs: positiveInt(env, "CROWNEST_ORPHAN_GRACE_MS", 3600_000),
     orphanSweepIntervalMs: positiveInt(env, "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", 3600_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
-    collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 8, 64),
+    collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 32, 64),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
     limits: {
       sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),

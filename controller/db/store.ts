@@ -30,6 +30,7 @@ import {
   toWhole,
 } from "./mapper.js";
 import type { CommandPatch } from "./mapper.js";
+import { GroupCommit } from "./group-commit.js";
 import { runMigrations } from "./migrations.js";
 import type { Database } from "./schema.js";
 import type {
@@ -210,6 +211,14 @@ function classify(err: unknown): unknown {
 function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === "23505" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY";
+}
+
+type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
+type ReadyFigures = Parameters<MetadataStore["markArtifactReady"]>[1];
+interface Reservation {
+  row: ArtifactRow;
+  quotaBytes: number;
+  inFlight: InFlightLimit | undefined;
 }
 
 export class KyselyMetadataStore implements MetadataStore {
@@ -468,11 +477,17 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  insertPendingArtifactWithinQuota(
-    row: ArtifactRow,
-    quotaBytes: number,
-    inFlight?: InFlightLimit,
-  ): Promise<{ inserted: true; otherBytes: number } | { inserted: false; otherBytes: number; reason: "quota" | "in_flight" }> {
+  insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number, inFlight?: InFlightLimit): Promise<ReservationResult> {
+    // Concurrent reservations (a collection stores many files at once) share one transaction.
+    return this.reservations.submit({ row, quotaBytes, inFlight });
+  }
+
+  private readonly reservations = new GroupCommit<Reservation, ReservationResult>(
+    (batch) => this.run(() => this.reserveMany(batch)),
+    (r) => this.reserveOne(r),
+  );
+
+  private reserveOne({ row, quotaBytes, inFlight }: Reservation): Promise<ReservationResult> {
     return this.run(() =>
       // One transaction per reservation. PostgreSQL: the account row's lock
       // orders concurrent reservations of one account, also across replicas.
@@ -481,16 +496,8 @@ export class KyselyMetadataStore implements MetadataStore {
       this.db.transaction().execute(async (trx) => {
         await this.lockAccount(trx, row.accountId);
         const otherBytes = await this.accountBytes(trx, row.accountId);
-        if (inFlight !== undefined) {
-          const r = await trx
-            .selectFrom("artifacts")
-            .select((eb) => eb.fn.countAll<number | string>().as("n"))
-            .where("account_id", "=", row.accountId)
-            .where("state", "=", "pending")
-            .where("command_id", "is", null)
-            .where("created_at", ">=", toMillis(inFlight.since, "inFlight.since"))
-            .executeTakeFirstOrThrow();
-          if (fromInt(r.n) >= toWhole(inFlight.limit, "inFlight.limit")) return { inserted: false as const, otherBytes, reason: "in_flight" as const };
+        if (inFlight !== undefined && (await this.exportsInFlight(trx, row.accountId, inFlight.since)) >= toWhole(inFlight.limit, "inFlight.limit")) {
+          return { inserted: false as const, otherBytes, reason: "in_flight" as const };
         }
         if (otherBytes + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) {
           return { inserted: false as const, otherBytes, reason: "quota" as const };
@@ -502,6 +509,65 @@ export class KyselyMetadataStore implements MetadataStore {
         return { inserted: true as const, otherBytes };
       }),
     );
+  }
+
+  /**
+   * Reservations decided one after another, as reserveOne would in that
+   * order, in one transaction: the accounts are locked (sorted, so two
+   * replicas' batches cannot deadlock), each account's bytes are summed once
+   * and carried forward, and the accepted rows are inserted together.
+   */
+  private reserveMany(batch: Reservation[]): Promise<ReservationResult[]> {
+    return this.db.transaction().execute(async (trx) => {
+      const accounts = [...new Set(batch.map((r) => r.row.accountId))].sort();
+      const held = new Map<string, number>();
+      const addedInFlight = new Map<string, number>();
+      for (const accountId of accounts) {
+        await this.lockAccount(trx, accountId);
+        held.set(accountId, await this.accountBytes(trx, accountId));
+      }
+      const accepted: ArtifactRow[] = [];
+      const results: ReservationResult[] = [];
+      for (const { row, quotaBytes, inFlight } of batch) {
+        const otherBytes = held.get(row.accountId)!;
+        if (inFlight !== undefined) {
+          const running = (await this.exportsInFlight(trx, row.accountId, inFlight.since)) + (addedInFlight.get(row.accountId) ?? 0);
+          if (running >= toWhole(inFlight.limit, "inFlight.limit")) {
+            results.push({ inserted: false, otherBytes, reason: "in_flight" });
+            continue;
+          }
+        }
+        const size = toWhole(row.sizeBytes, "sizeBytes");
+        if (otherBytes + size > toWhole(quotaBytes, "quotaBytes")) {
+          results.push({ inserted: false, otherBytes, reason: "quota" });
+          continue;
+        }
+        held.set(row.accountId, otherBytes + size);
+        if (row.commandId === null) addedInFlight.set(row.accountId, (addedInFlight.get(row.accountId) ?? 0) + 1);
+        accepted.push(row);
+        results.push({ inserted: true, otherBytes });
+      }
+      if (accepted.length > 0) {
+        await trx
+          .insertInto("artifacts")
+          .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
+          .execute();
+      }
+      return results;
+    });
+  }
+
+  /** The account's exports in flight: pending, no command, created at or after `since`. */
+  private async exportsInFlight(trx: Transaction<Database>, accountId: string, since: Date): Promise<number> {
+    const r = await trx
+      .selectFrom("artifacts")
+      .select((eb) => eb.fn.countAll<number | string>().as("n"))
+      .where("account_id", "=", accountId)
+      .where("state", "=", "pending")
+      .where("command_id", "is", null)
+      .where("created_at", ">=", toMillis(since, "inFlight.since"))
+      .executeTakeFirstOrThrow();
+    return fromInt(r.n);
   }
 
   /** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
@@ -539,26 +605,38 @@ export class KyselyMetadataStore implements MetadataStore {
     );
   }
 
-  markArtifactReady(
-    id: string,
-    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },
-  ): Promise<boolean> {
-    return this.run(async () => {
-      const res = await this.db
-        .updateTable("artifacts")
-        .set({
-          state: "ready",
-          size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
-          sha256: ready.sha256,
-          content_type: ready.contentType,
-          created_at: toMillis(ready.createdAt, "createdAt"),
-          expires_at: toMillis(ready.expiresAt, "expiresAt"),
-        })
-        .where("id", "=", id)
-        .where("state", "=", "pending")
-        .executeTakeFirst();
-      return res.numUpdatedRows > 0n;
-    });
+  markArtifactReady(id: string, ready: ReadyFigures): Promise<boolean> {
+    // Concurrent ready marks (a collection's files finishing together) share one transaction.
+    return this.readyMarks.submit({ id, ready });
+  }
+
+  private readonly readyMarks = new GroupCommit<{ id: string; ready: ReadyFigures }, boolean>(
+    (batch) =>
+      this.run(() =>
+        this.db.transaction().execute(async (trx) => {
+          const done: boolean[] = [];
+          for (const { id, ready } of batch) done.push(await this.markReady(trx, id, ready));
+          return done;
+        }),
+      ),
+    ({ id, ready }) => this.run(() => this.markReady(this.db, id, ready)),
+  );
+
+  private async markReady(db: Kysely<Database> | Transaction<Database>, id: string, ready: ReadyFigures): Promise<boolean> {
+    const res = await db
+      .updateTable("artifacts")
+      .set({
+        state: "ready",
+        size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
+        sha256: ready.sha256,
+        content_type: ready.contentType,
+        created_at: toMillis(ready.createdAt, "createdAt"),
+        expires_at: toMillis(ready.expiresAt, "expiresAt"),
+      })
+      .where("id", "=", id)
+      .where("state", "=", "pending")
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
   }
 
   getArtifact(id: string): Promise<ArtifactRow | undefined> {

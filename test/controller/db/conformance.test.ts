@@ -659,6 +659,45 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect((await store.insertPendingArtifactWithinQuota(artifact(stranger.sb, { sizeBytes: 1_000_000 }), 1_000_000)).inserted).toBe(true);
     });
 
+    it("concurrent reservations and ready marks (written in shared transactions) are each decided as if alone", async () => {
+      const a = await seed();
+      const b = await seed();
+      // 30 files of 10 bytes for an account with room for 20, 10 for another with room for all: at once.
+      const rowsA = Array.from({ length: 30 }, () => artifact(a.sb, { sizeBytes: 10 }));
+      const rowsB = Array.from({ length: 10 }, () => artifact(b.sb, { sizeBytes: 10 }));
+      const all = [...rowsA, ...rowsB].map((r, i) => ({ r, i })).sort((x, y) => (x.i * 7919) % 40 - (y.i * 7919) % 40);
+      const results = await Promise.all(all.map(({ r }) => store.insertPendingArtifactWithinQuota(r, 200)));
+      const of = (rows: typeof rowsA) => all.map(({ r }, i) => ({ r, res: results[i]! })).filter(({ r }) => rows.includes(r));
+      const admittedA = of(rowsA).filter(({ res }) => res.inserted);
+      expect(admittedA).toHaveLength(20);
+      // Each admitted reservation saw every earlier one: what the account held before it is 0, 10, …, 190.
+      expect(admittedA.map(({ res }) => res.otherBytes).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i * 10));
+      for (const { res } of of(rowsA).filter(({ res }) => !res.inserted)) expect(res).toMatchObject({ reason: "quota", otherBytes: 200 });
+      expect(of(rowsB).every(({ res }) => res.inserted)).toBe(true);
+      expect(await store.storedBytes(a.acct.id)).toBe(200);
+      expect(await store.storedBytes(b.acct.id)).toBe(100);
+
+      // A row that cannot be inserted (its id is taken) fails alone; the rows written beside it stand.
+      const dup = { ...artifact(b.sb, { sizeBytes: 1 }), id: rowsB[0]!.id };
+      const fresh = Array.from({ length: 5 }, () => artifact(b.sb, { sizeBytes: 1 }));
+      const settled = await Promise.allSettled([dup, ...fresh].map((r) => store.insertPendingArtifactWithinQuota(r, 1_000)));
+      expect(settled[0]!.status).toBe("rejected");
+      for (const s of settled.slice(1)) expect(s).toMatchObject({ status: "fulfilled", value: { inserted: true } });
+      for (const r of fresh) expect((await store.getArtifact(r.id))?.state).toBe("pending");
+
+      // Ready marks at once: each pending one turns ready with its own figures; an unknown id is false.
+      const admitted = [...admittedA.map(({ r }) => r), ...rowsB];
+      const marks = await Promise.all([
+        ...admitted.map((r, i) => store.markArtifactReady(r.id, { sizeBytes: 10, sha256: `${i}`.padStart(64, "0"), contentType: "text/plain", createdAt: at(5), expiresAt: at(DAY) })),
+        store.markArtifactReady("art_missing", { sizeBytes: 1, sha256: "0".repeat(64), contentType: "text/plain", createdAt: at(5), expiresAt: at(DAY) }),
+      ]);
+      expect(marks.slice(0, -1).every(Boolean)).toBe(true);
+      expect(marks.at(-1)).toBe(false);
+      for (const [i, r] of admitted.entries()) expect(await store.getArtifact(r.id)).toMatchObject({ state: "ready", sha256: `${i}`.padStart(64, "0") });
+      // A second mark of a ready record changes nothing.
+      expect(await store.markArtifactReady(admitted[0]!.id, { sizeBytes: 99, sha256: "f".repeat(64), contentType: "x/y", createdAt: at(6), expiresAt: at(DAY) })).toBe(false);
+    });
+
     it("listStalePending returns pending records older than the cut-off, oldest first", async () => {
       const { sb } = await seed();
       const older = artifact(sb, { createdAt: at(10) });
