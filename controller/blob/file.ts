@@ -8,8 +8,7 @@ import { constants as fsConstants } from "node:fs";
 import { access, mkdir, open, opendir, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
-import { Writable, addAbortSignal } from "node:stream";
-import type { Readable } from "node:stream";
+import { Readable, Writable, addAbortSignal } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CrowNestError } from "../../common/errors.js";
 import { validateKey, validatePrefix } from "./key.js";
@@ -20,6 +19,8 @@ const TMP_DIR = ".tmp";
 /** Temp files older than this are left by a crashed process and are removed at start. */
 const STALE_TMP_MS = 24 * 3600 * 1000;
 const WRITE_BUFFER = 1024 * 1024;
+/** A body the caller says is at most this big is gathered in memory and written in one go (see writeSmall). */
+const SMALL_BODY_BYTES = 256 * 1024;
 /** Bytes per read of a blob being served: bounded per download, large enough that per-chunk costs vanish. */
 const READ_BUFFER = 1024 * 1024;
 /** Bounds the memory of durableDirs; forgetting only costs a few extra fsyncs. */
@@ -104,6 +105,54 @@ export function resolveRange(range: BlobRange | undefined, size: number): { star
   return { start, end: Math.min(end, size - 1) };
 }
 
+/** Writes every byte of `chunks` at the handle's position (a short write is legal: it resumes). */
+async function writeFully(fh: FileHandle, chunks: Uint8Array[]): Promise<void> {
+  let pending = chunks.filter((c) => c.byteLength > 0);
+  while (pending.length > 0) {
+    let { bytesWritten } = await fh.writev(pending);
+    while (pending.length > 0 && bytesWritten >= pending[0]!.byteLength) bytesWritten -= pending.shift()!.byteLength;
+    if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
+  }
+}
+
+/**
+ * A small body's bytes, gathered before anything is opened: `rest` is
+ * undefined when the body ended within `limit` bytes, else it replays what
+ * was gathered and goes on with the body (the streaming path takes it).
+ */
+async function gather(
+  body: AsyncIterable<Uint8Array>,
+  limit: number,
+): Promise<{ chunks: Uint8Array[]; rest?: AsyncIterable<Uint8Array> }> {
+  const it = body[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  for (;;) {
+    const step = await it.next();
+    if (step.done) return { chunks };
+    const chunk = step.value;
+    chunks.push(chunk);
+    // Anything but bytes goes the streaming way too, which refuses it as it always did.
+    if (!(chunk instanceof Uint8Array) || (bytes += chunk.byteLength) > limit) {
+      return {
+        chunks,
+        rest: (async function* () {
+          try {
+            yield* chunks;
+            for (;;) {
+              const next = await it.next();
+              if (next.done) return;
+              yield next.value;
+            }
+          } finally {
+            await it.return?.();
+          }
+        })(),
+      };
+    }
+  }
+}
+
 /**
  * Writes to an open FileHandle and fsyncs it before "finish", so a finished
  * pipeline means durable bytes. (FileHandle.createWriteStream cannot do this:
@@ -114,22 +163,15 @@ class SyncedFileSink extends Writable {
     super({ highWaterMark: WRITE_BUFFER });
   }
 
-  private async writeAll(chunks: Buffer[]): Promise<void> {
-    let pending = chunks.filter((c) => c.byteLength > 0);
-    while (pending.length > 0) {
-      let { bytesWritten } = await this.fh.writev(pending);
-      // A short write is legal: resume from the first byte not written.
-      while (pending.length > 0 && bytesWritten >= pending[0]!.byteLength) bytesWritten -= pending.shift()!.byteLength;
-      if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
-    }
-  }
-
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.writeAll([chunk]).then(() => callback(), callback);
+    writeFully(this.fh, [chunk]).then(() => callback(), callback);
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.writeAll(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+    writeFully(
+      this.fh,
+      chunks.map((c) => c.chunk),
+    ).then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -177,6 +219,23 @@ export class FileBlobStore implements BlobStore {
     if (signal?.aborted) throw abortReason(signal);
     await this.prepare();
 
+    if (!(body instanceof Readable) && options.sizeHint !== undefined && options.sizeHint <= SMALL_BODY_BYTES) {
+      let gathered;
+      try {
+        // A source stuck in an await must not hold the write past its abort.
+        const source = body;
+        gathered = await raceAbort(gather(source, SMALL_BODY_BYTES), signal, () => {
+          void Promise.resolve((source as AsyncGenerator<Uint8Array>).return?.(undefined)).catch(() => undefined);
+        });
+      } catch (err) {
+        // The source failed before anything was written: its error, unchanged (or the abort's).
+        if (signal?.aborted) throw abortReason(signal);
+        throw err;
+      }
+      if (gathered.rest === undefined) return this.writeSmall(key, finalPath, gathered.chunks as Uint8Array[], signal);
+      body = gathered.rest;
+    }
+
     const tmpPath = join(this.tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
     let fh: FileHandle;
     try {
@@ -223,6 +282,46 @@ export class FileBlobStore implements BlobStore {
     } catch (err) {
       // FileHandle.close() waits for writes still in flight, so the unlink comes last.
       if (!closed) await fh.close().catch(() => undefined);
+      await unlink(tmpPath).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A body already in memory (a collection's small files): the same temp file,
+   * fsync, rename and directory sync as a streamed write, without the stream
+   * objects each streamed write builds, which cost a small file more than its I/O.
+   */
+  private async writeSmall(key: string, finalPath: string, chunks: Uint8Array[], signal: AbortSignal | undefined): Promise<BlobWriteResult> {
+    if (signal?.aborted) throw abortReason(signal);
+    const hash = createHash("sha256");
+    let size = 0;
+    for (const c of chunks) {
+      hash.update(c);
+      size += c.byteLength;
+    }
+    const tmpPath = join(this.tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
+    let fh: FileHandle | undefined;
+    try {
+      try {
+        fh = await open(tmpPath, "wx", 0o600);
+        await writeFully(fh, chunks);
+        await fh.sync();
+        const closing = fh;
+        fh = undefined;
+        await closing.close();
+      } catch (err) {
+        throw storageError("write", err);
+      }
+      if (signal?.aborted) throw abortReason(signal);
+      await this.commit(tmpPath, finalPath);
+      if (signal?.aborted) {
+        await unlink(finalPath).catch(() => undefined);
+        throw abortReason(signal);
+      }
+      return { size, sha256: hash.digest("hex") };
+    } catch (err) {
+      if (fh) await fh.close().catch(() => undefined);
       await unlink(tmpPath).catch(() => undefined);
       throw err;
     }

@@ -161,10 +161,15 @@ function blobStoreConformance(name: string, setup: () => Promise<Harness>): void
       { label: "100 KiB, async iterable body", size: 100 * 1024, readable: false },
       { label: "17 MiB + 3 bytes (several S3 parts), async iterable body", size: 17 * MiB + 3, readable: false },
       { label: "9 MiB, Readable body", size: 9 * MiB, readable: true },
-    ])("round trip: $label", async ({ size, readable }) => {
+      // What the export pipeline passes: the size the agent declared (small bodies may be gathered in memory).
+      { label: "one byte, async iterable body, size declared", size: 1, readable: false, sizeHint: 1 },
+      { label: "100 KiB, async iterable body, size declared", size: 100 * 1024, readable: false, sizeHint: 100 * 1024 },
+      { label: "3 MiB where 10 bytes were declared, async iterable body", size: 3 * MiB, readable: false, sizeHint: 10 },
+    ])("round trip: $label", async ({ size, readable, sizeHint }) => {
       const { body, sent } = generated(size);
       const result = await h.store.write("acct_1/sbx_1/art_1", readable ? Readable.from(body) : body, {
         contentType: "application/octet-stream",
+        ...(sizeHint !== undefined ? { sizeHint } : {}),
       });
       const expected = { size, sha256: sent.sha256() };
       expect(sent.bytes).toBe(size);
@@ -283,48 +288,53 @@ function blobStoreConformance(name: string, setup: () => Promise<Harness>): void
     });
 
     it.each([
-      { label: "an async iterable that throws", readable: false },
-      { label: "a Readable that errors", readable: true },
-    ])("a source failing midway ($label) rejects with its error and leaves nothing", async ({ readable }) => {
+      { label: "an async iterable that throws", readable: false, bytes: 20 * MiB },
+      { label: "a Readable that errors", readable: true, bytes: 20 * MiB },
+      { label: "a small async iterable that throws, size declared", readable: false, bytes: 4096, sizeHint: 8192 },
+    ])("a source failing midway ($label) rejects with its error and leaves nothing", async ({ readable, bytes, sizeHint }) => {
       const cause = new CrowNestError("file_changed", "the file changed while it was read");
-      const twentyMiB = generated(20 * MiB);
+      const sent = generated(bytes);
       async function* failing(): AsyncGenerator<Uint8Array> {
-        yield* twentyMiB.body;
+        yield* sent.body;
         throw cause;
       }
       const body = readable ? Readable.from(failing()) : failing();
-      const err = await rejection(h.store.write("acct_1/sbx_1/broken", body));
+      const err = await rejection(h.store.write("acct_1/sbx_1/broken", body, sizeHint !== undefined ? { sizeHint } : {}));
       expect(err).toBe(cause);
-      expect(twentyMiB.sent.bytes).toBe(20 * MiB);
+      expect(sent.sent.bytes).toBe(bytes);
       expect(await h.store.head("acct_1/sbx_1/broken")).toBeUndefined();
       expect(await keys(h.store)).toEqual([]);
       expect(await h.leftovers()).toEqual([]);
     });
 
-    it("a body of something other than bytes fails and leaves nothing", async () => {
+    it.each([
+      { label: "after 10 MiB", first: 10 * MiB },
+      { label: "after 10 bytes, small size declared", first: 10, sizeHint: 20 },
+    ])("a body of something other than bytes ($label) fails and leaves nothing", async ({ first, sizeHint }) => {
       const body = (async function* () {
-        yield Buffer.alloc(10 * MiB);
+        yield Buffer.alloc(first);
         yield { not: "bytes" } as unknown as Uint8Array;
       })();
-      await expect(h.store.write("acct_1/sbx_1/objects", body)).rejects.toThrow();
+      await expect(h.store.write("acct_1/sbx_1/objects", body, sizeHint !== undefined ? { sizeHint } : {})).rejects.toThrow();
       expect(await keys(h.store)).toEqual([]);
       expect(await h.leftovers()).toEqual([]);
     });
 
     it.each([
-      { label: "stalled Readable", readable: true },
-      { label: "async iterable stuck in an await", readable: false },
-    ])("aborting via the signal ($label) rejects with the reason and leaves nothing", async ({ readable }) => {
+      { label: "stalled Readable", readable: true, bytes: 20 * MiB },
+      { label: "async iterable stuck in an await", readable: false, bytes: 20 * MiB },
+      { label: "small async iterable stuck in an await, size declared", readable: false, bytes: 1000, sizeHint: 4096 },
+    ])("aborting via the signal ($label) rejects with the reason and leaves nothing", async ({ readable, bytes, sizeHint }) => {
       const ac = new AbortController();
       const reason = new CrowNestError("too_large", "larger than the plan allows");
       const body = readable
-        ? stallingReadable(20 * MiB, () => ac.abort(reason))
+        ? stallingReadable(bytes, () => ac.abort(reason))
         : (async function* () {
-            yield* generated(20 * MiB).body;
+            yield* generated(bytes).body;
             ac.abort(reason);
             await new Promise(() => undefined); // never settles, like a silent peer
           })();
-      const err = await rejection(h.store.write("acct_1/sbx_1/aborted", body, { signal: ac.signal }));
+      const err = await rejection(h.store.write("acct_1/sbx_1/aborted", body, { signal: ac.signal, ...(sizeHint !== undefined ? { sizeHint } : {}) }));
       expect(err).toBe(reason);
       expect(await h.store.head("acct_1/sbx_1/aborted")).toBeUndefined();
       expect(await keys(h.store)).toEqual([]);
