@@ -5,7 +5,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { CrowNestError } from "../common/errors.js";
 
-function digest(value: string): Buffer {
+export function digest(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
 }
 

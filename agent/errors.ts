@@ -22,7 +22,7 @@ export function agentError(err: unknown, path: string): CrowNestError {
   return new CrowNestError("internal", "internal error", {}, { cause: err });
 }
 
-function toWire(err: unknown, path: string, log: AgentLog, procedure: string): ConnectError {
+export function toWire(err: unknown, path: string, log: AgentLog, procedure: string): ConnectError {
   // Protocol-level errors raised by Connect itself (a cancelled call, a
   // deadline, a malformed request) already have the right code: keep them.
   if (err instanceof ConnectError && !codeFromMessage(err.rawMessage)) {

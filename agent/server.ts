@@ -17,6 +17,7 @@ import { healthService } from "./health.js";
 import { killAll } from "./process/groups.js";
 import { processService } from "./process/service.js";
 import { workspaceService } from "./workspace/service.js";
+import { grpcReadFile, isPlainGrpcReadFile } from "./workspace/read-file-grpc.js";
 
 export interface AgentServerOptions {
   /** Real path of the workspace root. */
@@ -80,11 +81,22 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     contextValues: (req) => createContextValues().set(clientFinished, () => clientFinishedCleanly(req as http2.Http2ServerRequest)),
   });
 
+  // Plain gRPC ReadFile calls (the controller's exports) skip Connect's encoders; see read-file-grpc.ts.
+  const readFileDirect = grpcReadFile({ deps: { root, owner: options.runAs }, token: options.token, log, shutdown: shutdown.signal });
+  const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
+    if (isPlainGrpcReadFile(req)) {
+      readFileDirect(req, res).catch((err: unknown) => {
+        log.error({ err, procedure: "ReadFile" }, "call failed");
+        res.stream?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
+    } else handler(req, res);
+  };
+
   const settings = { initialWindowSize: STREAM_WINDOW_BYTES };
   // With TLS: HTTP/2 only (ALPN h2), as over h2c; no HTTP/1.1 fallback.
   const server: http2.Http2Server | http2.Http2SecureServer = options.tls
-    ? http2.createSecureServer({ settings, cert: options.tls.cert, key: options.tls.key, allowHTTP1: false }, handler)
-    : http2.createServer({ settings }, handler);
+    ? http2.createSecureServer({ settings, cert: options.tls.cert, key: options.tls.key, allowHTTP1: false }, route)
+    : http2.createServer({ settings }, route);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);

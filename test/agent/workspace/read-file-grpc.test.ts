@@ -1,0 +1,109 @@
+// ReadFile's direct gRPC path (agent/workspace/read-file-grpc.ts) against
+// Connect's: a plain gRPC call is served without Connect's encoders, a Connect
+// call through Connect, and a client must not be able to tell them apart:
+// the same messages, the same refusals, the same statuses.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Http2ServerRequest } from "node:http2";
+import { fromBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ReadFileResponseSchema } from "../../../gen/crownest/agent/v1/workspace_pb.js";
+import { READ_FILE_PATH, chunkPrefix, isPlainGrpcReadFile } from "../../../agent/workspace/read-file-grpc.js";
+import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../../helpers/agent.js";
+import { outcomeOf, type Outcome } from "../support.js";
+
+let agent: StartedAgent;
+let grpc: AgentTestClients;
+let connect: AgentTestClients;
+
+beforeAll(async () => {
+  agent = await startAgent();
+  grpc = agentTestClients(agent, "grpc");
+  connect = agentTestClients(agent, "connect");
+  writeFileSync(join(agent.workspace, "data.bin"), randomBytes(3 * 256 * 1024 + 12345));
+  writeFileSync(join(agent.workspace, "empty"), "");
+  mkdirSync(join(agent.workspace, "dir"));
+  symlinkSync("/etc/passwd", join(agent.workspace, "escape"));
+});
+afterAll(async () => {
+  await agent?.stop();
+});
+
+/** What a caller can observe of an outcome: every message, and the refusal's code and message. */
+function observed(o: Outcome) {
+  return { messages: o.messages, error: o.error && { code: o.error.code, rawMessage: o.error.rawMessage } };
+}
+
+describe("ReadFile: direct gRPC path and Connect path", () => {
+  it.each(["data.bin", "/workspace/empty", "missing.bin", "dir", "escape", "../outside", ""])(
+    "%j reads the same through both",
+    async (path) => {
+      const viaGrpc = observed(await outcomeOf(() => grpc.workspace.readFile({ path })));
+      const viaConnect = observed(await outcomeOf(() => connect.workspace.readFile({ path })));
+      expect(viaGrpc).toEqual(viaConnect);
+      if (path === "data.bin") {
+        expect(viaGrpc.messages.length).toBe(1 + 4 + 1);
+        expect(viaGrpc.error).toBeUndefined();
+      }
+    },
+  );
+
+  it("a wrong token is refused the same way on both", async () => {
+    const stranger = { url: agent.url, token: "not-the-token" };
+    const viaGrpc = observed(await outcomeOf(() => agentTestClients(stranger, "grpc").workspace.readFile({ path: "data.bin" })));
+    const viaConnect = observed(await outcomeOf(() => agentTestClients(stranger, "connect").workspace.readFile({ path: "data.bin" })));
+    expect(viaGrpc.error?.rawMessage).toMatch(/^unauthenticated: /);
+    expect(viaGrpc).toEqual(viaConnect);
+  });
+
+  it("a deadline that passes mid-read ends the call with deadline_exceeded on the direct path", async () => {
+    writeFileSync(join(agent.workspace, "big.bin"), randomBytes(64 * 1024 * 1024));
+    const started = Date.now();
+    const outcome = await outcomeOf(async function* () {
+      // A consumer slower than the deadline: the agent must give up, not hold the file open.
+      for await (const m of grpc.workspace.readFile({ path: "big.bin" }, { timeoutMs: 300 })) {
+        yield m;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+    expect(outcome.error?.code).toBeDefined();
+    expect(outcome.error!.code).toBe(4); // Code.DeadlineExceeded
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe("chunkPrefix", () => {
+  it.each([0, 1, 127, 128, 16_383, 16_384, 262_144, 2_097_151, 2_097_152])(
+    "%d bytes: the envelope and field header decode to a chunk of exactly those bytes",
+    (size) => {
+      const chunk = randomBytes(size);
+      const frame = Buffer.concat([chunkPrefix(size), chunk]);
+      expect(frame[0]).toBe(0);
+      expect(frame.readUInt32BE(1)).toBe(frame.byteLength - 5);
+      const message = fromBinary(ReadFileResponseSchema, frame.subarray(5));
+      expect(message.event.case).toBe("chunk");
+      expect(Buffer.from(message.event.value as Uint8Array).equals(chunk)).toBe(true);
+    },
+  );
+});
+
+describe("isPlainGrpcReadFile", () => {
+  const req = (headers: Record<string, string>, url = READ_FILE_PATH, method = "POST") => ({ method, url, headers }) as unknown as Http2ServerRequest;
+  it.each([
+    [{ "content-type": "application/grpc" }, true],
+    [{ "content-type": "application/grpc+proto" }, true],
+    [{ "content-type": "application/grpc", "grpc-encoding": "identity" }, true],
+    [{ "content-type": "application/grpc", "grpc-encoding": "gzip" }, false],
+    [{ "content-type": "application/grpc+json" }, false],
+    [{ "content-type": "application/grpc-web+proto" }, false],
+    [{ "content-type": "application/connect+proto" }, false],
+    [{}, false],
+  ] as const)("%j → %s", (headers, expected) => {
+    expect(isPlainGrpcReadFile(req(headers))).toBe(expected);
+  });
+  it("other methods and verbs go to Connect", () => {
+    expect(isPlainGrpcReadFile(req({ "content-type": "application/grpc" }, "/crownest.agent.v1.WorkspaceService/ReadFiles"))).toBe(false);
+    expect(isPlainGrpcReadFile(req({ "content-type": "application/grpc" }, READ_FILE_PATH, "GET"))).toBe(false);
+  });
+});
