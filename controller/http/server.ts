@@ -7,7 +7,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
-import { newId } from "../ids.js";
+import { requestIdFrom } from "../ids.js";
 import { authenticateRequest } from "./context.js";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.js";
 import * as admin from "./routes/admin.js";
@@ -19,10 +19,6 @@ import * as health from "./routes/health.js";
 import * as sandboxes from "./routes/sandboxes.js";
 import { retryAfterOf } from "../services/limits.js";
 
-
-// A client-chosen id is kept when it is short and plain (it ends up in logs
-// and headers); anything else is replaced by our own.
-const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface RouteModule {
   register(app: FastifyInstance, deps: Deps): void | Promise<void>;
@@ -100,10 +96,7 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
     // We log ourselves, one line per request, never the Authorization header.
     logger: false,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : newId("req");
-    },
+    genReqId: (req) => requestIdFrom(req.headers["x-request-id"]),
     // CROWNEST_MAX_REQUEST_BYTES: a larger JSON body is refused from its
     // Content-Length (or as soon as it streams past it), before auth and
     // before it is buffered. File uploads stream and are not subject to it.

@@ -9,6 +9,7 @@
 // sleeping.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { CrowNestError } from "../../common/errors.js";
+import { urlHost } from "../../common/hosts.js";
 import type { Config } from "../config.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
@@ -125,7 +126,7 @@ export function verifyLink(deps: Pick<Deps, "config" | "clock">, claims: Omit<Li
 export function publicBaseUrl(config: Config): string {
   if (config.publicUrl) return config.publicUrl;
   const { host, port } = config.httpAddr;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `http://${urlHost(host)}:${port}`;
 }
 
 export interface SignedDownload {
