@@ -8,6 +8,7 @@ import {
   errorFromPeer,
   isErrorCode,
   fromErrno,
+  splitCodeMessage,
   toConnectError,
   toCrowNestError,
 } from "../../common/errors.js";
@@ -90,5 +91,15 @@ describe("codes read from peers", () => {
     expect(errorFromPeer("file_not_found", "").message).toBe("file_not_found");
     expect(errorFromPeer(7, "x").code).toBe("internal");
     expect(codeFromMessage(undefined)).toBeUndefined();
+  });
+
+  it("splits a code-name prefix from the rest of the message, and only a prefix of the closed set", () => {
+    expect(splitCodeMessage("file_not_found: no such file: /workspace/a")).toEqual({ code: "file_not_found", message: "no such file: /workspace/a" });
+    expect(splitCodeMessage("not_found: ")).toEqual({ code: "not_found", message: "" });
+    expect(splitCodeMessage("no_such_code: x")).toBeUndefined();
+    expect(splitCodeMessage("file_not_found:x")).toBeUndefined();
+    expect(splitCodeMessage(" file_not_found: x")).toBeUndefined();
+    // An empty rest falls back to the code name where the message becomes a CrowNestError.
+    expect(toCrowNestError(new ConnectError("not_found: ", Code.NotFound))).toMatchObject({ code: "not_found", message: "not_found" });
   });
 });
