@@ -31,6 +31,7 @@ import {
 } from "./mapper.js";
 import type { CommandPatch } from "./mapper.js";
 import { runMigrations } from "./migrations.js";
+import { visibleArtifactCondition } from "./visibility.js";
 import type { Database } from "./schema.js";
 import type {
   AccountRow,
@@ -627,8 +628,7 @@ export class KyselyMetadataStore implements MetadataStore {
         .selectFrom("artifacts")
         .selectAll()
         .where("sandbox_id", "=", sandboxId)
-        .where("state", "=", "ready")
-        .where("expires_at", ">", toMillis(now, "now"));
+        .where(visibleArtifactCondition(now));
       if (commandId !== undefined) q = q.where("command_id", "=", commandId);
       if (after !== undefined) {
         // Keyset: strictly after the cursor in (created_at desc, id desc) order.

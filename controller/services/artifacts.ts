@@ -4,6 +4,7 @@
 import type { Readable } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
+import { isVisibleArtifact } from "../db/visibility.js";
 import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
 import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export-glob.js";
 import type { Deps } from "../deps.js";
@@ -142,14 +143,10 @@ async function exportGlob(deps: Deps, input: GlobArchiveInput, spec: GlobSpec): 
 /** A ready, unexpired artifact of the caller's account, or not_found. No scope check (callers choose theirs). */
 export async function findVisibleArtifact(deps: Deps, accountId: string, id: string): Promise<ArtifactRow> {
   const row = typeof id === "string" && id.length > 0 && id.length <= 128 ? await deps.db.getArtifact(id) : undefined;
-  if (!row || row.accountId !== accountId || row.state !== "ready" || isExpired(row, deps.clock.now())) {
+  if (!row || row.accountId !== accountId || !isVisibleArtifact(row, deps.clock.now())) {
     throw new CrowNestError("not_found", "artifact not found", { id });
   }
   return row;
-}
-
-function isExpired(row: ArtifactRow, now: Date): boolean {
-  return row.expiresAt === null || row.expiresAt.getTime() <= now.getTime();
 }
 
 export async function getArtifact(deps: Deps, caller: Caller, id: string): Promise<ArtifactRow> {
