@@ -41,6 +41,7 @@ import type {
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
+  IdempotentOutcome,
   InFlightLimit,
   MetadataStore,
   SandboxRow,
@@ -794,8 +795,7 @@ export class KyselyMetadataStore implements MetadataStore {
       const fresh = {
         request_hash: row.requestHash,
         state: "in_progress",
-        response_status: null,
-        response_body: null,
+        outcome: null,
         created_at: createdAt,
         expires_at: toMillis(row.expiresAt, "expiresAt"),
       };
@@ -826,15 +826,11 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  finishIdempotent(accountId: string, key: string, responseStatus: number, responseBody: unknown): Promise<void> {
+  finishIdempotent(accountId: string, key: string, outcome: IdempotentOutcome): Promise<void> {
     return this.run(async () => {
       await this.db
         .updateTable("idempotency_keys")
-        .set({
-          state: "done",
-          response_status: toWhole(responseStatus, "responseStatus"),
-          response_body: toJson(responseBody),
-        })
+        .set({ state: "done", outcome: toJson(outcome) })
         .where("account_id", "=", accountId)
         .where("key", "=", key)
         .execute();

@@ -106,7 +106,7 @@ export async function createArtifact(
   const { sandboxId, idempotencyKey, signal, ...body } = input;
   // The lexical rules first: a bad pattern costs no agent call and no idempotency record.
   if ("glob" in body) checkGlobSpec(body);
-  const run = async (): Promise<{ status: number; body: ArtifactView }> => {
+  const run = async (): Promise<ArtifactView> => {
     const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
     const common = {
       accountId: caller.accountId,
@@ -118,13 +118,13 @@ export async function createArtifact(
       ...(signal ? { signal } : {}),
     };
     const row = "glob" in body ? await exportGlob(deps, { ...common, glob: body.glob }, body) : await exportPath(deps, { ...common, path: body.path });
-    return { status: 201, body: artifactView(row) };
+    return artifactView(row);
   };
-  if (idempotencyKey === undefined) return { artifact: (await run()).body, replayed: false };
+  if (idempotencyKey === undefined) return { artifact: await run(), replayed: false };
   // Absent fields stay out of the hash, so a body that gains an optional field with its default is another request.
   const hash = requestHash(CREATE_ARTIFACT_OPERATION, sandboxId, body);
   const result = await withIdempotency(deps, { accountId: caller.accountId, key: idempotencyKey, requestHash: hash }, run);
-  return { artifact: result.body, replayed: result.replayed };
+  return { artifact: result.result, replayed: result.replayed };
 }
 
 /**
