@@ -9,6 +9,7 @@ import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
 import { requestIdFrom } from "../ids.js";
 import { authenticateRequest } from "./context.js";
+import { errorBody } from "./errors.js";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.js";
 import * as admin from "./routes/admin.js";
 import * as artifacts from "./routes/artifacts.js";
@@ -166,12 +167,12 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
     void reply
       .code(e.httpStatus)
       .header("content-type", "application/json; charset=utf-8")
-      .send({ error: { code: e.code, message: e.message, details: e.details } });
+      .send(errorBody(e));
   });
 
   app.setNotFoundHandler((request, reply) => {
     const e = new CrowNestError("not_found", `no route for ${request.method} ${pathOf(request.url)}`);
-    void reply.code(e.httpStatus).send({ error: { code: e.code, message: e.message, details: e.details } });
+    void reply.code(e.httpStatus).send(errorBody(e));
   });
 
   // Before the routes: the OpenAPI generator records each route as it is added.
