@@ -41,6 +41,14 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === "string" && CODE_NAMES.has(value);
 }
 
+/**
+ * True for a failure on the server's side (the controller, the agent, a
+ * store), as the registry classes it; false for one the caller can act on.
+ */
+export function isServerFault(code: ErrorCode): boolean {
+  return ERROR_CODES[code].http >= 500;
+}
+
 /** The one error type of the project: a code from the closed set, a sentence for the client, optional details. */
 export class CrowNestError extends Error {
   readonly code: ErrorCode;

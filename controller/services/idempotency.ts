@@ -4,7 +4,7 @@
 // runs is idempotency_key_in_use. The database's unique key makes exactly one
 // concurrent caller run, also across controller replicas.
 import { createHash } from "node:crypto";
-import { CrowNestError, isErrorCode, toCrowNestError } from "../../common/errors.js";
+import { CrowNestError, isErrorCode, isServerFault, toCrowNestError } from "../../common/errors.js";
 import type { IdempotentOutcome } from "../db/types.js";
 import type { Deps } from "../deps.js";
 
@@ -47,13 +47,12 @@ export function isReplayedError(err: unknown): boolean {
 }
 
 /**
- * Final outcomes are stored and replayed: results and the caller's errors
- * (codes the registry does not count as server failures). Transient failures
- * release the key so a retry runs again: server-side failures, and
- * file_changed and rate_limited, whose remedy is precisely to retry.
+ * Final outcomes are stored and replayed: results and the caller's errors.
+ * Transient failures release the key so a retry runs again: server faults,
+ * and file_changed and rate_limited, whose remedy is precisely to retry.
  */
 function isFinal(err: CrowNestError): boolean {
-  return err.httpStatus < 500 && err.code !== "file_changed" && err.code !== "rate_limited";
+  return !isServerFault(err.code) && err.code !== "file_changed" && err.code !== "rate_limited";
 }
 
 export interface IdempotentRequest {

@@ -7,6 +7,7 @@ import {
   codeFromMessage,
   errorFromPeer,
   isErrorCode,
+  isServerFault,
   fromErrno,
   splitCodeMessage,
   toConnectError,
@@ -75,6 +76,16 @@ describe("error registry", () => {
 // Names a peer can send that exist on every object (inherited members of the
 // registry object): none of them is a code of the closed set.
 const INHERITED_NAMES = ["constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__"];
+
+describe("isServerFault", () => {
+  it("is true for exactly the codes answered with a 5xx status", () => {
+    for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) {
+      expect(isServerFault(code), code).toBe(ERROR_CODES[code].http >= 500);
+    }
+    expect(isServerFault("agent_unavailable")).toBe(true);
+    expect(isServerFault("file_not_found")).toBe(false);
+  });
+});
 
 describe("codes read from peers", () => {
   it.each(INHERITED_NAMES)("%s is not a code, as a bare code or as a message prefix", (name) => {
