@@ -1,7 +1,7 @@
 // The one place where anything thrown inside the agent becomes a Connect
 // error: a code from the closed set (common/errors.ts) leading the message.
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { CrowNestError, codeFromMessage, fromErrno, toConnectError } from "../common/errors.js";
+import { CrowNestError, codeFromMessage, fromErrno, splitCodeMessage, toConnectError } from "../common/errors.js";
 import type { AgentLog } from "./log.js";
 import { callPath } from "./context.js";
 
@@ -9,8 +9,8 @@ import { callPath } from "./context.js";
 export function agentError(err: unknown, path: string): CrowNestError {
   if (err instanceof CrowNestError) return err;
   if (err instanceof ConnectError) {
-    const code = codeFromMessage(err.rawMessage);
-    if (code) return new CrowNestError(code, err.rawMessage.slice(code.length + 2), {}, { cause: err });
+    const named = splitCodeMessage(err.rawMessage);
+    if (named) return new CrowNestError(named.code, named.message, {}, { cause: err });
   }
   // An aborted call: the agent is shutting down (a client that cancelled no longer listens).
   if ((err as Error | undefined)?.name === "AbortError") {

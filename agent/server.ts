@@ -11,6 +11,7 @@ import { WorkspaceService } from "../gen/crownest/agent/v1/workspace_pb.js";
 import { ProcessService } from "../gen/crownest/agent/v1/process_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { bearerAuth } from "./auth.js";
+import { urlHost } from "../common/hosts.js";
 import { clientFinished } from "./context.js";
 import { errorInterceptor } from "./errors.js";
 import { healthService } from "./health.js";
@@ -127,8 +128,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     url = `unix:${listen.socketPath}`;
   } else {
     const address = server.address() as AddressInfo;
-    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    url = `${options.tls ? "https" : "http"}://${host}:${address.port}`;
+    url = `${options.tls ? "https" : "http"}://${urlHost(address.address)}:${address.port}`;
   }
 
   let closing: Promise<void> | null = null;

@@ -41,6 +41,14 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === "string" && CODE_NAMES.has(value);
 }
 
+/**
+ * True for a failure on the server's side (the controller, the agent, a
+ * store), as the registry classes it; false for one the caller can act on.
+ */
+export function isServerFault(code: ErrorCode): boolean {
+  return ERROR_CODES[code].http >= 500;
+}
+
 /** The one error type of the project: a code from the closed set, a sentence for the client, optional details. */
 export class CrowNestError extends Error {
   readonly code: ErrorCode;
@@ -92,8 +100,8 @@ export function fromErrno(err: unknown, path: string): CrowNestError {
 export function toCrowNestError(err: unknown): CrowNestError {
   if (err instanceof CrowNestError) return err;
   if (err instanceof ConnectError) {
-    const code = codeFromMessage(err.rawMessage);
-    if (code) return new CrowNestError(code, err.rawMessage.slice(code.length + 2) || code, {}, { cause: err });
+    const named = splitCodeMessage(err.rawMessage);
+    if (named) return new CrowNestError(named.code, named.message || named.code, {}, { cause: err });
     return new CrowNestError("internal", "internal error", {}, { cause: err });
   }
   return new CrowNestError("internal", "internal error", {}, { cause: err });
@@ -102,12 +110,18 @@ export function toCrowNestError(err: unknown): CrowNestError {
 /**
  * Reads the code name a peer put at the start of an error message
  * ("path_outside_workspace: ..."): the one parser of code-name prefixes. Only
- * names of the closed set count; anything else is no code at all.
+ * names of the closed set count; anything else is no code at all. `message`
+ * is what follows the prefix (possibly empty).
  */
-export function codeFromMessage(message: unknown): ErrorCode | undefined {
+export function splitCodeMessage(message: unknown): { code: ErrorCode; message: string } | undefined {
   if (typeof message !== "string") return undefined;
   const m = /^([a-z_]{1,64}): /.exec(message);
-  return m && isErrorCode(m[1]) ? m[1] : undefined;
+  return m && isErrorCode(m[1]) ? { code: m[1], message: message.slice(m[0].length) } : undefined;
+}
+
+/** The code name leading a peer's error message, if it is one of the closed set (see splitCodeMessage). */
+export function codeFromMessage(message: unknown): ErrorCode | undefined {
+  return splitCodeMessage(message)?.code;
 }
 
 /**

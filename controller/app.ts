@@ -8,6 +8,7 @@ import { openBlobStore } from "./blob/factory.js";
 import type { BlobStore } from "./blob/types.js";
 import { systemClock, type Clock } from "./clock.js";
 import { ConfigError, type Config, type ListenAddress } from "./config.js";
+import { urlHost } from "../common/hosts.js";
 import { openMetadataStore } from "./db/factory.js";
 import type { MetadataStore } from "./db/types.js";
 import type { Deps } from "./deps.js";
@@ -39,8 +40,7 @@ export interface Controller {
 }
 
 function urlOf(address: AddressInfo): string {
-  const host = address.address.includes(":") ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `http://${urlHost(address.address)}:${address.port}`;
 }
 
 /** A listener that cannot bind is a configuration problem of its variable. */

@@ -20,6 +20,7 @@ import type {
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
+  IdempotentOutcome,
   SandboxRow,
 } from "./types.js";
 
@@ -310,8 +311,7 @@ export function idempotencyFromDb(r: Selectable<IdempotencyKeysTable>): Idempote
     key: r.key,
     requestHash: r.request_hash,
     state: r.state as IdempotencyRow["state"],
-    responseStatus: fromIntOrNull(r.response_status),
-    responseBody: fromJson<unknown>(r.response_body),
+    outcome: fromJson<IdempotentOutcome | null>(r.outcome),
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillis(r.expires_at),
   };

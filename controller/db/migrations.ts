@@ -188,11 +188,59 @@ const artifactEntries: Migration = {
   },
 };
 
+/**
+ * Idempotency keys store what their request ended with in transport-neutral
+ * form (`outcome`, JSON: {kind: "ok", result} or {kind: "error", code,
+ * message, details}) instead of an HTTP status and a REST body, so REST and
+ * gRPC each map a replay themselves. Finished keys written before are
+ * converted: a status of 400 or more held the REST error body
+ * {error: {code, message, details}}, any other status the result.
+ */
+const idempotencyOutcome: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.alterTable("idempotency_keys").addColumn("outcome", "text").execute();
+    const done = await db
+      .selectFrom("idempotency_keys")
+      .select(["account_id", "key", "response_status", "response_body"])
+      .where("state", "=", "done")
+      .execute();
+    for (const row of done) {
+      await db
+        .updateTable("idempotency_keys")
+        .set({ outcome: JSON.stringify(legacyOutcome(Number(row.response_status), row.response_body)) })
+        .where("account_id", "=", row.account_id)
+        .where("key", "=", row.key)
+        .execute();
+    }
+    // One column per statement: SQLite drops one at a time.
+    await db.schema.alterTable("idempotency_keys").dropColumn("response_status").execute();
+    await db.schema.alterTable("idempotency_keys").dropColumn("response_body").execute();
+  },
+};
+
+function legacyOutcome(status: number, bodyText: unknown): unknown {
+  let body: unknown = null;
+  try {
+    body = typeof bodyText === "string" ? JSON.parse(bodyText) : null;
+  } catch {
+    // Unreadable: replayed as internal below (errors) or as null (results).
+  }
+  if (!(status >= 400)) return { kind: "ok", result: body };
+  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  return {
+    kind: "error",
+    code: typeof error?.code === "string" ? error.code : "internal",
+    message: typeof error?.message === "string" ? error.message : "internal error",
+    details: error?.details !== null && typeof error?.details === "object" ? error.details : {},
+  };
+}
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_keys_and_limits": keysAndLimits,
   "0003_collect_globs": collectGlobs,
   "0004_artifact_entries": artifactEntries,
+  "0005_idempotency_outcome": idempotencyOutcome,
 };
 
 const provider: MigrationProvider = {

@@ -107,8 +107,8 @@ export interface IdempotencyKeysTable {
   key: string;
   request_hash: string;
   state: string;
-  response_status: number | null;
-  response_body: Json | null;
+  /** JSON IdempotentOutcome; null while in progress. */
+  outcome: Json | null;
   created_at: Millis;
   expires_at: Millis;
 }

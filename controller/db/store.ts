@@ -32,6 +32,7 @@ import {
 import type { CommandPatch } from "./mapper.js";
 import { GroupCommit } from "./group-commit.js";
 import { runMigrations } from "./migrations.js";
+import { visibleArtifactCondition } from "./visibility.js";
 import type { Database } from "./schema.js";
 import type {
   AccountRow,
@@ -41,6 +42,7 @@ import type {
   ArtifactRow,
   CommandRow,
   IdempotencyRow,
+  IdempotentOutcome,
   InFlightLimit,
   MetadataStore,
   SandboxRow,
@@ -705,8 +707,7 @@ export class KyselyMetadataStore implements MetadataStore {
         .selectFrom("artifacts")
         .selectAll()
         .where("sandbox_id", "=", sandboxId)
-        .where("state", "=", "ready")
-        .where("expires_at", ">", toMillis(now, "now"));
+        .where(visibleArtifactCondition(now));
       if (commandId !== undefined) q = q.where("command_id", "=", commandId);
       if (after !== undefined) {
         // Keyset: strictly after the cursor in (created_at desc, id desc) order.
@@ -872,8 +873,7 @@ export class KyselyMetadataStore implements MetadataStore {
       const fresh = {
         request_hash: row.requestHash,
         state: "in_progress",
-        response_status: null,
-        response_body: null,
+        outcome: null,
         created_at: createdAt,
         expires_at: toMillis(row.expiresAt, "expiresAt"),
       };
@@ -904,15 +904,11 @@ export class KyselyMetadataStore implements MetadataStore {
     });
   }
 
-  finishIdempotent(accountId: string, key: string, responseStatus: number, responseBody: unknown): Promise<void> {
+  finishIdempotent(accountId: string, key: string, outcome: IdempotentOutcome): Promise<void> {
     return this.run(async () => {
       await this.db
         .updateTable("idempotency_keys")
-        .set({
-          state: "done",
-          response_status: toWhole(responseStatus, "responseStatus"),
-          response_body: toJson(responseBody),
-        })
+        .set({ state: "done", outcome: toJson(outcome) })
         .where("account_id", "=", accountId)
         .where("key", "=", key)
         .execute();

@@ -177,14 +177,23 @@ export interface CommandRow {
 
 export type IdempotencyState = "in_progress" | "done";
 
+/**
+ * What an idempotent request ended with, in no transport's terms: its result
+ * (JSON), or the error of the closed set it failed with. REST and gRPC each
+ * map a replay of it as they map a first answer.
+ */
+export type IdempotentOutcome =
+  | { kind: "ok"; result: unknown }
+  | { kind: "error"; code: string; message: string; details: Record<string, unknown> };
+
 export interface IdempotencyRow {
   accountId: string;
   key: string;
   /** Hash of what identifies the request (route + body). */
   requestHash: string;
   state: IdempotencyState;
-  responseStatus: number | null;
-  responseBody: unknown;
+  /** What the request ended with; null until it is done. */
+  outcome: IdempotentOutcome | null;
   createdAt: Date;
   expiresAt: Date;
 }
@@ -329,7 +338,8 @@ export interface MetadataStore {
   beginIdempotent(
     row: Pick<IdempotencyRow, "accountId" | "key" | "requestHash" | "createdAt" | "expiresAt">,
   ): Promise<{ outcome: "started" } | { outcome: "existing"; row: IdempotencyRow }>;
-  finishIdempotent(accountId: string, key: string, responseStatus: number, responseBody: unknown): Promise<void>;
+  /** Records the outcome to replay; the key is done. */
+  finishIdempotent(accountId: string, key: string, outcome: IdempotentOutcome): Promise<void>;
   /** Forgets an in-progress key (the request failed in a way worth retrying). */
   releaseIdempotent(accountId: string, key: string): Promise<void>;
   deleteExpiredIdempotency(now: Date): Promise<number>;

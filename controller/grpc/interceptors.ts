@@ -6,7 +6,7 @@ import { Code, ConnectError, createContextKey, type HandlerContext, type Interce
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { CrowNestError, codeFromMessage } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
-import { newId } from "../ids.js";
+import { requestIdFrom } from "../ids.js";
 import type { Caller } from "../services/caller.js";
 import { authenticate } from "../auth/api-keys.js";
 import { toRpcError } from "./errors.js";
@@ -20,10 +20,6 @@ export function callerOf(ctx: HandlerContext): Caller {
   if (!caller) throw new CrowNestError("unauthenticated", "missing API key");
   return caller;
 }
-
-// A client-chosen id is kept when it is short and plain (it ends up in logs
-// and headers); anything else is replaced by our own.
-const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Wraps a response stream so `done` runs once with the error that ended it (or none). */
 async function* tapStream<T>(stream: AsyncIterable<T>, done: (err?: unknown) => unknown): AsyncGenerator<T> {
@@ -41,8 +37,7 @@ async function* tapStream<T>(stream: AsyncIterable<T>, done: (err?: unknown) => 
 /** Outermost: picks the request id, echoes it as x-request-id on answers and errors alike. */
 export function requestIdInterceptor(): Interceptor {
   return (next) => async (req) => {
-    const given = req.header.get("x-request-id");
-    const requestId = given && SAFE_REQUEST_ID.test(given) ? given : newId("req");
+    const requestId = requestIdFrom(req.header.get("x-request-id"));
     req.contextValues.set(requestIdKey, requestId);
     const tag = (err: unknown): ConnectError => {
       const e = toRpcError(err);

@@ -13,6 +13,7 @@ import {
   type HealthCheckRequest,
   type HealthCheckResponseSchema,
 } from "../../gen/grpc/health/v1/health_pb.js";
+import { urlHost } from "../../common/hosts.js";
 import type { ListenAddress } from "../config.js";
 import type { Deps } from "../deps.js";
 import { checkReady } from "../http/routes/health.js";
@@ -118,9 +119,8 @@ export async function startGrpcServer(addr: ListenAddress, routes: RoutesFn, opt
     });
   });
   const { address, port } = server.address() as AddressInfo;
-  const host = address.includes(":") ? `[${address}]` : address;
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${urlHost(address)}:${port}`,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // GOAWAY: running calls may finish, no new ones start.

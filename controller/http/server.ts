@@ -7,8 +7,9 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import type { Deps } from "../deps.js";
-import { newId } from "../ids.js";
+import { requestIdFrom } from "../ids.js";
 import { authenticateRequest } from "./context.js";
+import { errorBody } from "./errors.js";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.js";
 import * as admin from "./routes/admin.js";
 import * as artifacts from "./routes/artifacts.js";
@@ -19,10 +20,6 @@ import * as health from "./routes/health.js";
 import * as sandboxes from "./routes/sandboxes.js";
 import { retryAfterOf } from "../services/limits.js";
 
-
-// A client-chosen id is kept when it is short and plain (it ends up in logs
-// and headers); anything else is replaced by our own.
-const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface RouteModule {
   register(app: FastifyInstance, deps: Deps): void | Promise<void>;
@@ -100,10 +97,7 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
     // We log ourselves, one line per request, never the Authorization header.
     logger: false,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : newId("req");
-    },
+    genReqId: (req) => requestIdFrom(req.headers["x-request-id"]),
     // CROWNEST_MAX_REQUEST_BYTES: a larger JSON body is refused from its
     // Content-Length (or as soon as it streams past it), before auth and
     // before it is buffered. File uploads stream and are not subject to it.
@@ -173,12 +167,12 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
     void reply
       .code(e.httpStatus)
       .header("content-type", "application/json; charset=utf-8")
-      .send({ error: { code: e.code, message: e.message, details: e.details } });
+      .send(errorBody(e));
   });
 
   app.setNotFoundHandler((request, reply) => {
     const e = new CrowNestError("not_found", `no route for ${request.method} ${pathOf(request.url)}`);
-    void reply.code(e.httpStatus).send({ error: { code: e.code, message: e.message, details: e.details } });
+    void reply.code(e.httpStatus).send(errorBody(e));
   });
 
   // Before the routes: the OpenAPI generator records each route as it is added.

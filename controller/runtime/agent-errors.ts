@@ -6,7 +6,7 @@
 // (about the caller's key, signature, quota, idempotency, storage) are not
 // taken from it.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CrowNestError, codeFromMessage, errorFromPeer, type ErrorCode } from "../../common/errors.js";
+import { CrowNestError, errorFromPeer, splitCodeMessage, type ErrorCode } from "../../common/errors.js";
 
 /** Codes about the caller or the controller's own stores: an agent naming one is misbehaving. */
 const CONTROLLER_ONLY = new Set<string>([
@@ -33,9 +33,9 @@ export function fromAgentCode(code: unknown, message: unknown): CrowNestError {
   return CONTROLLER_ONLY.has(e.code) ? misbehaved() : e;
 }
 
-function named(code: ErrorCode, err: ConnectError): CrowNestError {
+function named({ code, message }: { code: ErrorCode; message: string }, err: ConnectError): CrowNestError {
   if (CONTROLLER_ONLY.has(code)) return misbehaved(err);
-  return new CrowNestError(code, err.rawMessage.slice(code.length + 2) || code, {}, { cause: err });
+  return new CrowNestError(code, message || code, {}, { cause: err });
 }
 
 const NETWORK_ERRNOS = new Set([
@@ -76,8 +76,8 @@ export function fromAgentError(err: unknown): CrowNestError {
       // Our token is the only one we send: a refusal means the agent is not the one we registered.
       return new CrowNestError("agent_unavailable", "the sandbox's agent refused the controller's token", {}, { cause: err });
     }
-    const code = codeFromMessage(err.rawMessage);
-    if (code) return named(code, err);
+    const prefixed = splitCodeMessage(err.rawMessage);
+    if (prefixed) return named(prefixed, err);
     if (UNREACHABLE.has(err.code) || isNetworkFailure(err)) {
       return new CrowNestError("agent_unavailable", "the sandbox's agent did not answer", {}, { cause: err });
     }

@@ -4,6 +4,7 @@
 import type { Readable } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
+import { isVisibleArtifact } from "../db/visibility.js";
 import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
 import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export-glob.js";
 import type { Deps } from "../deps.js";
@@ -105,7 +106,7 @@ export async function createArtifact(
   const { sandboxId, idempotencyKey, signal, ...body } = input;
   // The lexical rules first: a bad pattern costs no agent call and no idempotency record.
   if ("glob" in body) checkGlobSpec(body);
-  const run = async (): Promise<{ status: number; body: ArtifactView }> => {
+  const run = async (): Promise<ArtifactView> => {
     const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
     const common = {
       accountId: caller.accountId,
@@ -117,13 +118,13 @@ export async function createArtifact(
       ...(signal ? { signal } : {}),
     };
     const row = "glob" in body ? await exportGlob(deps, { ...common, glob: body.glob }, body) : await exportPath(deps, { ...common, path: body.path });
-    return { status: 201, body: artifactView(row) };
+    return artifactView(row);
   };
-  if (idempotencyKey === undefined) return { artifact: (await run()).body, replayed: false };
+  if (idempotencyKey === undefined) return { artifact: await run(), replayed: false };
   // Absent fields stay out of the hash, so a body that gains an optional field with its default is another request.
   const hash = requestHash(CREATE_ARTIFACT_OPERATION, sandboxId, body);
   const result = await withIdempotency(deps, { accountId: caller.accountId, key: idempotencyKey, requestHash: hash }, run);
-  return { artifact: result.body, replayed: result.replayed };
+  return { artifact: result.result, replayed: result.replayed };
 }
 
 /**
@@ -142,14 +143,10 @@ async function exportGlob(deps: Deps, input: GlobArchiveInput, spec: GlobSpec): 
 /** A ready, unexpired artifact of the caller's account, or not_found. No scope check (callers choose theirs). */
 export async function findVisibleArtifact(deps: Deps, accountId: string, id: string): Promise<ArtifactRow> {
   const row = typeof id === "string" && id.length > 0 && id.length <= 128 ? await deps.db.getArtifact(id) : undefined;
-  if (!row || row.accountId !== accountId || row.state !== "ready" || isExpired(row, deps.clock.now())) {
+  if (!row || row.accountId !== accountId || !isVisibleArtifact(row, deps.clock.now())) {
     throw new CrowNestError("not_found", "artifact not found", { id });
   }
   return row;
-}
-
-function isExpired(row: ArtifactRow, now: Date): boolean {
-  return row.expiresAt === null || row.expiresAt.getTime() <= now.getTime();
 }
 
 export async function getArtifact(deps: Deps, caller: Caller, id: string): Promise<ArtifactRow> {

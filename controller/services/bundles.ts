@@ -77,7 +77,8 @@ export interface BundleLayout {
   names: string[];
   segments: Segment[];
   size: number;
-  etag: string;
+  /** Changes whenever the bundle's bytes do (names, contents, times). */
+  version: string;
   lastModified: Date;
 }
 
@@ -98,7 +99,7 @@ export async function bundleLayout(deps: Deps, accountId: string, ids: string[])
   segments.push({ kind: "bytes", data: Buffer.alloc(2 * BLOCK) });
   const size = segments.reduce((n, s) => n + (s.kind === "bytes" ? s.data.length : s.size), 0);
   const lastModified = new Date(Math.max(...artifacts.map((a) => a.createdAt.getTime())));
-  return { artifacts, names, segments, size, etag: `"bundle-${hash.digest("hex")}"`, lastModified };
+  return { artifacts, names, segments, size, version: `bundle-${hash.digest("hex")}`, lastModified };
 }
 
 /** Bytes [start, end] (inclusive) of the bundle: header bytes from memory, artifact bytes by ranged blob reads. */

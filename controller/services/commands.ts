@@ -5,6 +5,7 @@ import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import { normalizeWorkspacePath } from "../../common/paths.js";
 import type { Deps } from "../deps.js";
 import { isGlobEntry, type ArtifactRow, type CollectEntry, type CollectError, type CollectStatus, type CommandRow, type CommandStatus, type SandboxRow } from "../db/types.js";
+import { isVisibleArtifact } from "../db/visibility.js";
 import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { artifactView, type ArtifactView } from "./artifacts.js";
@@ -62,10 +63,10 @@ export function commandView(row: CommandRow, artifacts: ArtifactRow[]): CommandV
 
 /** The command's artifacts as clients may see them: ready, unexpired, in the order they were made. */
 async function visibleArtifacts(deps: Deps, commandId: string): Promise<ArtifactRow[]> {
-  const now = deps.clock.now().getTime();
+  const now = deps.clock.now();
   const rows = await deps.db.listArtifactsByCommand(commandId);
   return rows
-    .filter((a) => a.state === "ready" && (a.expiresAt === null || a.expiresAt.getTime() > now))
+    .filter((a) => isVisibleArtifact(a, now))
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 

@@ -9,8 +9,8 @@
 // sleeping.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { CrowNestError } from "../../common/errors.js";
+import { urlHost } from "../../common/hosts.js";
 import type { Config } from "../config.js";
-import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 
 export function downloadSignature(secret: Buffer, artifactId: string, accountId: string, expires: number): string {
@@ -125,7 +125,7 @@ export function verifyLink(deps: Pick<Deps, "config" | "clock">, claims: Omit<Li
 export function publicBaseUrl(config: Config): string {
   if (config.publicUrl) return config.publicUrl;
   const { host, port } = config.httpAddr;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `http://${urlHost(host)}:${port}`;
 }
 
 export interface SignedDownload {
@@ -172,51 +172,4 @@ export function verifyDownload(
   if (deps.clock.now().getTime() >= expiresAt * 1000) {
     throw new CrowNestError("url_expired", "the download URL has expired; request a fresh one");
   }
-}
-
-// What a download answers with (HTTP semantics, kept apart from the route so they are tested directly).
-
-export type ByteRange = { start: number; end: number };
-
-/**
- * One `bytes=` range against a representation of `size` bytes: the inclusive
- * range, "unsatisfiable" (416), or undefined when the header is absent,
- * malformed or asks for several ranges (then the whole body is sent, as
- * RFC 9110 allows).
- */
-export function parseRange(header: string | undefined, size: number): ByteRange | "unsatisfiable" | undefined {
-  if (!header) return undefined;
-  const m = /^bytes=\s*(\d*)-(\d*)\s*$/i.exec(header);
-  if (!m) return undefined;
-  const [, first = "", last = ""] = m;
-  if (first === "" && last === "") return undefined;
-  if (first === "") {
-    const suffix = Number(last);
-    if (suffix === 0 || size === 0) return "unsatisfiable";
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(first);
-  if (last !== "" && Number(last) < start) return undefined;
-  if (start >= size) return "unsatisfiable";
-  return { start, end: last === "" ? size - 1 : Math.min(Number(last), size - 1) };
-}
-
-/** attachment (or inline) with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 8187); quotes, backslashes and controls never reach the header raw. */
-export function contentDisposition(name: string, disposition: Disposition = "attachment"): string {
-  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
-  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return `${disposition}; filename="${fallback}"; filename*=UTF-8''${encoded}`;
-}
-
-export function etagOf(row: Pick<ArtifactRow, "sha256">): string {
-  return `"${row.sha256}"`;
-}
-
-/** If-None-Match: "*" or a list of (possibly weak) tags; weak comparison, as RFC 9110 asks for it. */
-export function noneMatch(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  return header.split(",").some((tag) => {
-    const t = tag.trim();
-    return t === "*" || t.replace(/^W\//, "") === etag;
-  });
 }

@@ -106,8 +106,9 @@ export function entryContentType(path: string): string {
   return lookupMimeType(posix.basename(path)) || "application/octet-stream";
 }
 
-export function entryEtag(artifact: Pick<ArtifactRow, "sha256">, entry: Pick<ArchiveEntryRow, "dataOffset">): string {
-  return `"${artifact.sha256}-${entry.dataOffset}"`;
+/** Changes whenever the entry's bytes do: the archive's sha256 and where the entry sits in it. */
+export function entryVersion(artifact: Pick<ArtifactRow, "sha256">, entry: Pick<ArchiveEntryRow, "dataOffset">): string {
+  return `${artifact.sha256}-${entry.dataOffset}`;
 }
 
 /** Re-yields exactly bytes [skip, skip + length) of `source`, then stops reading it; fewer bytes is integrity_error. */

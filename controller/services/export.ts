@@ -18,7 +18,7 @@ import { newId } from "../ids.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { rateLimited } from "./limits.js";
 import { AgentStreamReader, integrity, watchForStalls } from "../runtime/agent-stream.js";
-import { agentOf } from "./sandboxes.js";
+import { agentOf, isSandboxRunning } from "./sandboxes.js";
 import { archiveContentType, archiveName, storedArchiveBytes } from "./export-archive.js";
 
 export interface ExportInput {
@@ -162,7 +162,7 @@ export async function instrumented(
 async function stillRunning(deps: Deps, sandboxId: string): Promise<boolean> {
   try {
     const row = await deps.db.getSandbox(sandboxId);
-    return row !== undefined && row.status === "running" && row.expiresAt.getTime() > deps.clock.now().getTime();
+    return row !== undefined && isSandboxRunning(row, deps.clock.now());
   } catch {
     return true; // unknown: keep the agent's answer
   }

@@ -26,25 +26,17 @@ export interface OpenedFile {
   body: Readable;
 }
 
-/** The lexical rule, for a value that came from a query string (may be missing or repeated). */
-export function workspacePathParam(raw: unknown): string {
-  if (typeof raw !== "string") {
-    throw new CrowNestError("invalid_request", "path: give exactly one ?path= parameter", { field: "path" });
-  }
-  return normalizeWorkspacePath(raw);
-}
-
 /** PUT: streams `body` into the workspace; the file appears atomically when the upload completed. */
 export async function writeWorkspaceFile(
   deps: Deps,
   caller: Caller,
   sandboxId: string,
-  rawPath: unknown,
+  requestedPath: string,
   body: AsyncIterable<Uint8Array>,
   signal?: AbortSignal,
 ): Promise<WrittenFile> {
   requireScopes(caller, "file:write");
-  const path = workspacePathParam(rawPath);
+  const path = normalizeWorkspacePath(requestedPath);
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
 
   let sent = 0;
@@ -92,11 +84,11 @@ export async function openWorkspaceFile(
   deps: Deps,
   caller: Caller,
   sandboxId: string,
-  rawPath: unknown,
+  requestedPath: string,
   signal?: AbortSignal,
 ): Promise<OpenedFile> {
   requireScopes(caller, "file:read");
-  const path = workspacePathParam(rawPath);
+  const path = normalizeWorkspacePath(requestedPath);
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
   const agent = agentOf(deps, sandbox);
 

@@ -4,7 +4,8 @@
 // runs is idempotency_key_in_use. The database's unique key makes exactly one
 // concurrent caller run, also across controller replicas.
 import { createHash } from "node:crypto";
-import { CrowNestError, isErrorCode, toCrowNestError } from "../../common/errors.js";
+import { CrowNestError, isErrorCode, isServerFault, toCrowNestError } from "../../common/errors.js";
+import type { IdempotentOutcome } from "../db/types.js";
 import type { Deps } from "../deps.js";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -46,12 +47,12 @@ export function isReplayedError(err: unknown): boolean {
 }
 
 /**
- * Final outcomes are stored and replayed: successes and client errors.
- * Transient failures release the key so a retry runs again: 5xx, and
- * file_changed and rate_limited, whose remedy is precisely to retry.
+ * Final outcomes are stored and replayed: results and the caller's errors.
+ * Transient failures release the key so a retry runs again: server faults,
+ * and file_changed and rate_limited, whose remedy is precisely to retry.
  */
 function isFinal(err: CrowNestError): boolean {
-  return err.httpStatus < 500 && err.code !== "file_changed" && err.code !== "rate_limited";
+  return !isServerFault(err.code) && err.code !== "file_changed" && err.code !== "rate_limited";
 }
 
 export interface IdempotentRequest {
@@ -61,16 +62,20 @@ export interface IdempotentRequest {
 }
 
 export interface IdempotentResult<T> {
-  status: number;
-  body: T;
+  result: T;
   replayed: boolean;
 }
 
-/** Runs `run` once per (account, key); see the file comment for the outcomes. */
+/**
+ * Runs `run` once per (account, key); see the file comment for the outcomes.
+ * A replayed result is returned with replayed: true; a replayed error is
+ * thrown again as the same CrowNestError, flagged for isReplayedError. Each
+ * transport maps both as it maps a first answer.
+ */
 export async function withIdempotency<T>(
   deps: Pick<Deps, "db" | "clock" | "log">,
   request: IdempotentRequest,
-  run: () => Promise<{ status: number; body: T }>,
+  run: () => Promise<T>,
 ): Promise<IdempotentResult<T>> {
   const { accountId, key } = request;
   const now = deps.clock.now();
@@ -86,20 +91,20 @@ export async function withIdempotency<T>(
     if (row.requestHash !== request.requestHash) {
       throw new CrowNestError("idempotency_key_reused", "this Idempotency-Key was used with a different request");
     }
-    if (row.state !== "done" || row.responseStatus === null) {
+    if (row.state !== "done" || row.outcome === null) {
       throw new CrowNestError("idempotency_key_in_use", "the first request with this Idempotency-Key is still running; retry later");
     }
-    if (row.responseStatus >= 400) throw replayError(row.responseBody);
-    return { status: row.responseStatus, body: row.responseBody as T, replayed: true };
+    if (row.outcome.kind === "error") throw replayError(row.outcome);
+    return { result: row.outcome.result as T, replayed: true };
   }
 
-  let outcome: { status: number; body: T };
+  let result: T;
   try {
-    outcome = await run();
+    result = await run();
   } catch (err) {
     const e = toCrowNestError(err);
     try {
-      if (isFinal(e)) await deps.db.finishIdempotent(accountId, key, e.httpStatus, errorEnvelope(e));
+      if (isFinal(e)) await deps.db.finishIdempotent(accountId, key, errorOutcome(e));
       else await deps.db.releaseIdempotent(accountId, key);
     } catch (storeErr) {
       deps.log.error({ err: toCrowNestError(storeErr).message }, "could not record the outcome of an idempotent request");
@@ -108,20 +113,19 @@ export async function withIdempotency<T>(
   }
   // If this fails the key stays in progress (and expires in 24 h): safer than
   // releasing it and letting a retry create a second resource.
-  await deps.db.finishIdempotent(accountId, key, outcome.status, outcome.body);
-  return { ...outcome, replayed: false };
+  await deps.db.finishIdempotent(accountId, key, { kind: "ok", result });
+  return { result, replayed: false };
 }
 
-function errorEnvelope(e: CrowNestError): { error: { code: string; message: string; details: Record<string, unknown> } } {
-  return { error: { code: e.code, message: e.message, details: e.details } };
+function errorOutcome(e: CrowNestError): IdempotentOutcome {
+  return { kind: "error", code: e.code, message: e.message, details: e.details };
 }
 
-function replayError(body: unknown): CrowNestError {
-  const stored = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
-  const storedCode = stored?.code;
-  const code = isErrorCode(storedCode) ? storedCode : "internal";
-  const message = typeof stored?.message === "string" ? stored.message : "internal error";
-  const details = stored?.details && typeof stored.details === "object" ? (stored.details as Record<string, unknown>) : {};
+/** The stored error again; a code outside the closed set (a damaged row) is internal. */
+function replayError(stored: Extract<IdempotentOutcome, { kind: "error" }>): CrowNestError {
+  const code = isErrorCode(stored.code) ? stored.code : "internal";
+  const message = typeof stored.message === "string" ? stored.message : "internal error";
+  const details = stored.details && typeof stored.details === "object" ? stored.details : {};
   const err = new CrowNestError(code, message, details);
   replayedErrors.add(err);
   return err;

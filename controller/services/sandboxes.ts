@@ -31,11 +31,16 @@ function isExpired(row: SandboxRow, now: Date): boolean {
   return row.expiresAt.getTime() <= now.getTime();
 }
 
+/** A running sandbox: recorded as running and not past its expiry at `now`, even before the reaper got to it. */
+export function isSandboxRunning(row: Pick<SandboxRow, "status" | "expiresAt">, now: Date): boolean {
+  return row.status === "running" && row.expiresAt.getTime() > now.getTime();
+}
+
 /** The public shape; an expired sandbox is "destroyed" even before the reaper got to it. */
 export function sandboxView(row: SandboxRow, now: Date = new Date()): SandboxView {
   return {
     id: row.id,
-    status: row.status === "running" && !isExpired(row, now) ? "running" : "destroyed",
+    status: isSandboxRunning(row, now) ? "running" : "destroyed",
     createdAt: row.createdAt.toISOString(),
     expiresAt: row.expiresAt.toISOString(),
   };
@@ -133,7 +138,7 @@ export async function getSandbox(deps: Deps, caller: Caller, id: string): Promis
 /** For file, command and artifact calls (they check their own scopes): the sandbox must be running now. */
 export async function requireRunningSandbox(deps: Deps, caller: Caller, id: string): Promise<SandboxRow> {
   const row = await findOwnSandbox(deps, caller, id);
-  if (row.status !== "running" || isExpired(row, deps.clock.now())) {
+  if (!isSandboxRunning(row, deps.clock.now())) {
     throw new CrowNestError("sandbox_not_running", `sandbox ${id} is not running`, { id });
   }
   return row;

@@ -7,7 +7,9 @@ import {
   codeFromMessage,
   errorFromPeer,
   isErrorCode,
+  isServerFault,
   fromErrno,
+  splitCodeMessage,
   toConnectError,
   toCrowNestError,
 } from "../../common/errors.js";
@@ -75,6 +77,16 @@ describe("error registry", () => {
 // registry object): none of them is a code of the closed set.
 const INHERITED_NAMES = ["constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__"];
 
+describe("isServerFault", () => {
+  it("is true for exactly the codes answered with a 5xx status", () => {
+    for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) {
+      expect(isServerFault(code), code).toBe(ERROR_CODES[code].http >= 500);
+    }
+    expect(isServerFault("agent_unavailable")).toBe(true);
+    expect(isServerFault("file_not_found")).toBe(false);
+  });
+});
+
 describe("codes read from peers", () => {
   it.each(INHERITED_NAMES)("%s is not a code, as a bare code or as a message prefix", (name) => {
     expect(isErrorCode(name)).toBe(false);
@@ -90,5 +102,15 @@ describe("codes read from peers", () => {
     expect(errorFromPeer("file_not_found", "").message).toBe("file_not_found");
     expect(errorFromPeer(7, "x").code).toBe("internal");
     expect(codeFromMessage(undefined)).toBeUndefined();
+  });
+
+  it("splits a code-name prefix from the rest of the message, and only a prefix of the closed set", () => {
+    expect(splitCodeMessage("file_not_found: no such file: /workspace/a")).toEqual({ code: "file_not_found", message: "no such file: /workspace/a" });
+    expect(splitCodeMessage("not_found: ")).toEqual({ code: "not_found", message: "" });
+    expect(splitCodeMessage("no_such_code: x")).toBeUndefined();
+    expect(splitCodeMessage("file_not_found:x")).toBeUndefined();
+    expect(splitCodeMessage(" file_not_found: x")).toBeUndefined();
+    // An empty rest falls back to the code name where the message becomes a CrowNestError.
+    expect(toCrowNestError(new ConnectError("not_found: ", Code.NotFound))).toMatchObject({ code: "not_found", message: "not_found" });
   });
 });

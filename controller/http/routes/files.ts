@@ -2,6 +2,7 @@
 // request stream itself (no parser, no body limit, never buffered); the
 // download is the agent's stream piped to the response.
 import type { FastifyInstance } from "fastify";
+import { CrowNestError } from "../../../common/errors.js";
 import type { Deps } from "../../deps.js";
 import { openWorkspaceFile, writeWorkspaceFile } from "../../services/files.js";
 import { callerOf } from "../context.js";
@@ -9,6 +10,14 @@ import { callerOf } from "../context.js";
 interface FileRoute {
   Params: { id: string };
   Querystring: { path?: unknown };
+}
+
+/** The one ?path= of the query string (the service applies the path rule to it); missing or repeated is invalid_request. */
+function pathParam(raw: unknown): string {
+  if (typeof raw !== "string") {
+    throw new CrowNestError("invalid_request", "path: give exactly one ?path= parameter", { field: "path" });
+  }
+  return raw;
 }
 
 const schema = {
@@ -27,19 +36,21 @@ export async function register(app: FastifyInstance, deps: Deps): Promise<void> 
     scope.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
 
     scope.put<FileRoute>("/v1/sandboxes/:id/files", { schema }, async (request, reply) => {
+      const path = pathParam(request.query.path);
       const gone = new AbortController();
       request.raw.once("close", () => {
         if (!request.raw.complete) gone.abort();
       });
       const body = (request.body ?? (async function* () {})()) as AsyncIterable<Uint8Array>;
-      const written = await writeWorkspaceFile(deps, callerOf(request), request.params.id, request.query.path, body, gone.signal);
+      const written = await writeWorkspaceFile(deps, callerOf(request), request.params.id, path, body, gone.signal);
       return reply.code(201).send(written);
     });
 
     scope.get<FileRoute>("/v1/sandboxes/:id/files", { schema }, async (request, reply) => {
+      const path = pathParam(request.query.path);
       const gone = new AbortController();
       reply.raw.once("close", () => gone.abort());
-      const file = await openWorkspaceFile(deps, callerOf(request), request.params.id, request.query.path, gone.signal);
+      const file = await openWorkspaceFile(deps, callerOf(request), request.params.id, path, gone.signal);
       return reply
         .header("content-type", "application/octet-stream")
         .header("content-length", String(file.sizeBytes))

@@ -854,8 +854,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
           key: "key-1",
           requestHash: `hash-${started[0]}`,
           state: "in_progress",
-          responseStatus: null,
-          responseBody: null,
+          outcome: null,
           createdAt: at(0),
           expiresAt: at(DAY),
         });
@@ -873,12 +872,17 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const { acct } = await seed();
       expect((await begin(store, acct.id, "k", "h1")).outcome).toBe("started");
       const body = { id: "art_1", sizeBytes: 5 * GiB, nested: { list: [1, "two", null] } };
-      await store.finishIdempotent(acct.id, "k", 201, body);
+      await store.finishIdempotent(acct.id, "k", { kind: "ok", result: body });
       const replay = await begin(store, acct.id, "k", "h1", 10);
       expect(replay).toEqual({
         outcome: "existing",
-        row: { accountId: acct.id, key: "k", requestHash: "h1", state: "done", responseStatus: 201, responseBody: body, createdAt: at(0), expiresAt: at(DAY) },
+        row: { accountId: acct.id, key: "k", requestHash: "h1", state: "done", outcome: { kind: "ok", result: body }, createdAt: at(0), expiresAt: at(DAY) },
       });
+      // An error outcome is kept as it was given.
+      expect((await begin(store, acct.id, "failed", "h1")).outcome).toBe("started");
+      const error = { kind: "error" as const, code: "file_not_found", message: "no such file: /workspace/x", details: { path: "/workspace/x" } };
+      await store.finishIdempotent(acct.id, "failed", error);
+      expect(await begin(store, acct.id, "failed", "h1", 10)).toMatchObject({ outcome: "existing", row: { state: "done", outcome: error } });
       // A finished key keeps replaying, even if someone tries to release it.
       await store.releaseIdempotent(acct.id, "k");
       expect((await begin(store, acct.id, "k", "h1", 20)).outcome).toBe("existing");
@@ -891,7 +895,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("an expired key is replaced by the next request; an unexpired one is not", async () => {
       const { acct } = await seed();
       expect((await begin(store, acct.id, "k", "old")).outcome).toBe("started");
-      await store.finishIdempotent(acct.id, "k", 201, { id: "art_old" });
+      await store.finishIdempotent(acct.id, "k", { kind: "ok", result: { id: "art_old" } });
       const justBefore = await begin(store, acct.id, "k", "new", DAY - 1);
       expect(justBefore.outcome).toBe("existing");
       const replaced = await Promise.all([begin(store, acct.id, "k", "new", DAY), begin(openStore(), acct.id, "k", "new2", DAY)]);
@@ -900,7 +904,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(now.outcome).toBe("existing");
       if (now.outcome === "existing") {
         expect(["new", "new2"]).toContain(now.row.requestHash);
-        expect(now.row).toMatchObject({ state: "in_progress", responseStatus: null, responseBody: null, createdAt: at(DAY), expiresAt: at(2 * DAY) });
+        expect(now.row).toMatchObject({ state: "in_progress", outcome: null, createdAt: at(DAY), expiresAt: at(2 * DAY) });
       }
     });
 
@@ -923,7 +927,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
         store.beginIdempotent({ accountId: acct.id, key, requestHash: "h", createdAt: at(createdMs), expiresAt: at(createdMs + DAY) });
       await begin("old-running", 0);
       await begin("old-done", 0);
-      await store.finishIdempotent(acct.id, "old-done", 201, { id: "art_1" });
+      await store.finishIdempotent(acct.id, "old-done", { kind: "ok", result: { id: "art_1" } });
       await begin("new-running", 100);
       expect(await store.releaseAbandonedIdempotency(at(100))).toBe(1);
       expect(await store.releaseAbandonedIdempotency(at(100))).toBe(0);

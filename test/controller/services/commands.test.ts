@@ -3,7 +3,6 @@
 // reconciler's decisions for commands a dead controller left (a manual clock
 // makes heartbeats stale without sleeping).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CrowNestError } from "../../../common/errors.js";
 import { ManualClock } from "../../../controller/clock.js";
 import { SCOPES, type ArtifactRow, type CommandRow, type Scope } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
@@ -17,16 +16,6 @@ const STALE_MS = 5_000;
 
 function callerOf(accountId: string, scopes: readonly Scope[] = SCOPES): Caller {
   return { accountId, keyId: "key_test", scopes: new Set(scopes), requestId: "req_test" };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(CrowNestError);
-    return (err as CrowNestError).code;
-  }
-  throw new Error("resolved");
 }
 
 describe.each(["sqlite", "postgres"] as const)("command service on %s", (store) => {
@@ -138,13 +127,13 @@ describe.each(["sqlite", "postgres"] as const)("command service on %s", (store) 
 
   it("checks scopes first and hides other accounts' and other sandboxes' commands", async () => {
     const view = await runCommand(ctl.deps, admin, sandboxId, { command: "true" });
-    expect(await codeOf(runCommand(ctl.deps, callerOf("acct_default", ["command:run"]), sandboxId, { command: "true", collect: [{ path: "a" }] }))).toBe(
-      "permission_denied",
-    );
-    expect(await codeOf(getCommand(ctl.deps, callerOf("acct_default", ["command:run"]), undefined, view.id))).toBe("permission_denied");
-    expect(await codeOf(getCommand(ctl.deps, callerOf("acct_other"), undefined, view.id))).toBe("not_found");
-    expect(await codeOf(getCommand(ctl.deps, admin, "sbx_other", view.id))).toBe("not_found");
-    expect(await codeOf(startCommand(ctl.deps, admin, sandboxId, { command: "true", collect: [] }))).toBe("unsupported_field");
+    await expect(
+      runCommand(ctl.deps, callerOf("acct_default", ["command:run"]), sandboxId, { command: "true", collect: [{ path: "a" }] }),
+    ).rejects.toMatchObject({ code: "permission_denied" });
+    await expect(getCommand(ctl.deps, callerOf("acct_default", ["command:run"]), undefined, view.id)).rejects.toMatchObject({ code: "permission_denied" });
+    await expect(getCommand(ctl.deps, callerOf("acct_other"), undefined, view.id)).rejects.toMatchObject({ code: "not_found" });
+    await expect(getCommand(ctl.deps, admin, "sbx_other", view.id)).rejects.toMatchObject({ code: "not_found" });
+    await expect(startCommand(ctl.deps, admin, sandboxId, { command: "true", collect: [] })).rejects.toMatchObject({ code: "unsupported_field" });
   });
 
   describe("reconciler", () => {

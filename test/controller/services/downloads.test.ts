@@ -3,10 +3,7 @@ import { CrowNestError } from "../../../common/errors.js";
 import { ManualClock } from "../../../controller/clock.js";
 import { loadConfig, type Config } from "../../../controller/config.js";
 import {
-  contentDisposition,
   downloadSignature,
-  noneMatch,
-  parseRange,
   publicBaseUrl,
   signDownloadUrl,
   verifyDownload,
@@ -154,54 +151,5 @@ describe("signing secret rotation (CROWNEST_SIGNING_SECRET_PREVIOUS)", () => {
     expect(codeOf(() => verifyDownload(deps, { ...old, artifactId: "art_2" }))).toBe("signature_invalid");
     expect(codeOf(() => verifyDownload(deps, { ...old, accountId: "acct_2" }))).toBe("signature_invalid");
     expect(codeOf(() => verifyDownload(deps, { ...old, expires: String(Number(old.expires) + 60) }))).toBe("signature_invalid");
-  });
-});
-
-describe("download HTTP semantics", () => {
-  const ranges: Array<[string | undefined, number, ReturnType<typeof parseRange>]> = [
-    [undefined, 10, undefined],
-    ["bytes=0-3", 10, { start: 0, end: 3 }],
-    ["bytes=2-", 10, { start: 2, end: 9 }],
-    ["bytes=-4", 10, { start: 6, end: 9 }],
-    ["bytes=-40", 10, { start: 0, end: 9 }],
-    ["bytes=5-400", 10, { start: 5, end: 9 }],
-    ["bytes=9-9", 10, { start: 9, end: 9 }],
-    ["bytes=10-", 10, "unsatisfiable"],
-    ["bytes=10-20", 10, "unsatisfiable"],
-    ["bytes=-0", 10, "unsatisfiable"],
-    ["bytes=0-0", 0, "unsatisfiable"],
-    ["bytes=-1", 0, "unsatisfiable"],
-    ["bytes=99999999999999999999999-", 10, "unsatisfiable"],
-    ["bytes=5-2", 10, undefined],
-    ["bytes=0-1,4-5", 10, undefined],
-    ["bytes=-", 10, undefined],
-    ["items=0-1", 10, undefined],
-    ["bytes=a-b", 10, undefined],
-  ];
-  it.each(ranges)("Range %j on %i bytes → %j", (header, size, expected) => {
-    expect(parseRange(header, size)).toEqual(expected);
-  });
-
-  it("Content-Disposition keeps quotes, CR/LF and backslashes out of the quoted name and carries the exact UTF-8 name", () => {
-    const name = 'r\u00e9sum\u00e9 "final";\\ (1)*\'.txt';
-    const header = contentDisposition(name);
-    expect(header).toBe(
-      `attachment; filename="r_sum_ _final_;_ (1)*'.txt"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22%3B%5C%20%281%29%2A%27.txt`,
-    );
-    expect(header).not.toMatch(/[\r\n]/);
-    const encoded = /filename\*=UTF-8''(.*)$/.exec(header)![1]!;
-    expect(decodeURIComponent(encoded)).toBe(name);
-    expect(contentDisposition("evil\r\nSet-Cookie: a=b")).not.toMatch(/[\r\n]/);
-    expect(contentDisposition("100%.txt")).toContain('filename="100_.txt"');
-  });
-
-  it("If-None-Match matches the strong tag, its weak form, a list, and *", () => {
-    const etag = '"abc"';
-    expect(noneMatch(undefined, etag)).toBe(false);
-    expect(noneMatch('"abc"', etag)).toBe(true);
-    expect(noneMatch('W/"abc"', etag)).toBe(true);
-    expect(noneMatch('"x", "abc"', etag)).toBe(true);
-    expect(noneMatch("*", etag)).toBe(true);
-    expect(noneMatch('"abd"', etag)).toBe(false);
   });
 });

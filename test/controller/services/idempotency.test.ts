@@ -29,15 +29,6 @@ function codeOf(fn: () => unknown): string | undefined {
   }
 }
 
-async function rejection(p: Promise<unknown>): Promise<CrowNestError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CrowNestError) return err;
-    throw err;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("the Idempotency-Key header and the request hash", () => {
   it.each([
@@ -118,22 +109,19 @@ describe.each(stores)("withIdempotency on %s", (_dialect, open) => {
     const first = withIdempotency(deps(), req, async () => {
       runs++;
       await held;
-      return { status: 201, body: { id: "art_1" } };
+      return { id: "art_1" };
     });
     // While the first runs, every duplicate is told the key is in use.
     const duplicates = await Promise.allSettled(
-      Array.from({ length: 11 }, () => withIdempotency(deps(), req, async () => ({ status: 201, body: { id: `art_${++runs}` } }))),
+      Array.from({ length: 11 }, () => withIdempotency(deps(), req, async () => ({ id: `art_${++runs}` }))),
     );
-    for (const d of duplicates) {
-      expect(d.status).toBe("rejected");
-      expect(((d as PromiseRejectedResult).reason as CrowNestError).code).toBe("idempotency_key_in_use");
-    }
+    for (const d of duplicates) expect(d).toMatchObject({ status: "rejected", reason: { code: "idempotency_key_in_use" } });
     release();
-    expect(await first).toEqual({ status: 201, body: { id: "art_1" }, replayed: false });
+    expect(await first).toEqual({ result: { id: "art_1" }, replayed: false });
     const replays = await Promise.all(
-      Array.from({ length: 12 }, () => withIdempotency(deps(), req, async () => ({ status: 201, body: { id: "never" } }))),
+      Array.from({ length: 12 }, () => withIdempotency(deps(), req, async () => ({ id: "never" }))),
     );
-    for (const r of replays) expect(r).toEqual({ status: 201, body: { id: "art_1" }, replayed: true });
+    for (const r of replays) expect(r).toEqual({ result: { id: "art_1" }, replayed: true });
     expect(runs).toBe(1);
   });
 
@@ -146,23 +134,21 @@ describe.each(stores)("withIdempotency on %s", (_dialect, open) => {
     const first = withIdempotency(deps(), req, async () => {
       running();
       await held;
-      return { status: 201, body: 1 };
+      return 1;
     });
     // Only once the first request holds the key (its insert won), or the second could win the race.
     await isRunning;
-    const e1 = await rejection(withIdempotency(deps(), { ...req, requestHash: "h2" }, async () => ({ status: 201, body: 2 })));
-    expect(e1.code).toBe("idempotency_key_reused");
+    await expect(withIdempotency(deps(), { ...req, requestHash: "h2" }, async () => 2)).rejects.toMatchObject({ code: "idempotency_key_reused" });
     release();
     await first;
-    const e2 = await rejection(withIdempotency(deps(), { ...req, requestHash: "h2" }, async () => ({ status: 201, body: 2 })));
-    expect(e2.code).toBe("idempotency_key_reused");
+    await expect(withIdempotency(deps(), { ...req, requestHash: "h2" }, async () => 2)).rejects.toMatchObject({ code: "idempotency_key_reused" });
   });
 
   it("keeps keys per account", async () => {
     const req = fresh();
-    await withIdempotency(deps(), req, async () => ({ status: 201, body: "a" }));
-    const other = await withIdempotency(deps(), { ...req, accountId: "acct_other", requestHash: "h9" }, async () => ({ status: 201, body: "b" }));
-    expect(other).toEqual({ status: 201, body: "b", replayed: false });
+    await withIdempotency(deps(), req, async () => "a");
+    const other = await withIdempotency(deps(), { ...req, accountId: "acct_other", requestHash: "h9" }, async () => "b");
+    expect(other).toEqual({ result: "b", replayed: false });
   });
 
   it("stores a client error and replays it, marked as a replay", async () => {
@@ -172,45 +158,48 @@ describe.each(stores)("withIdempotency on %s", (_dialect, open) => {
       runs++;
       throw new CrowNestError("file_not_found", "no such file: /workspace/x", { path: "/workspace/x" });
     };
-    const e1 = await rejection(withIdempotency(deps(), req, fail));
-    expect(e1.code).toBe("file_not_found");
-    expect(isReplayedError(e1)).toBe(false);
-    const e2 = await rejection(withIdempotency(deps(), req, fail));
-    expect(e2.code).toBe("file_not_found");
-    expect(e2.message).toBe("no such file: /workspace/x");
-    expect(e2.details).toEqual({ path: "/workspace/x" });
-    expect(isReplayedError(e2)).toBe(true);
+    const first = withIdempotency(deps(), req, fail);
+    await expect(first).rejects.toMatchObject({ code: "file_not_found" });
+    await expect(first).rejects.not.toSatisfy(isReplayedError);
+    const replay = withIdempotency(deps(), req, fail);
+    await expect(replay).rejects.toBeInstanceOf(CrowNestError);
+    await expect(replay).rejects.toMatchObject({ code: "file_not_found", message: "no such file: /workspace/x", details: { path: "/workspace/x" } });
+    await expect(replay).rejects.toSatisfy(isReplayedError);
     expect(runs).toBe(1);
   });
 
-  it.each(["agent_unavailable", "storage_unavailable", "internal", "file_changed"] as const)(
+  it.each(["agent_unavailable", "storage_unavailable", "internal", "file_changed", "rate_limited"] as const)(
     "releases the key after %s so a retry runs again",
     async (code) => {
       const req = fresh();
-      const e = await rejection(
+      await expect(
         withIdempotency(deps(), req, async () => {
           throw new CrowNestError(code, "transient");
         }),
-      );
-      expect(e.code).toBe(code);
-      expect(await withIdempotency(deps(), req, async () => ({ status: 201, body: "second try" }))).toEqual({
-        status: 201,
-        body: "second try",
-        replayed: false,
-      });
+      ).rejects.toMatchObject({ code });
+      expect(await withIdempotency(deps(), req, async () => "second try")).toEqual({ result: "second try", replayed: false });
     },
   );
 
+  it("stores a result that is not an object as it was and replays it", async () => {
+    const req = fresh();
+    expect(await withIdempotency(deps(), req, async () => [1, "two", null])).toEqual({ result: [1, "two", null], replayed: false });
+    expect(await withIdempotency(deps(), req, async () => "never")).toEqual({ result: [1, "two", null], replayed: true });
+  });
+
+  it("replays a stored error whose code is outside the closed set as internal", async () => {
+    const req = fresh();
+    expect((await db.beginIdempotent({ ...req, createdAt: clock.now(), expiresAt: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS) })).outcome).toBe("started");
+    await db.finishIdempotent(req.accountId, req.key, { kind: "error", code: "constructor", message: "m", details: {} });
+    await expect(withIdempotency(deps(), req, async () => "never")).rejects.toMatchObject({ code: "internal", message: "m" });
+  });
+
   it("forgets a key after 24 hours", async () => {
     const req = fresh();
-    await withIdempotency(deps(), req, async () => ({ status: 201, body: "day one" }));
+    await withIdempotency(deps(), req, async () => "day one");
     clock.advance(IDEMPOTENCY_TTL_MS - 1);
-    expect((await withIdempotency(deps(), req, async () => ({ status: 201, body: "x" }))).replayed).toBe(true);
+    expect((await withIdempotency(deps(), req, async () => "x")).replayed).toBe(true);
     clock.advance(1);
-    expect(await withIdempotency(deps(), { ...req, requestHash: "another body now" }, async () => ({ status: 201, body: "day two" }))).toEqual({
-      status: 201,
-      body: "day two",
-      replayed: false,
-    });
+    expect(await withIdempotency(deps(), { ...req, requestHash: "another body now" }, async () => "day two")).toEqual({ result: "day two", replayed: false });
   });
 });

@@ -193,7 +193,7 @@ describe.each(["sqlite", "postgres"] as const)("retention on %s", (kind) => {
     };
     expect((await begin("crashed")).outcome).toBe("started");
     expect((await begin("finished")).outcome).toBe("started");
-    await w.db.finishIdempotent(ACCOUNT, "finished", 201, { id: "art_x" });
+    await w.db.finishIdempotent(ACCOUNT, "finished", { kind: "ok", result: { id: "art_x" } });
     w.clock.advance(w.deps.config.pendingMaxAgeMs + 1);
     expect((await begin("young")).outcome).toBe("started");
     expect(await runReconcileOnce(w.deps)).toEqual({ pending: 0, idempotencyKeys: 0, abandonedKeys: 1 });
