@@ -13,9 +13,6 @@ import { urlHost } from "../../common/hosts.js";
 import type { Config } from "../config.js";
 import type { Deps } from "../deps.js";
 
-export function downloadSignature(secret: Buffer, artifactId: string, accountId: string, expires: number): string {
-  return createHmac("sha256", secret).update(`${artifactId}\n${accountId}\n${expires}`).digest("base64url");
-}
 
 export type AuthMode = "api_key" | "url";
 export type Disposition = "attachment" | "inline";
@@ -111,9 +108,17 @@ export function verifyLink(deps: Pick<Deps, "config" | "clock">, claims: Omit<Li
     throw new CrowNestError("signature_invalid", "the download URL's signature is missing or malformed");
   }
   const expiresAt = Number(expires);
-  const expected = Buffer.from(linkSignature(deps.config.signingSecret, { ...claims, expires: expiresAt }), "ascii");
+  // Compared as text: base64url's last character carries spare bits, so
+  // decoding would accept several spellings of one signature.
+  // The current secret, then each previous one (CROWNEST_SIGNING_SECRET_PREVIOUS):
+  // every candidate is compared, so timing does not tell which secret signed it.
   const given = Buffer.from(sig, "ascii");
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+  let matched = false;
+  for (const secret of [deps.config.signingSecret, ...deps.config.previousSigningSecrets]) {
+    const expected = Buffer.from(linkSignature(secret, { ...claims, expires: expiresAt }), "ascii");
+    if (given.length === expected.length && timingSafeEqual(given, expected)) matched = true;
+  }
+  if (!matched) {
     throw new CrowNestError("signature_invalid", "the download URL's signature does not match");
   }
   if (deps.clock.now().getTime() >= expiresAt * 1000) {
@@ -133,43 +138,3 @@ export interface SignedDownload {
   expiresAt: Date;
 }
 
-/** A URL valid for config.downloadUrlTtlSeconds from now, bound to the artifact and its account. */
-export function signDownloadUrl(deps: Pick<Deps, "config" | "clock">, artifactId: string, accountId: string): SignedDownload {
-  const expires = Math.floor(deps.clock.now().getTime() / 1000) + deps.config.downloadUrlTtlSeconds;
-  const sig = downloadSignature(deps.config.signingSecret, artifactId, accountId, expires);
-  const url = `${publicBaseUrl(deps.config)}/v1/downloads/${encodeURIComponent(artifactId)}?expires=${expires}&sig=${sig}`;
-  return { url, expiresAt: new Date(expires * 1000) };
-}
-
-/**
- * Checks a presented URL for the account whose API key came with it: the
- * signature first (signature_invalid: tampered, malformed, or another
- * account's key), then the expiry (url_expired). A key of another account
- * cannot tell an expired URL from a forged one.
- */
-export function verifyDownload(
-  deps: Pick<Deps, "config" | "clock">,
-  presented: { artifactId: string; accountId: string; expires: unknown; sig: unknown },
-): void {
-  const { expires, sig } = presented;
-  if (typeof expires !== "string" || !/^[1-9]\d{0,11}$/.test(expires) || typeof sig !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(sig)) {
-    throw new CrowNestError("signature_invalid", "the download URL's signature is missing or malformed");
-  }
-  const expiresAt = Number(expires);
-  // Compared as text: base64url's last character carries spare bits, so
-  // decoding would accept several spellings of one signature.
-  // The current secret, then each previous one (rotation): every candidate
-  // is compared, so timing does not tell which secret signed the URL.
-  const given = Buffer.from(sig, "ascii");
-  let matched = false;
-  for (const secret of [deps.config.signingSecret, ...deps.config.previousSigningSecrets]) {
-    const expected = Buffer.from(downloadSignature(secret, presented.artifactId, presented.accountId, expiresAt), "ascii");
-    if (given.length === expected.length && timingSafeEqual(given, expected)) matched = true;
-  }
-  if (!matched) {
-    throw new CrowNestError("signature_invalid", "the download URL's signature does not match");
-  }
-  if (deps.clock.now().getTime() >= expiresAt * 1000) {
-    throw new CrowNestError("url_expired", "the download URL has expired; request a fresh one");
-  }
-}

@@ -2,12 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { CrowNestError } from "../../../common/errors.js";
 import { ManualClock } from "../../../controller/clock.js";
 import { loadConfig, type Config } from "../../../controller/config.js";
-import {
-  downloadSignature,
-  publicBaseUrl,
-  signDownloadUrl,
-  verifyDownload,
-} from "../../../controller/services/downloads.js";
+import { linkSignature, publicBaseUrl, signLink, verifyLink, type LinkClaims } from "../../../controller/services/downloads.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +27,19 @@ function codeOf(fn: () => unknown): string | undefined {
     return err instanceof CrowNestError ? err.code : `not a CrowNestError: ${String(err)}`;
   }
 }
+
+type Deps = Parameters<typeof signLink>[0];
+
+/** The plain link (a whole artifact, with a key, as an attachment): what the download-url route signs by default. */
+function plain(artifactId: string, accountId: string): Omit<LinkClaims, "expires"> {
+  return { target: { kind: "artifact", artifactId }, accountId, authMode: "api_key", disposition: "attachment" };
+}
+const signDownloadUrl = (deps: Deps, artifactId: string, accountId: string) => signLink(deps, plain(artifactId, accountId));
+const downloadSignature = (secret: Buffer, artifactId: string, accountId: string, expires: number) =>
+  linkSignature(secret, { ...plain(artifactId, accountId), expires });
+/** What the download route checks: the claims the request names, and the URL's expiry and signature. */
+const verifyDownload = (deps: Deps, p: ReturnType<typeof presented>) =>
+  verifyLink(deps, plain(p.artifactId, p.accountId), { expires: p.expires, sig: p.sig });
 
 function presented(url: string, accountId: string) {
   const u = new URL(url);
@@ -151,5 +159,23 @@ describe("signing secret rotation (CROWNEST_SIGNING_SECRET_PREVIOUS)", () => {
     expect(codeOf(() => verifyDownload(deps, { ...old, artifactId: "art_2" }))).toBe("signature_invalid");
     expect(codeOf(() => verifyDownload(deps, { ...old, accountId: "acct_2" }))).toBe("signature_invalid");
     expect(codeOf(() => verifyDownload(deps, { ...old, expires: String(Number(old.expires) + 60) }))).toBe("signature_invalid");
+  });
+});
+
+describe("rotation covers every kind of link", () => {
+  it("an entry link in url mode signed with a previous secret verifies until it expires", () => {
+    const start = new Date("2030-01-01T00:00:00Z");
+    const clock = new ManualClock(start);
+    const claims: Omit<LinkClaims, "expires"> = { target: { kind: "artifact", artifactId: "art_9", entry: "a/b.txt" }, accountId: "acct_1", authMode: "url", disposition: "inline" };
+    const old = new URL(signLink({ config: config({ CROWNEST_SIGNING_SECRET: "the-old-signing-secret" }), clock }, claims).url);
+    const presentedLink = { expires: old.searchParams.get("expires"), sig: old.searchParams.get("sig") };
+    const rotated = { config: config({ CROWNEST_SIGNING_SECRET: "the-new-signing-secret", CROWNEST_SIGNING_SECRET_PREVIOUS: "the-old-signing-secret" }), clock };
+    expect(codeOf(() => verifyLink(rotated, claims, presentedLink))).toBeUndefined();
+    // Another entry under the same signature is a forgery, whichever secret is tried.
+    expect(codeOf(() => verifyLink(rotated, { ...claims, target: { kind: "artifact", artifactId: "art_9", entry: "secret.txt" } }, presentedLink))).toBe("signature_invalid");
+    const dropped = { config: config({ CROWNEST_SIGNING_SECRET: "the-new-signing-secret" }), clock };
+    expect(codeOf(() => verifyLink(dropped, claims, presentedLink))).toBe("signature_invalid");
+    clock.advance(300_000);
+    expect(codeOf(() => verifyLink(rotated, claims, presentedLink))).toBe("url_expired");
   });
 });
