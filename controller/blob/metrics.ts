@@ -76,6 +76,9 @@ export class MeteredBlobStore implements BlobStore {
     // Counted where the stream hands its chunks on (push), not through one more stream hop: a
     // Transform here cost a served GiB a second pipe of every chunk; a "data" listener would
     // start the stream flowing before its consumer is attached.
+    // What arrived before the stream reached us (a small S3 body comes in the packet with the
+    // headers) is already buffered and will not pass through push again.
+    if (!stream.readableObjectMode && stream.readableLength > 0) bytes.inc(labels, stream.readableLength);
     const push = stream.push.bind(stream);
     stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
       if (chunk !== null && chunk !== undefined) bytes.inc(labels, (chunk as Buffer).byteLength ?? 0);
