@@ -3,7 +3,10 @@
 // controller restart): PostgreSQL restarted under traffic (a cluster of the
 // test's own, never the machine's server), and the file store on a full
 // filesystem (a small tmpfs the test mounts). The S3 server stopped mid-export
-// and a stalling agent are in export-failures.test.ts.
+// and a stalling fake agent are in export-failures.test.ts, a frozen real
+// sandbox in agent-stall.test.ts, a controller killed mid-collection in
+// collect-globs-crash.test.ts, the orphan sweeper with two replicas in
+// orphans-replicas.test.ts.
 import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
