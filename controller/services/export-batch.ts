@@ -10,7 +10,11 @@ import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { fromAgentCode, fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
-import { accountLimits, checkExportInput, exportPath, instrumented, runExport, storeExport, watchForStalls, type ExportInput } from "./export.js";
+import { watchForStalls } from "../runtime/agent-stream.js";
+import { exportPath, runExport } from "./export.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
+import { instrumented } from "./export-metrics.js";
+import { storeExport } from "./export-store.js";
 
 /** Paths per ReadFiles call, and calls open at once: per-call costs amortized, the agent's reads still overlapped. */
 export const BATCH_PATHS = 128;

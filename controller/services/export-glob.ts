@@ -17,7 +17,10 @@ import type { Deps } from "../deps.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { fromAgentCode } from "../runtime/agent-errors.js";
 import { archiveName } from "./export-archive.js";
-import { accountLimits, checkExportInput, instrumented, storeExport, watchForStalls, type ExportInput } from "./export.js";
+import { watchForStalls } from "../runtime/agent-stream.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
+import { instrumented } from "./export-metrics.js";
+import { storeExport } from "./export-store.js";
 import { agentOf } from "./sandboxes.js";
 
 /** What to match: the pattern, what to leave out, and whether hidden names count. */

@@ -18,7 +18,8 @@ import type { Deps } from "../../../controller/deps.js";
 import { Metrics } from "../../../controller/metrics.js";
 import { ExternalRuntime } from "../../../controller/runtime/external.js";
 import { BATCH_PATHS, exportFiles } from "../../../controller/services/export-batch.js";
-import { exportPath, type ExportInput } from "../../../controller/services/export.js";
+import { exportPath } from "../../../controller/services/export.js";
+import type { ExportInput } from "../../../controller/services/export-input.js";
 import { startAgent, type StartedAgent } from "../../helpers/agent.js";
 import { filesUnder, sha256Of, sha256OfFile, writeRandomFile, writeWorkspaceFile } from "../../helpers/artifacts.js";
 

@@ -15,14 +15,10 @@ import type { AccountRow, SandboxRow } from "../../../controller/db/types.js";
 import type { Deps } from "../../../controller/deps.js";
 import { Metrics } from "../../../controller/metrics.js";
 import { ExternalRuntime } from "../../../controller/runtime/external.js";
-import {
-  contentTypeFor,
-  defaultArtifactName,
-  exportPath,
-  limitsFor,
-  validateArtifactName,
-  watchForStalls,
-} from "../../../controller/services/export.js";
+import { watchForStalls } from "../../../controller/runtime/agent-stream.js";
+import { exportPath } from "../../../controller/services/export.js";
+import { limitsFor } from "../../../controller/services/export-limits.js";
+import { contentTypeFor, defaultArtifactName, validateArtifactName } from "../../../controller/services/export-naming.js";
 import { startAgent, type StartedAgent } from "../../helpers/agent.js";
 import { filesUnder, sha256Of, writeRandomFile, writeWorkspaceFile } from "../../helpers/artifacts.js";
 
