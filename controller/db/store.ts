@@ -124,10 +124,6 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => sandboxes.createSandboxWithinLimit(this.ctx, row, limit, now));
   }
 
-  createSandbox(row: SandboxRow): Promise<void> {
-    return this.run(() => sandboxes.createSandbox(this.ctx, row));
-  }
-
   getSandbox(id: string): Promise<SandboxRow | undefined> {
     return this.run(() => sandboxes.getSandbox(this.ctx, id));
   }
@@ -142,10 +138,6 @@ export class KyselyMetadataStore implements MetadataStore {
 
   listRunningSandboxes(): Promise<SandboxRow[]> {
     return this.run(() => sandboxes.listRunningSandboxes(this.ctx));
-  }
-
-  insertPendingArtifact(row: ArtifactRow): Promise<void> {
-    return this.run(() => reservations.insertPendingArtifact(this.ctx, row));
   }
 
   insertPendingArtifactWithinQuota(row: ArtifactRow, quotaBytes: number, inFlight?: InFlightLimit): Promise<ReservationResult> {
@@ -188,10 +180,6 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => artifacts.listArtifactsByCommand(this.ctx, commandId));
   }
 
-  storedBytes(accountId: string): Promise<number> {
-    return this.run(() => artifacts.storedBytes(this.ctx, accountId));
-  }
-
   findStorageKeys(keys: string[]): Promise<Set<string>> {
     return this.run(() => artifacts.findStorageKeys(this.ctx, keys));
   }
@@ -210,10 +198,6 @@ export class KyselyMetadataStore implements MetadataStore {
 
   insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean> {
     return this.run(() => commands.insertCommandWithinLimit(this.ctx, row, limit, aliveSince));
-  }
-
-  insertCommand(row: CommandRow): Promise<void> {
-    return this.run(() => commands.insertCommand(this.ctx, row));
   }
 
   updateCommand(id: string, patch: CommandPatch): Promise<void> {

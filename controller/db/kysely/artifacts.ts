@@ -4,7 +4,6 @@ import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
 import type { ArtifactCursor, ArtifactRow } from "../types.js";
 import type { Ctx } from "./context.js";
-import { accountBytes } from "./reservations.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
   const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
@@ -60,10 +59,6 @@ export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Pr
     .orderBy("id")
     .execute();
   return rows.map(artifactFromDb);
-}
-
-export function storedBytes({ db }: Ctx, accountId: string): Promise<number> {
-  return accountBytes(db, accountId);
 }
 
 export async function findStorageKeys({ db }: Ctx, keys: string[]): Promise<Set<string>> {

@@ -21,10 +21,6 @@ export function insertCommandWithinLimit({ db, dialect }: Ctx, row: CommandRow, 
   });
 }
 
-export async function insertCommand({ db }: Ctx, row: CommandRow): Promise<void> {
-  await db.insertInto("commands").values(commandToDb(row)).execute();
-}
-
 export async function updateCommand({ db }: Ctx, id: string, patch: CommandPatch): Promise<void> {
   const set = commandPatchToDb(patch);
   if (Object.keys(set).length === 0) return;

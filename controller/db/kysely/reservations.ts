@@ -24,7 +24,7 @@ interface ReadyMark {
 export type Run = <T>(work: () => Promise<T>) => Promise<T>;
 
 /** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
-export async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
+async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
   // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
   let q = trx
     .selectFrom("artifacts")
@@ -46,14 +46,6 @@ async function exportsInFlight(trx: Executor, accountId: string, since: Date): P
     .where("created_at", ">=", toMillis(since, "inFlight.since"))
     .executeTakeFirstOrThrow();
   return fromInt(r.n);
-}
-
-export async function insertPendingArtifact({ db }: Ctx, row: ArtifactRow): Promise<void> {
-  // The method's name is the contract: whatever the row says, it starts pending.
-  await db
-    .insertInto("artifacts")
-    .values({ ...artifactToDb(row), state: "pending" })
-    .execute();
 }
 
 /** Reservations, group-committed: `submit` one, get its own result. */

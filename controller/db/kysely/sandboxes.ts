@@ -28,10 +28,6 @@ export function createSandboxWithinLimit({ db, dialect }: Ctx, row: SandboxRow, 
   });
 }
 
-export async function createSandbox({ db }: Ctx, row: SandboxRow): Promise<void> {
-  await db.insertInto("sandboxes").values(sandboxToDb(row)).execute();
-}
-
 export async function getSandbox({ db }: Ctx, id: string): Promise<SandboxRow | undefined> {
   const r = await db.selectFrom("sandboxes").selectAll().where("id", "=", id).executeTakeFirst();
   return r && sandboxFromDb(r);
