@@ -54,7 +54,7 @@ try {
   await db.migrate();
   const now = new Date();
   await db.createAccount({ id: "acct_bench", plan: "developer", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: now });
-  await db.createSandbox({
+  await db.createSandboxWithinLimit({
     id: "sbx_bench",
     accountId: "acct_bench",
     status: "running",
@@ -65,7 +65,7 @@ try {
     createdAt: now,
     expiresAt: new Date(now.getTime() + 3600_000),
     destroyedAt: null,
-  });
+  }, Number.MAX_SAFE_INTEGER, now);
   const row = (i: number): ArtifactRow => ({
     id: `art_${String(i).padStart(8, "0")}`,
     accountId: "acct_bench",
@@ -81,10 +81,9 @@ try {
     createdAt: now,
     expiresAt: null,
   });
-  await measure("metadata (account, stored bytes, pending, ready)", async (i) => {
+  await measure("metadata (account, reservation within quota, ready)", async (i) => {
     await db.getAccount("acct_bench");
-    await db.storedBytes("acct_bench");
-    await db.insertPendingArtifact(row(i));
+    await db.insertPendingArtifactWithinQuota(row(i), Number.MAX_SAFE_INTEGER);
     await db.markArtifactReady(row(i).id, { sizeBytes: FILE_BYTES, sha256: "0".repeat(64), contentType: "application/octet-stream", createdAt: now, expiresAt: now });
   });
   await db.close();

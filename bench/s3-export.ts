@@ -2,7 +2,7 @@
 // own process) against lib-storage's Upload of the same file straight from
 // disk to the same server, alternated, medians.
 import { join } from "node:path";
-import { createS3Client } from "../controller/blob/s3.js";
+import { createS3Client } from "../controller/blob/s3-client.js";
 import { S3RVER_CREDENTIALS } from "../test/helpers/s3.js";
 import { uploadFromDisk } from "./baselines.js";
 import { randomFile } from "./fixtures.js";

@@ -1,199 +1,44 @@
 // The local-disk blob store (CROWNEST_BLOB_URL=file:DIR, the default).
 // A write streams into DIR/.tmp, is fsynced, then renamed into place, so a key
 // holds either nothing or every byte; the directory is fsynced after the
-// rename so the name survives a crash too (concurrent writes into one
-// directory share that fsync: see DirSyncer).
-import { createHash, randomUUID } from "node:crypto";
+// rename so the name survives a crash too. The steps live beside this file:
+// file-layout.ts (key to path), file-durable.ts (fsync, rename, directory
+// sync), file-small-write.ts (a small body in one writev) and
+// file-stream-write.ts (any other body, streamed).
 import { constants as fsConstants } from "node:fs";
-import { access, mkdir, open, opendir, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { access, mkdir, open, opendir, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
-import { Readable, Writable, addAbortSignal } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { Readable, addAbortSignal } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
-import { validateKey, validatePrefix } from "./key.js";
-import { FirstFailure, HashingMeter, abortReason, raceAbort, toByteStream } from "./streams.js";
+import { DurablePublisher } from "./file-durable.js";
+import { TMP_DIR, dirOfKey, isMissing, pathOfKey, storageError, tmpPrefixOf } from "./file-layout.js";
+import { SMALL_BODY_BYTES, gather, writeGathered } from "./file-small-write.js";
+import { writeStreamed } from "./file-stream-write.js";
+import { validatePrefix } from "./key.js";
+import { resolveRange } from "./range.js";
+import { abortReason, raceAbort } from "./streams.js";
 import type { BlobHead, BlobRange, BlobStore, BlobWriteOptions, BlobWriteResult } from "./types.js";
 
-const TMP_DIR = ".tmp";
 /** Temp files older than this are left by a crashed process and are removed at start. */
 const STALE_TMP_MS = 24 * 3600 * 1000;
-const WRITE_BUFFER = 1024 * 1024;
-/** A body the caller says is at most this big is gathered in memory and written in one go (see writeSmall). */
-const SMALL_BODY_BYTES = 256 * 1024;
 /** Bytes per read of a blob being served: bounded per download, large enough that per-chunk costs vanish. */
 const READ_BUFFER = 1024 * 1024;
-/** Bounds the memory of durableDirs; forgetting only costs a few extra fsyncs. */
-const MAX_DURABLE_DIRS = 10_000;
-
-/** Temp files are named after a hash of their key, so delete(key) also finds what a crashed write of it left. */
-function tmpPrefixOf(key: string): string {
-  return `${createHash("sha256").update(key).digest("hex").slice(0, 32)}.`;
-}
-
-function errnoOf(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function isMissing(err: unknown): boolean {
-  const code = errnoOf(err);
-  return code === "ENOENT" || code === "ENOTDIR";
-}
-
-function storageError(op: string, err: unknown): CrowNestError {
-  if (err instanceof CrowNestError) return err;
-  const code = errnoOf(err);
-  return new CrowNestError("storage_unavailable", `blob store ${op} failed${code ? ` (${code})` : ""}`, {}, { cause: err });
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/**
- * Group commit of directory fsyncs. Every entry of a collection lands in one
- * sandbox directory; one fsync per rename made that directory's fsync the
- * store's largest cost. A caller here is covered only by an fsync that starts
- * after its call (so after its rename): it joins the one queued behind the
- * fsync in flight, or starts one when none is, and all callers that joined
- * share its outcome.
- */
-class DirSyncer {
-  private readonly dirs = new Map<string, { inFlight: Promise<void>; next?: Promise<void> }>();
-
-  sync(dir: string): Promise<void> {
-    const state = this.dirs.get(dir);
-    if (!state) return this.start(dir);
-    state.next ??= state.inFlight.then(
-      () => this.start(dir),
-      () => this.start(dir),
-    );
-    return state.next;
-  }
-
-  private start(dir: string): Promise<void> {
-    const run = fsyncDir(dir).finally(() => {
-      const state = this.dirs.get(dir);
-      if (state?.inFlight !== run) return;
-      // The queued fsync (if any) has already started itself and taken over.
-      if (state.next === undefined) this.dirs.delete(dir);
-    });
-    const state = this.dirs.get(dir);
-    if (state) {
-      state.inFlight = run;
-      delete state.next;
-    } else {
-      this.dirs.set(dir, { inFlight: run });
-    }
-    return run;
-  }
-}
-
-/** Clamps a range to the object (HTTP style); a start past the last byte is not satisfiable. */
-export function resolveRange(range: BlobRange | undefined, size: number): { start: number; end: number } | undefined {
-  if (!range) return undefined;
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new CrowNestError("invalid_request", `invalid byte range ${start}-${end}`);
-  }
-  if (start >= size) throw new CrowNestError("invalid_request", `byte range ${start}-${end} starts past the object's ${size} bytes`);
-  return { start, end: Math.min(end, size - 1) };
-}
-
-/** Writes every byte of `chunks` at the handle's position (a short write is legal: it resumes). */
-async function writeFully(fh: FileHandle, chunks: Uint8Array[]): Promise<void> {
-  let pending = chunks.filter((c) => c.byteLength > 0);
-  while (pending.length > 0) {
-    let { bytesWritten } = await fh.writev(pending);
-    while (pending.length > 0 && bytesWritten >= pending[0]!.byteLength) bytesWritten -= pending.shift()!.byteLength;
-    if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
-  }
-}
-
-/**
- * A small body's bytes, gathered before anything is opened: `rest` is
- * undefined when the body ended within `limit` bytes, else it replays what
- * was gathered and goes on with the body (the streaming path takes it).
- */
-async function gather(
-  body: AsyncIterable<Uint8Array>,
-  limit: number,
-): Promise<{ chunks: Uint8Array[]; rest?: AsyncIterable<Uint8Array> }> {
-  const it = body[Symbol.asyncIterator]();
-  const chunks: Uint8Array[] = [];
-  let bytes = 0;
-  for (;;) {
-    const step = await it.next();
-    if (step.done) return { chunks };
-    const chunk = step.value;
-    chunks.push(chunk);
-    // Anything but bytes goes the streaming way too, which refuses it as it always did.
-    if (!(chunk instanceof Uint8Array) || (bytes += chunk.byteLength) > limit) {
-      return {
-        chunks,
-        rest: (async function* () {
-          try {
-            yield* chunks;
-            for (;;) {
-              const next = await it.next();
-              if (next.done) return;
-              yield next.value;
-            }
-          } finally {
-            await it.return?.();
-          }
-        })(),
-      };
-    }
-  }
-}
-
-/**
- * Writes to an open FileHandle and fsyncs it before "finish", so a finished
- * pipeline means durable bytes. (FileHandle.createWriteStream cannot do this:
- * with autoClose off, close() then waits on the stream forever.)
- */
-class SyncedFileSink extends Writable {
-  constructor(private readonly fh: FileHandle) {
-    super({ highWaterMark: WRITE_BUFFER });
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    writeFully(this.fh, [chunk]).then(() => callback(), callback);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    writeFully(
-      this.fh,
-      chunks.map((c) => c.chunk),
-    ).then(() => callback(), callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.fh.sync().then(() => callback(), callback);
-  }
-}
 
 export class FileBlobStore implements BlobStore {
   readonly describe: string;
   private readonly tmpDir: string;
   private ready: Promise<void> | undefined;
-  private readonly syncer = new DirSyncer();
-  /** Directories whose own name this process has synced (or found synced) in their parent. */
-  private readonly durableDirs = new Set<string>();
+  private readonly publisher: DurablePublisher;
 
   constructor(private readonly dir: string) {
     this.describe = `file:${dir}`;
     this.tmpDir = join(dir, TMP_DIR);
+    this.publisher = new DurablePublisher(dir);
   }
 
   private pathOf(key: string): string {
-    return join(this.dir, ...validateKey(key).split("/"));
+    return pathOfKey(this.dir, key);
   }
 
   /** Creates DIR/.tmp once and removes temp files a crashed process left behind. */
@@ -232,133 +77,10 @@ export class FileBlobStore implements BlobStore {
         if (signal?.aborted) throw abortReason(signal);
         throw err;
       }
-      if (gathered.rest === undefined) return this.writeSmall(key, finalPath, gathered.chunks as Uint8Array[], signal);
+      if (gathered.rest === undefined) return writeGathered(this.publisher, this.tmpDir, key, finalPath, gathered.chunks, signal);
       body = gathered.rest;
     }
-
-    const tmpPath = join(this.tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
-    let fh: FileHandle;
-    try {
-      fh = await open(tmpPath, "wx", 0o600);
-    } catch (err) {
-      throw storageError("write", err);
-    }
-    let closed = false;
-    try {
-      const source = toByteStream(body);
-      const meter = new HashingMeter();
-      const sink = new SyncedFileSink(fh);
-      const failure = new FirstFailure();
-      failure.watch(source, "source");
-      failure.watch(meter, "source");
-      failure.watch(sink, "store");
-      try {
-        await raceAbort(pipeline(source, meter, sink), signal, () => {
-          const reason = abortReason(signal!) as Error;
-          sink.destroy(reason);
-          meter.destroy(reason);
-          source.destroy(reason);
-        });
-      } catch (err) {
-        if (signal?.aborted) throw abortReason(signal);
-        if (failure.origin === "store") throw storageError("write", failure.error);
-        throw failure.origin === "source" ? failure.error : err;
-      }
-      const result = meter.result();
-      try {
-        closed = true;
-        await fh.close();
-      } catch (err) {
-        throw storageError("write", err);
-      }
-      if (signal?.aborted) throw abortReason(signal);
-      await this.commit(tmpPath, finalPath);
-      if (signal?.aborted) {
-        // Too late to stop the rename; honour the abort by removing what it made visible.
-        await unlink(finalPath).catch(() => undefined);
-        throw abortReason(signal);
-      }
-      return result;
-    } catch (err) {
-      // FileHandle.close() waits for writes still in flight, so the unlink comes last.
-      if (!closed) await fh.close().catch(() => undefined);
-      await unlink(tmpPath).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /**
-   * A body already in memory (a collection's small files): the same temp file,
-   * fsync, rename and directory sync as a streamed write, without the stream
-   * objects each streamed write builds, which cost a small file more than its I/O.
-   */
-  private async writeSmall(key: string, finalPath: string, chunks: Uint8Array[], signal: AbortSignal | undefined): Promise<BlobWriteResult> {
-    if (signal?.aborted) throw abortReason(signal);
-    const hash = createHash("sha256");
-    let size = 0;
-    for (const c of chunks) {
-      hash.update(c);
-      size += c.byteLength;
-    }
-    const tmpPath = join(this.tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
-    let fh: FileHandle | undefined;
-    try {
-      try {
-        fh = await open(tmpPath, "wx", 0o600);
-        await writeFully(fh, chunks);
-        await fh.sync();
-        const closing = fh;
-        fh = undefined;
-        await closing.close();
-      } catch (err) {
-        throw storageError("write", err);
-      }
-      if (signal?.aborted) throw abortReason(signal);
-      await this.commit(tmpPath, finalPath);
-      if (signal?.aborted) {
-        await unlink(finalPath).catch(() => undefined);
-        throw abortReason(signal);
-      }
-      return { size, sha256: hash.digest("hex") };
-    } catch (err) {
-      if (fh) await fh.close().catch(() => undefined);
-      await unlink(tmpPath).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /** Renames the synced temp file into place and makes the new name durable. */
-  private async commit(tmpPath: string, finalPath: string): Promise<void> {
-    const parent = dirname(finalPath);
-    try {
-      // The parent usually exists (one per sandbox): rename first and create it
-      // only when missing. A concurrent delete may prune it again: try again.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await rename(tmpPath, finalPath);
-          break;
-        } catch (err) {
-          if (errnoOf(err) !== "ENOENT" || attempt >= 5) throw err;
-        }
-        const created = await mkdir(parent, { recursive: true, mode: 0o700 });
-        if (created !== undefined) this.forgetDurable(parent, dirname(created));
-      }
-      await this.syncer.sync(parent);
-      // A directory is only durable once its name is synced in its parent,
-      // whoever created it (another write may have, and not be done syncing).
-      for (let d = parent; d.length > this.dir.length && d.startsWith(this.dir + sep) && !this.durableDirs.has(d); d = dirname(d)) {
-        await this.syncer.sync(dirname(d));
-        if (this.durableDirs.size >= MAX_DURABLE_DIRS) this.durableDirs.clear();
-        this.durableDirs.add(d);
-      }
-    } catch (err) {
-      throw storageError("write", err);
-    }
-  }
-
-  /** Directories from `from` up to (excluding) `above` are new: their names are not durable yet. */
-  private forgetDurable(from: string, above: string): void {
-    for (let d = from; d.length > above.length && d.length > this.dir.length; d = dirname(d)) this.durableDirs.delete(d);
+    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
   }
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
@@ -411,7 +133,7 @@ export class FileBlobStore implements BlobStore {
     // Prune now-empty directories (one per sandbox) so they do not pile up; stops at the first non-empty one.
     for (let d = dirname(path); d.length > this.dir.length && d.startsWith(this.dir + sep); d = dirname(d)) {
       // Forgotten first: a write that recreates it must sync its name again.
-      this.durableDirs.delete(d);
+      this.publisher.forget(d);
       try {
         await rmdir(d);
       } catch {
@@ -448,7 +170,7 @@ export class FileBlobStore implements BlobStore {
   }
 
   private async *walk(dirKey: string, prefix: string): AsyncGenerator<string> {
-    const dirPath = dirKey === "" ? this.dir : join(this.dir, ...dirKey.split("/"));
+    const dirPath = dirOfKey(this.dir, dirKey);
     let dir;
     try {
       dir = await opendir(dirPath);

@@ -2,7 +2,8 @@
 // controller replicas sharing one bucket. Writes are multipart uploads fed as
 // bytes arrive (multipart.ts); an object appears only on
 // CompleteMultipartUpload, and a failed write aborts its upload so no parts
-// are left to pay for.
+// are left to pay for. Beside it: s3-client.ts (client, error mapping),
+// s3-range.ts (ranged reads held to the range), s3-upload.ts (feeding the upload).
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -13,54 +14,20 @@ import {
   S3Client,
   paginateListObjectsV2,
 } from "@aws-sdk/client-s3";
-import type { S3ClientConfig } from "@aws-sdk/client-s3";
 import type { Logger } from "pino";
 import { createHash } from "node:crypto";
 import { Readable, addAbortSignal } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 import { validateKey, validatePrefix } from "./key.js";
 import { MAX_PARTS, MultipartWriter } from "./multipart.js";
+import { validateRange } from "./range.js";
+import { DEFAULT_PART_SIZE, DEFAULT_QUEUE_SIZE, MiB, createS3Client, isNotFound, statusOf, storageError } from "./s3-client.js";
+import type { S3ClientOptions, SdkError } from "./s3-client.js";
+import { enforceRange, parseContentRange, unsatisfiable } from "./s3-range.js";
+import type { ServedRange } from "./s3-range.js";
+import { feed } from "./s3-upload.js";
 import { abortReason, toByteStream } from "./streams.js";
 import type { BlobHead, BlobRange, BlobStore, BlobWriteOptions, BlobWriteResult } from "./types.js";
-
-const MiB = 1024 * 1024;
-/**
- * Part size and parts in flight: queueSize × partSize (24 MiB) is the write's
- * whole buffer budget. 8 MiB × 4 measured 51-65 MiB of RSS growth on a 256 MiB
- * write (the source's garbage and heap growth come on top), too close to the
- * 64 MiB export budget; 6 MiB × 4 measured ~50 MiB at the same throughput.
- * 10,000 parts of 6 MiB allow 58 GiB without a size hint.
- */
-export const DEFAULT_PART_SIZE = 6 * MiB;
-export const DEFAULT_QUEUE_SIZE = 4;
-
-export interface S3ClientOptions {
-  endpoint?: string | undefined;
-  region: string;
-  forcePathStyle: boolean;
-  /** Default: the AWS SDK's default chain (environment, profile, instance role…). */
-  credentials?: S3ClientConfig["credentials"];
-  /** Attempts per call, first included; the SDK's standard mode retries 5xx, 429 and network errors only. */
-  maxAttempts?: number;
-}
-
-/** The one way this project builds an S3 client (tests use it too). */
-export function createS3Client(options: S3ClientOptions): S3Client {
-  return new S3Client({
-    region: options.region,
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    forcePathStyle: options.forcePathStyle,
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    // Flexible checksums on streamed bodies make S3-compatible servers (s3rver) store the
-    // aws-chunked framing inside the object; our own sha256 is the integrity check.
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    retryMode: "standard",
-    maxAttempts: options.maxAttempts ?? 4,
-    // A dead endpoint fails fast; an idle socket (stalled server) fails after two minutes.
-    requestHandler: { connectionTimeout: 5_000, socketTimeout: 120_000 },
-  });
-}
 
 export interface S3BlobStoreOptions extends S3ClientOptions {
   bucket: string;
@@ -73,144 +40,6 @@ export interface S3BlobStoreOptions extends S3ClientOptions {
   partSize?: number;
   /** Parts uploaded in parallel (default 4). */
   queueSize?: number;
-}
-
-interface SdkError {
-  name?: string;
-  code?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as SdkError | undefined)?.$metadata?.httpStatusCode;
-}
-
-function isNotFound(err: unknown): boolean {
-  const name = (err as SdkError | undefined)?.name;
-  return name === "NoSuchKey" || name === "NotFound" || statusOf(err) === 404;
-}
-
-/** SDK and network failures as storage_unavailable; the message names the operation and the error kind only (no URLs, no headers). */
-export function storageError(op: string, err: unknown): CrowNestError {
-  if (err instanceof CrowNestError) return err;
-  const e = err as SdkError | undefined;
-  const status = statusOf(err);
-  // HEAD answers carry no body, so the SDK can only say "Unknown": the status says more.
-  const kind = e?.code ?? (e?.name && e.name !== "Unknown" ? e.name : undefined);
-  return new CrowNestError(
-    "storage_unavailable",
-    `object storage ${op} failed${status ? ` (HTTP ${status})` : ""}${kind ? `: ${kind}` : ""}`,
-    status ? { httpStatus: status } : {},
-    { cause: err },
-  );
-}
-
-interface ServedRange {
-  start: number;
-  end?: number | undefined;
-  total?: number | undefined;
-}
-
-function parseContentRange(header: string | undefined): ServedRange | undefined {
-  const m = header ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header.trim()) : null;
-  if (!m) return undefined;
-  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? undefined : Number(m[3]) };
-}
-
-function unsatisfiable(range: BlobRange | undefined): CrowNestError {
-  return new CrowNestError("invalid_request", `byte range ${range?.start}-${range?.end} starts past the end of the object`);
-}
-
-/**
- * Never hands out bytes outside the requested range, whatever the server
- * answered: a server that ignores Range (200, whole object) or serves more
- * than asked (s3rver 3.7 reads "bytes=0-0" as "bytes=0-") is cut to size here.
- */
-function enforceRange(body: Readable, range: BlobRange, served: ServedRange): Readable {
-  if (served.total !== undefined && range.start >= served.total) throw unsatisfiable(range);
-  const end = served.total !== undefined ? Math.min(range.end, served.total - 1) : range.end;
-  const length = end - range.start + 1;
-  if (served.start === range.start && served.end === end) return body;
-  if (served.start > range.start) {
-    throw new CrowNestError("storage_unavailable", "object storage answered a different byte range than requested");
-  }
-  let skip = range.start - served.start;
-  async function* window(): AsyncGenerator<Buffer> {
-    let remaining = length;
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      let part = chunk;
-      if (skip > 0) {
-        const dropped = Math.min(skip, part.byteLength);
-        skip -= dropped;
-        part = part.subarray(dropped);
-      }
-      if (part.byteLength === 0) continue;
-      if (part.byteLength >= remaining) {
-        yield part.subarray(0, remaining);
-        return; // leaving the loop destroys the response body
-      }
-      remaining -= part.byteLength;
-      yield part;
-    }
-    if (remaining > 0) throw new CrowNestError("storage_unavailable", "object storage ended the body before the requested range");
-  }
-  return Readable.from(window(), { objectMode: false });
-}
-
-/**
- * Feeds the source to the writer chunk by chunk, pausing it while the writer
- * waits for a free part buffer (backpressure). Flowing mode on purpose: the
- * async iterator's paused-mode read() concatenates whatever is buffered, a
- * copy per chunk that measured ~16 MiB of extra garbage per 256 MiB. Rejects
- * as soon as the writer stops (failure, abort), even if the source is stalled.
- */
-function feed(
-  source: Readable,
-  writer: MultipartWriter,
-  on: { onChunk(chunk: Uint8Array): void; onSourceError(err: unknown): void },
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let pending: Promise<void> = Promise.resolve();
-    let settled = false;
-    const finish = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      writer.signal.removeEventListener("abort", onStop);
-      source.off("data", onData);
-      source.off("end", onEnd);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onStop = (): void => finish(writer.signal.reason);
-    const onData = (chunk: unknown): void => {
-      if (!(chunk instanceof Uint8Array)) {
-        const err = new TypeError("a blob body must yield bytes (Uint8Array)");
-        on.onSourceError(err);
-        return finish(err);
-      }
-      on.onChunk(chunk);
-      source.pause();
-      pending = writer.append(chunk).then(
-        () => {
-          if (!settled) source.resume();
-        },
-        (err: unknown) => finish(err),
-      );
-    };
-    const onEnd = (): void => {
-      void pending.then(() => finish());
-    };
-    // Stays attached: an error after we let go must not become an uncaught exception.
-    source.on("error", (err: unknown) => {
-      if (settled) return;
-      if (!writer.signal.aborted) on.onSourceError(err);
-      finish(err);
-    });
-    if (writer.signal.aborted) return onStop();
-    writer.signal.addEventListener("abort", onStop, { once: true });
-    source.on("data", onData);
-    source.once("end", onEnd);
-  });
 }
 
 export class S3BlobStore implements BlobStore {
@@ -299,12 +128,7 @@ export class S3BlobStore implements BlobStore {
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
     const objectKey = this.objectKey(key);
-    if (range) {
-      const { start, end } = range;
-      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-        throw new CrowNestError("invalid_request", `invalid byte range ${start}-${end}`);
-      }
-    }
+    if (range) validateRange(range);
     if (signal?.aborted) throw abortReason(signal);
     let body: Readable;
     let served: ServedRange;

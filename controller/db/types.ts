@@ -240,7 +240,6 @@ export interface MetadataStore {
    */
   ensureBootstrapKey(row: ApiKeyRow): Promise<{ revoked: number }>;
 
-  createSandbox(row: SandboxRow): Promise<void>;
   /**
    * Inserts the sandbox only while the account has fewer than `limit` running,
    * unexpired sandboxes (at `now`); atomically per account, across replicas.
@@ -255,7 +254,6 @@ export interface MetadataStore {
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
   listRunningSandboxes(): Promise<SandboxRow[]>;
 
-  insertPendingArtifact(row: ArtifactRow): Promise<void>;
   /**
    * Inserts the pending record only if the account's stored bytes (ready and
    * pending, each pending counted by its declared `sizeBytes`) plus this
@@ -297,8 +295,6 @@ export interface MetadataStore {
   /** Entries in archive order after `afterSeq`, those whose path starts with `prefix` (plain string prefix), at most `limit`. */
   listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]>;
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
-  /** Bytes held by an account: ready artifacts, and pending ones by the size they declared (their reservation). */
-  storedBytes(accountId: string): Promise<number>;
   /** Those of `keys` that some artifact record (pending or ready) holds as its storage key. */
   findStorageKeys(keys: string[]): Promise<Set<string>>;
   /**
@@ -317,7 +313,6 @@ export interface MetadataStore {
    */
   claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]>;
 
-  insertCommand(row: CommandRow): Promise<void>;
   /**
    * Inserts the command only while the account has fewer than `limit`
    * commands running or collecting whose heartbeat is at or after

@@ -4,7 +4,8 @@ import type { Config } from "../config.js";
 import { ExternalRuntime } from "./external.js";
 import { fileURLToPath } from "node:url";
 import { openIsolation } from "./isolation/factory.js";
-import { LocalRuntime, defaultAgentCommand } from "./local.js";
+import { LocalRuntime } from "./local.js";
+import { defaultAgentCommand } from "./local-launch.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 import type { SandboxRuntime } from "./types.js";

@@ -10,22 +10,19 @@
 // the controller stops gracefully; after a crash of the controller they keep
 // running and the next start adopts them (see services/sandboxes.ts,
 // recoverLocalSandboxes).
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { mkdir, readFile, readdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { CrowNestError } from "../../common/errors.js";
 import { forgetAgent } from "./agent-client.js";
 import { probeAgent } from "./agent-probe.js";
-import { AGENT_BUNDLE, agentBundleFresh } from "./isolation/agent-bundle.js";
 import { sandboxLayout, tokenFileOnHost, type SandboxLayout } from "./isolation/layout.js";
 import { NoIsolation } from "./isolation/none.js";
 import type { Isolation, LaunchPlan } from "./isolation/types.js";
-import { parentOf } from "./isolation/procs.js";
+import { REPO_ROOT, defaultAgentCommand, spawnAgentProcess, waitForAddress } from "./local-launch.js";
+import { findAgentProcesses, isAgentOf, stopProcess } from "./local-processes.js";
 import type { AgentEndpoint, HostedSandboxes, SandboxRuntime } from "./types.js";
 
 export { parseListenLine } from "./isolation/listen-line.js";
@@ -53,39 +50,6 @@ interface TrackedAgent {
 }
 
 const SANDBOX_ID = /^sbx_[A-Za-z0-9]{1,64}$/;
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const STDERR_TAIL_LINES = 20;
-const HAS_PROC = existsSync("/proc/self/stat");
-
-/**
- * How to start the repo's agent: the bundle dist/agent.mjs when present and
- * not older than the sources (faster start, smaller RSS), else the sources
- * through tsx.
- */
-export function defaultAgentCommand(): string[] {
-  if (agentBundleFresh()) return [process.execPath, AGENT_BUNDLE];
-  return [process.execPath, "--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  if (!HAS_PROC) return true;
-  // A zombie answers kill(0) until its parent reaps it; it is gone for our purposes.
-  // (A small procfs file read synchronously, so poll loops stay simple.)
-  try {
-    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
   readonly kind = "local" as const;
@@ -171,24 +135,11 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
       await cleanUp(undefined, undefined);
       throw new CrowNestError("agent_unavailable", "the sandbox could not be prepared", {}, { cause: err });
     }
-    const child = spawn(plan.command, plan.args, {
-      cwd: plan.cwd ?? layout.dir,
-      env: plan.env,
-      stdio: ["ignore", "pipe", "pipe"],
-      // Its own process group: a Ctrl-C meant for the controller does not
-      // kill agents behind the controller's back; the controller stops them.
-      detached: true,
-    });
-    const stderrTail: string[] = [];
-    createInterface({ input: child.stderr! }).on("line", (line) => {
-      stderrTail.push(line);
-      if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
-      log.debug({ agent: line }, "agent stderr");
-    });
+    const { child, stderrTail } = spawnAgentProcess(plan, layout.dir, log);
 
     let url: string;
     try {
-      url = await this.waitForAddress(child, stderrTail, plan);
+      url = await waitForAddress(child, stderrTail, plan, this.readyTimeoutMs);
     } catch (err) {
       await cleanUp(child.pid, child);
       throw err;
@@ -211,38 +162,6 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     });
     log.info({ pid, isolation: this.isolationImpl.mode }, "agent started");
     return { url, token, pid };
-  }
-
-  private waitForAddress(child: ChildProcess, stderrTail: string[], plan: LaunchPlan): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const lines = createInterface({ input: child.stdout! });
-      const done = (err: Error | undefined, address?: string) => {
-        clearTimeout(timer);
-        child.off("exit", onExit);
-        child.off("error", onError);
-        lines.off("line", onLine);
-        // Keep draining stdout so a chatty agent never blocks on a full pipe.
-        lines.on("line", () => {});
-        if (err) reject(err);
-        else resolve(address!);
-      };
-      const fail = (why: string, cause?: unknown) =>
-        done(
-          new CrowNestError("agent_unavailable", "the sandbox's agent did not start", {}, {
-            cause: Object.assign(new Error(`${why}; agent stderr: ${stderrTail.join(" | ")}`), { cause }),
-          }),
-        );
-      const onLine = (line: string) => {
-        const address = plan.agentUrl(line);
-        if (address) done(undefined, address);
-      };
-      const onExit = (code: number | null, signal: string | null) => fail(`agent exited before listening (code ${code}, signal ${signal})`);
-      const onError = (err: Error) => fail("agent could not be spawned", err);
-      const timer = setTimeout(() => fail(`agent printed no address within ${this.readyTimeoutMs} ms`), this.readyTimeoutMs);
-      lines.on("line", onLine);
-      child.once("exit", onExit);
-      child.once("error", onError);
-    });
   }
 
   async stop(sandboxId: string, endpoint: AgentEndpoint): Promise<void> {
@@ -282,29 +201,8 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
   }
 
   /** Agent processes on this machine serving a workspace under our data dir: pid and sandbox id. */
-  async findAgentProcesses(): Promise<Array<{ pid: number; sandboxId: string }>> {
-    let entries: string[];
-    try {
-      entries = await readdir("/proc");
-    } catch {
-      return [];
-    }
-    const found = new Map<number, string>();
-    for (const name of entries) {
-      if (!/^\d+$/.test(name)) continue;
-      const pid = Number(name);
-      if (pid === process.pid) continue;
-      const sandboxId = this.sandboxOfCmdline(await readCmdline(pid));
-      if (sandboxId) found.set(pid, sandboxId);
-    }
-    // An isolated sandbox is a tree (bwrap forks itself, runsc starts helpers with the same arguments): its root stands for it.
-    const roots: Array<{ pid: number; sandboxId: string }> = [];
-    for (const [pid, sandboxId] of found) {
-      const parent = await parentOf(pid);
-      if (parent !== undefined && found.get(parent) === sandboxId) continue;
-      roots.push({ pid, sandboxId });
-    }
-    return roots;
+  findAgentProcesses(): Promise<Array<{ pid: number; sandboxId: string }>> {
+    return findAgentProcesses(this.sandboxesDir);
   }
 
   /** Sandbox directories present on disk (running or left over). */
@@ -321,21 +219,9 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     if (await this.isOurAgent(pid, sandboxId)) await this.terminate(this.layout(sandboxId), pid, undefined, this.stopGraceMs);
   }
 
-  /** The sandbox whose directory a process names in its arguments (a plain agent's --workspace, bwrap's bind, runsc's bundle). */
-  private sandboxOfCmdline(args: string[] | undefined): string | undefined {
-    if (!args) return undefined;
-    const prefix = `${this.sandboxesDir}/`;
-    for (const arg of args) {
-      if (!arg.startsWith(prefix)) continue;
-      const m = /^(sbx_[A-Za-z0-9]{1,64})\/(?:workspace|bundle)$/.exec(arg.slice(prefix.length));
-      if (m) return m[1];
-    }
-    return undefined;
-  }
-
   /** The pid is alive and is the agent of exactly this sandbox's workspace (pids get reused). */
-  private async isOurAgent(pid: number, sandboxId: string): Promise<boolean> {
-    return this.sandboxOfCmdline(await readCmdline(pid)) === sandboxId && isAlive(pid);
+  private isOurAgent(pid: number, sandboxId: string): Promise<boolean> {
+    return isAgentOf(this.sandboxesDir, pid, sandboxId);
   }
 
   /**
@@ -345,27 +231,7 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
    */
   private async terminate(layout: SandboxLayout, pid: number, child: ChildProcess | undefined, graceMs: number): Promise<void> {
     await this.isolationImpl.killAll(layout, pid);
-    const exited = child
-      ? child.exitCode !== null || child.signalCode !== null
-        ? Promise.resolve()
-        : new Promise<void>((r) => child.once("exit", () => r()))
-      : undefined;
-    const gone = async (withinMs: number): Promise<boolean> => {
-      if (exited) return Promise.race([exited.then(() => true), sleep(withinMs).then(() => false)]);
-      const until = Date.now() + withinMs;
-      for (;;) {
-        if (!isAlive(pid)) return true;
-        if (Date.now() >= until) return false;
-        await sleep(25);
-      }
-    };
-    if (graceMs > 0) {
-      signal(pid, "SIGTERM");
-      if (await gone(graceMs)) return;
-    }
-    signal(-pid, "SIGKILL");
-    signal(pid, "SIGKILL");
-    if (!(await gone(5000))) this.options.log.error({ pid }, "agent did not die after SIGKILL");
+    await stopProcess(pid, child, graceMs, this.options.log);
   }
 
   /** Stops every agent this runtime owns (graceful controller stop: agents never outlive it). */
@@ -381,22 +247,5 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
         await rm(layout.dir, { recursive: true, force: true });
       }),
     );
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone (or the group does not exist): nothing to stop.
-  }
-}
-
-async function readCmdline(pid: number): Promise<string[] | undefined> {
-  try {
-    const raw = await readFile(`/proc/${pid}/cmdline`, "utf8");
-    return raw.split("\0").filter((s) => s !== "");
-  } catch {
-    return undefined;
   }
 }

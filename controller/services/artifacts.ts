@@ -4,13 +4,13 @@
 import type { Readable } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
-import { isVisibleArtifact } from "../db/visibility.js";
 import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
 import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export-glob.js";
 import type { Deps } from "../deps.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { signLink, type AuthMode, type Disposition } from "./downloads.js";
 import { findFileEntry, parseEntryPath } from "./entries.js";
+import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { exportPath } from "./export.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
@@ -140,22 +140,10 @@ async function exportGlob(deps: Deps, input: GlobArchiveInput, spec: GlobSpec): 
   return exportGlobArchive(deps, input, matches.map((m) => m.path));
 }
 
-/** A ready, unexpired artifact of the caller's account, or not_found. No scope check (callers choose theirs). */
-export async function findVisibleArtifact(deps: Deps, accountId: string, id: string): Promise<ArtifactRow> {
-  const row = typeof id === "string" && id.length > 0 && id.length <= 128 ? await deps.db.getArtifact(id) : undefined;
-  if (!row || row.accountId !== accountId || !isVisibleArtifact(row, deps.clock.now())) {
-    throw new CrowNestError("not_found", "artifact not found", { id });
-  }
-  return row;
-}
-
 export async function getArtifact(deps: Deps, caller: Caller, id: string): Promise<ArtifactRow> {
   requireScopes(caller, "artifact:read");
   return findVisibleArtifact(deps, caller.accountId, id);
 }
-
-export const DEFAULT_PAGE_SIZE = 50;
-export const MAX_PAGE_SIZE = 200;
 
 export function encodeCursor(row: Pick<ArtifactRow, "createdAt" | "id">): string {
   return Buffer.from(JSON.stringify({ t: row.createdAt.getTime(), i: row.id }), "utf8").toString("base64url");
@@ -176,13 +164,6 @@ export function decodeCursor(cursor: string): ArtifactCursor {
     throw invalid();
   }
   return { createdAt: new Date(t), id: i };
-}
-
-/** 0 or absent: the default; above the maximum: the maximum; otherwise a positive whole number. */
-export function pageSize(limit: number | undefined): number {
-  if (limit === undefined || limit === 0) return DEFAULT_PAGE_SIZE;
-  if (!Number.isSafeInteger(limit) || limit < 0) throw new CrowNestError("invalid_request", "limit must be a positive whole number");
-  return Math.min(limit, MAX_PAGE_SIZE);
 }
 
 export async function listArtifacts(

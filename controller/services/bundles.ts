@@ -10,7 +10,8 @@ import { CrowNestError } from "../../common/errors.js";
 import { BLOCK, encodeFileHeader, paddingOf } from "../archive/tar-format.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
-import { findVisibleArtifact, type DownloadUrl } from "./artifacts.js";
+import { findVisibleArtifact } from "./artifact-lookup.js";
+import type { DownloadUrl } from "./artifacts.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { signLink } from "./downloads.js";
 

@@ -4,7 +4,7 @@
 // validators and status codes are the HTTP layer's (http/ranges.ts).
 import type { Readable } from "node:stream";
 import type { Deps } from "../deps.js";
-import { findVisibleArtifact } from "./artifacts.js";
+import { findVisibleArtifact } from "./artifact-lookup.js";
 import { bundleLayout, openBundleBytes } from "./bundles.js";
 import { entryContentType, entryVersion, findFileEntry, openEntryBytes } from "./entries.js";
 

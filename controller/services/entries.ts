@@ -10,7 +10,7 @@ import { CrowNestError } from "../../common/errors.js";
 import { entryPath } from "../archive/index-stream.js";
 import type { ArchiveEntryRow, ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
-import { findVisibleArtifact, pageSize } from "./artifacts.js";
+import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { requireScopes, type Caller } from "./caller.js";
 
 const MAX_ENTRY_PATH_BYTES = 4096;

@@ -10,7 +10,12 @@ import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { fromAgentCode, fromAgentError } from "../runtime/agent-errors.js";
 import { agentOf } from "./sandboxes.js";
-import { accountLimits, checkExportInput, exportPath, instrumented, runExport, storeExport, watchForStalls, type ExportInput } from "./export.js";
+import { watchForStalls } from "../runtime/agent-stream.js";
+import { ReadFilesFraming } from "../runtime/read-files-framing.js";
+import { exportPath, runExport } from "./export.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
+import { instrumented } from "./export-metrics.js";
+import { storeExport } from "./export-store.js";
 
 /** Paths per ReadFiles call, and calls open at once: per-call costs amortized, the agent's reads still overlapped. */
 export const BATCH_PATHS = 128;
@@ -203,9 +208,8 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
   const signals = batch.map((b) => b.input.signal).filter((s): s is AbortSignal => s !== undefined);
   const signal = signals.length > 0 ? AbortSignal.any([abort.signal, ...signals]) : abort.signal;
   const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
-  let next = 0;
+  const framing = new ReadFilesFraming(batch.length);
   let current: FileFeed | undefined;
-  const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
   try {
     const agent = agentOf(deps, batch[0]!.input.sandbox);
     const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath) }, { signal });
@@ -213,53 +217,55 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
       const event = message.event;
       switch (event.case) {
         case "start": {
-          if (current || event.value.index !== next || !event.value.header) throw integrity("started a file out of order");
+          const header = framing.start(event.value.index, event.value.header);
           const feed = new FileFeed();
           const fileAbort = new AbortController();
           // A file's export that fails stops reading its share; the stream skips the rest of it.
           fileAbort.signal.addEventListener("abort", () => feed.discard(), { once: true });
           const release = await slots.acquire();
           current = feed;
-          batch[next]!.resolve({ kind: "file", header: event.value.header, feed, abort: fileAbort, release });
-          await feed.push({ event: { case: "header", value: event.value.header } });
+          batch[framing.next]!.resolve({ kind: "file", header, feed, abort: fileAbort, release });
+          await feed.push({ event: { case: "header", value: header } });
           break;
         }
         case "chunk":
-          if (!current) throw integrity("sent bytes outside a file");
-          if (!current.wanted) {
+          framing.chunk();
+          if (!current!.wanted) {
             abort.abort(new CrowNestError("internal", "the rest of an abandoned file"));
-            return from + next + 1;
+            return from + framing.next + 1;
           }
-          await current.push({ event: { case: "chunk", value: event.value } });
+          await current!.push({ event: { case: "chunk", value: event.value } });
           break;
-        case "end":
-          if (!current || event.value.index !== next || !event.value.trailer) throw integrity("ended a file it had not started");
-          await current.push({ event: { case: "trailer", value: event.value.trailer } });
-          current.end();
+        case "end": {
+          const trailer = framing.end(event.value.index, event.value.trailer);
+          await current!.push({ event: { case: "trailer", value: trailer } });
+          current!.end();
           current = undefined;
-          next++;
+          framing.done();
           break;
+        }
         case "error": {
-          if (event.value.index !== next) throw integrity("reported a file out of order");
+          framing.error(event.value.index);
           const error = fromAgentCode(event.value.code, event.value.message);
           if (current) {
             current.fail(error);
             current = undefined;
           } else if (error.code === "not_a_regular_file") {
             // A directory (a tar) or a special file: the single export tells which.
-            batch[next]!.resolve({ kind: "single" });
+            batch[framing.next]!.resolve({ kind: "single" });
           } else {
-            batch[next]!.resolve({ kind: "error", error });
+            batch[framing.next]!.resolve({ kind: "error", error });
           }
-          next++;
+          framing.done();
           break;
         }
         default:
-          throw integrity("sent an unknown event");
+          framing.unknown();
       }
     }
-    if (current || next < batch.length) throw integrity("ended before every file");
+    framing.finish();
   } catch (err) {
+    let next = framing.next;
     if (next === 0 && !current && err instanceof ConnectError && err.code === Code.Unimplemented) {
       // An agent older than ReadFiles: every path goes the single way.
       for (const item of batch) item.resolve({ kind: "single" });

@@ -17,7 +17,11 @@ import type { Deps } from "../deps.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
 import { fromAgentCode } from "../runtime/agent-errors.js";
 import { archiveName } from "./export-archive.js";
-import { accountLimits, checkExportInput, instrumented, storeExport, watchForStalls, type ExportInput } from "./export.js";
+import { watchForStalls } from "../runtime/agent-stream.js";
+import { ReadFilesFraming, readFilesIntegrity } from "../runtime/read-files-framing.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
+import { instrumented } from "./export-metrics.js";
+import { storeExport } from "./export-store.js";
 import { agentOf } from "./sandboxes.js";
 
 /** What to match: the pattern, what to leave out, and whether hidden names count. */
@@ -176,13 +180,12 @@ async function packFiles(
   signal: AbortSignal,
 ): Promise<void> {
   const agent = agentOf(deps, sandbox);
-  const integrity = (why: string) => new CrowNestError("integrity_error", `the agent's ReadFiles stream ${why}`);
   for (let from = 0; from < paths.length; from += ARCHIVE_BATCH_PATHS) {
     const batch = paths.slice(from, from + ARCHIVE_BATCH_PATHS);
     const abort = new AbortController();
     const callSignal = AbortSignal.any([signal, abort.signal]);
     const onStall = () => abort.abort(new CrowNestError("agent_unavailable", "stalled"));
-    let next = 0;
+    const framing = new ReadFilesFraming(batch.length);
     let current: { path: string; size: bigint; sink: ReturnType<tar.Pack["entry"]>; done: Promise<void>; hash: ReturnType<typeof createHash>; bytes: bigint } | undefined;
     try {
       const call = agent.workspace.readFiles({ paths: batch }, { signal: callSignal });
@@ -190,9 +193,8 @@ async function packFiles(
         const event = message.event;
         switch (event.case) {
           case "start": {
-            const header = event.value.header;
-            if (current || event.value.index !== next || !header) throw integrity("started a file out of order");
-            const path = batch[next]!;
+            const header = framing.start(event.value.index, event.value.header);
+            const path = batch[framing.next]!;
             let sink!: ReturnType<tar.Pack["entry"]>;
             const done = new Promise<void>((resolve, reject) => {
               sink = pack.entry(
@@ -213,40 +215,41 @@ async function packFiles(
             break;
           }
           case "chunk": {
-            if (!current) throw integrity("sent bytes outside a file");
-            current.bytes += BigInt(event.value.byteLength);
-            if (current.bytes > current.size) throw integrity(`sent more bytes than it declared for ${current.path}`);
-            current.hash.update(event.value);
-            if (!current.sink.write(event.value)) await drained(current.sink, callSignal);
+            framing.chunk();
+            const file = current!;
+            file.bytes += BigInt(event.value.byteLength);
+            if (file.bytes > file.size) throw readFilesIntegrity(`sent more bytes than it declared for ${file.path}`);
+            file.hash.update(event.value);
+            if (!file.sink.write(event.value)) await drained(file.sink, callSignal);
             break;
           }
           case "end": {
-            const trailer = event.value.trailer;
-            if (!current || event.value.index !== next || !trailer) throw integrity("ended a file it had not started");
-            if (current.bytes !== current.size || trailer.size !== current.size || trailer.sha256.toLowerCase() !== current.hash.digest("hex")) {
-              throw new CrowNestError("integrity_error", `the bytes of ${current.path} differ from what the agent reported`, { path: current.path });
+            const trailer = framing.end(event.value.index, event.value.trailer);
+            const file = current!;
+            if (file.bytes !== file.size || trailer.size !== file.size || trailer.sha256.toLowerCase() !== file.hash.digest("hex")) {
+              throw new CrowNestError("integrity_error", `the bytes of ${file.path} differ from what the agent reported`, { path: file.path });
             }
-            current.sink.end(undefined);
-            await current.done;
+            file.sink.end(undefined);
+            await file.done;
             current = undefined;
-            next++;
+            framing.done();
             break;
           }
           case "error": {
-            if (event.value.index !== next) throw integrity("reported a file out of order");
-            const path = batch[next]!;
+            framing.error(event.value.index);
+            const path = batch[framing.next]!;
             const error = withPath(fromAgentCode(event.value.code, event.value.message), path);
             // Mid-file, the tar already holds part of it: the whole archive fails.
             if (current || !onSkipped) throw error;
             onSkipped(path, error);
-            next++;
+            framing.done();
             break;
           }
           default:
-            throw integrity("sent an unknown event");
+            framing.unknown();
         }
       }
-      if (current || next < batch.length) throw integrity("ended before every file");
+      framing.finish();
     } catch (err) {
       abort.abort(err);
       throw err instanceof CrowNestError ? err : fromAgentError(err);

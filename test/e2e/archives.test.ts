@@ -17,6 +17,7 @@ import { api, startControllerInProcess, type InProcessController } from "../help
 import { startCountingProxy, type CountingProxy } from "../helpers/counting-proxy.js";
 import { expectError, fetchDownload, newAccount, newKey, newSandbox, sha256Of, workspaceOf, type Call } from "../helpers/artifacts.js";
 import { startS3rver, type S3rverHandle } from "../helpers/s3.js";
+import { insertPending } from "../helpers/rows.js";
 
 const LONG_DIR = `${"deep-".repeat(15)}dir`;
 const LONG_NAME = `${LONG_DIR}/${"n".repeat(130)}.txt`;
@@ -307,7 +308,7 @@ describe.each(["file", "s3"] as const)("archives on the %s blob store", (store) 
       const id = newId("art");
       const storageKey = `acct_default/${sandboxId}/${id}`;
       const now = clock.now();
-      await ctl.deps.db.insertPendingArtifact({
+      await insertPending(ctl.deps.db, {
         id, accountId: "acct_default", sandboxId, commandId: null, name: "report.tar.gz", sourcePath: "/workspace/report",
         sizeBytes: gz.length, contentType: "application/gzip", sha256: "", storageKey, state: "pending", createdAt: now, expiresAt: null,
         archiveFormat: "tar.gz",
@@ -390,7 +391,7 @@ describe.each(["file", "s3"] as const)("archives on the %s blob store", (store) 
 
   it("a pending archive's index is invisible: its entries and entry links are 404", async () => {
     const id = newId("art");
-    await ctl.deps.db.insertPendingArtifact({
+    await insertPending(ctl.deps.db, {
       id, accountId: "acct_default", sandboxId, commandId: null, name: "pending.tar", sourcePath: "/workspace/report",
       sizeBytes: 0, contentType: "application/x-tar", sha256: "", storageKey: `acct_default/${sandboxId}/${id}`, state: "pending",
       createdAt: clock.now(), expiresAt: null, archiveFormat: "tar",

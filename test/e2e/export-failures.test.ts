@@ -34,6 +34,7 @@ import {
   writeRandomFile,
   type Call,
 } from "../helpers/artifacts.js";
+import { heldBytes } from "../helpers/rows.js";
 
 const MiB = 1024 * 1024;
 const FAR_FUTURE = new Date(Date.now() + 365 * 24 * 3600 * 1000);
@@ -44,7 +45,7 @@ async function expectNothingKept(ctl: InProcessController, call: Call, sandboxId
   expect(list.json).toEqual({ artifacts: [], nextCursor: null });
   const pending = await ctl.deps.db.listStalePending(FAR_FUTURE, 1000);
   expect(pending.filter((p) => p.sandboxId === sandboxId)).toEqual([]);
-  expect(await ctl.deps.db.storedBytes("acct_default")).toBe(0);
+  expect(await heldBytes(ctl.deps.db, "acct_default")).toBe(0);
   if (ctl.deps.config.blob.kind === "file") {
     expect(await filesUnder(join(blobDirOf(ctl), "acct_default", sandboxId))).toEqual([]);
     expect(await filesUnder(join(blobDirOf(ctl), ".tmp"))).toEqual([]);
@@ -280,7 +281,7 @@ describe("the S3 server stopped mid-upload", () => {
     const objects = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: "exports/" }));
     expect(objects.Contents ?? []).toEqual([]);
     expect((await ctl.deps.db.listStalePending(FAR_FUTURE, 1000)).filter((p) => p.sandboxId === sbx)).toEqual([]);
-    expect(await ctl.deps.db.storedBytes("acct_default")).toBe(0);
+    expect(await heldBytes(ctl.deps.db, "acct_default")).toBe(0);
 
     // Service resumes by itself: the same controller, not restarted, exports to the restarted server.
     await writeFile(join(workspaceOf(ctl, sbx), "after.txt"), "after the outage");

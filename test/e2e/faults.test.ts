@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, eventually, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 import { expectError, fetchDownload, filesUnder, newSandbox, sha256Of, workspaceOf, type Call } from "../helpers/artifacts.js";
 import { startPgCluster, type PgCluster } from "../helpers/pg-cluster.js";
+import { heldBytes } from "../helpers/rows.js";
 
 const MiB = 1024 * 1024;
 
@@ -127,7 +128,7 @@ describe("the file store on a full filesystem", () => {
     expectError(full, 503, "storage_unavailable");
     expect(await filesUnder(join(mnt, "blobs"))).toEqual([]);
     expect((await call("GET", `/v1/sandboxes/${sbx}/artifacts`)).json).toEqual({ artifacts: [], nextCursor: null });
-    expect(await ctl.deps.db.storedBytes("acct_default")).toBe(0);
+    expect(await heldBytes(ctl.deps.db, "acct_default")).toBe(0);
 
     await rm(join(mnt, "filler"));
     const ok = await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "one-mib.bin" });

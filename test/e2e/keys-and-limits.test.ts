@@ -14,6 +14,7 @@ import { SandboxService } from "../../gen/crownest/v1/sandbox_pb.js";
 import { PlainGrpcClient, bearer, errorDetailOf, grpcError } from "../controller/grpc/plain-grpc.js";
 import { blobDirOf, newAccount, newKey, newSandbox, workspaceOf, writeRandomFile, type Call } from "../helpers/artifacts.js";
 import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
+import { heldBytes, insertPending } from "../helpers/rows.js";
 
 let ctl: InProcessController;
 let root: Call;
@@ -218,7 +219,7 @@ describe("per-account limits", () => {
       createdAt: new Date(),
       expiresAt: null,
     };
-    await ctl.deps.db.insertPendingArtifact(row);
+    await insertPending(ctl.deps.db, row);
     await expectRateLimited(await a.call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "f.bin" }));
     const err = await grpcError(grpc.unary(ArtifactService.method.createArtifact, { sandboxId: sbx, path: "f.bin" }, bearer(a.key)));
     expect(err.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
@@ -228,7 +229,7 @@ describe("per-account limits", () => {
     await expectRateLimited(await a.call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "f.bin" }, headers));
     // The record of a controller that died long ago does not block the account.
     await ctl.deps.db.deleteArtifact(inFlight);
-    await ctl.deps.db.insertPendingArtifact({ ...row, id: newId("art"), storageKey: `${a.accountId}/${sbx}/old`, createdAt: new Date(Date.now() - 16 * 60_000) });
+    await insertPending(ctl.deps.db, { ...row, id: newId("art"), storageKey: `${a.accountId}/${sbx}/old`, createdAt: new Date(Date.now() - 16 * 60_000) });
     const ok = await a.call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "f.bin" }, headers);
     expect(ok.status, ok.text).toBe(201);
     await a.call("DELETE", `/v1/sandboxes/${sbx}`);
@@ -255,7 +256,7 @@ describe("quota under parallel archive exports", () => {
     for (const e of errors) expect(e.code).toBe("quota_exceeded");
     const stored = made.reduce((n, a) => n + a.sizeBytes, 0);
     expect(stored).toBeLessThanOrEqual(quotaBytes);
-    expect(await ctl.deps.db.storedBytes(accountId)).toBe(stored);
+    expect(await heldBytes(ctl.deps.db, accountId)).toBe(stored);
     // Nothing half-written: exactly the made artifacts' blobs exist for this account.
     const blobs = await readdir(join(blobDirOf(ctl), accountId, sbx)).catch(() => [] as string[]);
     expect(blobs.sort()).toEqual(made.map((a) => a.id).sort());

@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import S3rver from "s3rver";
-import { createS3Client } from "../../controller/blob/s3.js";
+import { createS3Client } from "../../controller/blob/s3-client.js";
 
 /** s3rver's fixed credentials. */
 export const S3RVER_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };

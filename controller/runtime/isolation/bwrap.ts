@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import type { SandboxConfig } from "../../config.js";
-import { type SandboxCgroups, inCgroups } from "./cgroups.js";
+import { type SandboxCgroups, SandboxCgroupSlots, inCgroups } from "./cgroups.js";
 import {
   COMMAND_GID,
   COMMAND_UID,
@@ -87,27 +87,24 @@ export async function prepareHostDirs(layout: SandboxLayout, token: string): Pro
 export class BwrapIsolation implements Isolation {
   readonly mode = "bwrap" as const;
   readonly limits: LimitReport;
-  private readonly procs = new Map<string, string[]>();
+  private readonly cgroups: SandboxCgroupSlots;
 
   constructor(
     private readonly config: SandboxConfig,
-    private readonly cgroups: SandboxCgroups,
+    cgroups: SandboxCgroups,
     private readonly agent: { file: string; node: string },
   ) {
+    this.cgroups = new SandboxCgroupSlots(cgroups);
     this.limits = limitReport(config, cgroups, "tmpfs size");
   }
 
   async prepare(layout: SandboxLayout, token: string): Promise<void> {
     await prepareHostDirs(layout, token);
-    this.procs.set(
-      layout.sandboxId,
-      await this.cgroups.create(layout.sandboxId, { maxProcesses: this.config.maxProcesses, memoryBytes: this.config.memoryMb * 1024 * 1024 }),
-    );
+    await this.cgroups.create(layout.sandboxId, { maxProcesses: this.config.maxProcesses, memoryBytes: this.config.memoryMb * 1024 * 1024 });
   }
 
   launch(layout: SandboxLayout): LaunchPlan {
-    const procs = this.procs.get(layout.sandboxId) ?? [];
-    this.procs.delete(layout.sandboxId);
+    const procs = this.cgroups.take(layout.sandboxId);
     const args = [
       "--unshare-pid",
       "--unshare-ipc",
@@ -143,7 +140,6 @@ export class BwrapIsolation implements Isolation {
   }
 
   async release(layout: SandboxLayout): Promise<void> {
-    this.procs.delete(layout.sandboxId);
-    await this.cgroups.remove(layout.sandboxId);
+    await this.cgroups.release(layout.sandboxId);
   }
 }

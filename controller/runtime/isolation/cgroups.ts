@@ -105,3 +105,34 @@ export function inCgroups(procsFiles: string[], command: string, args: string[])
   const script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
   return { command: "/bin/sh", args: ["-c", script, "sh", String(procsFiles.length), ...procsFiles, command, ...args] };
 }
+
+/**
+ * A sandbox's cgroups from prepare to release, as an isolation mode holds
+ * them: created with the sandbox's limits, entered once by its launch (the
+ * procs files are handed over then), removed with the sandbox.
+ */
+export class SandboxCgroupSlots {
+  private readonly procs = new Map<string, string[]>();
+
+  constructor(readonly cgroups: SandboxCgroups) {}
+
+  async create(sandboxId: string, limits: CgroupLimits): Promise<void> {
+    this.procs.set(sandboxId, await this.cgroups.create(sandboxId, limits));
+  }
+
+  /** The procs files the launch enters (none when prepare made none). */
+  take(sandboxId: string): string[] {
+    const procs = this.procs.get(sandboxId) ?? [];
+    this.procs.delete(sandboxId);
+    return procs;
+  }
+
+  processes(sandboxId: string): Promise<number[]> {
+    return this.cgroups.processes(sandboxId);
+  }
+
+  async release(sandboxId: string): Promise<void> {
+    this.procs.delete(sandboxId);
+    await this.cgroups.remove(sandboxId);
+  }
+}

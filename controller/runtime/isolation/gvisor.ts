@@ -12,7 +12,7 @@ import { mkdir, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { SandboxConfig } from "../../config.js";
 import { AGENT_CAPS, limitReport, prepareHostDirs } from "./bwrap.js";
-import { type SandboxCgroups, inCgroups } from "./cgroups.js";
+import { type SandboxCgroups, SandboxCgroupSlots, inCgroups } from "./cgroups.js";
 import {
   NODE_INSIDE,
   WORKSPACE_INSIDE,
@@ -74,13 +74,14 @@ export function ociMounts(mounts: Mount[]): Array<{ destination: string; type: s
 export class GvisorIsolation implements Isolation {
   readonly mode = "gvisor" as const;
   readonly limits: LimitReport;
-  private readonly procs = new Map<string, string[]>();
+  private readonly cgroups: SandboxCgroupSlots;
 
   constructor(
     private readonly config: SandboxConfig,
-    private readonly cgroups: SandboxCgroups,
+    cgroups: SandboxCgroups,
     private readonly agent: { file: string; node: string },
   ) {
+    this.cgroups = new SandboxCgroupSlots(cgroups);
     this.limits = limitReport(config, cgroups, "tmpfs size inside gVisor");
     this.limits.enforced = this.limits.enforced.map((l) =>
       l.startsWith("processes") ? `${l}, plus RLIMIT_NPROC ${config.maxProcesses} for commands inside gVisor` : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
@@ -133,18 +134,14 @@ export class GvisorIsolation implements Isolation {
     };
     await writeFile(join(bundleDir(layout), "config.json"), JSON.stringify(spec, null, 1));
     await mkdir(stateDir(layout), { recursive: true, mode: 0o700 });
-    this.procs.set(
-      layout.sandboxId,
-      await this.cgroups.create(layout.sandboxId, {
-        maxProcesses: this.config.maxProcesses + RUNSC_PIDS_HEADROOM,
-        memoryBytes: this.config.memoryMb * 1024 * 1024 + RUNSC_MEMORY_HEADROOM_BYTES,
-      }),
-    );
+    await this.cgroups.create(layout.sandboxId, {
+      maxProcesses: this.config.maxProcesses + RUNSC_PIDS_HEADROOM,
+      memoryBytes: this.config.memoryMb * 1024 * 1024 + RUNSC_MEMORY_HEADROOM_BYTES,
+    });
   }
 
   launch(layout: SandboxLayout): LaunchPlan {
-    const procs = this.procs.get(layout.sandboxId) ?? [];
-    this.procs.delete(layout.sandboxId);
+    const procs = this.cgroups.take(layout.sandboxId);
     const args = [
       "--root",
       stateDir(layout),
@@ -171,7 +168,6 @@ export class GvisorIsolation implements Isolation {
   }
 
   async release(layout: SandboxLayout): Promise<void> {
-    this.procs.delete(layout.sandboxId);
-    await this.cgroups.remove(layout.sandboxId);
+    await this.cgroups.release(layout.sandboxId);
   }
 }

@@ -9,7 +9,8 @@ import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
 import type { Deps } from "../../deps.js";
 import { isGlobEntry, type AccountRow, type CollectEntry, type CollectError, type CollectStatus, type GlobEntry, type SandboxRow } from "../../db/types.js";
-import { defaultArtifactName, type ExportInput } from "../export.js";
+import type { ExportInput } from "../export-input.js";
+import { defaultArtifactName } from "../export-naming.js";
 import { exportFiles } from "../export-batch.js";
 import { exportGlobArchive, findMatches, globEntryName } from "../export-glob.js";
 

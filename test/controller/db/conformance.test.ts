@@ -26,6 +26,7 @@ import type {
 } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
 import { freshPostgresUrl } from "../../helpers/pg.js";
+import { heldBytes, insertCommand, insertPending, insertSandbox } from "../../helpers/rows.js";
 
 interface Env {
   config: DatabaseConfig;
@@ -150,14 +151,14 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     const acct = account();
     await store.createAccount(acct);
     const sb = sandbox(acct.id);
-    await store.createSandbox(sb);
+    await insertSandbox(store, sb);
     return { acct, sb };
   }
 
   /** A ready artifact as the export pipeline leaves it. */
   async function readyArtifact(sb: SandboxRow, createdAt: Date, expiresAt: Date, over: Partial<ArtifactRow> = {}) {
     const a = artifact(sb, { createdAt, ...over });
-    await store.insertPendingArtifact(a);
+    await insertPending(store, a);
     const sizeBytes = over.sizeBytes ?? 10;
     expect(await store.markArtifactReady(a.id, { sizeBytes, sha256: "ab".repeat(32), contentType: "text/plain", createdAt, expiresAt })).toBe(true);
     return { ...a, state: "ready" as const, sizeBytes, sha256: "ab".repeat(32), contentType: "text/plain", expiresAt };
@@ -331,9 +332,9 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const acct = account();
       await store.createAccount(acct);
       const ended = sandbox(acct.id);
-      await store.createSandbox(ended);
+      await insertSandbox(store, ended);
       await store.markSandboxDestroyed(ended.id, at(1));
-      await store.createSandbox(sandbox(acct.id, { expiresAt: at(50) })); // expired at at(100)
+      await insertSandbox(store, sandbox(acct.id, { expiresAt: at(50) })); // expired at at(100)
       const other = racer();
       const rows = Array.from({ length: 6 }, () => sandbox(acct.id));
       const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).createSandboxWithinLimit(r, 3, at(100))));
@@ -351,9 +352,9 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
 
     it("insertCommandWithinLimit counts running and collecting commands with a fresh heartbeat only", async () => {
       const { acct, sb } = await seed();
-      await store.insertCommand(command(sb, { status: "exited", collectStatus: "succeeded", heartbeatAt: at(100) }));
-      await store.insertCommand(command(sb, { status: "running", heartbeatAt: at(10) })); // stale: a dead controller's
-      await store.insertCommand(command(sb, { status: "exited", collectStatus: "pending", heartbeatAt: at(100) })); // collecting: counts
+      await insertCommand(store, command(sb, { status: "exited", collectStatus: "succeeded", heartbeatAt: at(100) }));
+      await insertCommand(store, command(sb, { status: "running", heartbeatAt: at(10) })); // stale: a dead controller's
+      await insertCommand(store, command(sb, { status: "exited", collectStatus: "pending", heartbeatAt: at(100) })); // collecting: counts
       const other = racer();
       const rows = Array.from({ length: 5 }, () => command(sb, { heartbeatAt: at(100) }));
       const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).insertCommandWithinLimit(r, 3, at(50))));
@@ -369,17 +370,17 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("insertPendingArtifactWithinQuota with an in-flight limit counts the account's recent pending API exports only", async () => {
       const { acct, sb } = await seed();
       await readyArtifact(sb, at(0), at(DAY));
-      await store.insertPendingArtifact(artifact(sb, { createdAt: at(10) })); // older than `since`: a crashed export
+      await insertPending(store, artifact(sb, { createdAt: at(10) })); // older than `since`: a crashed export
       const cmd = command(sb);
-      await store.insertCommand(cmd);
-      await store.insertPendingArtifact(artifact(sb, { createdAt: at(100), commandId: cmd.id })); // a collection's: its command counts
+      await insertCommand(store, cmd);
+      await insertPending(store, artifact(sb, { createdAt: at(100), commandId: cmd.id })); // a collection's: its command counts
       const limit = { limit: 2, since: at(50) };
       const other = racer();
       const rows = Array.from({ length: 5 }, () => artifact(sb, { createdAt: at(100), sizeBytes: 10 }));
       const results = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).insertPendingArtifactWithinQuota(r, 1_000_000, limit)));
       expect(results.filter((r) => r.inserted)).toHaveLength(2);
       for (const r of results) if (!r.inserted) expect(r.reason).toBe("in_flight");
-      expect((await store.storedBytes(acct.id))).toBe(10 + 20);
+      expect((await heldBytes(store, acct.id))).toBe(10 + 20);
       // The quota still speaks for itself.
       const big = await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 2_000_000 }), 1_000_000, { limit: 100, since: at(50) });
       expect(big).toMatchObject({ inserted: false, reason: "quota" });
@@ -395,7 +396,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const grown = await Promise.all(rows.map((r, i) => (i % 2 ? other : store).growArtifactReservation(r.id, acct.id, 300, 300, 1000)));
       expect(grown.filter((g) => g === 300)).toHaveLength(3);
       expect(grown.filter((g) => g === undefined)).toHaveLength(3);
-      expect(await store.storedBytes(acct.id)).toBe(1000);
+      expect(await heldBytes(store, acct.id)).toBe(1000);
       // No room at all: undefined, nothing changed.
       const grownRow = rows[grown.indexOf(300)]!;
       expect(await store.growArtifactReservation(grownRow.id, acct.id, 301, 400, 1000)).toBeUndefined();
@@ -416,7 +417,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const { sb } = await seed();
       expect(await store.getSandbox(sb.id)).toEqual(sb);
       const external = sandbox(sb.accountId, { runtime: "external", agentPid: null });
-      await store.createSandbox(external);
+      await insertSandbox(store, external);
       expect(await store.getSandbox(external.id)).toEqual(external);
       expect(await store.getSandbox("sbx_missing")).toBeUndefined();
     });
@@ -446,7 +447,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const expiredLate = sandbox(acct.id, { expiresAt: at(200) });
       const live = sandbox(acct.id, { expiresAt: at(10 * HOUR) });
       const gone = sandbox(acct.id, { expiresAt: at(50) });
-      for (const s of [expiredLate, live, gone, expiredEarly]) await store.createSandbox(s);
+      for (const s of [expiredLate, live, gone, expiredEarly]) await insertSandbox(store, s);
       await store.markSandboxDestroyed(gone.id, at(60));
 
       expect((await store.listExpiredSandboxes(at(200), 10)).map((s) => s.id)).toEqual([expiredEarly.id, expiredLate.id]);
@@ -459,9 +460,9 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
   describe("artifacts", () => {
     it("a pending artifact is readable by id but never listed; ready makes it visible once", async () => {
       const { sb } = await seed();
-      // Whatever state the row claims, insertPendingArtifact records it pending.
+      // Whatever state the row claims, a reservation records it pending.
       const a = artifact(sb, { state: "ready" });
-      await store.insertPendingArtifact(a);
+      await insertPending(store, a);
       expect(await store.getArtifact(a.id)).toEqual({ ...a, state: "pending" });
       expect(await store.listArtifacts(sb.id, at(0), 10)).toEqual([]);
 
@@ -480,7 +481,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("an archive's entry index: written while pending, listed in order with prefix and paging, found by path, deleted with it", async () => {
       const { sb } = await seed();
       const a = artifact(sb, { name: "site.tar", archiveFormat: "tar" });
-      await store.insertPendingArtifact(a);
+      await insertPending(store, a);
       expect((await store.getArtifact(a.id))?.archiveFormat).toBe("tar");
       const entry = (seq: number, path: string, over: Partial<ArchiveEntryRow> = {}): ArchiveEntryRow => ({
         artifactId: a.id, seq, path, type: "file", sizeBytes: seq * 10, mode: 0o644, mtime: at(seq * 1000), linkTarget: null, dataOffset: 512 * (seq + 1), ...over,
@@ -515,7 +516,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("deleteArtifact removes any state, once", async () => {
       const { sb } = await seed();
       const pending = artifact(sb);
-      await store.insertPendingArtifact(pending);
+      await insertPending(store, pending);
       const ready = await readyArtifact(sb, at(0), at(DAY));
       expect(await store.deleteArtifact(pending.id)).toBe(true);
       expect(await store.deleteArtifact(ready.id)).toBe(true);
@@ -535,7 +536,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(typeof got?.sizeBytes).toBe("number");
       expect((await store.listArtifacts(sb.id, at(1), 10))[0]?.sizeBytes).toBe(5 * GiB + 7);
       await readyArtifact(sb, at(1), at(DAY), { sizeBytes: 5 * GiB });
-      const total = await store.storedBytes(acct.id);
+      const total = await heldBytes(store, acct.id);
       expect(total).toBe(10 * GiB + 7);
       expect(typeof total).toBe("number");
     });
@@ -543,9 +544,9 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("refuses a second artifact with the same storage key and keeps the first", async () => {
       const { sb } = await seed();
       const first = artifact(sb);
-      await store.insertPendingArtifact(first);
+      await insertPending(store, first);
       const clash = artifact(sb, { storageKey: first.storageKey });
-      await expect(store.insertPendingArtifact(clash)).rejects.toThrow();
+      await expect(insertPending(store, clash)).rejects.toThrow();
       expect(await store.getArtifact(clash.id)).toBeUndefined();
       expect(await store.getArtifact(first.id)).toEqual(first);
     });
@@ -553,20 +554,20 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("refuses an artifact of a sandbox that does not exist", async () => {
       const { acct } = await seed();
       const orphan = artifact(sandbox(acct.id));
-      await expect(store.insertPendingArtifact(orphan)).rejects.toThrow();
+      await expect(insertPending(store, orphan)).rejects.toThrow();
       expect(await store.getArtifact(orphan.id)).toBeUndefined();
     });
 
     it("paginates newest first by cursor across pages, ties on createdAt broken by id", async () => {
       const { sb } = await seed();
       const other = sandbox(sb.accountId);
-      await store.createSandbox(other);
+      await insertSandbox(store, other);
       const now = at(HOUR);
       const listed: ArtifactRow[] = [];
       // Three timestamps, several artifacts sharing each, inserted out of order.
       for (const ms of [20, 10, 30, 20, 10, 20, 30, 10, 20]) listed.push(await readyArtifact(sb, at(ms), at(DAY)));
       // Never listed: pending, expired, another sandbox's.
-      await store.insertPendingArtifact(artifact(sb, { createdAt: at(25) }));
+      await insertPending(store, artifact(sb, { createdAt: at(25) }));
       await readyArtifact(sb, at(15), now);
       await readyArtifact(other, at(15), at(DAY));
 
@@ -608,11 +609,11 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const { sb } = await seed();
       const cmd = command(sb);
       const otherCmd = command(sb);
-      await store.insertCommand(cmd);
-      await store.insertCommand(otherCmd);
+      await insertCommand(store, cmd);
+      await insertCommand(store, otherCmd);
       const first = await readyArtifact(sb, at(1), at(DAY), { commandId: cmd.id });
       const second = await readyArtifact(sb, at(2), at(DAY), { commandId: cmd.id });
-      await store.insertPendingArtifact(artifact(sb, { commandId: cmd.id }));
+      await insertPending(store, artifact(sb, { commandId: cmd.id }));
       await readyArtifact(sb, at(3), at(DAY), { commandId: otherCmd.id });
       await readyArtifact(sb, at(4), at(DAY));
       expect((await store.listArtifactsByCommand(cmd.id)).map((a) => a.id)).toEqual([first.id, second.id]);
@@ -623,20 +624,20 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(await store.listArtifacts(sb.id, at(5), 10, undefined, "cmd_missing")).toEqual([]);
     });
 
-    it("storedBytes sums the account's ready and pending artifacts, 0 when none", async () => {
+    it("an account holds its ready and pending artifacts' bytes as a reservation sees them, 0 when none", async () => {
       const { acct, sb } = await seed();
-      expect(await store.storedBytes(acct.id)).toBe(0);
-      expect(await store.storedBytes("acct_missing")).toBe(0);
+      expect(await heldBytes(store, acct.id)).toBe(0);
+      expect(await heldBytes(store, "acct_missing")).toBe(0);
       await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 100 });
       const doomed = await readyArtifact(sb, at(0), at(DAY), { sizeBytes: 40 });
-      await store.insertPendingArtifact(artifact(sb, { sizeBytes: 0 }));
-      await store.insertPendingArtifact(artifact(sb, { sizeBytes: 3 }));
+      await insertPending(store, artifact(sb, { sizeBytes: 0 }));
+      await insertPending(store, artifact(sb, { sizeBytes: 3 }));
       const stranger = await seed();
       await readyArtifact(stranger.sb, at(0), at(DAY), { sizeBytes: 1000 });
-      expect(await store.storedBytes(acct.id)).toBe(143);
+      expect(await heldBytes(store, acct.id)).toBe(143);
       await store.deleteArtifact(doomed.id);
-      expect(await store.storedBytes(acct.id)).toBe(103);
-      expect(await store.storedBytes(stranger.acct.id)).toBe(1000);
+      expect(await heldBytes(store, acct.id)).toBe(103);
+      expect(await heldBytes(store, stranger.acct.id)).toBe(1000);
     });
 
     it("insertPendingArtifactWithinQuota reserves atomically: concurrent reservations never overshoot the quota", async () => {
@@ -646,7 +647,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const rows = Array.from({ length: 6 }, () => artifact(sb, { sizeBytes: 600_000 }));
       const results = (await Promise.all(rows.map((r) => store.insertPendingArtifactWithinQuota(r, 1_000_000)))).map((r) => r.inserted);
       expect(results.filter(Boolean)).toHaveLength(1);
-      expect(await store.storedBytes(acct.id)).toBe(700_000);
+      expect(await heldBytes(store, acct.id)).toBe(700_000);
       // Refused rows left nothing; the admitted one is pending, never listed.
       for (const [i, r] of rows.entries()) {
         expect((await store.getArtifact(r.id))?.state).toBe(results[i] ? "pending" : undefined);
@@ -674,8 +675,8 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(admittedA.map(({ res }) => res.otherBytes).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i * 10));
       for (const { res } of of(rowsA).filter(({ res }) => !res.inserted)) expect(res).toMatchObject({ reason: "quota", otherBytes: 200 });
       expect(of(rowsB).every(({ res }) => res.inserted)).toBe(true);
-      expect(await store.storedBytes(a.acct.id)).toBe(200);
-      expect(await store.storedBytes(b.acct.id)).toBe(100);
+      expect(await heldBytes(store, a.acct.id)).toBe(200);
+      expect(await heldBytes(store, b.acct.id)).toBe(100);
 
       // A row that cannot be inserted (its id is taken) fails alone; the rows written beside it stand.
       const dup = { ...artifact(b.sb, { sizeBytes: 1 }), id: rowsB[0]!.id };
@@ -703,7 +704,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const older = artifact(sb, { createdAt: at(10) });
       const old = artifact(sb, { createdAt: at(20) });
       const fresh = artifact(sb, { createdAt: at(30) });
-      for (const a of [fresh, old, older]) await store.insertPendingArtifact(a);
+      for (const a of [fresh, old, older]) await insertPending(store, a);
       await readyArtifact(sb, at(0), at(DAY));
       expect((await store.listStalePending(at(30), 10)).map((a) => a.id)).toEqual([older.id, old.id]);
       expect((await store.listStalePending(at(30), 1)).map((a) => a.id)).toEqual([older.id]);
@@ -715,7 +716,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("findStorageKeys names the keys some record holds, pending or ready", async () => {
       const { sb } = await seed();
       const p = artifact(sb, { createdAt: at(0) });
-      await store.insertPendingArtifact(p);
+      await insertPending(store, p);
       const r = await readyArtifact(sb, at(0), at(DAY));
       const found = await store.findStorageKeys([p.storageKey, r.storageKey, "acct_x/sbx_x/art_none"]);
       expect(found).toEqual(new Set([p.storageKey, r.storageKey]));
@@ -742,7 +743,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const e2 = await readyArtifact(sb, at(0), at(200));
       const e3 = await readyArtifact(sb, at(0), at(300));
       await readyArtifact(sb, at(0), at(DAY)); // not expired
-      await store.insertPendingArtifact(artifact(sb, { createdAt: at(0) })); // pending: the reconciler's, not the sweeper's
+      await insertPending(store, artifact(sb, { createdAt: at(0) })); // pending: the reconciler's, not the sweeper's
 
       const lease = 60_000;
       const first = await store.claimExpiredArtifacts(at(300), 2, lease);
@@ -785,7 +786,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
         collectOn: "always",
         collectStatus: "pending",
       });
-      await store.insertCommand(cmd);
+      await insertCommand(store, cmd);
       expect(await store.getCommand(cmd.id)).toEqual(cmd);
       expect(await store.getCommand("cmd_missing")).toBeUndefined();
     });
@@ -793,7 +794,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
     it("updateCommand sets only the given fields; JSON, booleans and nulls round-trip", async () => {
       const { sb } = await seed();
       const cmd = command(sb, { collect: [{ path: "a.txt" }, { path: "b.txt", name: "bee" }], collectStatus: "pending", signal: "SIGTERM" });
-      await store.insertCommand(cmd);
+      await insertCommand(store, cmd);
       const patch = {
         status: "exited" as const,
         exitCode: 0,
@@ -826,7 +827,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const freshRunning = command(sb, { heartbeatAt: at(100) });
       const finished = command(sb, { status: "exited", exitCode: 0, collectStatus: "succeeded", heartbeatAt: at(5) });
       const finishedNoCollect = command(sb, { status: "timed_out", collectStatus: "not_requested", heartbeatAt: at(5) });
-      for (const c of [freshRunning, staleCollecting, finished, staleRunning, finishedNoCollect]) await store.insertCommand(c);
+      for (const c of [freshRunning, staleCollecting, finished, staleRunning, finishedNoCollect]) await insertCommand(store, c);
       expect((await store.listStaleCommands(at(100), 10)).map((c) => c.id)).toEqual([staleRunning.id, staleCollecting.id]);
       expect((await store.listStaleCommands(at(100), 1)).map((c) => c.id)).toEqual([staleRunning.id]);
       await store.updateCommand(staleRunning.id, { heartbeatAt: at(150) });
@@ -949,29 +950,29 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
         artifact(sb, { expiresAt: new Date("not a date") }),
       ];
       for (const a of bad) {
-        await expectCode(store.insertPendingArtifact(a), "invalid_request");
+        await expectCode(insertPending(store, a), "invalid_request");
         expect(await store.getArtifact(a.id)).toBeUndefined();
       }
       const good = artifact(sb);
-      await store.insertPendingArtifact(good);
+      await insertPending(store, good);
       const ready = { sizeBytes: 10, sha256: "", contentType: "x", createdAt: at(1), expiresAt: at(DAY) };
       await expectCode(store.markArtifactReady(good.id, { ...ready, sizeBytes: -5 }), "invalid_request");
       await expectCode(store.markArtifactReady(good.id, { ...ready, expiresAt: new Date(Number.NaN) }), "invalid_request");
       expect(await store.getArtifact(good.id)).toEqual(good);
-      expect(await store.storedBytes(acct.id)).toBe(0);
+      expect(await heldBytes(store, acct.id)).toBe(0);
     });
 
     it("sandboxes, commands, idempotency keys and list arguments", async () => {
       const { acct, sb } = await seed();
       const badSandbox = sandbox(acct.id, { expiresAt: new Date(Number.NaN) });
-      await expectCode(store.createSandbox(badSandbox), "invalid_request");
+      await expectCode(insertSandbox(store, badSandbox), "invalid_request");
       expect(await store.getSandbox(badSandbox.id)).toBeUndefined();
 
       const badCommand = command(sb, { heartbeatAt: new Date(Number.NaN) });
-      await expectCode(store.insertCommand(badCommand), "invalid_request");
+      await expectCode(insertCommand(store, badCommand), "invalid_request");
       expect(await store.getCommand(badCommand.id)).toBeUndefined();
       const cmd = command(sb);
-      await store.insertCommand(cmd);
+      await insertCommand(store, cmd);
       await expectCode(store.updateCommand(cmd.id, { stdout: "half", finishedAt: new Date(Number.NaN) }), "invalid_request");
       expect(await store.getCommand(cmd.id)).toEqual(cmd);
 
@@ -990,7 +991,7 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const { sb } = await seed();
       const tricky = "x'); drop table artifacts; --? $1 \\ \"";
       const a = artifact(sb, { name: tricky, sourcePath: "/workspace/it's \"quoted\" ✓" });
-      await store.insertPendingArtifact(a);
+      await insertPending(store, a);
       expect(await store.getArtifact(a.id)).toEqual(a);
       expect(await store.listArtifacts(sb.id, at(0), 10)).toEqual([]);
     });

@@ -11,6 +11,7 @@ import { getCommand, reconcileStaleCommands, runCommand, startCommand } from "..
 import { createSandbox } from "../../../controller/services/sandboxes.js";
 import { startControllerInProcess, type InProcessController } from "../../helpers/controller.js";
 import { freshPostgresUrl, type FreshPostgres } from "../../helpers/pg.js";
+import { insertCommand, insertPending } from "../../helpers/rows.js";
 
 const STALE_MS = 5_000;
 
@@ -65,7 +66,7 @@ describe.each(["sqlite", "postgres"] as const)("command service on %s", (store) 
       heartbeatAt: now,
       ...patch,
     };
-    await ctl.deps.db.insertCommand(row);
+    await insertCommand(ctl.deps.db, row);
     return row;
   }
 
@@ -86,7 +87,7 @@ describe.each(["sqlite", "postgres"] as const)("command service on %s", (store) 
       createdAt: clock.now(),
       expiresAt: null,
     };
-    await ctl.deps.db.insertPendingArtifact(row);
+    await insertPending(ctl.deps.db, row);
     if (ready) {
       await ctl.deps.db.markArtifactReady(id, {
         sizeBytes: 1,

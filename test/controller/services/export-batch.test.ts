@@ -18,9 +18,11 @@ import type { Deps } from "../../../controller/deps.js";
 import { Metrics } from "../../../controller/metrics.js";
 import { ExternalRuntime } from "../../../controller/runtime/external.js";
 import { BATCH_PATHS, exportFiles } from "../../../controller/services/export-batch.js";
-import { exportPath, type ExportInput } from "../../../controller/services/export.js";
+import { exportPath } from "../../../controller/services/export.js";
+import type { ExportInput } from "../../../controller/services/export-input.js";
 import { startAgent, type StartedAgent } from "../../helpers/agent.js";
 import { filesUnder, sha256Of, sha256OfFile, writeRandomFile, writeWorkspaceFile } from "../../helpers/artifacts.js";
+import { insertSandbox } from "../../helpers/rows.js";
 
 const MiB = 1024 * 1024;
 
@@ -57,8 +59,8 @@ describe("exportFiles with a real agent, file blobs and SQLite", () => {
     await db.createAccount({ id: "acct_small", plan: "free", retentionDays: null, maxArtifactBytes: 1 * MiB, quotaBytes: null, createdAt: clock.now() });
     sandbox = row("sbx_x", "acct_x");
     small = row("sbx_small", "acct_small");
-    await db.createSandbox(sandbox);
-    await db.createSandbox(small);
+    await insertSandbox(db, sandbox);
+    await insertSandbox(db, small);
   });
   afterAll(async () => {
     await agent?.stop();

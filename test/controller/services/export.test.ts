@@ -15,16 +15,13 @@ import type { AccountRow, SandboxRow } from "../../../controller/db/types.js";
 import type { Deps } from "../../../controller/deps.js";
 import { Metrics } from "../../../controller/metrics.js";
 import { ExternalRuntime } from "../../../controller/runtime/external.js";
-import {
-  contentTypeFor,
-  defaultArtifactName,
-  exportPath,
-  limitsFor,
-  validateArtifactName,
-  watchForStalls,
-} from "../../../controller/services/export.js";
+import { watchForStalls } from "../../../controller/runtime/agent-stream.js";
+import { exportPath } from "../../../controller/services/export.js";
+import { limitsFor } from "../../../controller/services/export-limits.js";
+import { contentTypeFor, defaultArtifactName, validateArtifactName } from "../../../controller/services/export-naming.js";
 import { startAgent, type StartedAgent } from "../../helpers/agent.js";
 import { filesUnder, sha256Of, writeRandomFile, writeWorkspaceFile } from "../../helpers/artifacts.js";
+import { insertCommand, insertSandbox } from "../../helpers/rows.js";
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -205,8 +202,8 @@ describe("exportPath with a real agent, file blobs and SQLite", () => {
       expiresAt: new Date(clock.now().getTime() + 3600_000),
       destroyedAt: null,
     };
-    await db.createSandbox(sandbox);
-    await db.insertCommand({
+    await insertSandbox(db, sandbox);
+    await insertCommand(db, {
       id: "cmd_1",
       accountId: "acct_x",
       sandboxId: "sbx_x",

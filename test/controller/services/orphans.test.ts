@@ -24,6 +24,7 @@ import { runOrphanSweepOnce } from "../../../controller/services/orphans.js";
 import { runReconcileOnce } from "../../../controller/services/retention.js";
 import { freshPostgresUrl, type FreshPostgres } from "../../helpers/pg.js";
 import { startS3rver, type S3rverHandle } from "../../helpers/s3.js";
+import { insertPending, insertSandbox } from "../../helpers/rows.js";
 
 const HOUR = 3600_000;
 const ACCOUNT = "acct_orphans";
@@ -75,7 +76,7 @@ async function replica(pg: FreshPostgres, makeBlobs: BlobFactory): Promise<Repli
 async function seed(db: MetadataStore, now: Date): Promise<void> {
   if (await db.getAccount(ACCOUNT)) return;
   await db.createAccount({ id: ACCOUNT, plan: "developer", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: now });
-  await db.createSandbox({
+  await insertSandbox(db, {
     id: SANDBOX,
     accountId: ACCOUNT,
     status: "running",
@@ -150,18 +151,18 @@ function orphanSuite(label: string, setup: () => Promise<{ makeBlobs: BlobFactor
       const now = new Date();
       // The crash: the blob was written and its pending record is gone (the controller died before recording the result).
       const orphan = row(nextId(), now);
-      await a.db.insertPendingArtifact(orphan);
+      await insertPending(a.db, orphan);
       await a.blobs.write(orphan.storageKey, bytes("left behind"));
       await a.db.deleteArtifact(orphan.id);
       // What must stay: a ready artifact, an export in flight (pending record + blob), a key that is not an artifact key.
       const ready = row(nextId(), now);
-      await a.db.insertPendingArtifact(ready);
+      await insertPending(a.db, ready);
       await a.blobs.write(ready.storageKey, bytes("kept"));
       expect(
         await a.db.markArtifactReady(ready.id, { sizeBytes: 4, sha256: "x".repeat(64), contentType: "text/plain", createdAt: now, expiresAt: new Date(now.getTime() + 24 * HOUR) }),
       ).toBe(true);
       const inFlight = row(nextId(), now);
-      await a.db.insertPendingArtifact(inFlight);
+      await insertPending(a.db, inFlight);
       await a.blobs.write(inFlight.storageKey, bytes("in flight"));
       await a.blobs.write(`${ACCOUNT}/${SANDBOX}/not-an-artifact`, bytes("someone else's"));
 

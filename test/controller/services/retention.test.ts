@@ -17,6 +17,7 @@ import { ExternalRuntime } from "../../../controller/runtime/external.js";
 import { runReconcileOnce, runSweepOnce } from "../../../controller/services/retention.js";
 import { freshPostgresUrl, type FreshPostgres } from "../../helpers/pg.js";
 import { filesUnder } from "../../helpers/artifacts.js";
+import { heldBytes, insertPending, insertSandbox } from "../../helpers/rows.js";
 
 const DAY = 24 * 3600 * 1000;
 const ACCOUNT = "acct_r";
@@ -69,7 +70,7 @@ async function world(kind: "sqlite" | "postgres", shared?: { pg: FreshPostgres; 
 async function seedAccount(w: World): Promise<void> {
   if (await w.db.getAccount(ACCOUNT)) return;
   await w.db.createAccount({ id: ACCOUNT, plan: "developer", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: w.clock.now() });
-  await w.db.createSandbox({
+  await insertSandbox(w.db, {
     id: SANDBOX,
     accountId: ACCOUNT,
     status: "running",
@@ -101,7 +102,7 @@ async function pending(w: World, opts: { blob?: boolean } = {}): Promise<Artifac
     createdAt: w.clock.now(),
     expiresAt: null,
   };
-  await w.db.insertPendingArtifact(row);
+  await insertPending(w.db, row);
   if (opts.blob) await w.blobs.write(row.storageKey, bytes(id));
   return row;
 }
@@ -233,6 +234,6 @@ describe("two sweepers at once on one PostgreSQL database", () => {
     // A row swept twice would be counted twice: the sum proves each went once.
     expect(ra.swept + rb.swept).toBe(N);
     expect(await blobsOf(a)).toEqual([]);
-    expect(await a.db.storedBytes(ACCOUNT)).toBe(0);
+    expect(await heldBytes(a.db, ACCOUNT)).toBe(0);
   });
 });

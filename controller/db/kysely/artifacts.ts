@@ -1,0 +1,119 @@
+// Queries on artifacts once they exist: reading, listing, deleting, and the
+// sweepers' claims (expired, stale pending, orphaned storage keys).
+import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
+import { visibleArtifactCondition } from "../visibility.js";
+import type { ArtifactCursor, ArtifactRow } from "../types.js";
+import type { Ctx } from "./context.js";
+
+export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
+  const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
+  return r && artifactFromDb(r);
+}
+
+export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
+  // The index goes with its artifact, in one transaction.
+  return db.transaction().execute(async (trx) => {
+    await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
+    return res.numDeletedRows > 0n;
+  });
+}
+
+export async function listArtifacts(
+  { db }: Ctx,
+  sandboxId: string,
+  now: Date,
+  limit: number,
+  after?: ArtifactCursor,
+  commandId?: string,
+): Promise<ArtifactRow[]> {
+  let q = db
+    .selectFrom("artifacts")
+    .selectAll()
+    .where("sandbox_id", "=", sandboxId)
+    .where(visibleArtifactCondition(now));
+  if (commandId !== undefined) q = q.where("command_id", "=", commandId);
+  if (after !== undefined) {
+    // Keyset: strictly after the cursor in (created_at desc, id desc) order.
+    const at = toMillis(after.createdAt, "cursor.createdAt");
+    q = q.where((eb) =>
+      eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("id", "<", after.id)])]),
+    );
+  }
+  const rows = await q
+    .orderBy("created_at", "desc")
+    .orderBy("id", "desc")
+    .limit(toWhole(limit, "limit"))
+    .execute();
+  return rows.map(artifactFromDb);
+}
+
+export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Promise<ArtifactRow[]> {
+  // Ready only (pending is never shown); the caller judges expiry against its clock.
+  const rows = await db
+    .selectFrom("artifacts")
+    .selectAll()
+    .where("command_id", "=", commandId)
+    .where("state", "=", "ready")
+    .orderBy("created_at")
+    .orderBy("id")
+    .execute();
+  return rows.map(artifactFromDb);
+}
+
+export async function findStorageKeys({ db }: Ctx, keys: string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+  for (let i = 0; i < keys.length; i += 500) {
+    const slice = keys.slice(i, i + 500);
+    const rows = await db.selectFrom("artifacts").select("storage_key").where("storage_key", "in", slice).execute();
+    for (const r of rows) found.add(r.storage_key);
+  }
+  return found;
+}
+
+export async function claimStorageKey({ db }: Ctx, row: ArtifactRow): Promise<boolean> {
+  const res = await db
+    .insertInto("artifacts")
+    .values({ ...artifactToDb(row), state: "pending" })
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
+}
+
+export async function listStalePending({ db }: Ctx, before: Date, limit: number): Promise<ArtifactRow[]> {
+  const rows = await db
+    .selectFrom("artifacts")
+    .selectAll()
+    .where("state", "=", "pending")
+    .where("created_at", "<", toMillis(before, "before"))
+    .orderBy("created_at")
+    .orderBy("id")
+    .limit(toWhole(limit, "limit"))
+    .execute();
+  return rows.map(artifactFromDb);
+}
+
+export async function claimExpiredArtifacts({ db, dialect }: Ctx, now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {
+  const at = toMillis(now, "now");
+  const until = at + toWhole(leaseMs, "leaseMs");
+  let candidates = db
+    .selectFrom("artifacts")
+    .select("id")
+    .where("state", "=", "ready")
+    .where("expires_at", "<=", at)
+    .where((eb) => eb.or([eb("claimed_until", "is", null), eb("claimed_until", "<", at)]))
+    .orderBy("expires_at")
+    .limit(toWhole(limit, "limit"));
+  // PostgreSQL: replicas sweep concurrently; rows another sweeper holds are
+  // skipped instead of waited for. SQLite has one writer at a time, so the
+  // single UPDATE statement is already exclusive.
+  if (dialect === "postgres") candidates = candidates.forUpdate().skipLocked();
+  const rows = await db
+    .updateTable("artifacts")
+    .set({ claimed_until: until })
+    .where("id", "in", candidates)
+    .returningAll()
+    .execute();
+  return rows.map(artifactFromDb).sort((a, b) => a.expiresAt!.getTime() - b.expiresAt!.getTime());
+}

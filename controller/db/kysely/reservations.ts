@@ -1,0 +1,185 @@
+// An artifact's reservation: inserted pending within the account's quota and
+// in-flight cap, grown while an archive streams, marked ready at the end.
+// Reservations and ready marks arriving together are group-committed: one
+// transaction per batch, a failed batch retried one call at a time.
+import { GroupCommit } from "../group-commit.js";
+import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
+import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
+import type { Ctx, Executor } from "./context.js";
+import { lockAccount } from "./locking.js";
+
+export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
+export type ReadyFigures = Parameters<MetadataStore["markArtifactReady"]>[1];
+export interface Reservation {
+  row: ArtifactRow;
+  quotaBytes: number;
+  inFlight: InFlightLimit | undefined;
+}
+interface ReadyMark {
+  id: string;
+  ready: ReadyFigures;
+}
+
+/** How the store runs a unit of work (it classifies outages). */
+export type Run = <T>(work: () => Promise<T>) => Promise<T>;
+
+/** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
+async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
+  // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
+  let q = trx
+    .selectFrom("artifacts")
+    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+    .where("account_id", "=", accountId);
+  if (except !== undefined) q = q.where("id", "<>", except);
+  const r = await q.executeTakeFirstOrThrow();
+  return fromInt(r.total);
+}
+
+/** The account's exports in flight: pending, no command, created at or after `since`. */
+async function exportsInFlight(trx: Executor, accountId: string, since: Date): Promise<number> {
+  const r = await trx
+    .selectFrom("artifacts")
+    .select((eb) => eb.fn.countAll<number | string>().as("n"))
+    .where("account_id", "=", accountId)
+    .where("state", "=", "pending")
+    .where("command_id", "is", null)
+    .where("created_at", ">=", toMillis(since, "inFlight.since"))
+    .executeTakeFirstOrThrow();
+  return fromInt(r.n);
+}
+
+/** Reservations, group-committed: `submit` one, get its own result. */
+export function reservationCommit(ctx: Ctx, run: Run): GroupCommit<Reservation, ReservationResult> {
+  return new GroupCommit<Reservation, ReservationResult>(
+    (batch) => run(() => reserveMany(ctx, batch)),
+    (r) => run(() => reserveOne(ctx, r)),
+  );
+}
+
+function reserveOne({ db, dialect }: Ctx, { row, quotaBytes, inFlight }: Reservation): Promise<ReservationResult> {
+  // One transaction per reservation. PostgreSQL: the account row's lock
+  // orders concurrent reservations of one account, also across replicas.
+  // SQLite: Kysely holds its single connection for the whole
+  // transaction, so reservations of one process run one after another.
+  return db.transaction().execute(async (trx) => {
+    await lockAccount(dialect, trx, row.accountId);
+    const otherBytes = await accountBytes(trx, row.accountId);
+    if (inFlight !== undefined && (await exportsInFlight(trx, row.accountId, inFlight.since)) >= toWhole(inFlight.limit, "inFlight.limit")) {
+      return { inserted: false as const, otherBytes, reason: "in_flight" as const };
+    }
+    if (otherBytes + toWhole(row.sizeBytes, "sizeBytes") > toWhole(quotaBytes, "quotaBytes")) {
+      return { inserted: false as const, otherBytes, reason: "quota" as const };
+    }
+    await trx
+      .insertInto("artifacts")
+      .values({ ...artifactToDb(row), state: "pending" })
+      .execute();
+    return { inserted: true as const, otherBytes };
+  });
+}
+
+/**
+ * Reservations decided one after another, as reserveOne would in that
+ * order, in one transaction: the accounts are locked (sorted, so two
+ * replicas' batches cannot deadlock), each account's bytes are summed once
+ * and carried forward, and the accepted rows are inserted together.
+ */
+function reserveMany({ db, dialect }: Ctx, batch: Reservation[]): Promise<ReservationResult[]> {
+  return db.transaction().execute(async (trx) => {
+    const accounts = [...new Set(batch.map((r) => r.row.accountId))].sort();
+    const held = new Map<string, number>();
+    const addedInFlight = new Map<string, number>();
+    for (const accountId of accounts) {
+      await lockAccount(dialect, trx, accountId);
+      held.set(accountId, await accountBytes(trx, accountId));
+    }
+    const accepted: ArtifactRow[] = [];
+    const results: ReservationResult[] = [];
+    for (const { row, quotaBytes, inFlight } of batch) {
+      const otherBytes = held.get(row.accountId)!;
+      if (inFlight !== undefined) {
+        const running = (await exportsInFlight(trx, row.accountId, inFlight.since)) + (addedInFlight.get(row.accountId) ?? 0);
+        if (running >= toWhole(inFlight.limit, "inFlight.limit")) {
+          results.push({ inserted: false, otherBytes, reason: "in_flight" });
+          continue;
+        }
+      }
+      const size = toWhole(row.sizeBytes, "sizeBytes");
+      if (otherBytes + size > toWhole(quotaBytes, "quotaBytes")) {
+        results.push({ inserted: false, otherBytes, reason: "quota" });
+        continue;
+      }
+      held.set(row.accountId, otherBytes + size);
+      if (row.commandId === null) addedInFlight.set(row.accountId, (addedInFlight.get(row.accountId) ?? 0) + 1);
+      accepted.push(row);
+      results.push({ inserted: true, otherBytes });
+    }
+    if (accepted.length > 0) {
+      await trx
+        .insertInto("artifacts")
+        .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
+        .execute();
+    }
+    return results;
+  });
+}
+
+export function growArtifactReservation(
+  { db, dialect }: Ctx,
+  id: string,
+  accountId: string,
+  needBytes: number,
+  wantBytes: number,
+  quotaBytes: number,
+): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    await lockAccount(dialect, trx, accountId);
+    const need = toWhole(needBytes, "needBytes");
+    const want = Math.max(need, toWhole(wantBytes, "wantBytes"));
+    const room = toWhole(quotaBytes, "quotaBytes") - (await accountBytes(trx, accountId, id));
+    if (room < need) return undefined;
+    // Beyond what it needs now, one export takes at most half of the room left, so near
+    // the quota a big archive does not lock out every other export with room it may not use.
+    const reserved = Math.min(want, need + Math.floor((room - need) / 2));
+    const res = await trx
+      .updateTable("artifacts")
+      .set({ size_bytes: reserved })
+      .where("id", "=", id)
+      .where("account_id", "=", accountId)
+      .where("state", "=", "pending")
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n ? reserved : undefined;
+  });
+}
+
+/** Ready marks, group-committed (a collection's files finishing together share one transaction). */
+export function readyMarkCommit({ db }: Ctx, run: Run): GroupCommit<ReadyMark, boolean> {
+  return new GroupCommit<ReadyMark, boolean>(
+    (batch) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          const done: boolean[] = [];
+          for (const { id, ready } of batch) done.push(await markReady(trx, id, ready));
+          return done;
+        }),
+      ),
+    ({ id, ready }) => run(() => markReady(db, id, ready)),
+  );
+}
+
+async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise<boolean> {
+  const res = await db
+    .updateTable("artifacts")
+    .set({
+      state: "ready",
+      size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
+      sha256: ready.sha256,
+      content_type: ready.contentType,
+      created_at: toMillis(ready.createdAt, "createdAt"),
+      expires_at: toMillis(ready.expiresAt, "expiresAt"),
+    })
+    .where("id", "=", id)
+    .where("state", "=", "pending")
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}

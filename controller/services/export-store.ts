@@ -1,0 +1,233 @@
+// Storing one export, whatever call its bytes come from: the pending record
+// (a reservation within quota), the blob write with counting, sha256 and
+// limits, the check against the agent's trailer, then ready. Any failure
+// discards what was written.
+import { CrowNestError, toCrowNestError } from "../../common/errors.js";
+import type { PlanLimits } from "../config.js";
+import type { ArchiveFormat, ArtifactRow } from "../db/types.js";
+import type { Deps } from "../deps.js";
+import { indexArchive } from "../archive/index-stream.js";
+import { newId } from "../ids.js";
+import { fromAgentError } from "../runtime/agent-errors.js";
+import { AgentStreamReader, integrity } from "../runtime/agent-stream.js";
+import { storedArchiveBytes } from "./export-archive.js";
+import type { ExportInput } from "./export-input.js";
+import { retentionFor } from "./export-limits.js";
+import type { ExportProgress } from "./export-metrics.js";
+import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./export-naming.js";
+import type { ExportSource } from "./export-source.js";
+import { rateLimited } from "./limits.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * A stream that outgrows its reservation (an archive reserves nothing up
+ * front; a file that grows past its header) reserves more as its bytes
+ * arrive: at least this much more, or a quarter of what arrived, so a 1 GiB
+ * archive takes a few dozen database round trips, not one per chunk.
+ */
+const RESERVE_STEP_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The per-file core every export goes through, whatever call its bytes come
+ * from: pending record → blob write with counting, sha256 and limits →
+ * trailer compare → ready. Any failure discards what was written.
+ */
+export async function storeExport(
+  deps: Deps,
+  input: ExportInput,
+  limits: PlanLimits,
+  progress: ExportProgress,
+  source: ExportSource,
+): Promise<ArtifactRow> {
+  const { sandbox, accountId } = input;
+  const { sourcePath, isDirectory, header, abort, signal } = source;
+
+  // A regular file is always stored as it is; an archive as the request says.
+  const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
+  let name: string;
+  let contentType: string;
+  let declared: number;
+  let retentionDays: number;
+  let checkLimits: (bytes: number) => Promise<void>;
+  let pending: ArtifactRow;
+  try {
+    name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
+    progress.name = name;
+    validateArtifactName(name);
+    contentType = contentTypeFor(name, isDirectory, format);
+    retentionDays = retentionFor(input.retentionDays, limits);
+
+    // Fail early on what the header already tells; the stream is checked again byte by byte.
+    declared = header ? Number(header.size) : 0;
+    const quotaExceeded = () =>
+      new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+        quotaBytes: limits.quotaBytes,
+      });
+    const tooLarge = (bytes: number): void => {
+      if (bytes > limits.maxArtifactBytes) {
+        throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
+          limitBytes: limits.maxArtifactBytes,
+        });
+      }
+    };
+    tooLarge(declared);
+
+    const id = newId("art");
+    pending = {
+      id,
+      accountId,
+      sandboxId: sandbox.id,
+      commandId: input.commandId ?? null,
+      name,
+      sourcePath,
+      // The size the header declared reserves quota until the artifact is ready (a tar declares 0).
+      sizeBytes: declared,
+      contentType,
+      sha256: "",
+      // Chosen here, never from input; the blob store adds its own prefix.
+      storageKey: `${accountId}/${sandbox.id}/${id}`,
+      state: "pending",
+      createdAt: deps.clock.now(),
+      expiresAt: null,
+      // Archives get an entry index (below); single files have none and no format.
+      ...(isDirectory ? { archiveFormat: format } : {}),
+    };
+    // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
+    // Exports through the artifact API count against the account's exports in flight; a
+    // command's collection counts as its command. Pending rows older than the reconciler's
+    // age are crashed exports and no longer count.
+    const inFlight =
+      pending.commandId === null
+        ? { limit: deps.config.limits.concurrentExports, since: new Date(pending.createdAt.getTime() - deps.config.pendingMaxAgeMs) }
+        : undefined;
+    const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes, inFlight);
+    if (!reserved.inserted) throw reserved.reason === "in_flight" ? rateLimited("concurrentExports", inFlight!.limit) : quotaExceeded();
+    // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
+    // atomically against every other export of the account (on every replica), or the export fails.
+    let reservedBytes = declared;
+    checkLimits = async (bytes: number): Promise<void> => {
+      tooLarge(bytes);
+      if (bytes <= reservedBytes) return;
+      const want = Math.min(limits.maxArtifactBytes, bytes + Math.max(RESERVE_STEP_BYTES, Math.floor(bytes / 4)));
+      const grown = await deps.db.growArtifactReservation(pending.id, accountId, bytes, want, limits.quotaBytes);
+      if (grown === undefined) throw quotaExceeded();
+      reservedBytes = grown;
+    };
+  } catch (err) {
+    // The agent call is open: end it before giving up.
+    abort.abort(err);
+    throw err;
+  }
+  const id = pending.id;
+
+  // The one agent-stream reader checks framing, sizes and the trailer; the
+  // blob store hashes the bytes anyway, so the reader compares its digest.
+  const reader = new AgentStreamReader(source.events, {
+    path: sourcePath,
+    sizedByHeader: !isDirectory,
+    // The source has its own stall guard (it covers the call, not only this file).
+    stallMs: 0,
+    // Stored as sent, the blob store hashes the bytes anyway; compressed, the reader hashes what was sent.
+    hashedBy: format === "tar" ? "consumer" : "reader",
+    onBytes: (bytes) => checkLimits(bytes),
+  });
+  const seen: { failure?: CrowNestError } = {};
+  const fail = (err: unknown): CrowNestError => {
+    const failure = seen.failure ?? (err instanceof CrowNestError ? err : fromAgentError(err));
+    seen.failure = failure;
+    abort.abort(failure);
+    return failure;
+  };
+
+  async function* agentBytes(): AsyncGenerator<Uint8Array> {
+    const chunks = reader.chunks();
+    try {
+      for (;;) {
+        let step: IteratorResult<Uint8Array>;
+        try {
+          step = await chunks.next();
+        } catch (err) {
+          throw fail(err);
+        }
+        if (step.done) return;
+        // An error thrown in here comes from the consumer (the store failed), not from the agent.
+        yield step.value;
+      }
+    } finally {
+      void chunks.return(undefined).catch(() => undefined);
+    }
+  }
+
+  let blobWritten = false;
+  try {
+    let result;
+    try {
+      // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
+      // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
+      const body = isDirectory
+        ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
+        : agentBytes();
+      result = await deps.blobs.write(pending.storageKey, body, {
+        signal,
+        contentType,
+        ...(isDirectory ? {} : { sizeHint: declared }),
+      });
+    } catch (err) {
+      // The source's own failure is the real cause; the store only saw its stream end.
+      if (seen.failure) throw seen.failure;
+      if (err instanceof CrowNestError) throw err;
+      throw new CrowNestError("storage_unavailable", "the blob store failed", {}, { cause: err });
+    }
+    blobWritten = true;
+    if (seen.failure) throw seen.failure;
+    // The reader ended cleanly: one header, one trailer, its sizes agreed (and, when it hashed, its digest).
+    if (!reader.trailer) throw integrity(sourcePath, "ended without a trailer");
+    if (format === "tar" && result.size !== reader.bytes) {
+      throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
+        storedBytes: result.size,
+        reportedBytes: Number(reader.trailer.size),
+      });
+    }
+    // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
+    if (format === "tar") reader.checkDigest(result.sha256);
+    // A compressed archive may come out (slightly) larger than its tar: the limits hold for what is stored.
+    else await checkLimits(result.size);
+    const createdAt = deps.clock.now();
+    const ready = {
+      sizeBytes: result.size,
+      sha256: result.sha256,
+      contentType,
+      createdAt,
+      expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
+    };
+    if (!(await deps.db.markArtifactReady(id, ready))) {
+      throw new CrowNestError("internal", "the export's pending record disappeared");
+    }
+    deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
+    return { ...pending, ...ready, state: "ready" };
+  } catch (err) {
+    if (!abort.signal.aborted) abort.abort(err);
+    await discardPending(deps, pending, blobWritten);
+    throw err;
+  }
+}
+
+/**
+ * Removes what a failed export left: the blob (the store already cleans a
+ * failed write; deleting again is cheap insurance), then the record. When the
+ * blob cannot be deleted, the pending record stays for the reconciler, which
+ * retries the blob first.
+ */
+async function discardPending(deps: Deps, row: ArtifactRow, blobWritten: boolean): Promise<void> {
+  try {
+    await deps.blobs.delete(row.storageKey);
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, blobWritten, err: toCrowNestError(err).message }, "could not delete the blob of a failed export; left to the reconciler");
+    return;
+  }
+  try {
+    await deps.db.deleteArtifact(row.id);
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not delete the pending record of a failed export; left to the reconciler");
+  }
+}
