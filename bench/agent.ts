@@ -14,6 +14,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { agentClients } from "../controller/runtime/agent-client.js";
+import { cpuSeconds } from "./rss.js";
 
 export interface AgentBenchRow {
   name: string;
@@ -38,6 +39,7 @@ export interface AgentBenchOptions {
 }
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 function median(values: number[]): number {
@@ -192,12 +194,22 @@ export async function benchAgent(options: AgentBenchOptions = {}): Promise<Agent
       await timeReadFile(client, "big.bin", size); // warm-up: page cache, JIT, HTTP/2 session
       const agentSeconds: number[] = [];
       const plainSeconds: number[] = [];
+      // What each side spends per GiB: the receiving side is the controller's own client, so its
+      // figure is what the controller pays to take bytes off an agent before hashing or writing them.
+      const clientCpuPerGiB: number[] = [];
+      const agentCpuPerGiB: number[] = [];
       const before = memoryOf(agent.pid);
       let peak = before.rss;
       const sampler = setInterval(() => (peak = Math.max(peak, memoryOf(agent.pid).rss)), 20);
       try {
         for (let i = 0; i < runs; i++) {
+          const clientCpu0 = process.cpuUsage();
+          const agentCpu0 = await cpuSeconds(agent.pid);
           agentSeconds.push(await timeReadFile(client, "big.bin", size));
+          const clientCpu = process.cpuUsage(clientCpu0);
+          const agentCpu1 = await cpuSeconds(agent.pid);
+          clientCpuPerGiB.push((clientCpu.user + clientCpu.system) / 1e6 / (size / GiB));
+          if (agentCpu0 !== undefined && agentCpu1 !== undefined) agentCpuPerGiB.push((agentCpu1 - agentCpu0) / (size / GiB));
           plainSeconds.push(await timePlainRead(file, size));
           log(`run ${i + 1}: ReadFile ${(size / MiB / agentSeconds.at(-1)!).toFixed(0)} MiB/s, plain ${(size / MiB / plainSeconds.at(-1)!).toFixed(0)} MiB/s`);
         }
@@ -213,7 +225,7 @@ export async function benchAgent(options: AgentBenchOptions = {}): Promise<Agent
         unit: "MiB/s",
         goal: "",
         ok: null,
-        detail: `${size / MiB} MiB, median of ${runs}, gRPC client with the controller's transport settings`,
+        detail: `${size / MiB} MiB, median of ${runs}, gRPC client with the controller's transport settings; CPU-s/GiB receiving client ${median(clientCpuPerGiB).toFixed(2)}, agent ${agentCpuPerGiB.length ? median(agentCpuPerGiB).toFixed(2) : "?"}`,
       });
       rows.push({
         name: "plain fs.createReadStream",
