@@ -23,7 +23,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { api, startControllerProcess, type ControllerProcess } from "../test/helpers/controller.js";
+import { api, processTable, startControllerProcess, type ControllerProcess } from "../test/helpers/controller.js";
 import { freshPostgresUrl } from "../test/helpers/pg.js";
 import { startS3rverProcess } from "./harness.js";
 import { REPO_ROOT } from "./options.js";
@@ -225,20 +225,6 @@ interface ProcInfo {
   args: string[];
 }
 
-async function processTable(): Promise<Map<number, ProcInfo>> {
-  const table = new Map<number, ProcInfo>();
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
-      const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), args });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return table;
-}
 
 /** Every process of the local sandboxes of these data dirs: those naming a path under DIR/sandboxes/, and their descendants. */
 export function sandboxProcesses(table: Map<number, ProcInfo>, dataDirs: string[]): number[] {

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { openMetadataStore } from "../../controller/db/factory.js";
 import { bwrapUnusable } from "../../controller/runtime/isolation/bwrap.js";
-import { api, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
+import { api, processTable, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
 import { blobDirOf, expectError, filesUnder, newSandbox, sha256Of, workspaceOf, writeRandomFile, writeWorkspaceFile, type Call } from "../helpers/artifacts.js";
 
 const MiB = 1024 * 1024;
@@ -29,21 +29,6 @@ let call: Call;
 /** Every pid this file stopped and has not continued yet: continued in afterEach/afterAll whatever happened. */
 const frozen = new Set<number>();
 
-/** pid → {ppid, args} of every process we may read. */
-async function processTable(): Promise<Map<number, { ppid: number; args: string[] }>> {
-  const table = new Map<number, { ppid: number; args: string[] }>();
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
-      const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), args });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return table;
-}
 
 /** Every process of the sandbox: the bwrap process that names its directory, and everything below it. */
 async function sandboxPids(sandboxId: string): Promise<number[]> {

@@ -304,6 +304,22 @@ export function api(httpUrl: string, key?: string) {
   };
 }
 
+/** pid → {ppid, args} of every process this user may read in /proc (processes gone meanwhile are skipped). */
+export async function processTable(): Promise<Map<number, { ppid: number; args: string[] }>> {
+  const table = new Map<number, { ppid: number; args: string[] }>();
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), args });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return table;
+}
+
 /**
  * Pid of the local agent serving a sandbox of this data dir, found in /proc
  * as the runtime does; undefined when none runs. A plain agent names its
@@ -314,18 +330,7 @@ export function api(httpUrl: string, key?: string) {
 export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
   const dir = join(dataDir, "sandboxes", sandboxId);
   const marks = [join(dir, "workspace"), join(dir, "bundle")];
-  const table = new Map<number, { ppid: number; args: string[] }>();
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
-      const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      table.set(Number(name), { ppid, args });
-    } catch {
-      continue;
-    }
-  }
+  const table = await processTable();
   const plain = [...table].find(([, p]) => p.args[p.args.indexOf("--workspace") + 1] === marks[0] && p.args.includes("--workspace"));
   if (plain && isRunning(plain[0])) return plain[0];
   const roots = [...table].filter(([, p]) => p.args.some((a) => marks.includes(a))).map(([pid]) => pid);
