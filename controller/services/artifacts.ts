@@ -5,13 +5,13 @@ import type { Readable } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
 import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
-import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export-glob.js";
+import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export/glob.js";
 import type { Deps } from "../deps.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { signLink, type AuthMode, type Disposition } from "./downloads.js";
 import { findFileEntry, parseEntryPath } from "./entries.js";
 import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
-import { exportPath } from "./export.js";
+import { exportPath } from "./export/pipeline.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
 

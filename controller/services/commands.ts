@@ -12,7 +12,7 @@ import { artifactView, type ArtifactView } from "./artifacts.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { rateLimited } from "./limits.js";
 import { Collection, collectOutcome, entryName, entryPath } from "./commands/collect.js";
-import { limitsFor, retentionFor } from "./export-limits.js";
+import { limitsFor, retentionFor } from "./export/limits.js";
 import { Heartbeat } from "./commands/heartbeat.js";
 import { OutputTail } from "./commands/output-tail.js";
 import { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";

@@ -18,7 +18,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../controller/clock.js";
 import { runReconcileOnce } from "../../controller/services/retention.js";
-import { exportFiles } from "../../controller/services/export-batch.js";
+import { exportFiles } from "../../controller/services/export/batch.js";
 import type { CrowNestError } from "../../common/errors.js";
 import { FileType, WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";

@@ -12,7 +12,7 @@ import { agentClients } from "../../controller/runtime/agent-client.js";
 import { fromAgentError } from "../../controller/runtime/agent-errors.js";
 import { AgentNetworks, checkAgentAddress, checkedConnection, pinnedConnection } from "../../controller/runtime/agent-network.js";
 import { probeAgent } from "../../controller/runtime/agent-probe.js";
-import { exportFiles } from "../../controller/services/export-batch.js";
+import { exportFiles } from "../../controller/services/export/batch.js";
 import { SandboxService } from "../../gen/crownest/v1/sandbox_pb.js";
 import { LOOPBACK_AGENTS } from "../helpers/agent.js";
 import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";

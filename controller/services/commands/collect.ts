@@ -1,18 +1,18 @@
 // Collection of a command's outputs: every entry goes through
 // the one export pipeline and ends as artifacts or as collectErrors items.
 // Path entries: regular files read in batches, many per agent call
-// (export-batch.ts), directories one by one. Glob entries, one after the
+// (export/batch.ts), directories one by one. Glob entries, one after the
 // other: the agent lists the matches, then each match is exported like a
-// path entry, or all of them become one archive (export-glob.ts).
+// path entry, or all of them become one archive (export/glob.ts).
 import { posix } from "node:path";
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
 import type { Deps } from "../../deps.js";
 import { isGlobEntry, type AccountRow, type CollectEntry, type CollectError, type CollectStatus, type GlobEntry, type SandboxRow } from "../../db/types.js";
-import type { ExportInput } from "../export-input.js";
-import { defaultArtifactName } from "../export-naming.js";
-import { exportFiles } from "../export-batch.js";
-import { exportGlobArchive, findMatches, globEntryName } from "../export-glob.js";
+import type { ExportInput } from "../export/input.js";
+import { defaultArtifactName } from "../export/naming.js";
+import { exportFiles } from "../export/batch.js";
+import { exportGlobArchive, findMatches, globEntryName } from "../export/glob.js";
 
 /** The name an entry's error item carries when the request names none (a file's base name; the pipeline knows better for a directory). */
 export function defaultEntryName(path: string): string {

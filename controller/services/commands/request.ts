@@ -6,7 +6,7 @@ import { CrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
 import { MAX_GLOB_EXCLUDES } from "../../../common/globs.js";
 import type { ArchiveFormat, CollectEntry, CollectOn, GlobEntry } from "../../db/types.js";
-import { validateArtifactName } from "../export-naming.js";
+import { validateArtifactName } from "../export/naming.js";
 
 export const MAX_COMMAND_BYTES = 64 * 1024;
 export const MAX_ENV_VARS = 256;

@@ -1,6 +1,6 @@
 // Glob exports: the agent finds the matches (Glob, confined and
 // bounded there), then either each match is exported on its own through the
-// batch path (export-batch.ts), or all of them become one tar that the
+// batch path (batch.ts), or all of them become one tar that the
 // controller assembles from ReadFiles streams and hands to the one per-export
 // core (storeExport) like any archive. Every file's bytes are checked against
 // the agent's header and trailer before they go into the tar.
@@ -8,21 +8,21 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type tar from "tar-stream";
 import tarStream from "tar-stream";
-import { CrowNestError } from "../../common/errors.js";
-import { drained } from "../../common/drained.js";
-import { MAX_GLOB_MATCHES, absoluteGlob, normalizeGlob } from "../../common/globs.js";
-import { normalizeWorkspacePath, relativeToWorkspace } from "../../common/paths.js";
-import type { ArchiveFormat, ArtifactRow, SandboxRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import { fromAgentError } from "../runtime/agent-errors.js";
-import { fromAgentCode } from "../runtime/agent-errors.js";
-import { archiveName } from "./export-archive.js";
-import { watchForStalls } from "../runtime/agent-stream.js";
-import { ReadFilesFraming, readFilesIntegrity } from "../runtime/read-files-framing.js";
-import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
-import { instrumented } from "./export-metrics.js";
-import { storeExport } from "./export-store.js";
-import { agentOf } from "./sandboxes.js";
+import { CrowNestError } from "../../../common/errors.js";
+import { drained } from "../../../common/drained.js";
+import { MAX_GLOB_MATCHES, absoluteGlob, normalizeGlob } from "../../../common/globs.js";
+import { normalizeWorkspacePath, relativeToWorkspace } from "../../../common/paths.js";
+import type { ArchiveFormat, ArtifactRow, SandboxRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { fromAgentError } from "../../runtime/agent-errors.js";
+import { fromAgentCode } from "../../runtime/agent-errors.js";
+import { archiveName } from "./archive.js";
+import { watchForStalls } from "../../runtime/agent-stream.js";
+import { ReadFilesFraming, readFilesIntegrity } from "../../runtime/read-files-framing.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
+import { instrumented } from "./metrics.js";
+import { storeExport } from "./store.js";
+import { agentOf } from "../sandboxes.js";
 
 /** What to match: the pattern, what to leave out, and whether hidden names count. */
 export interface GlobSpec {

@@ -2,17 +2,17 @@
 // and the gRPC API all call exportPath. It never trusts the agent: it counts
 // bytes, compares hashes with the agent's trailer, enforces the plan's limits
 // mid-stream, and leaves nothing visible when anything fails. Its steps:
-// export-input.ts (checks without the agent), export-source.ts (the agent
-// call), export-store.ts (pending, blob, trailer, ready), export-metrics.ts
-// (counting); names and limits in export-naming.ts and export-limits.ts.
-import type { ArtifactRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import { accountLimits, checkExportInput } from "./export-input.js";
-import type { ExportInput } from "./export-input.js";
-import { instrumented } from "./export-metrics.js";
-import type { ExportProgress } from "./export-metrics.js";
-import { openAgentSource } from "./export-source.js";
-import { storeExport } from "./export-store.js";
+// input.ts (checks without the agent), source.ts (the agent
+// call), store.ts (pending, blob, trailer, ready), metrics.ts
+// (counting); names and limits in naming.ts and limits.ts.
+import type { ArtifactRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { accountLimits, checkExportInput } from "./input.js";
+import type { ExportInput } from "./input.js";
+import { instrumented } from "./metrics.js";
+import type { ExportProgress } from "./metrics.js";
+import { openAgentSource } from "./source.js";
+import { storeExport } from "./store.js";
 
 /** Runs the export pipeline; returns the ready artifact record. No scope checks: callers check. */
 export async function exportPath(deps: Deps, input: ExportInput): Promise<ArtifactRow> {

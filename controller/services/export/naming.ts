@@ -2,10 +2,10 @@
 // default name of an export, and its MIME type.
 import { posix } from "node:path";
 import { lookup as lookupMimeType } from "mime-types";
-import { CrowNestError } from "../../common/errors.js";
-import { WORKSPACE } from "../../common/paths.js";
-import type { ArchiveFormat } from "../db/types.js";
-import { archiveContentType, archiveName } from "./export-archive.js";
+import { CrowNestError } from "../../../common/errors.js";
+import { WORKSPACE } from "../../../common/paths.js";
+import type { ArchiveFormat } from "../../db/types.js";
+import { archiveContentType, archiveName } from "./archive.js";
 
 const MAX_NAME_BYTES = 255;
 

@@ -1,13 +1,13 @@
 // An export request as the pipeline takes it, and the checks that need no
 // agent: the sandbox's owner, the path's lexical rule, the name, and the
 // limits of the account.
-import { CrowNestError } from "../../common/errors.js";
-import { normalizeWorkspacePath } from "../../common/paths.js";
-import type { PlanLimits } from "../config.js";
-import type { AccountRow, ArchiveFormat, SandboxRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import { limitsFor } from "./export-limits.js";
-import { validateArtifactName } from "./export-naming.js";
+import { CrowNestError } from "../../../common/errors.js";
+import { normalizeWorkspacePath } from "../../../common/paths.js";
+import type { PlanLimits } from "../../config.js";
+import type { AccountRow, ArchiveFormat, SandboxRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { limitsFor } from "./limits.js";
+import { validateArtifactName } from "./naming.js";
 
 export interface ExportInput {
   accountId: string;

@@ -1,8 +1,8 @@
 // The limits an export is held to: the account's overrides or its plan's
 // defaults, and the retention a request may ask for within them.
-import { CrowNestError } from "../../common/errors.js";
-import type { Config, PlanLimits } from "../config.js";
-import type { AccountRow } from "../db/types.js";
+import { CrowNestError } from "../../../common/errors.js";
+import type { Config, PlanLimits } from "../../config.js";
+import type { AccountRow } from "../../db/types.js";
 
 /** The limits that apply to one account: its overrides, else its plan's configured defaults. */
 export function limitsFor(config: Config, account: AccountRow): PlanLimits {

@@ -1,11 +1,11 @@
 // Counting and timing exports (exports, exportBytes, exportSeconds), and
 // naming the failure a caller sees when the sandbox stopped mid-export.
 import { performance } from "node:perf_hooks";
-import { CrowNestError, toCrowNestError } from "../../common/errors.js";
-import type { ArtifactRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import type { ExportInput } from "./export-input.js";
-import { isSandboxRunning } from "./sandboxes.js";
+import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
+import type { ArtifactRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import type { ExportInput } from "./input.js";
+import { isSandboxRunning } from "../sandboxes.js";
 
 /** What the export of one entry has learnt so far that its error item needs. */
 export interface ExportProgress {

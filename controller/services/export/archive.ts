@@ -5,7 +5,7 @@
 // anything that must see the tar as it passes (an entry index) hooks in here.
 import { Readable } from "node:stream";
 import { createGzip, constants as zlib } from "node:zlib";
-import type { ArchiveFormat } from "../db/types.js";
+import type { ArchiveFormat } from "../../db/types.js";
 
 export const TAR_TYPE = "application/x-tar";
 export const GZIP_TYPE = "application/gzip";

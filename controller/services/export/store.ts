@@ -2,21 +2,21 @@
 // (a reservation within quota), the blob write with counting, sha256 and
 // limits, the check against the agent's trailer, then ready. Any failure
 // discards what was written.
-import { CrowNestError, toCrowNestError } from "../../common/errors.js";
-import type { PlanLimits } from "../config.js";
-import type { ArchiveFormat, ArtifactRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import { indexArchive } from "../archive/index-stream.js";
-import { newId } from "../ids.js";
-import { fromAgentError } from "../runtime/agent-errors.js";
-import { AgentStreamReader, integrity } from "../runtime/agent-stream.js";
-import { storedArchiveBytes } from "./export-archive.js";
-import type { ExportInput } from "./export-input.js";
-import { retentionFor } from "./export-limits.js";
-import type { ExportProgress } from "./export-metrics.js";
-import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./export-naming.js";
-import type { ExportSource } from "./export-source.js";
-import { rateLimited } from "./limits.js";
+import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
+import type { PlanLimits } from "../../config.js";
+import type { ArchiveFormat, ArtifactRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { indexArchive } from "../../archive/index-stream.js";
+import { newId } from "../../ids.js";
+import { fromAgentError } from "../../runtime/agent-errors.js";
+import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
+import { storedArchiveBytes } from "./archive.js";
+import type { ExportInput } from "./input.js";
+import { retentionFor } from "./limits.js";
+import type { ExportProgress } from "./metrics.js";
+import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
+import type { ExportSource } from "./source.js";
+import { rateLimited } from "../limits.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /**

@@ -4,18 +4,18 @@
 // (storeExport), so every rule (limits, hashes, nothing half-written) is the
 // single export's. Directories, and special files, go the single-entry way.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CrowNestError } from "../../common/errors.js";
-import type { FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
-import type { ArtifactRow } from "../db/types.js";
-import type { Deps } from "../deps.js";
-import { fromAgentCode, fromAgentError } from "../runtime/agent-errors.js";
-import { agentOf } from "./sandboxes.js";
-import { watchForStalls } from "../runtime/agent-stream.js";
-import { ReadFilesFraming } from "../runtime/read-files-framing.js";
-import { exportPath, runExport } from "./export.js";
-import { accountLimits, checkExportInput, type ExportInput } from "./export-input.js";
-import { instrumented } from "./export-metrics.js";
-import { storeExport } from "./export-store.js";
+import { CrowNestError } from "../../../common/errors.js";
+import type { FileInfo } from "../../../gen/crownest/agent/v1/workspace_pb.js";
+import type { ArtifactRow } from "../../db/types.js";
+import type { Deps } from "../../deps.js";
+import { fromAgentCode, fromAgentError } from "../../runtime/agent-errors.js";
+import { agentOf } from "../sandboxes.js";
+import { watchForStalls } from "../../runtime/agent-stream.js";
+import { ReadFilesFraming } from "../../runtime/read-files-framing.js";
+import { exportPath, runExport } from "./pipeline.js";
+import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
+import { instrumented } from "./metrics.js";
+import { storeExport } from "./store.js";
 
 /** Paths per ReadFiles call, and calls open at once: per-call costs amortized, the agent's reads still overlapped. */
 export const BATCH_PATHS = 128;

@@ -1,14 +1,14 @@
 // Where one export's bytes come from: the agent's ReadFile (a regular
 // file) or ReadArchive (a directory, as a tar), chosen with one agent call
 // in the common case, under one abort and stall guard.
-import { CrowNestError } from "../../common/errors.js";
-import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
-import type { ArchiveHeader, FileInfo } from "../../gen/crownest/agent/v1/workspace_pb.js";
-import type { Deps } from "../deps.js";
-import { fromAgentError } from "../runtime/agent-errors.js";
-import { watchForStalls } from "../runtime/agent-stream.js";
-import type { ExportInput } from "./export-input.js";
-import { agentOf } from "./sandboxes.js";
+import { CrowNestError } from "../../../common/errors.js";
+import { FileType } from "../../../gen/crownest/agent/v1/workspace_pb.js";
+import type { ArchiveHeader, FileInfo } from "../../../gen/crownest/agent/v1/workspace_pb.js";
+import type { Deps } from "../../deps.js";
+import { fromAgentError } from "../../runtime/agent-errors.js";
+import { watchForStalls } from "../../runtime/agent-stream.js";
+import type { ExportInput } from "./input.js";
+import { agentOf } from "../sandboxes.js";
 
 /**
  * Where one export's bytes come from: ReadFile's or ReadArchive's events
