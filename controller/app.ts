@@ -20,6 +20,7 @@ import { Metrics } from "./metrics.js";
 import { openRuntime } from "./runtime/factory.js";
 import type { SandboxRuntime } from "./runtime/types.js";
 import { startBackgroundJobs, type BackgroundJobs } from "./services/jobs.js";
+import { startDeliverer, type Deliverer } from "./services/webhooks/deliverer.js";
 import { recoverLocalSandboxes, sandboxLost, stopLocalSandboxes } from "./services/sandboxes.js";
 
 export interface StartOptions {
@@ -84,6 +85,7 @@ export async function startController(config: Config, options: StartOptions = {}
   let http: Awaited<ReturnType<typeof buildHttpServer>> | undefined;
   let grpc: GrpcServer | undefined;
   let jobs: BackgroundJobs | undefined;
+  let deliverer: Deliverer | undefined;
   let deps: Deps | undefined;
 
   const shutdown = async () => {
@@ -99,7 +101,7 @@ export async function startController(config: Config, options: StartOptions = {}
           ),
         ])
       : undefined;
-    await Promise.all([httpClosing, grpc?.close(), jobs?.stop()]);
+    await Promise.all([httpClosing, grpc?.close(), jobs?.stop(), deliverer?.stop()]);
     if (deps) await stopLocalSandboxes(deps).catch((err: unknown) => log.error({ err }, "stopping local sandboxes failed"));
     await runtime?.close().catch((err: unknown) => log.error({ err }, "closing the runtime failed"));
     await blobs?.close().catch((err: unknown) => log.error({ err }, "closing the blob store failed"));
@@ -152,6 +154,7 @@ export async function startController(config: Config, options: StartOptions = {}
     }
 
     jobs = startBackgroundJobs(deps);
+    deliverer = startDeliverer(deps);
     log.info(
       {
         http: httpUrl,

@@ -97,6 +97,6 @@ export const EVENT_ROUTE_DOCS = {
     summary: "Attempt a delivery again now (a failed one too)",
     scopes: ["webhook:write"],
     params: whParams("id", "deliveryId"),
-    responses: { 202: json(ref("Delivery"), "pending again") },
+    responses: { 202: json({ type: "object", required: ["id", "status", "nextAttemptAt"], properties: { id: str(), status: str("pending"), nextAttemptAt: time() } }, "pending again") },
   },
 };
