@@ -207,7 +207,8 @@ export class TarIndexer {
     const size = pax.has("size") ? paxNumber(pax.get("size")!) : h.size;
     if (!Number.isSafeInteger(size) || size < 0) throw invalid("bad size", at);
     const mtimeSeconds = pax.has("mtime") ? Number(pax.get("mtime")) : h.mtime;
-    if (!Number.isFinite(mtimeSeconds)) throw invalid("bad mtime", at);
+    // A time a Date can hold (±8.64e15 ms), or the index could not store it.
+    if (!Number.isFinite(mtimeSeconds) || Math.abs(mtimeSeconds) > 8.64e12) throw invalid("bad mtime", at);
     const name = pax.get("path") ?? this.longName ?? h.name;
     const link = pax.get("linkpath") ?? this.longLink ?? h.linkname;
     this.pax = new Map();

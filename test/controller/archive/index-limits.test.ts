@@ -68,6 +68,12 @@ describe("pax headers are bounded per entry", () => {
     expect(error?.details.offset).toBe(8 * nine[0]!.length);
   });
 
+  it("a pax mtime beyond what a date can hold is integrity_error (found by the fuzzer: it was invalid_request)", () => {
+    const { error } = run(Buffer.concat([pax({ mtime: "99999999999999999999" }), file("a"), end()]));
+    expect(error?.code).toBe("integrity_error");
+    expect(run(Buffer.concat([pax({ mtime: "1700000000.25" }), file("a"), end()])).error).toBeUndefined();
+  });
+
   it("a pax size that is not a plain decimal is integrity_error", () => {
     const { error } = run(Buffer.concat([pax({ size: "1e3" }), file("a"), end()]));
     expect(error?.code).toBe("integrity_error");
