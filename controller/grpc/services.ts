@@ -6,10 +6,12 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ArtifactService } from "../../gen/crownest/v1/artifact_pb.js";
 import { CommandService } from "../../gen/crownest/v1/command_pb.js";
+import { EventService } from "../../gen/crownest/v1/event_pb.js";
 import { SandboxService } from "../../gen/crownest/v1/sandbox_pb.js";
 import type { Deps } from "../deps.js";
 import { artifactService } from "./artifact-service.js";
 import { commandService } from "./command-service.js";
+import { eventService } from "./event-service.js";
 import { publicInterceptors } from "./interceptors.js";
 import { sandboxService } from "./sandbox-service.js";
 
@@ -22,5 +24,6 @@ export function registerPublicServices(router: ConnectRouter, deps: Deps): Conne
   return router
     .service(ArtifactService, artifactService(deps), options)
     .service(CommandService, commandService(deps), options)
-    .service(SandboxService, sandboxService(deps), options);
+    .service(SandboxService, sandboxService(deps), options)
+    .service(EventService, eventService(deps), options);
 }

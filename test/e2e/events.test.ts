@@ -1,7 +1,10 @@
 // Events on one controller (SQLite): each change writes its event with it,
 // sequences increase in commit order, and GET /v1/events (long poll) and
 // GET /v1/events/stream (SSE, Last-Event-ID) read them.
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventService } from "../../gen/crownest/v1/event_pb.js";
 import { ManualClock } from "../../controller/clock.js";
 import { sweepEventsOnce } from "../../controller/services/events/sweep.js";
 import { expectError, newAccount, newKey, newSandbox, workspaceOf, writeWorkspaceFile, type Call } from "../helpers/artifacts.js";
@@ -106,6 +109,43 @@ describe("events", () => {
     expect(again!.id).toBe(destroyed!.id);
   });
 
+  it("serves the same events over gRPC: ListEvents and the WatchEvents server stream", async () => {
+    const withKey: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${key}`);
+      return next(req);
+    };
+    const client = createClient(EventService, createGrpcTransport({ baseUrl: ctl.grpcUrl, interceptors: [withKey] }));
+    const rest = await allEvents();
+    const listed = await client.listEvents({ after: "0", limit: 1000 });
+    expect(listed.events.map((e) => e.sequence)).toEqual(rest.events.map((e) => e.sequence));
+    expect(JSON.parse(listed.events[0]!.dataJson)).toEqual(rest.events[0].data);
+    expect(listed.nextAfter).toBe(rest.nextAfter);
+
+    const abort = new AbortController();
+    const got: string[] = [];
+    const watching = (async () => {
+      try {
+        for await (const m of client.watchEvents({ types: ["sandbox.created"] }, { signal: abort.signal })) {
+          got.push(JSON.parse(m.event!.dataJson).id);
+          if (got.length === 1) abort.abort();
+        }
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Canceled) throw err;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    const sandboxId = await newSandbox(call);
+    await watching;
+    expect(got).toEqual([sandboxId]);
+    await call("DELETE", `/v1/sandboxes/${sandboxId}`);
+    try {
+      await client.listEvents({ after: "abc" });
+      expect.unreachable();
+    } catch (err) {
+      expect(ConnectError.from(err).code).toBe(Code.InvalidArgument);
+    }
+  });
+
   it("needs event:read, and answers 410 cursor_expired for a cursor older than retention", async () => {
     const root = api(ctl.httpUrl, ctl.apiKey);
     const other = await newAccount(root, { plan: "free" });
@@ -119,6 +159,19 @@ describe("events", () => {
     const sandboxId = await newSandbox(call);
     expect((await sweepEventsOnce(ctl.deps)).swept).toBeGreaterThan(0);
     expectError(await call("GET", `/v1/events?after=${first.sequence}`), 410, "cursor_expired");
+    const grpc = createClient(
+      EventService,
+      createGrpcTransport({
+        baseUrl: ctl.grpcUrl,
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${key}`);
+            return next(req);
+          },
+        ],
+      }),
+    );
+    await expect(grpc.listEvents({ after: first.sequence })).rejects.toMatchObject({ code: Code.OutOfRange });
     const gone = await openSse(`${ctl.httpUrl}/v1/events/stream?after=${first.sequence}`, { authorization: `Bearer ${key}` });
     expect(gone.status).toBe(410);
     // From the start: what is kept, no error.
