@@ -3,6 +3,7 @@
 // on stderr and a documented exit code (exit.ts).
 import { Command, CommanderError } from "commander";
 import { register as registerArtifacts } from "./commands/artifacts.js";
+import { register as registerEvents } from "./commands/events.js";
 import { register as registerFiles } from "./commands/files.js";
 import { register as registerKeys } from "./commands/keys.js";
 import { register as registerRun } from "./commands/run.js";
@@ -32,6 +33,7 @@ run exits with the command's exit code (124: timed out, 125: no exit code).`,
   registerRun(program);
   registerArtifacts(program);
   registerKeys(program);
+  registerEvents(program);
   return program;
 }
 
