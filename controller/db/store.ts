@@ -51,6 +51,8 @@ export class KyselyMetadataStore implements MetadataStore {
   private readonly reservations: ReturnType<typeof reservations.reservationCommit>;
   private readonly readyMarks: ReturnType<typeof reservations.readyMarkCommit>;
   private readonly signal: EventSignal;
+  // Webhook attempts finishing together record their outcomes in one transaction.
+  private readonly deliveryFinishes: ReturnType<typeof webhooks.finishCommit>;
 
   constructor(config: DatabaseConfig, opts: StoreOptions = {}) {
     this.dialect = config.kind;
@@ -62,6 +64,7 @@ export class KyselyMetadataStore implements MetadataStore {
       throw classify(err);
     }
     this.signal = new EventSignal(config.kind === "postgres" ? config.url : undefined);
+    this.deliveryFinishes = webhooks.finishCommit(this.ctx, this.run);
     this.reservations = reservations.reservationCommit(this.ctx, this.run);
     this.readyMarks = reservations.readyMarkCommit(this.ctx, this.run);
   }
@@ -302,7 +305,7 @@ export class KyselyMetadataStore implements MetadataStore {
   }
 
   finishDeliveryAttempt(id: string, outcome: DeliveryOutcome): Promise<void> {
-    return this.run(() => webhooks.finishDeliveryAttempt(this.ctx, id, outcome));
+    return this.deliveryFinishes.submit({ id, outcome });
   }
 
   countPendingDeliveries(): Promise<number> {

@@ -3,7 +3,8 @@
 import { sql } from "kysely";
 import type { ClaimedDelivery, DeliveryOutcome, DeliveryRow, DeliveryStatus, EventType, WebhookRow } from "../event-types.js";
 import { fromInt, toMillis, toWhole } from "../mapper.js";
-import type { Ctx } from "./context.js";
+import { GroupCommit } from "../group-commit.js";
+import type { Ctx, Executor } from "./context.js";
 import { eventFromDb } from "./events.js";
 import { lockAccount } from "./locking.js";
 
@@ -164,7 +165,25 @@ export async function claimDueDeliveries({ db, dialect }: Ctx, now: Date, limit:
   return out;
 }
 
-export async function finishDeliveryAttempt({ db }: Ctx, id: string, outcome: DeliveryOutcome): Promise<void> {
+/** Attempt outcomes, group-committed: attempts finishing together share one transaction. */
+export function finishCommit({ db }: Ctx, run: <T>(work: () => Promise<T>) => Promise<T>): GroupCommit<{ id: string; outcome: DeliveryOutcome }, void> {
+  return new GroupCommit<{ id: string; outcome: DeliveryOutcome }, void>(
+    (batch) =>
+      run(() =>
+        db.transaction().execute(async (trx) => {
+          for (const { id, outcome } of batch) await finishOne(trx, id, outcome);
+          return batch.map(() => undefined);
+        }),
+      ),
+    ({ id, outcome }) => run(() => finishOne(db, id, outcome)),
+  );
+}
+
+export function finishDeliveryAttempt({ db }: Ctx, id: string, outcome: DeliveryOutcome): Promise<void> {
+  return finishOne(db, id, outcome);
+}
+
+async function finishOne(db: Executor, id: string, outcome: DeliveryOutcome): Promise<void> {
   await db
     .updateTable("webhook_deliveries")
     .set((eb) => ({
