@@ -11,6 +11,7 @@ import { benchArchiveEntry, benchGzipEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
 import { benchDownload } from "./download.js";
+import { benchEvents } from "./events.js";
 import { benchFileExport } from "./file-export.js";
 import { benchGlobCollect, benchGlobTree } from "./globs.js";
 import { BenchController } from "./harness.js";
@@ -123,6 +124,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     } catch (err) {
       rows.push(failedRow("agent: start to ready, idle RSS, bundle size", "≤ 300 ms, ≤ 50 MiB, one file", err));
     }
+  }
+
+  if (opts.suites.has("events")) {
+    ensureAgentBundle(notes);
+    log("events and webhooks");
+    rows.push(...(await benchEvents(opts, log)));
   }
 
   if (opts.suites.has("isolation")) {

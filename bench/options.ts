@@ -1,7 +1,7 @@
 // What `npm run bench` measures and how big: full sizes by default,
 // tiny ones with BENCH_QUICK=1 / --quick (the smoke test), and a few knobs.
 //
-//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,download,agent,archives,globs,isolation] [--out FILE] [--big-mib N]
+//   npm run bench [-- --quick] [--reps N] [--only file,s3,collect,concurrent,download,agent,archives,globs,isolation,events] [--out FILE] [--big-mib N]
 //   env: BENCH_QUICK=1, BENCH_REPS=N, BENCH_ONLY=…, BENCH_RESULTS=FILE, BENCH_BIG_MIB=N
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { GiB, KiB, MiB } from "./stats.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const SUITES = ["file", "s3", "collect", "concurrent", "download", "agent", "archives", "globs", "isolation"] as const;
+export const SUITES = ["file", "s3", "collect", "concurrent", "download", "agent", "archives", "globs", "isolation", "events"] as const;
 export type Suite = (typeof SUITES)[number];
 
 export interface BenchOptions {
