@@ -28,6 +28,8 @@ export function ArtifactPage({ id, entry }: { id: string; entry: string | undefi
 
   useEffect(() => {
     let alive = true;
+    performance.clearMarks("crownest-tree-first-paint");
+    performance.mark("crownest-artifact-open");
     (async () => {
       const a = await call<Artifact>("GET", `/v1/artifacts/${enc(id)}`);
       if (!alive) return;
