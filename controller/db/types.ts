@@ -1,6 +1,7 @@
 // The metadata store seam: one interface, SQLite and PostgreSQL
 // implementations from one query layer (Kysely), one conformance suite.
 import type { ErrorCode } from "../../common/errors.js";
+import type { EventDraft, EventStore } from "./event-types.js";
 
 export type Plan = "free" | "developer";
 
@@ -15,6 +16,9 @@ export const SCOPES = [
   "artifact:create",
   "artifact:read",
   "artifact:delete",
+  "event:read",
+  "webhook:read",
+  "webhook:write",
   "admin",
   "operator",
 ] as const;
@@ -219,7 +223,8 @@ export interface InFlightLimit {
   since: Date;
 }
 
-export interface MetadataStore {
+/** Writes that change what clients see take an optional `event`, written in the same transaction (only when the write took effect). */
+export interface MetadataStore extends EventStore {
   readonly dialect: "sqlite" | "postgres";
   /** Runs pending migrations (idempotent; safe when several replicas start together). */
   migrate(): Promise<void>;
@@ -250,12 +255,12 @@ export interface MetadataStore {
    * Inserts the sandbox only while the account has fewer than `limit` running,
    * unexpired sandboxes (at `now`); atomically per account, across replicas.
    */
-  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean>;
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean>;
   /** The account's running, unexpired sandboxes at `now` (what createSandboxWithinLimit counts). */
   runningSandboxCount(accountId: string, now: Date): Promise<number>;
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
-  markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
+  markSandboxDestroyed(id: string, at: Date, event?: EventDraft): Promise<boolean>;
   /** Running sandboxes whose expiresAt <= now. */
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
   listRunningSandboxes(): Promise<SandboxRow[]>;
@@ -284,10 +289,12 @@ export interface MetadataStore {
   markArtifactReady(
     id: string,
     ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },
+    event?: EventDraft,
   ): Promise<boolean>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
-  deleteArtifact(id: string): Promise<boolean>;
+  /** A ready artifact's deletion writes `event`; a pending one's never does. */
+  deleteArtifact(id: string, event?: EventDraft): Promise<boolean>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
   listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]>;
@@ -326,7 +333,7 @@ export interface MetadataStore {
    * finishes them); atomically per account, across replicas.
    */
   insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean>;
-  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>): Promise<void>;
+  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>, event?: EventDraft): Promise<void>;
   getCommand(id: string): Promise<CommandRow | undefined>;
   /** An account's sandboxes, newest first (createdAt desc, id desc), after the cursor; `status` as the API shows it at `now`. */
   listSandboxes(

@@ -9,6 +9,7 @@
 import fastifySwagger from "@fastify/swagger";
 import type { FastifyInstance } from "fastify";
 import { ERROR_CODES } from "../../common/errors.js";
+import { EVENT_ROUTE_DOCS, EVENT_SCHEMAS } from "./openapi-events.js";
 
 type Schema = Record<string, unknown>;
 
@@ -106,6 +107,7 @@ const SCHEMAS: Record<string, Schema> = {
       expiresAt: time(),
     },
   },
+  ...EVENT_SCHEMAS,
 };
 
 const json = (schema: Schema, description: string): Schema => ({ description, content: { "application/json": { schema } } });
@@ -353,6 +355,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     responses: { 204: empty("revoked") },
   },
   "GET /v1/openapi.json": { summary: "This document", scopes: [], responses: { 200: json({ type: "object" }, "OpenAPI 3.1") } },
+  ...EVENT_ROUTE_DOCS,
 };
 
 const OPEN_ROUTES = new Set([
