@@ -196,6 +196,8 @@ describe("live", () => {
     const page = await signedIn();
     await page.goto(`${ctl.httpUrl}/console#/sandboxes/${sbx}`);
     await page.locator("table.artifacts").waitFor();
+    // Through the event stream (the bootstrap key has event:read), not by polling.
+    await page.getByText("● live").waitFor();
     const run = call("POST", `/v1/sandboxes/${sbx}/commands/run`, {
       command: "sleep 1; echo one > live-1.txt; echo two > live-2.txt",
       collect: [{ path: "live-1.txt" }, { path: "live-2.txt" }],

@@ -27,7 +27,7 @@ beforeAll(async () => {
   const res = await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "many" });
   expect(res.status, res.text).toBe(201);
   manyId = res.json.id;
-}, 300_000);
+}, 600_000);
 afterAll(async () => {
   await browser?.close();
   await ctl?.dispose();
