@@ -3,6 +3,7 @@
 // with a name that sorts after the last one; never edit an applied one.
 import { Migrator, sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
+import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
 
@@ -243,6 +244,7 @@ export const migrations: Record<string, Migration> = {
   "0003_collect_globs": collectGlobs,
   "0004_artifact_entries": artifactEntries,
   "0005_idempotency_outcome": idempotencyOutcome,
+  "0006_archive_limits": archiveLimits,
   "0008_events": events,
   "0012_listings": listings,
 };

@@ -16,6 +16,7 @@ export function deleteArtifact({ db, dialect }: Ctx, id: string, event?: EventDr
   // The index goes with its artifact, in one transaction (and its artifact.deleted event).
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
     const res = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").executeTakeFirst();
     const deleted = res.numDeletedRows > 0n;
     if (deleted && event) await appendEvent(trx, dialect, event);
