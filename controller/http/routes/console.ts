@@ -66,6 +66,11 @@ const NOT_BUILT = `<!doctype html><html lang="en"><meta charset="utf-8"><title>C
 `;
 
 export function register(app: FastifyInstance, deps: Deps): void {
+  registerConsole(app, deps, CONSOLE_DIR);
+}
+
+/** The routes over `dir` (dist/console/ in a real controller; tests pass a missing one). */
+export function registerConsole(app: FastifyInstance, deps: Pick<Deps, "config">, dir: string): void {
   let origin = "";
   try {
     origin = new URL(publicBaseUrl(deps.config)).origin;
@@ -77,7 +82,7 @@ export function register(app: FastifyInstance, deps: Deps): void {
   const page = async (_request: unknown, reply: FastifyReply) => {
     let html: Buffer;
     try {
-      html = await readFile(join(CONSOLE_DIR, "index.html"));
+      html = await readFile(join(dir, "index.html"));
     } catch {
       return secure(reply, csp).code(503).header("content-type", "text/html; charset=utf-8").header("retry-after", "60").send(NOT_BUILT);
     }
@@ -89,7 +94,7 @@ export function register(app: FastifyInstance, deps: Deps): void {
   app.get<{ Params: { file: string } }>("/console/assets/:file", async (request, reply) => {
     const type = ASSETS[request.params.file];
     let body: Buffer | undefined;
-    if (type !== undefined) body = await readFile(join(CONSOLE_DIR, "assets", request.params.file)).catch(() => undefined);
+    if (type !== undefined) body = await readFile(join(dir, "assets", request.params.file)).catch(() => undefined);
     if (type === undefined || body === undefined) {
       return secure(reply, csp).code(404).header("content-type", "text/plain; charset=utf-8").send("not found\n");
     }
