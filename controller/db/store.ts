@@ -21,6 +21,7 @@ import type { StoreOptions } from "./kysely/dialect.js";
 import * as entries from "./kysely/entries.js";
 import { classify } from "./kysely/errors.js";
 import * as idempotency from "./kysely/idempotency.js";
+import * as listings from "./kysely/listings.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
 import * as reservations from "./kysely/reservations.js";
 import type { ReadyFigures, ReservationResult } from "./kysely/reservations.js";
@@ -35,6 +36,7 @@ import type {
   IdempotencyRow,
   IdempotentOutcome,
   InFlightLimit,
+  ListCursor,
   MetadataStore,
   RestartPoint,
   SandboxRow,
@@ -232,6 +234,21 @@ export class KyselyMetadataStore implements MetadataStore {
 
   getCommand(id: string): Promise<CommandRow | undefined> {
     return this.run(() => commands.getCommand(this.ctx, id));
+  }
+
+  listSandboxes(
+    accountId: string,
+    options: { status?: "running" | "destroyed"; now: Date; limit: number; after?: ListCursor },
+  ): Promise<SandboxRow[]> {
+    return this.run(() => listings.listSandboxes(this.ctx, accountId, options));
+  }
+
+  listCommands(sandboxId: string, options: { limit: number; after?: ListCursor }): Promise<CommandRow[]> {
+    return this.run(() => listings.listCommands(this.ctx, sandboxId, options));
+  }
+
+  listArtifactsByCommands(commandIds: string[]): Promise<ArtifactRow[]> {
+    return this.run(() => listings.listArtifactsByCommands(this.ctx, commandIds));
   }
 
   listStaleCommands(before: Date, limit: number): Promise<CommandRow[]> {

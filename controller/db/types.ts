@@ -213,6 +213,12 @@ export interface ArtifactCursor {
   id: string;
 }
 
+/** Where a listing page of sandboxes (by createdAt) or commands (by startedAt) resumes. */
+export interface ListCursor {
+  at: Date;
+  id: string;
+}
+
 /**
  * The per-account cap on exports in flight checked with a reservation: the
  * account's pending artifacts that belong to no command and were created at
@@ -339,6 +345,15 @@ export interface MetadataStore extends EventStore {
   insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean>;
   updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>, event?: EventDraft): Promise<void>;
   getCommand(id: string): Promise<CommandRow | undefined>;
+  /** An account's sandboxes, newest first (createdAt desc, id desc), after the cursor; `status` as the API shows it at `now`. */
+  listSandboxes(
+    accountId: string,
+    options: { status?: "running" | "destroyed"; now: Date; limit: number; after?: ListCursor },
+  ): Promise<SandboxRow[]>;
+  /** A sandbox's commands, newest first (startedAt desc, id desc), after the cursor. */
+  listCommands(sandboxId: string, options: { limit: number; after?: ListCursor }): Promise<CommandRow[]>;
+  /** The ready artifacts of these commands, oldest first (the caller judges expiry). */
+  listArtifactsByCommands(commandIds: string[]): Promise<ArtifactRow[]>;
   /** Commands still running or collecting whose heartbeat is older than `before`. */
   listStaleCommands(before: Date, limit: number): Promise<CommandRow[]>;
 
