@@ -1,5 +1,5 @@
 // One Prometheus registry per controller (no globals: tests run several).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -55,6 +55,28 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+
+  /** Read from the metadata store at each scrape (see observePackDeadBytes). */
+  private readPackDeadBytes: (() => Promise<number>) | undefined;
+  readonly packDeadBytes = new Gauge({
+    name: "crownest_pack_dead_bytes",
+    help: "Bytes in pack blobs that no live artifact holds any more (deleted, expired or failed members of packs that still have live members); freed when a pack's last member goes",
+    registers: [this.registry],
+    collect: async () => {
+      const read = this.readPackDeadBytes;
+      if (read === undefined) return;
+      try {
+        this.packDeadBytes.set(await read());
+      } catch {
+        // The database is down: the last figure stays (readiness reports the outage).
+      }
+    },
+  });
+
+  /** Where crownest_pack_dead_bytes comes from (the metadata store, shared by every replica). */
+  observePackDeadBytes(read: () => Promise<number>): void {
+    this.readPackDeadBytes = read;
+  }
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });

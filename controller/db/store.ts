@@ -18,6 +18,8 @@ import * as entries from "./kysely/entries.js";
 import { classify } from "./kysely/errors.js";
 import * as idempotency from "./kysely/idempotency.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
+import * as packs from "./kysely/packs.js";
+import type { PackMemberReady } from "./kysely/packs.js";
 import * as reservations from "./kysely/reservations.js";
 import type { ReadyFigures, ReservationResult } from "./kysely/reservations.js";
 import * as sandboxes from "./kysely/sandboxes.js";
@@ -32,6 +34,7 @@ import type {
   IdempotentOutcome,
   InFlightLimit,
   MetadataStore,
+  PackRow,
   SandboxRow,
 } from "./types.js";
 
@@ -156,8 +159,20 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => artifacts.getArtifact(this.ctx, id));
   }
 
-  deleteArtifact(id: string): Promise<boolean> {
-    return this.run(() => artifacts.deleteArtifact(this.ctx, id));
+  async deleteArtifact(id: string): Promise<boolean> {
+    return (await this.deleteArtifactRecord(id)).deleted;
+  }
+
+  deleteArtifactRecord(id: string): Promise<{ deleted: boolean; emptiedPack?: string }> {
+    return this.run(() => packs.deleteArtifactRecord(this.ctx, id));
+  }
+
+  commitPack(pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
+    return this.run(() => packs.commitPack(this.ctx, pack, members));
+  }
+
+  packDeadBytes(): Promise<number> {
+    return this.run(() => packs.packDeadBytes(this.ctx));
   }
 
   insertArtifactEntries(artifactId: string, rows: ArchiveEntryRow[]): Promise<void> {

@@ -14,6 +14,7 @@ import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { exportPath } from "./export/pipeline.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
+import { openStoredBytes, removeStoredArtifact } from "./stored-bytes.js";
 
 export interface ArtifactView {
   id: string;
@@ -190,8 +191,7 @@ export async function listArtifacts(
 export async function deleteArtifact(deps: Deps, caller: Caller, id: string): Promise<void> {
   requireScopes(caller, "artifact:delete");
   const row = await findVisibleArtifact(deps, caller.accountId, id);
-  await deps.blobs.delete(row.storageKey);
-  await deps.db.deleteArtifact(row.id);
+  await removeStoredArtifact(deps, row);
   deps.log.info({ artifactId: row.id }, "artifact deleted");
 }
 
@@ -267,6 +267,6 @@ export async function openArtifactStream(
   const start = range?.start ?? 0;
   const end = range?.end ?? size - 1;
   const whole = start === 0 && end === size - 1;
-  const stream = await deps.blobs.read(artifact.storageKey, whole ? undefined : { start, end }, signal);
+  const stream = await openStoredBytes(deps, artifact, whole ? undefined : { start, end }, signal);
   return { artifact, stream, start, end };
 }

@@ -12,6 +12,7 @@ import type { ArchiveEntryRow, ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { openStoredBytes } from "./stored-bytes.js";
 
 const MAX_ENTRY_PATH_BYTES = 4096;
 
@@ -151,8 +152,8 @@ export async function openEntryBytes(
   const length = range.end - range.start + 1;
   if (length <= 0) return Readable.from([]);
   const from = entry.dataOffset + range.start;
-  if (artifact.archiveFormat === "tar") return deps.blobs.read(artifact.storageKey, { start: from, end: from + length - 1 }, signal);
-  const compressed = await deps.blobs.read(artifact.storageKey, undefined, signal);
+  if (artifact.archiveFormat === "tar") return openStoredBytes(deps, artifact, { start: from, end: from + length - 1 }, signal);
+  const compressed = await openStoredBytes(deps, artifact, undefined, signal);
   const gunzip = createGunzip();
   compressed.on("error", (err) => gunzip.destroy(err));
   compressed.pipe(gunzip);

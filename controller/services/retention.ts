@@ -5,6 +5,7 @@
 import { toCrowNestError } from "../../common/errors.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { removeStoredArtifact } from "./stored-bytes.js";
 
 const SWEEP_BATCH = 100;
 /** A claimed artifact is not handed to another sweeper for this long; a sweeper that dies leaves it for the next one. */
@@ -16,8 +17,7 @@ const MAX_BATCHES = 100;
 /** Blob first, then the record: a failure in between leaves a record (never a dangling blob) for the next run. */
 async function removeArtifact(deps: Deps, row: ArtifactRow, why: string): Promise<boolean> {
   try {
-    await deps.blobs.delete(row.storageKey);
-    await deps.db.deleteArtifact(row.id);
+    await removeStoredArtifact(deps, row);
     return true;
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, `could not remove ${why} artifact; will retry`);

@@ -2,6 +2,7 @@
 // (a reservation within quota), the blob write with counting, sha256 and
 // limits, the check against the agent's trailer, then ready. Any failure
 // discards what was written.
+import { createHash } from "node:crypto";
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PlanLimits } from "../../config.js";
 import type { ArchiveFormat, ArtifactRow } from "../../db/types.js";
@@ -41,6 +42,10 @@ export async function storeExport(
 ): Promise<ArtifactRow> {
   const { sandbox, accountId } = input;
   const { sourcePath, isDirectory, header, abort, signal } = source;
+  // A small regular file of a batch joins a pack; anything else leaves its seat now, so the others need not wait for it.
+  const seat = source.pack;
+  const packed = seat !== undefined && !isDirectory && header !== undefined && seat.maxMemberBytes > 0 && Number(header.size) <= seat.maxMemberBytes;
+  if (seat !== undefined && !packed) seat.leave();
 
   // A regular file is always stored as it is; an archive as the request says.
   const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
@@ -159,19 +164,32 @@ export async function storeExport(
   }
 
   let blobWritten = false;
+  let parts: Uint8Array[] = [];
   try {
-    let result;
+    let result: { size: number; sha256: string };
     try {
-      // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
-      // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
-      const body = isDirectory
-        ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
-        : agentBytes();
-      result = await deps.blobs.write(pending.storageKey, body, {
-        signal,
-        contentType,
-        ...(isDirectory ? {} : { sizeHint: declared }),
-      });
+      if (packed) {
+        // Gathered and hashed here; stored with the rest of its pack once verified.
+        const hash = createHash("sha256");
+        let size = 0;
+        for await (const chunk of agentBytes()) {
+          hash.update(chunk);
+          parts.push(chunk);
+          size += chunk.byteLength;
+        }
+        result = { size, sha256: hash.digest("hex") };
+      } else {
+        // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
+        // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
+        const body = isDirectory
+          ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
+          : agentBytes();
+        result = await deps.blobs.write(pending.storageKey, body, {
+          signal,
+          contentType,
+          ...(isDirectory ? {} : { sizeHint: declared }),
+        });
+      }
     } catch (err) {
       // The source's own failure is the real cause; the store only saw its stream end.
       if (seen.failure) throw seen.failure;
@@ -200,7 +218,9 @@ export async function storeExport(
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
     };
-    if (!(await deps.db.markArtifactReady(id, ready))) {
+    const marked = packed ? await seat.join(id, ready, parts, result.size) : await deps.db.markArtifactReady(id, ready);
+    parts = [];
+    if (!marked) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
