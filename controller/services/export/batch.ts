@@ -173,7 +173,8 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
       const o = await outcome;
       if (o.kind === "error") throw o.error;
       if (o.kind === "single") {
-        seat?.leave();
+        // A directory (a tar) or a special file: stored on its own, after the pack gathered so far.
+        seat?.bypass();
         const release = await slots.acquire();
         try {
           return await runExport(deps, input, progress);

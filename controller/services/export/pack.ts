@@ -6,7 +6,8 @@
 // file of the request has joined or gone its own way; its members are then
 // marked ready together with the pack's row, in one transaction. Until then
 // they are pending: a crash leaves no ready member, and a pack blob no
-// record holds is the orphan sweeper's.
+// record holds is the orphan sweeper's. A file stored on its own (a big one)
+// seals the pack gathered before it, so the members never wait for its bytes.
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PackPlace, ReadyFigures } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
@@ -37,8 +38,14 @@ export interface PackSeat {
    * Rejects (storage_unavailable) when the pack could not be stored.
    */
   join(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number): Promise<boolean>;
-  /** Not joining; harmless after join. */
+  /** Not joining (failed, or nothing to store); harmless after join. */
   leave(): void;
+  /**
+   * Not joining because this file is stored on its own (too big, a
+   * directory): the pack gathered so far is written now rather than after
+   * this file's bytes, which may take long, while its members wait pending.
+   */
+  bypass(): void;
 }
 
 /** Bytes handed to the store per write: a file's many small chunks joined into a few large ones. */
@@ -96,6 +103,11 @@ export class PackWriter {
         return joined;
       },
       leave: decide,
+      bypass: () => {
+        if (decided) return;
+        decide();
+        this.seal();
+      },
     };
   }
 
