@@ -174,7 +174,7 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
       if (o.kind === "error") throw o.error;
       if (o.kind === "single") {
         // A directory (a tar) or a special file: stored on its own, after the pack gathered so far.
-        seat?.bypass();
+        await seat?.bypass();
         const release = await slots.acquire();
         try {
           return await runExport(deps, input, progress);

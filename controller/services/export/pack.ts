@@ -44,8 +44,10 @@ export interface PackSeat {
    * Not joining because this file is stored on its own (too big, a
    * directory): the pack gathered so far is written now rather than after
    * this file's bytes, which may take long, while its members wait pending.
+   * Resolves once that pack is stored (never rejects: its members get its
+   * outcome), so the big file's writes do not slow the pack's fsync down.
    */
-  bypass(): void;
+  bypass(): Promise<void>;
 }
 
 /** Bytes handed to the store per write: a file's many small chunks joined into a few large ones. */
@@ -69,6 +71,8 @@ async function* coalesced(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
 export class PackWriter {
   private open: OpenPack | undefined;
   private undecided = 0;
+  /** The latest pack's write and commit (settled, never rejected). */
+  private lastStore: Promise<void> = Promise.resolve();
   /** Pack blobs written (the bench's store-write count reads the blob metrics instead). */
   written = 0;
 
@@ -104,9 +108,11 @@ export class PackWriter {
       },
       leave: decide,
       bypass: () => {
-        if (decided) return;
-        decide();
-        this.seal();
+        if (!decided) {
+          decide();
+          this.seal();
+        }
+        return this.lastStore;
       },
     };
   }
@@ -124,7 +130,7 @@ export class PackWriter {
     const pack = this.open;
     this.open = undefined;
     if (pack === undefined || pack.members.length === 0) return;
-    void this.store(pack);
+    this.lastStore = this.store(pack).catch(() => undefined);
   }
 
   private async store(pack: OpenPack): Promise<void> {

@@ -45,7 +45,7 @@ export async function storeExport(
   // A small regular file of a batch joins a pack; anything else gives up its seat now (the pack so far is written), so the others need not wait for it.
   const seat = source.pack;
   const packed = seat !== undefined && !isDirectory && header !== undefined && seat.maxMemberBytes > 0 && Number(header.size) <= seat.maxMemberBytes;
-  if (seat !== undefined && !packed) seat.bypass();
+  if (seat !== undefined && !packed) await seat.bypass();
 
   // A regular file is always stored as it is; an archive as the request says.
   const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
