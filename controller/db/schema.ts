@@ -68,6 +68,8 @@ export interface ArtifactsTable {
   pack_key: Generated<string | null>;
   pack_offset: Generated<number | null>;
   pack_length: Generated<number | null>;
+  /** What the artifact's entry index costs the quota (0 for single files). */
+  index_bytes: Generated<number>;
 }
 
 export interface PacksTable {
@@ -77,6 +79,12 @@ export interface PacksTable {
   live_members: number;
   live_bytes: number;
   created_at: Millis;
+}
+
+export interface ArtifactRestartPointsTable {
+  artifact_id: string;
+  tar_offset: number;
+  blob_offset: number;
 }
 
 export interface ArtifactEntriesTable {
@@ -133,6 +141,7 @@ export interface Database {
   artifacts: ArtifactsTable;
   packs: PacksTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_restart_points: ArtifactRestartPointsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
 }

@@ -100,6 +100,8 @@ export interface ReadyFigures {
   contentType: string;
   createdAt: Date;
   expiresAt: Date;
+  /** What the artifact's entry index costs the quota (archives; 0 or absent for single files). */
+  indexBytes?: number;
 }
 
 export interface PackPlace {
@@ -117,6 +119,12 @@ export interface PackRow {
 }
 
 export type ArchiveFormat = "tar" | "tar.gz";
+
+/** A gzip member of a stored .tar.gz: it starts at `blobOffset` in the blob, and its first byte is `tarOffset` of the plain tar. */
+export interface RestartPoint {
+  tarOffset: number;
+  blobOffset: number;
+}
 export type ArchiveEntryType = "file" | "dir" | "symlink";
 
 /** One entry of an archive artifact's index, as read from its tar headers at export time. */
@@ -337,6 +345,10 @@ export interface MetadataStore {
   /** Entries in archive order after `afterSeq`, those whose path starts with `prefix` (plain string prefix), at most `limit`. */
   listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]>;
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
+  /** Records where a .tar.gz artifact's independently decompressible members start (see RestartPoint). */
+  insertRestartPoints(artifactId: string, points: RestartPoint[]): Promise<void>;
+  /** The restart point with the largest tarOffset at or before `tarOffset`; undefined when the artifact has none. */
+  findRestartPoint(artifactId: string, tarOffset: number): Promise<RestartPoint | undefined>;
   /** Those of `keys` that some artifact record (pending or ready) holds as its storage key, or as its pack. */
   findStorageKeys(keys: string[]): Promise<Set<string>>;
   /**

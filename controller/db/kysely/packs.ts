@@ -50,7 +50,7 @@ export function commitPack({ db }: Ctx, pack: PackRow, members: PackMemberReady[
 }
 
 /**
- * Deletes an artifact's record (and its entry index). For a pack member, the
+ * Deletes an artifact's record (and its entry index and restart points). For a pack member, the
  * pack's live count goes down in the same transaction; the one deletion that
  * takes it to zero (on whichever replica) removes the pack's row and gets
  * the pack's key back: its caller deletes the blob.
@@ -58,6 +58,7 @@ export function commitPack({ db }: Ctx, pack: PackRow, members: PackMemberReady[
 export function deleteArtifactRecord({ db }: Ctx, id: string): Promise<{ deleted: boolean; emptiedPack?: string }> {
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
     const gone = await trx.deleteFrom("artifacts").where("id", "=", id).returning(["pack_key", "pack_length"]).executeTakeFirst();
     if (gone === undefined) return { deleted: false };
     if (gone.pack_key === null) return { deleted: true };
