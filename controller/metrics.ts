@@ -83,6 +83,31 @@ export class Metrics {
     this.readPackDeadBytes = read;
   }
 
+  readonly eventLag = new Histogram({
+    name: "crownest_event_lag_seconds",
+    help: "From an event's commit to its sending, by reader (stream, or webhook for a first attempt)",
+    labelNames: ["reader"] as const,
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60],
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: "crownest_webhook_deliveries_total",
+    help: "Webhook delivery attempts by outcome (succeeded, retry, failed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliverySeconds = new Histogram({
+    name: "crownest_webhook_delivery_duration_seconds",
+    help: "One webhook delivery attempt, request to answer",
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly webhookPending = new Gauge({
+    name: "crownest_webhook_pending_deliveries",
+    help: "Webhook deliveries pending (all accounts), as this replica last counted them",
+    registers: [this.registry],
+  });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
   }

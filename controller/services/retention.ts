@@ -6,6 +6,7 @@ import { toCrowNestError } from "../../common/errors.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { removeStoredArtifact } from "./stored-bytes.js";
+import { deletedEvent } from "./artifacts.js";
 
 const SWEEP_BATCH = 100;
 /** A claimed artifact is not handed to another sweeper for this long; a sweeper that dies leaves it for the next one. */
@@ -17,7 +18,8 @@ const MAX_BATCHES = 100;
 /** Blob first, then the record: a failure in between leaves a record (never a dangling blob) for the next run. */
 async function removeArtifact(deps: Deps, row: ArtifactRow, why: string): Promise<boolean> {
   try {
-    await removeStoredArtifact(deps, row);
+    // A ready (expired) artifact's removal is artifact.deleted; a stale pending one was never seen.
+    await removeStoredArtifact(deps, row, row.state === "ready" ? deletedEvent(row, "expired", deps.clock.now()) : undefined);
     return true;
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, `could not remove ${why} artifact; will retry`);

@@ -6,6 +6,7 @@
 import { Readable } from "node:stream";
 import { toCrowNestError } from "../../common/errors.js";
 import type { BlobRange } from "../blob/types.js";
+import type { EventDraft } from "../db/event-types.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 
@@ -28,13 +29,13 @@ export function openStoredBytes(deps: Deps, row: ArtifactRow, range: BlobRange |
  * blob. If that delete fails the blob has no holder left and the orphan
  * sweeper takes it.
  */
-export async function removeStoredArtifact(deps: Deps, row: ArtifactRow): Promise<void> {
+export async function removeStoredArtifact(deps: Deps, row: ArtifactRow, event?: EventDraft): Promise<void> {
   if (row.pack === undefined) {
     await deps.blobs.delete(row.storageKey);
-    await deps.db.deleteArtifactRecord(row.id);
+    await deps.db.deleteArtifactRecord(row.id, event);
     return;
   }
-  const { emptiedPack } = await deps.db.deleteArtifactRecord(row.id);
+  const { emptiedPack } = await deps.db.deleteArtifactRecord(row.id, event);
   if (emptiedPack === undefined) return;
   try {
     await deps.blobs.delete(emptiedPack);

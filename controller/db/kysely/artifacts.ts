@@ -2,7 +2,9 @@
 // sweepers' claims (expired, stale pending, orphaned storage keys).
 import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
+import type { EventDraft } from "../event-types.js";
 import type { ArtifactCursor, ArtifactRow } from "../types.js";
+import { appendEvent } from "./events.js";
 import type { Ctx } from "./context.js";
 import { findPackKeys } from "./packs.js";
 

@@ -3,7 +3,9 @@
 // removes the blob), and the bytes of deleted members still held in packs.
 import { sql } from "kysely";
 import { fromInt, toMillis, toWhole } from "../mapper.js";
+import type { EventDraft } from "../event-types.js";
 import type { PackPlace, PackRow } from "../types.js";
+import { appendEvent } from "./events.js";
 import type { Ctx, Executor } from "./context.js";
 import { markReady, type ReadyFigures } from "./reservations.js";
 
@@ -11,6 +13,8 @@ export interface PackMemberReady {
   id: string;
   ready: ReadyFigures;
   place: PackPlace;
+  /** artifact.created, written with the member's ready mark. */
+  event?: EventDraft;
 }
 
 /**
@@ -19,7 +23,7 @@ export interface PackMemberReady {
  * member whose record is gone is false; when none made it, no pack row is
  * written (the caller deletes the blob, or the orphan sweeper does).
  */
-export function commitPack({ db }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
+export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
   return db.transaction().execute(async (trx) => {
     const done: boolean[] = [];
     let liveMembers = 0;
@@ -27,6 +31,7 @@ export function commitPack({ db }: Ctx, pack: PackRow, members: PackMemberReady[
     for (const m of members) {
       const ok = await markReady(trx, m.id, m.ready, m.place);
       done.push(ok);
+      if (ok && m.event) await appendEvent(trx, dialect, m.event);
       if (ok) {
         liveMembers++;
         liveBytes += m.place.length;
@@ -55,11 +60,14 @@ export function commitPack({ db }: Ctx, pack: PackRow, members: PackMemberReady[
  * takes it to zero (on whichever replica) removes the pack's row and gets
  * the pack's key back: its caller deletes the blob.
  */
-export function deleteArtifactRecord({ db }: Ctx, id: string): Promise<{ deleted: boolean; emptiedPack?: string }> {
+export function deleteArtifactRecord({ db, dialect }: Ctx, id: string, event?: EventDraft): Promise<{ deleted: boolean; emptiedPack?: string }> {
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
     await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
-    const gone = await trx.deleteFrom("artifacts").where("id", "=", id).returning(["pack_key", "pack_length"]).executeTakeFirst();
+    // A ready artifact's deletion writes its event; a pending one (a failed export, the reconciler) was never visible.
+    let gone = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").returning(["pack_key", "pack_length"]).executeTakeFirst();
+    if (gone !== undefined && event) await appendEvent(trx, dialect, event);
+    gone ??= await trx.deleteFrom("artifacts").where("id", "=", id).returning(["pack_key", "pack_length"]).executeTakeFirst();
     if (gone === undefined) return { deleted: false };
     if (gone.pack_key === null) return { deleted: true };
     return releaseMember(trx, gone.pack_key, fromInt(gone.pack_length ?? 0));

@@ -9,6 +9,7 @@
 // record holds is the orphan sweeper's. A file stored on its own (a big one)
 // seals the pack gathered before it, so the members never wait for its bytes.
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
+import type { EventDraft } from "../../db/event-types.js";
 import type { PackPlace, ReadyFigures } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
 import { newId } from "../../ids.js";
@@ -17,6 +18,7 @@ interface Member {
   id: string;
   ready: ReadyFigures;
   place: PackPlace;
+  event: EventDraft | undefined;
   resolve: (marked: boolean) => void;
   reject: (err: unknown) => void;
 }
@@ -37,7 +39,7 @@ export interface PackSeat {
    * the member marked ready with its place (false: its record was gone).
    * Rejects (storage_unavailable) when the pack could not be stored.
    */
-  join(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number): Promise<boolean>;
+  join(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event?: EventDraft): Promise<boolean>;
   /** Not joining (failed, or nothing to store); harmless after join. */
   leave(): void;
   /**
@@ -99,9 +101,9 @@ export class PackWriter {
     };
     return {
       maxMemberBytes: this.maxMemberBytes,
-      join: (id, ready, parts, size) => {
+      join: (id, ready, parts, size, event) => {
         if (decided) return Promise.reject(new CrowNestError("internal", "a file joined a pack twice"));
-        const joined = this.add(id, ready, parts, size);
+        const joined = this.add(id, ready, parts, size, event);
         onJoin?.();
         decide();
         return joined;
@@ -117,13 +119,13 @@ export class PackWriter {
     };
   }
 
-  private add(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number): Promise<boolean> {
+  private add(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event: EventDraft | undefined): Promise<boolean> {
     if (this.open && this.open.size + size > this.deps.config.packMaxBytes) this.seal();
     const pack = (this.open ??= { key: `${this.accountId}/${this.sandboxId}/${newId("pack")}`, parts: [], size: 0, members: [] });
     const place = { key: pack.key, offset: pack.size, length: size };
     pack.parts.push(...parts);
     pack.size += size;
-    return new Promise<boolean>((resolve, reject) => pack.members.push({ id, ready, place, resolve, reject }));
+    return new Promise<boolean>((resolve, reject) => pack.members.push({ id, ready, place, event, resolve, reject }));
   }
 
   private seal(): void {
@@ -149,7 +151,7 @@ export class PackWriter {
     try {
       marked = await deps.db.commitPack(
         { key: pack.key, accountId: this.accountId, sizeBytes: pack.size, createdAt: deps.clock.now() },
-        pack.members.map(({ id, ready, place }) => ({ id, ready, place })),
+        pack.members.map(({ id, ready, place, event }) => ({ id, ready, place, ...(event ? { event } : {}) })),
       );
     } catch (err) {
       // Rolled back: nothing holds the pack.

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PlanLimits } from "../../config.js";
 import type { ArchiveFormat, ArtifactRow, RestartPoint } from "../../db/types.js";
+import type { EventDraft } from "../../db/event-types.js";
 import type { Deps } from "../../deps.js";
 import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
@@ -18,6 +19,7 @@ import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
 import { rateLimited } from "../limits.js";
+import { artifactView } from "../artifact-view.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /**
@@ -231,13 +233,15 @@ export async function storeExport(
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
       ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
     };
-    const marked = packed ? await seat.join(id, ready, parts, result.size) : await deps.db.markArtifactReady(id, ready);
+    const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
+    const created: EventDraft = { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt };
+    const marked = packed ? await seat.join(id, ready, parts, result.size, created) : await deps.db.markArtifactReady(id, ready, created);
     parts = [];
     if (!marked) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
-    return { ...pending, ...ready, state: "ready" };
+    return made;
   } catch (err) {
     if (!abort.signal.aborted) abort.abort(err);
     await discardPending(deps, pending, blobWritten);
