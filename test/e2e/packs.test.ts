@@ -234,7 +234,8 @@ describe.each(stores)("packs on the $name store, two replicas", (store) => {
     expect(codes).toEqual({ "over.bin": "too_large", "missing.bin": "file_not_found", fifo: "not_a_regular_file" });
     expect(cmd.artifacts.map((x: { name: string }) => x.name).sort()).toEqual(["a.bin", "b.bin", "c.bin"]);
     const rows = await Promise.all(cmd.artifacts.map((x: { id: string }) => a.deps.db.getArtifact(x.id)));
-    expect(new Set(rows.map((r) => r!.pack?.key)).size).toBe(1);
+    // Each good file is a pack member (the FIFO goes the single-export way, which seals the pack gathered before it, so a and b may share one pack and c start the next).
+    for (const r of rows) expect(r!.pack).toBeDefined();
     for (const x of cmd.artifacts) {
       const want = good[["a.bin", "b.bin", "c.bin"].indexOf(x.name)]!;
       expect((await download(call, x.id)).body.equals(want)).toBe(true);
