@@ -19,6 +19,10 @@ function packageRoot(): string {
 }
 
 const REPO_ROOT = packageRoot();
+/** The directory holding package.json, dist/ and (in a checkout) the sources. */
+export const PACKAGE_ROOT = REPO_ROOT;
+/** True when this code runs compiled (dist/…/*.js), not from the TypeScript sources through tsx. */
+export const RUNNING_COMPILED = fileURLToPath(import.meta.url).endsWith(".js");
 export const AGENT_BUNDLE = join(REPO_ROOT, "dist", "agent.mjs");
 export const AGENT_EXECUTABLE = join(REPO_ROOT, "dist", "crownest-agent");
 /** What either build reads: a newer file here makes the built agent stale. */
