@@ -8,7 +8,7 @@ import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 import { generateApiKeySecret, readAgentCa, storedSecret } from "./config/secrets.js";
 import type { BlobConfig, Config, DatabaseConfig, PlanLimits, SandboxConfig } from "./config/types.js";
-import { ConfigError, GiB, agentNetworks, bool, logLevel, parseAddress, positiveInt, s3Region, type Env } from "./config/values.js";
+import { ConfigError, GiB, agentNetworks, bool, logLevel, parseAddress, positiveInt, s3Region, webhookConfig, type Env } from "./config/values.js";
 
 export { generateApiKeySecret } from "./config/secrets.js";
 export type {
@@ -21,6 +21,7 @@ export type {
   ListenAddress,
   PlanLimits,
   SandboxConfig,
+  WebhookConfig,
 } from "./config/types.js";
 export { ConfigError, parseAddress } from "./config/values.js";
 
@@ -191,5 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDecompressions: positiveInt(env, "CROWNEST_MAX_ENTRY_DECOMPRESSIONS", 4, 1024),
     },
     logLevel: logLevel(env),
+    eventRetentionHours: positiveInt(env, "CROWNEST_EVENT_RETENTION_HOURS", 72, 24 * 365),
+    webhooks: webhookConfig(env),
   };
 }

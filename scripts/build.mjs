@@ -3,6 +3,7 @@
 //       file compiled on its own by esbuild (types are checked by `npm run
 //       typecheck`, not here): `node dist/controller/main.js` needs production
 //       dependencies only, no tsx and no TypeScript;
+//   dist/console/        the web console (scripts/build-console.mjs);
 //   dist/agent.mjs       the agent in one file for `node` (scripts/build-agent.mjs);
 //   dist/crownest-agent  the agent as one executable (scripts/build-agent-exe.mjs).
 //   node scripts/build.mjs [--no-exe]   (--no-exe: what `npm start` needs, in seconds)
@@ -41,8 +42,8 @@ await build({
   define: { __CROWNEST_AGENT_VERSION__: JSON.stringify(version) },
   logLevel: "warning",
 });
-// The CLI, run as dist/cli/main.js (the package's `crownest` bin prefers it when fresh).
 const node = (script, ...args) => execFileSync(process.execPath, [join(root, "scripts", script), ...args], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+node("build-console.mjs");
 node("build-agent.mjs");
 if (!values["no-exe"]) node("build-agent-exe.mjs");
 // Written last: `npm start` compares it with the sources.

@@ -1,5 +1,5 @@
 // `npm start`: runs the built controller (dist/controller/main.js) in this
-// process, building dist/ first (controller, CLI, agent bundle: seconds) when
+// process, building dist/ first (controller, CLI, console, agent bundle: seconds) when
 // it is missing or older than the sources, so `npm ci && npm start` still does
 // all the set-up. Building needs the development dependencies (esbuild); an
 // install with --omit=dev runs a dist/ built beforehand.
@@ -25,7 +25,7 @@ function newest(path) {
 
 const hasSources = existsSync(join(root, "controller", "main.ts"));
 const builtAt = existsSync(main) ? newest(stamp) : 0;
-const sourcesAt = hasSources ? Math.max(...["agent", "cli", "common", "controller", "gen", "package.json"].map((p) => newest(join(root, p)))) : 0;
+const sourcesAt = hasSources ? Math.max(...["agent", "cli", "common", "console", "controller", "gen", "package.json"].map((p) => newest(join(root, p)))) : 0;
 if (builtAt === 0 || sourcesAt > builtAt) {
   if (!hasSources) {
     process.stderr.write(`crownest: ${main} is missing and there are no sources to build it from\n`);

@@ -1,6 +1,6 @@
 // The configuration's shape: what loadConfig (controller/config.ts) returns.
 import type { Plan } from "../db/types.js";
-import type { AgentNetworks } from "../runtime/agent-network.js";
+import type { AddressRule, AgentNetworks } from "../runtime/agent-network.js";
 
 export interface ListenAddress {
   host: string;
@@ -84,6 +84,22 @@ export interface Config {
   /** Archive artifacts: what one archive's index may hold, and what entry reads may cost. */
   archives: ArchiveConfig;
   logLevel: string;
+  /** Events are kept this long (CROWNEST_EVENT_RETENTION_HOURS). */
+  eventRetentionHours: number;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** http:// receivers allowed (CROWNEST_WEBHOOK_ALLOW_HTTP); otherwise https:// only. */
+  allowHttp: boolean;
+  /** Where a receiver may resolve (CROWNEST_WEBHOOK_NETWORKS; default public unicast only). */
+  networks: AddressRule;
+  /** One attempt's deadline (CROWNEST_WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Waits before the 2nd, 3rd, … attempt; after the last the delivery is failed (CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS). */
+  retryScheduleMs: number[];
+  /** Attempts in flight per replica (CROWNEST_WEBHOOK_CONCURRENCY). */
+  concurrency: number;
 }
 
 export interface ArchiveConfig {

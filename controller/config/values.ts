@@ -1,7 +1,8 @@
 // The parsers every configuration variable goes through, and the one error
 // a bad value raises (naming the variable).
-import { AgentNetworks, DEFAULT_AGENT_NETWORKS } from "../runtime/agent-network.js";
-import type { ListenAddress } from "./types.js";
+import { AgentNetworks, DEFAULT_AGENT_NETWORKS, type AddressRule } from "../runtime/agent-network.js";
+import { parseWebhookNetworks } from "../runtime/public-unicast.js";
+import type { ListenAddress, WebhookConfig } from "./types.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -43,6 +44,27 @@ export function agentNetworks(env: Env): AgentNetworks {
   } catch (err) {
     throw new ConfigError("CROWNEST_AGENT_NETWORKS", `expected comma-separated CIDRs (10.0.0.0/8,fc00::/7): ${(err as Error).message}`);
   }
+}
+
+export function webhookConfig(env: Env): WebhookConfig {
+  let networks: AddressRule;
+  try {
+    networks = parseWebhookNetworks(env.CROWNEST_WEBHOOK_NETWORKS || "public");
+  } catch (err) {
+    throw new ConfigError("CROWNEST_WEBHOOK_NETWORKS", `expected "public" and/or comma-separated CIDRs: ${(err as Error).message}`);
+  }
+  const rawSchedule = env.CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS || "5000,30000,120000,600000,3600000,21600000,43200000";
+  const retryScheduleMs = rawSchedule.split(",").map((s) => s.trim());
+  if (retryScheduleMs.length > 50 || !retryScheduleMs.every((s) => /^\d{1,10}$/.test(s))) {
+    throw new ConfigError("CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS", `expected comma-separated milliseconds (5000,30000,…), at most 50, got ${JSON.stringify(rawSchedule)}`);
+  }
+  return {
+    allowHttp: bool(env, "CROWNEST_WEBHOOK_ALLOW_HTTP", false),
+    networks,
+    timeoutMs: positiveInt(env, "CROWNEST_WEBHOOK_TIMEOUT_MS", 10_000, 120_000),
+    retryScheduleMs: retryScheduleMs.map(Number),
+    concurrency: positiveInt(env, "CROWNEST_WEBHOOK_CONCURRENCY", 16, 1024),
+  };
 }
 
 export function s3Region(env: Env): string {

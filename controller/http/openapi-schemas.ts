@@ -1,7 +1,9 @@
 // The OpenAPI document's shared parts: the components (Error, Sandbox,
-// Artifact, Command…), the small schema builders every route's doc uses, and
-// the error responses every route answers (from the closed set of codes).
+// Artifact, Command…; events' from openapi-events.ts), the small schema
+// builders every route's doc uses, and the error responses every route
+// answers (from the closed set of codes).
 import { ERROR_CODES } from "../../common/errors.js";
+import { EVENT_SCHEMAS } from "./openapi-events.js";
 
 export type Schema = Record<string, unknown>;
 
@@ -99,6 +101,7 @@ export const SCHEMAS: Record<string, Schema> = {
       expiresAt: time(),
     },
   },
+  ...EVENT_SCHEMAS,
 };
 
 export const json = (schema: Schema, description: string): Schema => ({ description, content: { "application/json": { schema } } });

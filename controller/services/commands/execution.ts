@@ -12,6 +12,7 @@ import { Collection } from "./collect.js";
 import { Heartbeat } from "./heartbeat.js";
 import { OutputTail } from "./output-tail.js";
 import type { CommandRequest } from "./request.js";
+import { finishedEvent, visibleArtifacts } from "./view.js";
 
 /** How long past timeoutMs we wait for the agent to report the end before giving up on it. */
 const AGENT_GRACE_MS = 30_000;
@@ -78,12 +79,13 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
   } catch (err) {
     await heartbeat.stop();
     const e = toCrowNestError(err);
-    await deps.db.updateCommand(row.id, {
+    const failed: Partial<CommandRow> = {
       status: "error",
       finishedAt: deps.clock.now(),
       collectStatus: request.collect.length > 0 ? "skipped" : "not_requested",
       heartbeatAt: deps.clock.now(),
-    });
+    };
+    await deps.db.updateCommand(row.id, failed, finishedEvent({ ...row, ...failed }, [], deps.clock.now()));
     throw e;
   }
 
@@ -96,14 +98,20 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
       else collectStatus = "pending";
       // Persisted before any export starts, so a concurrent GET sees the run's result and "pending".
       const afterRun: CommandRow = { ...row, ...ended, collectStatus, heartbeatAt: deps.clock.now() };
-      await deps.db.updateCommand(row.id, { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt });
+      const patch = { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt };
+      // Nothing to collect: the command is finished with this write.
+      await deps.db.updateCommand(row.id, patch, collectStatus === "pending" ? undefined : finishedEvent(afterRun, [], afterRun.heartbeatAt));
       if (collectStatus !== "pending") return afterRun;
 
       collection = new Collection(deps, sandbox, row.id, request.collect);
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };
-      await deps.db.updateCommand(row.id, { collectStatus: final.collectStatus, collectErrors: final.collectErrors, heartbeatAt: final.heartbeatAt });
+      await deps.db.updateCommand(
+        row.id,
+        { collectStatus: final.collectStatus, collectErrors: final.collectErrors, heartbeatAt: final.heartbeatAt },
+        finishedEvent(final, await visibleArtifacts(deps, row.id), final.heartbeatAt),
+      );
       return final;
     } finally {
       await heartbeat.stop();

@@ -4,6 +4,7 @@ import { normalizeWorkspacePath } from "../../../common/paths.js";
 import { isGlobEntry, type CollectError, type CommandRow } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
 import { collectOutcome, entryName, entryPath } from "./collect.js";
+import { finishedEvent, visibleArtifacts } from "./view.js";
 
 /**
  * Finishes commands whose controller died (heartbeat older than
@@ -19,7 +20,10 @@ export async function reconcileStaleCommands(deps: Deps, batch = 100): Promise<n
     for (const row of stale) {
       const patch = await abandonedOutcome(deps, row);
       // heartbeatAt = now also takes it off the stale list (its collectStatus is no longer pending).
-      await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now });
+      const finished = { ...row, ...patch, heartbeatAt: now };
+      // Only a command whose end is now known is finished; a run that became error without collection is too.
+      const event = finished.collectStatus === "pending" ? undefined : finishedEvent(finished, await visibleArtifacts(deps, row.id), now);
+      await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now }, event);
       deps.metrics.reconciled.inc({ kind: "command" });
       deps.log.warn(
         { commandId: row.id, status: patch.status ?? row.status, collectStatus: patch.collectStatus },

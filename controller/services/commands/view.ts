@@ -1,5 +1,6 @@
-// What a command looks like to clients (REST and gRPC alike): its row and
-// the artifacts it collected that are still visible.
+// What a command looks like to clients (REST, gRPC and its command.finished
+// event alike): its row and the artifacts it collected that are still visible.
+import type { EventDraft } from "../../db/event-types.js";
 import type { ArtifactRow, CollectError, CollectStatus, CommandRow, CommandStatus } from "../../db/types.js";
 import { isVisibleArtifact } from "../../db/visibility.js";
 import type { Deps } from "../../deps.js";
@@ -41,6 +42,11 @@ export function commandView(row: CommandRow, artifacts: ArtifactRow[]): CommandV
     collectErrors: row.collectErrors.map(({ path, name, code, message }) => ({ path, name, code, message })),
     artifacts: artifacts.map((a) => artifactView(a)),
   };
+}
+
+/** command.finished: the command as GET returns it, collection done. */
+export function finishedEvent(row: CommandRow, artifacts: ArtifactRow[], at: Date): EventDraft {
+  return { accountId: row.accountId, type: "command.finished", data: { ...commandView(row, artifacts) }, createdAt: at };
 }
 
 /** The command's artifacts as clients may see them: ready, unexpired, in the order they were made. */
