@@ -8,7 +8,7 @@ import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 import { generateApiKeySecret, readAgentCa, storedSecret } from "./config/secrets.js";
 import type { BlobConfig, Config, DatabaseConfig, PlanLimits, SandboxConfig } from "./config/types.js";
-import { ConfigError, GiB, agentNetworks, bool, logLevel, parseAddress, positiveInt, s3Region, webhookConfig, type Env } from "./config/values.js";
+import { ConfigError, GiB, agentNetworks, bool, logLevel, packLimits, parseAddress, positiveInt, s3Region, webhookConfig, type Env } from "./config/values.js";
 
 export { generateApiKeySecret } from "./config/secrets.js";
 export type {
@@ -178,6 +178,7 @@ export function loadConfig(env: Env = process.env): Config {
     orphanSweepIntervalMs: positiveInt(env, "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", 3600_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 32, 64),
+    ...packLimits(env),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
     limits: {
       sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),

@@ -73,6 +73,10 @@ export interface Config {
   sandboxDefaultTimeoutSeconds: number;
   /** How many collect entries export at once. */
   collectConcurrency: number;
+  /** Packs: files of at most this many bytes stored by one request share pack blobs; 0 turns packs off. */
+  packMaxMemberBytes: number;
+  /** Packs: the largest pack blob. */
+  packMaxBytes: number;
   /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
   commandStaleMs: number;
   /** Per-account limits, counted in the database so they hold across replicas. */

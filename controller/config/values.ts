@@ -37,6 +37,15 @@ export function positiveInt(env: Env, variable: string, fallback: number, max = 
   return n;
 }
 
+/** 0 is allowed for CROWNEST_PACK_MAX_MEMBER_BYTES (packs off); a member must fit in a pack. */
+export function packLimits(env: Env): { packMaxMemberBytes: number; packMaxBytes: number } {
+  const packMaxBytes = positiveInt(env, "CROWNEST_PACK_MAX_BYTES", 64 * 1024 * 1024, GiB);
+  const raw = (env.CROWNEST_PACK_MAX_MEMBER_BYTES ?? "").trim();
+  const packMaxMemberBytes =
+    raw === "" ? 1024 * 1024 : raw === "0" ? 0 : positiveInt(env, "CROWNEST_PACK_MAX_MEMBER_BYTES", 0, packMaxBytes);
+  return { packMaxMemberBytes: Math.min(packMaxMemberBytes, packMaxBytes), packMaxBytes };
+}
+
 export function agentNetworks(env: Env): AgentNetworks {
   const raw = env.CROWNEST_AGENT_NETWORKS || DEFAULT_AGENT_NETWORKS;
   try {

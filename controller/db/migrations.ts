@@ -6,6 +6,7 @@ import type { Kysely, Migration, MigrationProvider } from "kysely";
 import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
+import { packs } from "./migrations/0009_packs.js";
 
 // Migrations must not depend on today's table types, which change with them.
 type AnyDb = Kysely<any>;
@@ -247,6 +248,7 @@ export const migrations: Record<string, Migration> = {
   "0006_archive_limits": archiveLimits,
   "0008_events": events,
   "0012_listings": listings,
+  "0009_packs": packs,
 };
 
 const provider: MigrationProvider = {

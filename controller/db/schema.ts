@@ -68,8 +68,21 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** Set for a member of a pack: the pack blob's key, and this artifact's bytes in it. */
+  pack_key: Generated<string | null>;
+  pack_offset: Generated<number | null>;
+  pack_length: Generated<number | null>;
   /** What the artifact's entry index costs the quota (0 for single files). */
   index_bytes: Generated<number>;
+}
+
+export interface PacksTable {
+  key: string;
+  account_id: string;
+  size_bytes: number;
+  live_members: number;
+  live_bytes: number;
+  created_at: Millis;
 }
 
 export interface ArtifactRestartPointsTable {
@@ -167,6 +180,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
+  packs: PacksTable;
   artifact_entries: ArtifactEntriesTable;
   artifact_restart_points: ArtifactRestartPointsTable;
   commands: CommandsTable;
