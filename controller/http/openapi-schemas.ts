@@ -1,0 +1,126 @@
+// The OpenAPI document's shared parts: the components (Error, Sandbox,
+// Artifact, Command…; events' from openapi-events.ts), the small schema
+// builders every route's doc uses, and the error responses every route
+// answers (from the closed set of codes).
+import { ERROR_CODES } from "../../common/errors.js";
+import { EVENT_SCHEMAS } from "./openapi-events.js";
+
+export type Schema = Record<string, unknown>;
+
+export const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+export const str = (description?: string): Schema => ({ type: "string", ...(description ? { description } : {}) });
+export const time = (description?: string): Schema => ({ type: "string", format: "date-time", ...(description ? { description } : {}) });
+export const int = (description?: string): Schema => ({ type: "integer", minimum: 0, ...(description ? { description } : {}) });
+
+export const SCHEMAS: Record<string, Schema> = {
+  Error: {
+    type: "object",
+    description: "Every error, whatever the route: one closed set of codes, a sentence, and details (details.missingScopes, details.field, details.retryAfterSeconds…).",
+    required: ["error"],
+    properties: {
+      error: {
+        type: "object",
+        required: ["code", "message", "details"],
+        properties: {
+          code: { type: "string", enum: Object.keys(ERROR_CODES) },
+          message: str("one sentence for a human"),
+          details: { type: "object", additionalProperties: true },
+        },
+      },
+    },
+  },
+  Sandbox: {
+    type: "object",
+    required: ["id", "status", "createdAt", "expiresAt"],
+    properties: { id: str("sbx_…"), status: { type: "string", enum: ["running", "destroyed"] }, createdAt: time(), expiresAt: time() },
+  },
+  Artifact: {
+    type: "object",
+    required: ["id", "sandboxId", "commandId", "name", "sourcePath", "sizeBytes", "contentType", "sha256", "createdAt", "expiresAt"],
+    properties: {
+      id: str("art_…"),
+      sandboxId: str(),
+      commandId: { type: ["string", "null"] },
+      name: str(),
+      sourcePath: str("normalized absolute path, /workspace/…"),
+      sizeBytes: int(),
+      contentType: str(),
+      sha256: str("lowercase hex"),
+      createdAt: time(),
+      expiresAt: time(),
+    },
+  },
+  CollectError: {
+    type: "object",
+    required: ["path", "name", "code", "message"],
+    properties: { path: str(), name: str(), code: { type: "string", enum: Object.keys(ERROR_CODES) }, message: str() },
+  },
+  Command: {
+    type: "object",
+    required: ["id", "sandboxId", "command", "cwd", "status", "exitCode", "stdout", "stderr", "startedAt", "finishedAt", "collectStatus", "collectErrors", "artifacts"],
+    properties: {
+      id: str("cmd_…"),
+      sandboxId: str(),
+      command: str(),
+      cwd: str(),
+      status: { type: "string", enum: ["running", "exited", "timed_out", "error"] },
+      exitCode: { type: ["integer", "null"] },
+      stdout: str("bounded tail"),
+      stderr: str("bounded tail"),
+      stdoutTruncated: { type: "boolean" },
+      stderrTruncated: { type: "boolean" },
+      startedAt: time(),
+      finishedAt: { type: ["string", "null"], format: "date-time" },
+      collectStatus: { type: "string", enum: ["not_requested", "pending", "succeeded", "partial", "failed", "skipped"] },
+      collectErrors: { type: "array", items: ref("CollectError") },
+      artifacts: { type: "array", items: ref("Artifact") },
+    },
+  },
+  CommandRequest: {
+    type: "object",
+    required: ["command"],
+    properties: {
+      command: str("run by /bin/sh -c"),
+      cwd: str(),
+      env: { type: "object", additionalProperties: { type: "string" } },
+      timeoutMs: { type: "integer", minimum: 1 },
+      collect: {
+        type: "array",
+        items: { type: "object", required: ["path"], properties: { path: str(), name: str() } },
+      },
+      collectOn: { type: "string", enum: ["success", "always"] },
+    },
+  },
+  DownloadUrl: {
+    type: "object",
+    required: ["url", "method", "headers", "expiresAt"],
+    properties: {
+      url: str(),
+      method: { type: "string", enum: ["GET"] },
+      headers: { type: "object", additionalProperties: { type: "string" } },
+      expiresAt: time(),
+    },
+  },
+  ...EVENT_SCHEMAS,
+};
+
+export const json = (schema: Schema, description: string): Schema => ({ description, content: { "application/json": { schema } } });
+export const empty = (description: string): Schema => ({ description, type: "null" });
+export const bytes = (description: string): Schema => ({ description, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } });
+
+/** The error statuses of the closed set, each with the codes that use it. */
+export function errorResponses(): Record<string, Schema> {
+  const byStatus = new Map<number, string[]>();
+  for (const [code, { http }] of Object.entries(ERROR_CODES)) byStatus.set(http, [...(byStatus.get(http) ?? []), code]);
+  const out: Record<string, Schema> = {};
+  for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+    out[String(status)] = json(ref("Error"), `error: ${codes.join(", ")}`);
+  }
+  return out;
+}
+
+export const params = (...names: string[]): Schema => ({
+  type: "object",
+  required: names,
+  properties: Object.fromEntries(names.map((n) => [n, { type: "string", minLength: 1, maxLength: 128 }])),
+});
