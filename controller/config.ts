@@ -53,6 +53,43 @@ export interface SandboxConfig {
   maxProcesses: number;
   memoryMb: number;
   tmpMb: number;
+  /** CROWNEST_SANDBOX_IMAGES: named root filesystem directories (absolute). */
+  images: SandboxImage[];
+  /** CROWNEST_SANDBOX_DEFAULT_IMAGE; undefined: the built-in `host` layout. */
+  defaultImage: string | undefined;
+}
+
+export interface SandboxImage {
+  name: string;
+  dir: string;
+}
+
+/** The built-in layout's name (the host's /usr, a minimal /etc): never an image name. */
+export const HOST_IMAGE_NAME = "host";
+const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** `name=DIR,…`: each name once, each DIR an existing directory. */
+function sandboxImages(env: Env): SandboxImage[] {
+  const raw = env.CROWNEST_SANDBOX_IMAGES ?? "";
+  const images: SandboxImage[] = [];
+  for (const item of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const eq = item.indexOf("=");
+    const name = eq < 0 ? "" : item.slice(0, eq).trim();
+    const dir = eq < 0 ? "" : item.slice(eq + 1).trim();
+    if (!IMAGE_NAME.test(name) || !dir) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `expected name=DIR,… (names of letters, digits, . _ -), got ${JSON.stringify(item)}`);
+    if (name === HOST_IMAGE_NAME) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `${HOST_IMAGE_NAME} is the built-in layout's name, pick another`);
+    if (images.some((i) => i.name === name)) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name} is named twice`);
+    const path = resolve(dir);
+    let isDir: boolean;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch (err) {
+      throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name}: ${path} does not exist (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    }
+    if (!isDir) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name}: ${path} is not a directory`);
+    images.push({ name, dir: path });
+  }
+  return images;
 }
 
 export interface Config {
@@ -318,7 +355,13 @@ export function loadConfig(env: Env = process.env): Config {
     maxProcesses: positiveInt(env, "CROWNEST_SANDBOX_MAX_PROCESSES", 256, 1_000_000),
     memoryMb: positiveInt(env, "CROWNEST_SANDBOX_MEMORY_MB", 2048, 1024 * 1024),
     tmpMb: positiveInt(env, "CROWNEST_SANDBOX_TMP_MB", 256, 1024 * 1024),
+    images: sandboxImages(env),
+    defaultImage: env.CROWNEST_SANDBOX_DEFAULT_IMAGE || undefined,
   };
+  if (sandbox.defaultImage !== undefined && sandbox.defaultImage !== HOST_IMAGE_NAME && !sandbox.images.some((i) => i.name === sandbox.defaultImage)) {
+    const known = [HOST_IMAGE_NAME, ...sandbox.images.map((i) => i.name)].join(", ");
+    throw new ConfigError("CROWNEST_SANDBOX_DEFAULT_IMAGE", `${JSON.stringify(sandbox.defaultImage)} is not an image (known: ${known})`);
+  }
 
   const plans: Record<Plan, PlanLimits> = {
     free: {

@@ -43,3 +43,11 @@ export function ensureAgentBundle(): string {
   renameSync(tmp, AGENT_BUNDLE);
   return AGENT_BUNDLE;
 }
+
+/**
+ * The agent isolated sandboxes run: `node` with the bundle, until the
+ * crownest-agent executable takes its place (then only that file goes in).
+ */
+export function agentProgram(): { executable: string; script?: string } {
+  return { executable: process.execPath, script: ensureAgentBundle() };
+}
