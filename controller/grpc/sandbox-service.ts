@@ -5,7 +5,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { SandboxService, type WatchWorkspaceResponseSchema } from "../../gen/crownest/v1/sandbox_pb.js";
 import type { Deps } from "../deps.js";
-import { createSandbox, deleteSandbox, getSandbox, sandboxView } from "../services/sandboxes.js";
+import { createSandbox, deleteSandbox, getSandbox, listSandboxImages, sandboxView } from "../services/sandboxes.js";
 import { watchWorkspace, type WorkspaceEvent } from "../services/watch.js";
 import { fileEventTypeFromAgent, sandboxToProto } from "./convert.js";
 import { callerOf } from "./interceptors.js";
@@ -18,6 +18,7 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
         // proto3 strings cannot be absent: "" means "not given", as an omitted JSON field does.
         ...(req.agentUrl !== "" ? { agentUrl: req.agentUrl } : {}),
         ...(req.agentToken !== "" ? { agentToken: req.agentToken } : {}),
+        ...(req.image !== "" ? { image: req.image } : {}),
       });
       return { sandbox: sandboxToProto(sandboxView(row, deps.clock.now())) };
     },
@@ -25,6 +26,10 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
     async getSandbox(req, ctx) {
       const row = await getSandbox(deps, callerOf(ctx), req.id);
       return { sandbox: sandboxToProto(sandboxView(row, deps.clock.now())) };
+    },
+
+    async listSandboxImages(_req, ctx) {
+      return { images: listSandboxImages(deps, callerOf(ctx)).map((i) => ({ name: i.name, isDefault: i.default })) };
     },
 
     async deleteSandbox(req, ctx) {

@@ -36,8 +36,28 @@ const SCHEMAS: Record<string, Schema> = {
   },
   Sandbox: {
     type: "object",
-    required: ["id", "status", "createdAt", "expiresAt"],
-    properties: { id: str("sbx_…"), status: { type: "string", enum: ["running", "destroyed"] }, createdAt: time(), expiresAt: time() },
+    required: ["id", "status", "createdAt", "expiresAt", "image"],
+    properties: {
+      id: str("sbx_…"),
+      status: { type: "string", enum: ["running", "destroyed"] },
+      createdAt: time(),
+      expiresAt: time(),
+      image: { type: ["string", "null"], description: "the image its root was made from (local runtime: a CROWNEST_SANDBOX_IMAGES name or `host`); null on the external runtime" },
+    },
+  },
+  SandboxImages: {
+    type: "object",
+    required: ["images"],
+    properties: {
+      images: {
+        type: "array",
+        items: {
+          type: "object",
+          required: ["name", "default"],
+          properties: { name: str("what POST /v1/sandboxes {image} takes"), default: { type: "boolean", description: "the image a sandbox gets when it asks for none" } },
+        },
+      },
+    },
   },
   Artifact: {
     type: "object",
@@ -143,6 +163,11 @@ interface RouteDoc {
 /** Keyed "METHOD /url" with fastify's :param syntax. */
 export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "POST /v1/sandboxes": { summary: "Create (local) or register (external) a sandbox", scopes: ["sandbox:create"], responses: { 201: json(ref("Sandbox"), "the sandbox") } },
+  "GET /v1/sandbox-images": {
+    summary: "The images a local sandbox's root may be made from (empty on the external runtime)",
+    scopes: ["sandbox:read"],
+    responses: { 200: json(ref("SandboxImages"), "the images, the default marked") },
+  },
   "GET /v1/sandboxes/:id": { summary: "Get a sandbox", scopes: ["sandbox:read"], responses: { 200: json(ref("Sandbox"), "the sandbox") } },
   "DELETE /v1/sandboxes/:id": { summary: "Destroy a sandbox (artifacts are kept)", scopes: ["sandbox:delete"], responses: { 204: empty("destroyed") } },
   "PUT /v1/sandboxes/:id/files": {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/sandbox.proto.
  */
 export const file_crownest_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJwChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94IiIKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIhcKFURlbGV0ZVNhbmRib3hSZXNwb25zZSI5ChVXYXRjaFdvcmtzcGFjZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIkMKCUZpbGVFdmVudBIoCgR0eXBlGAEgASgOMhouY3Jvd25lc3QudjEuRmlsZUV2ZW50VHlwZRIMCgRwYXRoGAIgASgJIhoKCldhdGNoUmVhZHkSDAoEcGF0aBgBIAEoCSJ3ChZXYXRjaFdvcmtzcGFjZVJlc3BvbnNlEigKBXJlYWR5GAEgASgLMhcuY3Jvd25lc3QudjEuV2F0Y2hSZWFkeUgAEioKCGZzX2V2ZW50GAIgASgLMhYuY3Jvd25lc3QudjEuRmlsZUV2ZW50SABCBwoFZXZlbnQqvgEKDUZpbGVFdmVudFR5cGUSHwobRklMRV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTRklMRV9FVkVOVF9UWVBFX0FERBABEhoKFkZJTEVfRVZFTlRfVFlQRV9DSEFOR0UQAhIaChZGSUxFX0VWRU5UX1RZUEVfVU5MSU5LEAMSGwoXRklMRV9FVkVOVF9UWVBFX0FERF9ESVIQBBIeChpGSUxFX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMuwCCg5TYW5kYm94U2VydmljZRJWCg1DcmVhdGVTYW5kYm94EiEuY3Jvd25lc3QudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIi5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USTQoKR2V0U2FuZGJveBIeLmNyb3duZXN0LnYxLkdldFNhbmRib3hSZXF1ZXN0Gh8uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_crownest_v1_types]);
+  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJ/ChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAkSDQoFaW1hZ2UYBCABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94IiIKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIhcKFURlbGV0ZVNhbmRib3hSZXNwb25zZSIaChhMaXN0U2FuZGJveEltYWdlc1JlcXVlc3QiMAoMU2FuZGJveEltYWdlEgwKBG5hbWUYASABKAkSEgoKaXNfZGVmYXVsdBgCIAEoCCJGChlMaXN0U2FuZGJveEltYWdlc1Jlc3BvbnNlEikKBmltYWdlcxgBIAMoCzIZLmNyb3duZXN0LnYxLlNhbmRib3hJbWFnZSI5ChVXYXRjaFdvcmtzcGFjZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIkMKCUZpbGVFdmVudBIoCgR0eXBlGAEgASgOMhouY3Jvd25lc3QudjEuRmlsZUV2ZW50VHlwZRIMCgRwYXRoGAIgASgJIhoKCldhdGNoUmVhZHkSDAoEcGF0aBgBIAEoCSJ3ChZXYXRjaFdvcmtzcGFjZVJlc3BvbnNlEigKBXJlYWR5GAEgASgLMhcuY3Jvd25lc3QudjEuV2F0Y2hSZWFkeUgAEioKCGZzX2V2ZW50GAIgASgLMhYuY3Jvd25lc3QudjEuRmlsZUV2ZW50SABCBwoFZXZlbnQqvgEKDUZpbGVFdmVudFR5cGUSHwobRklMRV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTRklMRV9FVkVOVF9UWVBFX0FERBABEhoKFkZJTEVfRVZFTlRfVFlQRV9DSEFOR0UQAhIaChZGSUxFX0VWRU5UX1RZUEVfVU5MSU5LEAMSGwoXRklMRV9FVkVOVF9UWVBFX0FERF9ESVIQBBIeChpGSUxFX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMtADCg5TYW5kYm94U2VydmljZRJWCg1DcmVhdGVTYW5kYm94EiEuY3Jvd25lc3QudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIi5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USTQoKR2V0U2FuZGJveBIeLmNyb3duZXN0LnYxLkdldFNhbmRib3hSZXF1ZXN0Gh8uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwARJiChFMaXN0U2FuZGJveEltYWdlcxIlLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94SW1hZ2VzUmVxdWVzdBomLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94SW1hZ2VzUmVzcG9uc2ViBnByb3RvMw", [file_crownest_v1_types]);
 
 /**
  * @generated from message crownest.v1.CreateSandboxRequest
@@ -34,6 +34,15 @@ export type CreateSandboxRequest = Message<"crownest.v1.CreateSandboxRequest"> &
    * @generated from field: string agent_token = 3;
    */
   agentToken: string;
+
+  /**
+   * Runtime "local" only: a name of ListSandboxImages; "" is the default
+   * image. An unknown name is INVALID_ARGUMENT (invalid_request) naming the
+   * known ones.
+   *
+   * @generated from field: string image = 4;
+   */
+  image: string;
 };
 
 /**
@@ -125,6 +134,60 @@ export const DeleteSandboxResponseSchema: GenMessage<DeleteSandboxResponse> = /*
   messageDesc(file_crownest_v1_sandbox, 5);
 
 /**
+ * @generated from message crownest.v1.ListSandboxImagesRequest
+ */
+export type ListSandboxImagesRequest = Message<"crownest.v1.ListSandboxImagesRequest"> & {
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxImagesRequest.
+ * Use `create(ListSandboxImagesRequestSchema)` to create a new message.
+ */
+export const ListSandboxImagesRequestSchema: GenMessage<ListSandboxImagesRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 6);
+
+/**
+ * @generated from message crownest.v1.SandboxImage
+ */
+export type SandboxImage = Message<"crownest.v1.SandboxImage"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The image a sandbox gets when it asks for none.
+   *
+   * @generated from field: bool is_default = 2;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message crownest.v1.SandboxImage.
+ * Use `create(SandboxImageSchema)` to create a new message.
+ */
+export const SandboxImageSchema: GenMessage<SandboxImage> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 7);
+
+/**
+ * @generated from message crownest.v1.ListSandboxImagesResponse
+ */
+export type ListSandboxImagesResponse = Message<"crownest.v1.ListSandboxImagesResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.SandboxImage images = 1;
+   */
+  images: SandboxImage[];
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxImagesResponse.
+ * Use `create(ListSandboxImagesResponseSchema)` to create a new message.
+ */
+export const ListSandboxImagesResponseSchema: GenMessage<ListSandboxImagesResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 8);
+
+/**
  * @generated from message crownest.v1.WatchWorkspaceRequest
  */
 export type WatchWorkspaceRequest = Message<"crownest.v1.WatchWorkspaceRequest"> & {
@@ -146,7 +209,7 @@ export type WatchWorkspaceRequest = Message<"crownest.v1.WatchWorkspaceRequest">
  * Use `create(WatchWorkspaceRequestSchema)` to create a new message.
  */
 export const WatchWorkspaceRequestSchema: GenMessage<WatchWorkspaceRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 6);
+  messageDesc(file_crownest_v1_sandbox, 9);
 
 /**
  * @generated from message crownest.v1.FileEvent
@@ -168,7 +231,7 @@ export type FileEvent = Message<"crownest.v1.FileEvent"> & {
  * Use `create(FileEventSchema)` to create a new message.
  */
 export const FileEventSchema: GenMessage<FileEvent> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 7);
+  messageDesc(file_crownest_v1_sandbox, 10);
 
 /**
  * @generated from message crownest.v1.WatchReady
@@ -185,7 +248,7 @@ export type WatchReady = Message<"crownest.v1.WatchReady"> & {
  * Use `create(WatchReadySchema)` to create a new message.
  */
 export const WatchReadySchema: GenMessage<WatchReady> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 8);
+  messageDesc(file_crownest_v1_sandbox, 11);
 
 /**
  * @generated from message crownest.v1.WatchWorkspaceResponse
@@ -214,7 +277,7 @@ export type WatchWorkspaceResponse = Message<"crownest.v1.WatchWorkspaceResponse
  * Use `create(WatchWorkspaceResponseSchema)` to create a new message.
  */
 export const WatchWorkspaceResponseSchema: GenMessage<WatchWorkspaceResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 9);
+  messageDesc(file_crownest_v1_sandbox, 12);
 
 /**
  * @generated from enum crownest.v1.FileEventType
@@ -298,6 +361,17 @@ export const SandboxService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkspaceRequestSchema;
     output: typeof WatchWorkspaceResponseSchema;
+  },
+  /**
+   * ListSandboxImages names the images a local sandbox's root may be made
+   * from (REST: GET /v1/sandbox-images); empty on the external runtime.
+   *
+   * @generated from rpc crownest.v1.SandboxService.ListSandboxImages
+   */
+  listSandboxImages: {
+    methodKind: "unary";
+    input: typeof ListSandboxImagesRequestSchema;
+    output: typeof ListSandboxImagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_sandbox, 0);
