@@ -1,5 +1,5 @@
 // crownest-agent: CLI and wiring only.
-//   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F] [--tls-cert F --tls-key F]
+//   npm run agent -- --workspace DIR --listen HOST:PORT [--token-file F] [--tls-cert F --tls-key F] [-- CMD ARGS…]
 // The token comes from CROWNEST_AGENT_TOKEN or --token-file. Prints one JSON
 // line {"listening":"http://host:port"} on stdout (https:// with TLS); logs
 // are JSON on stderr.
@@ -9,11 +9,36 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, realpath, stat } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
+import { startOrphanReaper } from "./init/pid1.js";
+import { startMainProcess } from "./init/supervise.js";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
+import { AGENT_VERSION } from "./version.js";
 
-const USAGE =
-  "usage: crownest-agent --workspace DIR [--listen HOST:PORT | --listen unix:/PATH] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--run-as UID:GID] (token: CROWNEST_AGENT_TOKEN or --token-file)";
+const USAGE = `usage: crownest-agent --workspace DIR [flags] [-- CMD ARGS...]
+
+Serves one sandbox's workspace to the CrowNest controller (gRPC over HTTP/2).
+Prints one JSON line {"listening":"URL"} on stdout once ready; logs are JSON on stderr.
+
+flags:
+  --workspace DIR        the workspace root (created when missing); required
+  --listen HOST:PORT     where to listen (default 127.0.0.1:0: any free port);
+  --listen unix:/PATH    or a Unix socket
+  --token-file FILE      the bearer token the controller presents (else CROWNEST_AGENT_TOKEN)
+  --tls-cert FILE        serve TLS with this PEM certificate chain (with --tls-key)
+  --tls-key FILE         the certificate's PEM private key (with --tls-cert)
+  --run-as UID:GID       run commands (and CMD) as this identity, not the agent's
+  -h, --help             print this text
+  --version              print "crownest-agent VERSION"
+
+-- CMD ARGS...           run CMD as the sandbox's main process: SIGTERM, SIGINT, SIGHUP,
+                         SIGQUIT and SIGUSR2 are forwarded to it, and the agent exits with
+                         its status (128 + signal number when a signal ended it). As PID 1
+                         the agent also collects orphaned processes (no zombies).
+
+environment:
+  CROWNEST_AGENT_TOKEN      the token (removed from what commands inherit)
+  CROWNEST_AGENT_LOG_LEVEL  trace|debug|info|warn|error|fatal|silent (default info)`;
 
 class UsageError extends Error {}
 
@@ -84,9 +109,20 @@ async function workspaceRoot(dir: string): Promise<string> {
   return root;
 }
 
+/** The agent's own flags, and CMD ARGS after the first `--` (undefined without one). */
+function splitCommand(argv: string[]): { flags: string[]; command: string[] | undefined } {
+  const dash = argv.indexOf("--");
+  if (dash < 0) return { flags: argv, command: undefined };
+  const command = argv.slice(dash + 1);
+  if (command.length === 0) throw new UsageError("--: expected a command after it (crownest-agent [flags] -- CMD ARGS...)");
+  return { flags: argv.slice(0, dash), command };
+}
+
 async function main(): Promise<void> {
   resumeOptimization();
+  const { flags, command } = splitCommand(process.argv.slice(2));
   const { values } = parseArgs({
+    args: flags,
     options: {
       workspace: { type: "string" },
       listen: { type: "string", default: "127.0.0.1:0" },
@@ -95,11 +131,16 @@ async function main(): Promise<void> {
       "tls-key": { type: "string" },
       "run-as": { type: "string" },
       help: { type: "boolean", short: "h" },
+      version: { type: "boolean" },
     },
     strict: true,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`crownest-agent ${AGENT_VERSION}\n`);
     return;
   }
   if (!values.workspace) throw new UsageError("--workspace DIR is required");
@@ -118,9 +159,18 @@ async function main(): Promise<void> {
     throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
   }
   const log = createAgentLog({ name: "crownest-agent", level });
+  startOrphanReaper(log);
   const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
+
+  if (command) {
+    // The main process decides when the sandbox ends: signals go to it, its status is ours.
+    const main = startMainProcess(command, { env: { ...process.env }, runAs, log });
+    const status = await main.status;
+    await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]).catch(() => {});
+    process.exit(status);
+  }
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

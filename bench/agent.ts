@@ -42,13 +42,13 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function memoryOf(pid: number): { rss: number; hwm: number } {
+export function memoryOf(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)![1]) * 1024;
   return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
@@ -64,11 +64,17 @@ interface RunningAgent {
 }
 
 /** Starts the bundled agent the way a sandbox would: `node agent.mjs`, token in the environment. */
-export async function startBundle(bundle: string, workspace: string): Promise<RunningAgent> {
+export function startBundle(bundle: string, workspace: string): Promise<RunningAgent> {
+  return startAgentCommand([process.execPath, bundle], workspace);
+}
+
+/** Starts an agent command (`node agent.mjs`, or the crownest-agent executable) on a workspace, from the command's own directory. */
+export async function startAgentCommand(command: string[], workspace: string): Promise<RunningAgent> {
   const token = randomBytes(32).toString("hex");
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [bundle, "--workspace", workspace, "--listen", "127.0.0.1:0"], {
-    cwd: dirname(bundle),
+  const [file, ...args] = command;
+  const child = spawn(file!, [...args, "--workspace", workspace, "--listen", "127.0.0.1:0"], {
+    cwd: dirname(command.at(-1)!),
     // Warnings and errors only: the bench's output is its table.
     env: { ...process.env, CROWNEST_AGENT_TOKEN: token, CROWNEST_AGENT_LOG_LEVEL: "warn" },
     stdio: ["ignore", "pipe", "inherit"],

@@ -7,6 +7,7 @@ import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { benchAgent, type AgentBenchRow } from "./agent.js";
+import { benchAgentExecutable } from "./agent-exe.js";
 import { benchArchiveEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
@@ -121,6 +122,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
       rows.push(...agentRows.map(agentRow));
     } catch (err) {
       rows.push(failedRow("agent: start to ready, idle RSS, bundle size", "≤ 300 ms, ≤ 50 MiB, one file", err));
+    }
+    log("agent executable");
+    try {
+      rows.push(...(await benchAgentExecutable({ starts: opts.agentStarts, log })).map(agentRow));
+    } catch (err) {
+      rows.push(failedRow("agent executable: size, start to ready, idle RSS", "≤ 300 ms, ≤ 60 MiB", err));
     }
   }
 

@@ -2,12 +2,12 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.js";
 import { ExternalRuntime } from "./external.js";
-import { fileURLToPath } from "node:url";
+import { PACKAGE_ROOT } from "./isolation/agent-bundle.js";
 import { openIsolation } from "./isolation/factory.js";
 import { LocalRuntime } from "./local.js";
 import { defaultAgentCommand } from "./local-launch.js";
 
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const REPO_ROOT = PACKAGE_ROOT;
 import type { SandboxRuntime } from "./types.js";
 
 export interface RuntimeHooks {

@@ -4,22 +4,23 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { CrowNestError } from "../../common/errors.js";
-import { AGENT_BUNDLE, agentBundleFresh } from "./isolation/agent-bundle.js";
+import { AGENT_BUNDLE, PACKAGE_ROOT, RUNNING_COMPILED, agentBundleFresh } from "./isolation/agent-bundle.js";
 import type { LaunchPlan } from "./isolation/types.js";
 
-export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const REPO_ROOT = PACKAGE_ROOT;
 const STDERR_TAIL_LINES = 20;
 
 /**
  * How to start the repo's agent: the bundle dist/agent.mjs when present and
- * not older than the sources (faster start, smaller RSS), else the sources
- * through tsx.
+ * not older than the sources (faster start, smaller RSS), else the sources:
+ * compiled beside this controller (dist/agent/main.js) when it runs compiled
+ * (no tsx in a production install), through tsx when it runs from them.
  */
 export function defaultAgentCommand(): string[] {
   if (agentBundleFresh()) return [process.execPath, AGENT_BUNDLE];
+  if (RUNNING_COMPILED) return [process.execPath, join(REPO_ROOT, "dist", "agent", "main.js")];
   return [process.execPath, "--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
 }
 

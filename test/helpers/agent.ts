@@ -29,6 +29,8 @@ export interface StartAgentOptions {
   token?: string;
   /** Run the bundle (true: dist/agent.mjs, or a path to one) instead of the TypeScript sources. */
   useBundle?: boolean | string;
+  /** Run this single executable (dist/crownest-agent) instead, no node involved: a path, or a command that ends with one (bwrap … PATH). */
+  executable?: string | string[];
   /** Extra environment for the agent process. */
   env?: Record<string, string>;
   /** Working directory of the agent process (default: the repository). */
@@ -65,7 +67,8 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Start
   const entry = options.useBundle
     ? [typeof options.useBundle === "string" ? options.useBundle : BUNDLE_PATH]
     : ["--import", "tsx", join(REPO_ROOT, "agent", "main.ts")];
-  const child = spawn(process.execPath, [...entry, "--workspace", workspace, "--listen", "127.0.0.1:0", ...(options.args ?? [])], {
+  const [file, ...first] = options.executable ? [options.executable].flat() : [process.execPath, ...entry];
+  const child = spawn(file!, [...first, "--workspace", workspace, "--listen", "127.0.0.1:0", ...(options.args ?? [])], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env, CROWNEST_AGENT_TOKEN: token },
     stdio: ["ignore", "pipe", "pipe"],

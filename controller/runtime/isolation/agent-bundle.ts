@@ -1,13 +1,32 @@
-// Isolated sandboxes run the bundled agent (one file, node alone): built
-// from the sources when missing or older than them.
+// Isolated sandboxes run the built agent: dist/agent.mjs (one file, node
+// alone) or dist/crownest-agent (one executable, no node at all). Each is
+// built from the sources when missing or older than them.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, renameSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+/** The package root: the nearest directory above this module with a package.json (from the sources and from dist/ alike). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  return dir;
+}
+
+const REPO_ROOT = packageRoot();
+/** The directory holding package.json, dist/ and (in a checkout) the sources. */
+export const PACKAGE_ROOT = REPO_ROOT;
+/** True when this code runs compiled (dist/…/*.js), not from the TypeScript sources through tsx. */
+export const RUNNING_COMPILED = fileURLToPath(import.meta.url).endsWith(".js");
 export const AGENT_BUNDLE = join(REPO_ROOT, "dist", "agent.mjs");
+export const AGENT_EXECUTABLE = join(REPO_ROOT, "dist", "crownest-agent");
+/** What either build reads: a newer file here makes the built agent stale. */
+const AGENT_SOURCES = ["agent", "common", join("gen", "crownest", "agent")];
 
 /** Newest mtime under a directory tree (ms); 0 when it does not exist. */
 export function newestMtime(dir: string): number {
@@ -26,22 +45,47 @@ export function newestMtime(dir: string): number {
   return newest;
 }
 
-/** True when dist/agent.mjs exists and no agent source (or shared module) is newer. */
-export function agentBundleFresh(): boolean {
-  if (!existsSync(AGENT_BUNDLE)) return false;
-  if (!existsSync(join(REPO_ROOT, "agent", "main.ts"))) return true; // an installed bundle without sources
-  const built = statSync(AGENT_BUNDLE).mtimeMs;
-  return ["agent", "common", join("gen", "crownest", "agent")].every((d) => newestMtime(join(REPO_ROOT, d)) <= built);
+/** True when `built` exists and no agent source (or shared module), nor the script that builds it, is newer. */
+function builtFresh(built: string, script: string): boolean {
+  if (!existsSync(built)) return false;
+  if (!existsSync(join(REPO_ROOT, "agent", "main.ts"))) return true; // installed without sources
+  const at = statSync(built).mtimeMs;
+  const scriptPath = join(REPO_ROOT, "scripts", script);
+  return AGENT_SOURCES.every((d) => newestMtime(join(REPO_ROOT, d)) <= at) && (!existsSync(scriptPath) || statSync(scriptPath).mtimeMs <= at);
 }
 
-/** The bundle's path, built first when missing or stale (into a temporary file renamed into place: concurrent starts never see half a file). */
+/** Runs a build script into a temporary file renamed into place: concurrent starts never see half a file. */
+function buildInto(target: string, script: string): string {
+  const tmp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
+  const r = spawnSync(process.execPath, [join(REPO_ROOT, "scripts", script), "--outfile", tmp], { cwd: REPO_ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`building ${target} failed: ${(r.stderr || r.error?.message || "").trim()}`);
+  renameSync(tmp, target);
+  return target;
+}
+
+/** True when dist/agent.mjs exists and no agent source (or shared module) is newer. */
+export function agentBundleFresh(): boolean {
+  return builtFresh(AGENT_BUNDLE, "build-agent.mjs");
+}
+
+/** The bundle's path, built first when missing or stale. */
 export function ensureAgentBundle(): string {
-  if (agentBundleFresh()) return AGENT_BUNDLE;
-  const tmp = `${AGENT_BUNDLE}.${randomBytes(6).toString("hex")}.tmp`;
-  const r = spawnSync(process.execPath, [join(REPO_ROOT, "scripts", "build-agent.mjs"), "--outfile", tmp], { cwd: REPO_ROOT, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`building ${AGENT_BUNDLE} failed: ${(r.stderr || r.error?.message || "").trim()}`);
-  renameSync(tmp, AGENT_BUNDLE);
-  return AGENT_BUNDLE;
+  return agentBundleFresh() ? AGENT_BUNDLE : buildInto(AGENT_BUNDLE, "build-agent.mjs");
+}
+
+/** True when dist/crownest-agent exists and no agent source (or shared module) is newer. */
+export function agentExecutableFresh(): boolean {
+  return builtFresh(AGENT_EXECUTABLE, "build-agent-exe.mjs");
+}
+
+/**
+ * The single executable's path (`crownest-agent`: needs no node in the
+ * sandbox), built first when missing or stale: esbuild, node's SEA blob and
+ * postject, all development dependencies (about 30 s). Where only production
+ * dependencies are installed, build it beforehand (`npm run build`).
+ */
+export function ensureAgentExecutable(): string {
+  return agentExecutableFresh() ? AGENT_EXECUTABLE : buildInto(AGENT_EXECUTABLE, "build-agent-exe.mjs");
 }
 
 /**
