@@ -89,9 +89,11 @@ export function ensureAgentExecutable(): string {
 }
 
 /**
- * The agent isolated sandboxes run: `node` with the bundle, until the
- * crownest-agent executable takes its place (then only that file goes in).
+ * The agent isolated sandboxes run: the crownest-agent executable (built
+ * when missing or stale), so no node is needed inside; `node` with the
+ * bundle is the same agent for callers that ask for it.
  */
-export function agentProgram(): { executable: string; script?: string } {
-  return { executable: process.execPath, script: ensureAgentBundle() };
+export function agentProgram(kind: "executable" | "node" = "executable"): { executable: string; script?: string } {
+  if (kind === "node") return { executable: process.execPath, script: ensureAgentBundle() };
+  return { executable: ensureAgentExecutable() };
 }
