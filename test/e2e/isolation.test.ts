@@ -373,12 +373,14 @@ describe("choosing the isolation mode", () => {
 async function sandboxHostProcesses(dataDir: string, sandboxId: string): Promise<number[]> {
   const dir = join(dataDir, "sandboxes", sandboxId);
   const table = new Map<number, { ppid: number; mine: boolean }>();
+  // bwrap's argv names staged paths, not the sandbox's: the launched pid the runtime recorded stands for it.
+  const launched = Number((await readFile(join(dir, "launched"), "utf8").catch(() => "")).split(" ")[0]) || -1;
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
       const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), mine: args.some((a) => a.startsWith(`${dir}/`)) });
+      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), mine: Number(name) === launched || args.some((a) => a.startsWith(`${dir}/`)) });
     } catch {
       continue;
     }
