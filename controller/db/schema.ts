@@ -65,6 +65,14 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** What the artifact's entry index costs the quota (0 for single files). */
+  index_bytes: Generated<number>;
+}
+
+export interface ArtifactRestartPointsTable {
+  artifact_id: string;
+  tar_offset: number;
+  blob_offset: number;
 }
 
 export interface ArtifactEntriesTable {
@@ -120,6 +128,7 @@ export interface Database {
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_restart_points: ArtifactRestartPointsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
 }
