@@ -1,252 +1,31 @@
 // Configuration: parsed once at start from the environment into a
 // typed object; nothing reads process.env after this. A bad value fails with
-// one line naming the variable.
-import { X509Certificate, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+// one line naming the variable. The shape is config/types.ts, the parsers
+// config/values.ts, the secrets and CA file config/secrets.ts.
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
-import { AgentNetworks, DEFAULT_AGENT_NETWORKS } from "./runtime/agent-network.js";
+import { generateApiKeySecret, readAgentCa, storedSecret } from "./config/secrets.js";
+import { defaultSandboxImage, sandboxImages } from "./config/images.js";
+import type { BlobConfig, Config, DatabaseConfig, PlanLimits, SandboxConfig } from "./config/types.js";
+import { ConfigError, GiB, agentNetworks, bool, logLevel, parseAddress, positiveInt, s3Region, type Env } from "./config/values.js";
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = "ConfigError";
-  }
-}
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
-
-export type DatabaseConfig = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string };
-
-export type BlobConfig =
-  | { kind: "file"; dir: string }
-  | {
-      kind: "s3";
-      bucket: string;
-      prefix: string;
-      endpoint: string | undefined;
-      region: string;
-      forcePathStyle: boolean;
-    };
-
-export interface PlanLimits {
-  retentionDays: number;
-  /** Largest single artifact, bytes. */
-  maxArtifactBytes: number;
-  /** Total stored bytes per account. */
-  quotaBytes: number;
-}
-
-export type IsolationSetting = "auto" | "bwrap" | "gvisor" | "none";
-
-/** Local runtime: how each sandbox is contained and what it may use. */
-export interface SandboxConfig {
-  /** `auto` is resolved at start (bwrap when it works, else none with a warning). */
-  isolation: IsolationSetting;
-  network: "none" | "host";
-  maxProcesses: number;
-  memoryMb: number;
-  tmpMb: number;
-  /** CROWNEST_SANDBOX_IMAGES: named root filesystem directories (absolute). */
-  images: SandboxImage[];
-  /** CROWNEST_SANDBOX_DEFAULT_IMAGE; undefined: the built-in `host` layout. */
-  defaultImage: string | undefined;
-}
-
-export interface SandboxImage {
-  name: string;
-  dir: string;
-}
-
-/** The built-in layout's name (the host's /usr, a minimal /etc): never an image name. */
-export const HOST_IMAGE_NAME = "host";
-const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-/** `name=DIR,…`: each name once, each DIR an existing directory. */
-function sandboxImages(env: Env): SandboxImage[] {
-  const raw = env.CROWNEST_SANDBOX_IMAGES ?? "";
-  const images: SandboxImage[] = [];
-  for (const item of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
-    const eq = item.indexOf("=");
-    const name = eq < 0 ? "" : item.slice(0, eq).trim();
-    const dir = eq < 0 ? "" : item.slice(eq + 1).trim();
-    if (!IMAGE_NAME.test(name) || !dir) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `expected name=DIR,… (names of letters, digits, . _ -), got ${JSON.stringify(item)}`);
-    if (name === HOST_IMAGE_NAME) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `${HOST_IMAGE_NAME} is the built-in layout's name, pick another`);
-    if (images.some((i) => i.name === name)) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name} is named twice`);
-    const path = resolve(dir);
-    let isDir: boolean;
-    try {
-      isDir = statSync(path).isDirectory();
-    } catch (err) {
-      throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name}: ${path} does not exist (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
-    }
-    if (!isDir) throw new ConfigError("CROWNEST_SANDBOX_IMAGES", `image ${name}: ${path} is not a directory`);
-    images.push({ name, dir: path });
-  }
-  return images;
-}
-
-export interface Config {
-  httpAddr: ListenAddress;
-  grpcAddr: ListenAddress;
-  dataDir: string;
-  database: DatabaseConfig;
-  blob: BlobConfig;
-  /** The bootstrap key; `generated` when it was created (and must be printed once). */
-  apiKey: { value: string; generated: boolean; fromEnv: boolean };
-  signingSecret: Buffer;
-  /** Earlier signing secrets: URLs they signed still verify until they expire (rotation). Never used to sign. */
-  previousSigningSecrets: Buffer[];
-  /** Base of download URLs; undefined = derived from the real HTTP address once listening. */
-  publicUrl: string | undefined;
-  runtime: "local" | "external";
-  /** PEM CA bundle trusted for https:// agent URLs (CROWNEST_AGENT_CA_FILE); undefined: the system's CAs. */
-  agentCa: Buffer | undefined;
-  sandbox: SandboxConfig;
-  downloadUrlTtlSeconds: number;
-  plans: Record<Plan, PlanLimits>;
-  /** No bytes from the agent for this long fails an export (stalled stream). */
-  exportStallMs: number;
-  /** Pending records older than this are crashed exports, removed by the reconciler. */
-  pendingMaxAgeMs: number;
-  /** How often the sweeper / reconciler run. */
-  sweepIntervalMs: number;
-  /** A blob with no record is an orphan only once it is this old (since its last write). */
-  orphanGraceMs: number;
-  /** How often the orphan sweeper walks the blob store (a full listing: less often than the other jobs). */
-  orphanSweepIntervalMs: number;
-  /** Default sandbox lifetime when a request gives none. */
-  sandboxDefaultTimeoutSeconds: number;
-  /** How many collect entries export at once. */
-  collectConcurrency: number;
-  /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
-  commandStaleMs: number;
-  /** Per-account limits, counted in the database so they hold across replicas. */
-  limits: AccountLimits;
-  /** external runtime: the networks an agentUrl may resolve into. */
-  agentNetworks: AgentNetworks;
-  /** Largest JSON body or gRPC/Connect request message a caller may send; refused before it is buffered. */
-  maxRequestBytes: number;
-  /** Archive artifacts: what one archive's index may hold, and what entry reads may cost. */
-  archives: ArchiveConfig;
-  logLevel: string;
-}
-
-export interface ArchiveConfig {
-  /** Entries one archive may hold (CROWNEST_MAX_ARCHIVE_ENTRIES); beyond it the export fails with too_large. */
-  maxEntries: number;
-  /** Entry reads of a .tar.gz decompressing at once on this replica (CROWNEST_MAX_ENTRY_DECOMPRESSIONS); beyond it 429 rate_limited. */
-  maxDecompressions: number;
-}
-
-export interface AccountLimits {
-  /** Running sandboxes per account. */
-  sandboxes: number;
-  /** Exports through the artifact API in flight per account. */
-  concurrentExports: number;
-  /** Commands running (or collecting) per account. */
-  runningCommands: number;
-}
-
-type Env = Record<string, string | undefined>;
-
-const GiB = 1024 ** 3;
-
-export function parseAddress(variable: string, value: string): ListenAddress {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
-  if (!m) throw new ConfigError(variable, `expected HOST:PORT, got ${JSON.stringify(value)}`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new ConfigError(variable, `port ${port} is out of range (0-65535)`);
-  const host = m[1] ?? m[2] ?? "";
-  if (host === "") throw new ConfigError(variable, `expected HOST:PORT, got ${JSON.stringify(value)}`);
-  return { host, port };
-}
-
-function positiveInt(env: Env, variable: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[variable];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(variable, `expected a positive whole number, got ${JSON.stringify(raw)}`);
-  const n = Number(raw.trim());
-  if (n < 1 || n > max) throw new ConfigError(variable, `expected a whole number from 1 to ${max}, got ${n}`);
-  return n;
-}
-
-function agentNetworks(env: Env): AgentNetworks {
-  const raw = env.CROWNEST_AGENT_NETWORKS || DEFAULT_AGENT_NETWORKS;
-  try {
-    return AgentNetworks.parse(raw);
-  } catch (err) {
-    throw new ConfigError("CROWNEST_AGENT_NETWORKS", `expected comma-separated CIDRs (10.0.0.0/8,fc00::/7): ${(err as Error).message}`);
-  }
-}
-
-function s3Region(env: Env): string {
-  const region = env.CROWNEST_S3_REGION || env.AWS_REGION || "us-east-1";
-  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(region)) {
-    throw new ConfigError(env.CROWNEST_S3_REGION ? "CROWNEST_S3_REGION" : "AWS_REGION", `not a region name: ${JSON.stringify(region)}`);
-  }
-  return region;
-}
-
-function bool(env: Env, variable: string, fallback: boolean): boolean {
-  const raw = env[variable];
-  if (raw === undefined || raw === "") return fallback;
-  if (/^(1|true|yes)$/i.test(raw)) return true;
-  if (/^(0|false|no)$/i.test(raw)) return false;
-  throw new ConfigError(variable, `expected true or false, got ${JSON.stringify(raw)}`);
-}
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-
-function logLevel(env: Env): string {
-  const raw = env.CROWNEST_LOG_LEVEL || "info";
-  if (!LOG_LEVELS.includes(raw)) throw new ConfigError("CROWNEST_LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
-  return raw;
-}
-
-/** Reads a secret from the data dir, or generates and stores it with mode 0600. */
-function storedSecret(dataDir: string, file: string, make: () => string): { value: string; generated: boolean } {
-  const path = join(dataDir, file);
-  if (existsSync(path)) {
-    // A secret written by an older version (or copied in) with a looser mode is tightened too.
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-    return { value: readFileSync(path, "utf8").trim(), generated: false };
-  }
-  const value = make();
-  writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });
-  chmodSync(path, 0o600);
-  return { value, generated: true };
-}
-
-/** A PEM file of one or more CA certificates, each parsed, so a wrong file stops the start instead of every TLS handshake. */
-function readAgentCa(file: string): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(file);
-  } catch (err) {
-    throw new ConfigError("CROWNEST_AGENT_CA_FILE", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-  const blocks = pem.toString("utf8").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds no PEM certificate`);
-  for (const block of blocks) {
-    try {
-      new X509Certificate(block);
-    } catch (err) {
-      throw new ConfigError("CROWNEST_AGENT_CA_FILE", `${file} holds a certificate that does not parse: ${(err as Error).message}`);
-    }
-  }
-  return pem;
-}
-
-export function generateApiKeySecret(): string {
-  return randomBytes(24).toString("base64url");
-}
+export { generateApiKeySecret } from "./config/secrets.js";
+export type {
+  AccountLimits,
+  ArchiveConfig,
+  BlobConfig,
+  Config,
+  DatabaseConfig,
+  IsolationSetting,
+  ListenAddress,
+  PlanLimits,
+  SandboxConfig,
+  SandboxImage,
+} from "./config/types.js";
+export { ConfigError, parseAddress } from "./config/values.js";
+export { HOST_IMAGE_NAME } from "./config/images.js";
 
 export function loadConfig(env: Env = process.env): Config {
   const httpAddr = parseAddress("CROWNEST_HTTP_ADDR", env.CROWNEST_HTTP_ADDR || "127.0.0.1:8080");
@@ -365,12 +144,9 @@ export function loadConfig(env: Env = process.env): Config {
     memoryMb: positiveInt(env, "CROWNEST_SANDBOX_MEMORY_MB", 2048, 1024 * 1024),
     tmpMb: positiveInt(env, "CROWNEST_SANDBOX_TMP_MB", 256, 1024 * 1024),
     images: sandboxImages(env),
-    defaultImage: env.CROWNEST_SANDBOX_DEFAULT_IMAGE || undefined,
+    defaultImage: undefined,
   };
-  if (sandbox.defaultImage !== undefined && sandbox.defaultImage !== HOST_IMAGE_NAME && !sandbox.images.some((i) => i.name === sandbox.defaultImage)) {
-    const known = [HOST_IMAGE_NAME, ...sandbox.images.map((i) => i.name)].join(", ");
-    throw new ConfigError("CROWNEST_SANDBOX_DEFAULT_IMAGE", `${JSON.stringify(sandbox.defaultImage)} is not an image (known: ${known})`);
-  }
+  sandbox.defaultImage = defaultSandboxImage(env, sandbox.images);
 
   const plans: Record<Plan, PlanLimits> = {
     free: {

@@ -1,5 +1,6 @@
-// Controllers for tests: a real process started exactly as `npm start` does
-// (node --import tsx controller/main.ts), or an in-process one for fast
+// Controllers for tests: a real process started from the sources (node
+// --import tsx controller/main.ts: the code `npm start` runs compiled from
+// dist/, without a build step per test), or an in-process one for fast
 // tests. Both listen on free ports of 127.0.0.1 with a fresh data dir.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";

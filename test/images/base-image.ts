@@ -59,7 +59,9 @@ export function buildBaseImage(tag: string): void {
     mkdirSync(join(rootfs, "tmp"));
     chmodSync(join(rootfs, "tmp"), 0o1777);
     seedPrebuild(rootfs);
-    writeFileSync(join(ctx, "Containerfile"), 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\nCMD ["node"]\n');
+    // This machine reaches the registry through a TLS proxy whose CA is in its bundle, which node reads only when told.
+    const env = `ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt`;
+    writeFileSync(join(ctx, "Containerfile"), `FROM scratch\nCOPY rootfs/ /\n${env}\nCMD ["node"]\n`);
     podman(["build", "--runtime", "runc", "-q", "-t", tag, "-f", join(ctx, "Containerfile"), ctx]);
   } finally {
     rmSync(ctx, { recursive: true, force: true });

@@ -19,7 +19,7 @@ import { freshPostgresUrl, type FreshPostgres } from "../helpers/pg.js";
 import { S3RVER_CREDENTIALS, startS3rver, type S3rverHandle } from "../helpers/s3.js";
 import { makeTestCa, type TestCa } from "../helpers/tls.js";
 import { buildBaseImage } from "./base-image.js";
-import { RUN_FLAGS, containerProcesses, missingTools, podman } from "./podman.js";
+import { RUN_FLAGS, containerProcesses, missingTools, podman, podmanLogs } from "./podman.js";
 
 const BASE = "localhost/crownest-test-base:latest";
 const CONTROLLER = "localhost/crownest-controller:test";
@@ -48,7 +48,7 @@ function freePort(): Promise<number> {
 /** Waits for a line of the container's stdout that parses as JSON and has `key`. */
 async function firstJsonLine(name: string, key: string): Promise<Record<string, string>> {
   for (let i = 0; i < 600; i++) {
-    const logs = podman(["logs", name]);
+    const logs = podmanLogs(name).stdout;
     for (const line of logs.split("\n")) {
       try {
         const j = JSON.parse(line) as Record<string, string>;
@@ -58,10 +58,10 @@ async function firstJsonLine(name: string, key: string): Promise<Record<string, 
       }
     }
     const state = podman(["inspect", "--format", "{{.State.Status}}", name]).trim();
-    if (state !== "running") throw new Error(`${name} is ${state}:\n${podman(["logs", name]).slice(-3000)}`);
+    if (state !== "running") throw new Error(`${name} is ${state}:\n${podmanLogs(name).stderr.slice(-3000)}`);
     await sleep(100);
   }
-  throw new Error(`${name}: no ${key} line:\n${podman(["logs", name]).slice(-3000)}`);
+  throw new Error(`${name}: no ${key} line:\n${podmanLogs(name).stderr.slice(-3000)}`);
 }
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
@@ -105,6 +105,8 @@ beforeAll(async () => {
   const agentCert = await ca.issue("agent", ["127.0.0.1"]);
   // The agent runs as uid 1000 in its container: it must be able to read its key.
   chmodSync(agentCert.keyFile, 0o644);
+  // Both containers' users (uids 1000 and 10001) read it through a bind mount: the directory must be searchable.
+  chmodSync(ca.dir, 0o755);
   agentPort = await freePort();
   const [httpPort, grpcPort] = [await freePort(), await freePort()];
   httpUrl = `http://127.0.0.1:${httpPort}`;
@@ -184,7 +186,8 @@ describe("the controller and sandbox images under podman", () => {
 
     const link = await api("POST", `/v1/artifacts/${artifactId}/download-url`);
     expect(link.status, link.text).toBe(200);
-    const res = await fetch(link.json.url, { method: link.json.method, headers: link.json.headers });
+    // The signed URL, presented by the caller that asked for it (the default auth mode also wants its key).
+    const res = await fetch(link.json.url, { method: link.json.method, headers: { ...link.json.headers, authorization: `Bearer ${apiKey}` } });
     expect(res.status).toBe(200);
     // Commands ran as the image's user, uid 1000.
     expect(await res.text()).toBe("1000\ncollected\n");
@@ -203,7 +206,7 @@ describe("the controller and sandbox images under podman", () => {
     podman(["stop", "-t", "10", names.controller]);
     timings.controllerStopMs = Date.now() - t0;
     expect(podman(["inspect", "--format", "{{.State.ExitCode}}", names.controller]).trim()).toBe("0");
-    expect(podman(["logs", names.controller])).toContain("stopping");
+    expect(podmanLogs(names.controller).stderr).toContain("stopping");
     podman(["stop", "-t", "10", names.sandbox]);
     // sleep got the forwarded SIGTERM and died of it: 128 + 15, the agent's status.
     expect(podman(["inspect", "--format", "{{.State.ExitCode}}", names.sandbox]).trim()).toBe("143");

@@ -2,12 +2,26 @@
 // explicit ulimits (runc cannot set them otherwise), host network.
 import { execFileSync, spawnSync } from "node:child_process";
 
-export const RUN_FLAGS = ["--runtime", "runc", "--network", "host", "--ulimit", "nofile=65536:65536", "--ulimit", "nproc=65536:65536"];
+/** A limit at most this process's own hard limit (runc may not raise it): `ulimit -H` of the shell. */
+function limit(flag: "-n" | "-u", want: number): number {
+  const hard = spawnSync("sh", ["-c", `ulimit -H ${flag}`], { encoding: "utf8" }).stdout.trim();
+  return hard === "unlimited" || !/^\d+$/.test(hard) ? want : Math.min(want, Number(hard));
+}
+const NOFILE = limit("-n", 16384);
+const NPROC = limit("-u", 4096);
+
+export const RUN_FLAGS = ["--runtime", "runc", "--network", "host", "--ulimit", `nofile=${NOFILE}:${NOFILE}`, "--ulimit", `nproc=${NPROC}:${NPROC}`];
 
 export function podman(args: string[], timeoutMs = 600_000): string {
   const r = spawnSync("podman", args, { encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`podman ${args.join(" ")} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim().slice(-4000)}`);
   return r.stdout;
+}
+
+/** A container's output: podman logs writes the container's stdout to its stdout and stderr to its stderr. */
+export function podmanLogs(name: string): { stdout: string; stderr: string } {
+  const r = spawnSync("podman", ["logs", name], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  return { stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
 /** Why the images test cannot run here, or undefined. It installs nothing itself. */
