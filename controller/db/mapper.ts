@@ -161,7 +161,8 @@ export function sandboxFromDb(r: Selectable<SandboxesTable>): SandboxRow {
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillis(r.expires_at),
     destroyedAt: fromMillisOrNull(r.destroyed_at),
-    image: r.image ?? null,
+    // Absent rather than null: rows of runtimes without images read back as they were written.
+    ...(r.image != null ? { image: r.image } : {}),
   };
 }
 
