@@ -76,8 +76,8 @@ export class BenchController {
     return join(this.proc.dataDir, "sandboxes", sandboxId, "workspace");
   }
 
-  async createSandbox(): Promise<string> {
-    const res = await this.call<{ id: string }>("POST", "/v1/sandboxes", {});
+  async createSandbox(body: { image?: string } = {}): Promise<string> {
+    const res = await this.call<{ id: string }>("POST", "/v1/sandboxes", body);
     if (res.status !== 201) throw apiError("create sandbox", res.status, res.json, res.text);
     return res.json.id;
   }

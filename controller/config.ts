@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 import { generateApiKeySecret, readAgentCa, storedSecret } from "./config/secrets.js";
+import { defaultSandboxImage, sandboxImages } from "./config/images.js";
 import type { BlobConfig, Config, DatabaseConfig, PlanLimits, SandboxConfig } from "./config/types.js";
 import { ConfigError, GiB, agentNetworks, bool, logLevel, packLimits, parseAddress, positiveInt, s3Region, webhookConfig, type Env } from "./config/values.js";
 
@@ -22,8 +23,10 @@ export type {
   PlanLimits,
   SandboxConfig,
   WebhookConfig,
+  SandboxImage,
 } from "./config/types.js";
 export { ConfigError, parseAddress } from "./config/values.js";
+export { HOST_IMAGE_NAME } from "./config/images.js";
 
 export function loadConfig(env: Env = process.env): Config {
   const httpAddr = parseAddress("CROWNEST_HTTP_ADDR", env.CROWNEST_HTTP_ADDR || "127.0.0.1:8080");
@@ -141,7 +144,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxProcesses: positiveInt(env, "CROWNEST_SANDBOX_MAX_PROCESSES", 256, 1_000_000),
     memoryMb: positiveInt(env, "CROWNEST_SANDBOX_MEMORY_MB", 2048, 1024 * 1024),
     tmpMb: positiveInt(env, "CROWNEST_SANDBOX_TMP_MB", 256, 1024 * 1024),
+    images: sandboxImages(env),
+    defaultImage: undefined,
   };
+  sandbox.defaultImage = defaultSandboxImage(env, sandbox.images);
 
   const plans: Record<Plan, PlanLimits> = {
     free: {

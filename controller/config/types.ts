@@ -38,6 +38,15 @@ export interface SandboxConfig {
   maxProcesses: number;
   memoryMb: number;
   tmpMb: number;
+  /** CROWNEST_SANDBOX_IMAGES: named root filesystem directories (absolute). */
+  images: SandboxImage[];
+  /** CROWNEST_SANDBOX_DEFAULT_IMAGE; undefined: the built-in `host` layout. */
+  defaultImage: string | undefined;
+}
+
+export interface SandboxImage {
+  name: string;
+  dir: string;
 }
 
 export interface Config {

@@ -145,6 +145,7 @@ export function sandboxToDb(row: SandboxRow): Insertable<SandboxesTable> {
     created_at: toMillis(row.createdAt, "createdAt"),
     expires_at: toMillis(row.expiresAt, "expiresAt"),
     destroyed_at: toMillisOrNull(row.destroyedAt, "destroyedAt"),
+    image: row.image ?? null,
   };
 }
 
@@ -160,6 +161,8 @@ export function sandboxFromDb(r: Selectable<SandboxesTable>): SandboxRow {
     createdAt: fromMillis(r.created_at),
     expiresAt: fromMillis(r.expires_at),
     destroyedAt: fromMillisOrNull(r.destroyed_at),
+    // Absent rather than null: rows of runtimes without images read back as they were written.
+    ...(r.image != null ? { image: r.image } : {}),
   };
 }
 

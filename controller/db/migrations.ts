@@ -7,6 +7,7 @@ import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
 import { packs } from "./migrations/0009_packs.js";
+import { sandboxImage } from "./migrations/0007_sandbox_image.js";
 
 // Migrations must not depend on today's table types, which change with them.
 type AnyDb = Kysely<any>;
@@ -249,6 +250,7 @@ export const migrations: Record<string, Migration> = {
   "0008_events": events,
   "0012_listings": listings,
   "0009_packs": packs,
+  "0007_sandbox_image": sandboxImage,
 };
 
 const provider: MigrationProvider = {

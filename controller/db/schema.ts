@@ -48,6 +48,7 @@ export interface SandboxesTable {
   created_at: Millis;
   expires_at: Millis;
   destroyed_at: Millis | null;
+  image: string | null;
 }
 
 export interface ArtifactsTable {

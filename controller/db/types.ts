@@ -63,6 +63,8 @@ export interface SandboxRow {
   createdAt: Date;
   expiresAt: Date;
   destroyedAt: Date | null;
+  /** local runtime: the image the sandbox's root was made from (`host`: the built-in layout); external: null (absent: null). */
+  image?: string | null;
 }
 
 export type ArtifactState = "pending" | "ready";

@@ -60,6 +60,7 @@ export function sandboxToProto(s: SandboxView): Sandbox {
     status: SANDBOX_STATUS[s.status],
     createdAt: timestamp(s.createdAt),
     expiresAt: timestamp(s.expiresAt),
+    image: s.image ?? "",
   });
 }
 

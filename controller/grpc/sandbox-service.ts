@@ -5,7 +5,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { SandboxService, type WatchWorkspaceResponseSchema } from "../../gen/crownest/v1/sandbox_pb.js";
 import type { Deps } from "../deps.js";
-import { createSandbox, deleteSandbox, getSandbox, sandboxView } from "../services/sandboxes.js";
+import { createSandbox, deleteSandbox, getSandbox, listSandboxImages, sandboxView } from "../services/sandboxes.js";
 import { listSandboxes, parseStatusFilter } from "../services/listings.js";
 import { watchWorkspace, type WorkspaceEvent } from "../services/watch.js";
 import { fileEventTypeFromAgent, sandboxToProto } from "./convert.js";
@@ -19,6 +19,7 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
         // proto3 strings cannot be absent: "" means "not given", as an omitted JSON field does.
         ...(req.agentUrl !== "" ? { agentUrl: req.agentUrl } : {}),
         ...(req.agentToken !== "" ? { agentToken: req.agentToken } : {}),
+        ...(req.image !== "" ? { image: req.image } : {}),
       });
       return { sandbox: sandboxToProto(sandboxView(row, deps.clock.now())) };
     },
@@ -37,6 +38,9 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
       });
       const now = deps.clock.now();
       return { sandboxes: page.sandboxes.map((row) => sandboxToProto(sandboxView(row, now))), nextPageToken: page.nextCursor ?? "" };
+    },
+    async listSandboxImages(_req, ctx) {
+      return { images: listSandboxImages(deps, callerOf(ctx)).map((i) => ({ name: i.name, isDefault: i.default })) };
     },
 
     async deleteSandbox(req, ctx) {

@@ -17,6 +17,11 @@ export interface RouteDoc {
 /** Keyed "METHOD /url" with fastify's :param syntax. */
 export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "POST /v1/sandboxes": { summary: "Create (local) or register (external) a sandbox", scopes: ["sandbox:create"], responses: { 201: json(ref("Sandbox"), "the sandbox") } },
+  "GET /v1/sandbox-images": {
+    summary: "The images a local sandbox's root may be made from (empty on the external runtime)",
+    scopes: ["sandbox:read"],
+    responses: { 200: json(ref("SandboxImages"), "the images, the default marked") },
+  },
   "GET /v1/sandboxes": {
     summary: "List the account's sandboxes, newest first",
     scopes: ["sandbox:read"],

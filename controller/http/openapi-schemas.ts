@@ -31,8 +31,28 @@ export const SCHEMAS: Record<string, Schema> = {
   },
   Sandbox: {
     type: "object",
-    required: ["id", "status", "createdAt", "expiresAt"],
-    properties: { id: str("sbx_…"), status: { type: "string", enum: ["running", "destroyed"] }, createdAt: time(), expiresAt: time() },
+    required: ["id", "status", "createdAt", "expiresAt", "image"],
+    properties: {
+      id: str("sbx_…"),
+      status: { type: "string", enum: ["running", "destroyed"] },
+      createdAt: time(),
+      expiresAt: time(),
+      image: { type: ["string", "null"], description: "the image its root was made from (local runtime: a CROWNEST_SANDBOX_IMAGES name or `host`); null on the external runtime" },
+    },
+  },
+  SandboxImages: {
+    type: "object",
+    required: ["images"],
+    properties: {
+      images: {
+        type: "array",
+        items: {
+          type: "object",
+          required: ["name", "default"],
+          properties: { name: str("what POST /v1/sandboxes {image} takes"), default: { type: "boolean", description: "the image a sandbox gets when it asks for none" } },
+        },
+      },
+    },
   },
   Artifact: {
     type: "object",

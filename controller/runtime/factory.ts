@@ -23,7 +23,7 @@ export async function openRuntime(
   switch (config.runtime) {
     case "local": {
       const runtimeLog = log.child({ component: "runtime" });
-      const isolation = await openIsolation(config.sandbox, runtimeLog, { agentCommand: defaultAgentCommand(), cwd: REPO_ROOT });
+      const isolation = await openIsolation(config.sandbox, runtimeLog, { agentCommand: defaultAgentCommand(), cwd: REPO_ROOT, dataDir: config.dataDir });
       return new LocalRuntime({ dataDir: config.dataDir, log: runtimeLog, onUnexpectedExit: hooks.onUnexpectedExit, isolation });
     }
     case "external":

@@ -29,7 +29,7 @@ export function spawnAgentProcess(plan: LaunchPlan, defaultCwd: string, log: Log
   const child = spawn(plan.command, plan.args, {
     cwd: plan.cwd ?? defaultCwd,
     env: plan.env,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", "pipe", ...(plan.fds ?? [])],
     // Its own process group: a Ctrl-C meant for the controller does not
     // kill agents behind the controller's back; the controller stops them.
     detached: true,

@@ -12,7 +12,7 @@
 // recoverLocalSandboxes).
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { CrowNestError } from "../../common/errors.js";
@@ -22,7 +22,10 @@ import { sandboxLayout, tokenFileOnHost, type SandboxLayout } from "./isolation/
 import { NoIsolation } from "./isolation/none.js";
 import type { Isolation, LaunchPlan } from "./isolation/types.js";
 import { REPO_ROOT, defaultAgentCommand, spawnAgentProcess, waitForAddress } from "./local-launch.js";
-import { findAgentProcesses, isAgentOf, stopProcess } from "./local-processes.js";
+import { stopProcess } from "./local-processes.js";
+import { writeLaunchRecord } from "./isolation/recognise.js";
+import type { ImageChoice } from "./isolation/types.js";
+import { removeTree } from "./remove-tree.js";
 import type { AgentEndpoint, HostedSandboxes, SandboxRuntime } from "./types.js";
 
 export { parseListenLine } from "./isolation/listen-line.js";
@@ -101,7 +104,12 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     return [...this.agents.keys()];
   }
 
-  async start(sandboxId: string, request: { agentUrl?: string; agentToken?: string }): Promise<AgentEndpoint> {
+  /** The images a sandbox may ask for (CROWNEST_SANDBOX_IMAGES and the built-in `host`). */
+  get images(): ImageChoice {
+    return this.isolationImpl.images;
+  }
+
+  async start(sandboxId: string, request: { agentUrl?: string; agentToken?: string; image?: string }): Promise<AgentEndpoint> {
     if (this.closed) throw new CrowNestError("agent_unavailable", "the controller is shutting down");
     if (request.agentUrl || request.agentToken) {
       throw new CrowNestError("unsupported_field", "agentUrl and agentToken are only accepted by the external runtime", {
@@ -110,13 +118,13 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     }
     this.starting.add(sandboxId);
     try {
-      return await this.spawnAgent(sandboxId);
+      return await this.spawnAgent(sandboxId, request.image ?? this.images.defaultName);
     } finally {
       this.starting.delete(sandboxId);
     }
   }
 
-  private async spawnAgent(sandboxId: string): Promise<AgentEndpoint> {
+  private async spawnAgent(sandboxId: string, image: string): Promise<AgentEndpoint> {
     const layout = this.layout(sandboxId);
     await mkdir(this.sandboxesDir, { recursive: true, mode: 0o700 });
     await mkdir(layout.dir, { recursive: true, mode: 0o700 });
@@ -125,11 +133,11 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     const cleanUp = async (pid: number | undefined, child: ChildProcess | undefined) => {
       if (pid !== undefined) await this.terminate(layout, pid, child, 0);
       await this.isolationImpl.release(layout).catch((err: unknown) => log.error({ err }, "releasing the sandbox's resources failed"));
-      await rm(layout.dir, { recursive: true, force: true });
+      await removeTree(layout.dir);
     };
     let plan: LaunchPlan;
     try {
-      await this.isolationImpl.prepare(layout, token);
+      await this.isolationImpl.prepare(layout, token, image);
       plan = this.isolationImpl.launch(layout, token);
     } catch (err) {
       await cleanUp(undefined, undefined);
@@ -139,13 +147,19 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
 
     let url: string;
     try {
-      url = await waitForAddress(child, stderrTail, plan, this.readyTimeoutMs);
+      // Which process is this sandbox's, for a later controller: out of the sandbox's reach, never its argv.
+      const ready = waitForAddress(child, stderrTail, plan, this.readyTimeoutMs);
+      ready.catch(() => {});
+      if (child.pid !== undefined) await writeLaunchRecord(layout.dir, child.pid);
+      url = await ready;
     } catch (err) {
+      plan.settled?.();
       await cleanUp(child.pid, child);
       throw err;
     }
+    plan.settled?.();
     // The agent has read its token file (isolated modes): nothing keeps the secret on disk.
-    await rm(tokenFileOnHost(layout), { force: true });
+    await unlink(tokenFileOnHost(layout)).catch(() => {});
     const pid = child.pid!;
     if (this.closed) {
       // close() ran while this agent was starting: it must not outlive the controller.
@@ -181,7 +195,7 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
     }
     forgetAgent(endpoint);
     await this.isolationImpl.release(layout);
-    await rm(layout.dir, { recursive: true, force: true });
+    await removeTree(layout.dir);
   }
 
   /**
@@ -202,7 +216,7 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
 
   /** Agent processes on this machine serving a workspace under our data dir: pid and sandbox id. */
   findAgentProcesses(): Promise<Array<{ pid: number; sandboxId: string }>> {
-    return findAgentProcesses(this.sandboxesDir);
+    return this.isolationImpl.findAgents(this.sandboxesDir);
   }
 
   /** Sandbox directories present on disk (running or left over). */
@@ -221,7 +235,7 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
 
   /** The pid is alive and is the agent of exactly this sandbox's workspace (pids get reused). */
   private isOurAgent(pid: number, sandboxId: string): Promise<boolean> {
-    return isAgentOf(this.sandboxesDir, pid, sandboxId);
+    return this.isolationImpl.isAgent(this.sandboxesDir, this.layout(sandboxId), pid);
   }
 
   /**
@@ -244,7 +258,7 @@ export class LocalRuntime implements SandboxRuntime, HostedSandboxes {
         await this.terminate(layout, tracked.pid, tracked.child, this.stopGraceMs);
         this.agents.delete(sandboxId);
         await this.isolationImpl.release(layout).catch((err: unknown) => this.options.log.error({ err, sandboxId }, "releasing the sandbox's resources failed"));
-        await rm(layout.dir, { recursive: true, force: true });
+        await removeTree(layout.dir);
       }),
     );
   }

@@ -19,6 +19,8 @@ export interface CreateSandboxInput {
   timeoutSeconds?: number;
   agentUrl?: string;
   agentToken?: string;
+  /** local runtime: a name from CROWNEST_SANDBOX_IMAGES (or `host`); absent: the default image. */
+  image?: string;
 }
 
 export interface SandboxView {
@@ -26,6 +28,13 @@ export interface SandboxView {
   status: "running" | "destroyed";
   createdAt: string;
   expiresAt: string;
+  /** The image its root was made from; null where the runtime has no images (external). Always set by sandboxView. */
+  image?: string | null;
+}
+
+export interface SandboxImageView {
+  name: string;
+  default: boolean;
 }
 
 function isExpired(row: SandboxRow, now: Date): boolean {
@@ -44,7 +53,30 @@ export function sandboxView(row: SandboxRow, now: Date = new Date()): SandboxVie
     status: isSandboxRunning(row, now) ? "running" : "destroyed",
     createdAt: row.createdAt.toISOString(),
     expiresAt: row.expiresAt.toISOString(),
+    image: row.image ?? null,
   };
+}
+
+/** The images a new sandbox may ask for (none on the external runtime, whose images are the operator's). */
+export function listSandboxImages(deps: Pick<Deps, "runtime">, caller: Caller): SandboxImageView[] {
+  requireScopes(caller, "sandbox:read");
+  const choice = deps.runtime.images;
+  if (!choice) return [];
+  return choice.names.map((name) => ({ name, default: name === choice.defaultName }));
+}
+
+/** The image a new sandbox gets: the one asked for when the runtime knows it, else its default. */
+function resolveImage(deps: Pick<Deps, "runtime">, image: unknown): string | null {
+  const choice = deps.runtime.images;
+  if (image === undefined) return choice?.defaultName ?? null;
+  if (!choice) throw new CrowNestError("unsupported_field", "image is only accepted by the local runtime", { field: "image" });
+  if (typeof image !== "string" || !choice.names.includes(image)) {
+    throw new CrowNestError("invalid_request", `image: unknown image ${JSON.stringify(image)}; known images: ${choice.names.join(", ")}`, {
+      field: "image",
+      known: choice.names,
+    });
+  }
+  return image;
 }
 
 function endpointOf(row: SandboxRow): AgentEndpoint {
@@ -85,11 +117,12 @@ function validateTimeout(value: unknown): number | undefined {
 export async function createSandbox(deps: Deps, caller: Caller, input: CreateSandboxInput): Promise<SandboxRow> {
   requireScopes(caller, "sandbox:create");
   const timeoutSeconds = validateTimeout(input.timeoutSeconds) ?? deps.config.sandboxDefaultTimeoutSeconds;
+  const image = resolveImage(deps, input.image);
   const max = deps.config.limits.sandboxes;
   // Cheap refusal before an agent is started; the insert below is the check that holds under races.
   if ((await deps.db.runningSandboxCount(caller.accountId, deps.clock.now())) >= max) throw rateLimited("sandboxes", max);
   const id = newId("sbx");
-  const endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken });
+  const endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken, ...(image !== null ? { image } : {}) });
   const createdAt = deps.clock.now();
   const row: SandboxRow = {
     id,
@@ -102,6 +135,7 @@ export async function createSandbox(deps: Deps, caller: Caller, input: CreateSan
     createdAt,
     expiresAt: new Date(createdAt.getTime() + timeoutSeconds * 1000),
     destroyedAt: null,
+    image,
   };
   let recorded: boolean;
   try {

@@ -68,4 +68,10 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_SANDBOX_MAX_PROCESSES", value: "0" },
   { variable: "CROWNEST_SANDBOX_MEMORY_MB", value: "2G" },
   { variable: "CROWNEST_SANDBOX_TMP_MB", value: "-1" },
+  { variable: "CROWNEST_SANDBOX_IMAGES", value: "py=/nonexistent/image" },
+  { variable: "CROWNEST_SANDBOX_IMAGES", value: "py=/etc/hostname" },
+  { variable: "CROWNEST_SANDBOX_IMAGES", value: "just-a-name" },
+  { variable: "CROWNEST_SANDBOX_IMAGES", value: "host=/usr" },
+  { variable: "CROWNEST_SANDBOX_IMAGES", value: "a=/usr,a=/usr" },
+  { variable: "CROWNEST_SANDBOX_DEFAULT_IMAGE", value: "alpine", with: { CROWNEST_SANDBOX_IMAGES: "a=/usr" } },
 ];

@@ -80,7 +80,7 @@ describe("loadConfig", () => {
   });
 
   it("takes the sandbox isolation settings, with auto, no network and the documented limits by default", () => {
-    expect(loadConfig({ CROWNEST_DATA_DIR: dataDir }).sandbox).toEqual({ isolation: "auto", network: "none", maxProcesses: 256, memoryMb: 2048, tmpMb: 256 });
+    expect(loadConfig({ CROWNEST_DATA_DIR: dataDir }).sandbox).toEqual({ isolation: "auto", network: "none", maxProcesses: 256, memoryMb: 2048, tmpMb: 256, images: [], defaultImage: undefined });
     const config = loadConfig({
       CROWNEST_DATA_DIR: dataDir,
       CROWNEST_SANDBOX_ISOLATION: "gvisor",
@@ -88,8 +88,21 @@ describe("loadConfig", () => {
       CROWNEST_SANDBOX_MAX_PROCESSES: "64",
       CROWNEST_SANDBOX_MEMORY_MB: "512",
       CROWNEST_SANDBOX_TMP_MB: "32",
+      CROWNEST_SANDBOX_IMAGES: " a=/usr , b.2=/ ",
+      CROWNEST_SANDBOX_DEFAULT_IMAGE: "b.2",
     });
-    expect(config.sandbox).toEqual({ isolation: "gvisor", network: "host", maxProcesses: 64, memoryMb: 512, tmpMb: 32 });
+    expect(config.sandbox).toEqual({
+      isolation: "gvisor",
+      network: "host",
+      maxProcesses: 64,
+      memoryMb: 512,
+      tmpMb: 32,
+      images: [
+        { name: "a", dir: "/usr" },
+        { name: "b.2", dir: "/" },
+      ],
+      defaultImage: "b.2",
+    });
   });
 
   it.each(BAD_VALUES)("refuses $variable=$value naming the variable", ({ variable, value, with: extra }) => {

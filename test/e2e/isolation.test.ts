@@ -3,7 +3,8 @@
 // and checks that the wall holds. Runs once per isolation mode that works on
 // this machine (bwrap, gvisor); `none` is no wall and is not attacked here.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -212,6 +213,107 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     }
   }, 240_000);
 
+  it("cannot make itself root in a new user namespace, nor reach the kernel surfaces the filter refuses", async () => {
+    const cmd = await run(
+      [
+        "if unshare -Ur id 2>/dev/null; then echo USERNS-MADE; fi",
+        "if unshare -Urn true 2>/dev/null; then echo NETNS-MADE; fi",
+        // open_by_handle_at read the controller's signing secret through a file handle before round three.
+        `python3 -c 'import ctypes,os; libc=ctypes.CDLL(None,use_errno=True); r=libc.syscall(304,-100,0,0); print("handle", r, ctypes.get_errno())'`,
+        `python3 -c 'import ctypes; libc=ctypes.CDLL(None,use_errno=True); print("keyctl", libc.syscall(250,0,0,0,0,0), ctypes.get_errno()); print("bpf", libc.syscall(321,0,0,0), ctypes.get_errno()); print("setns", libc.syscall(308,0,0), ctypes.get_errno())'`,
+        "for f in /proc/sys/kernel/hostname /proc/sys/kernel/core_pattern /proc/sys/user/max_user_namespaces /proc/sys/vm/drop_caches; do if (echo 1 > $f) 2>/dev/null; then echo \"WROTE $f\"; fi; done",
+      ].join("\n"),
+    );
+    expect(cmd.stdout).not.toContain("USERNS-MADE");
+    expect(cmd.stdout).not.toContain("NETNS-MADE");
+    expect(cmd.stdout).not.toContain("WROTE");
+    // EPERM (1) from the filter; never a handle.
+    expect(cmd.stdout).toMatch(/^handle -1 1$/m);
+    for (const call of ["keyctl", "bpf", "setns"]) expect(cmd.stdout).toMatch(new RegExp(`^${call} -1 1$`, "m"));
+  });
+
+  it("no process of the sandbox holds CAP_DAC_READ_SEARCH; under bwrap its root is an unprivileged host uid of its own range", async () => {
+    const cmd = await run("grep -h '^CapEff' /proc/[0-9]*/status 2>/dev/null; echo MAP; cat /proc/self/uid_map; echo file > /workspace/owned.txt");
+    const caps = cmd.stdout.split("MAP")[0]!.trim().split("\n").map((l) => BigInt(`0x${l.split(/\s+/)[1]}`));
+    expect(caps.length).toBeGreaterThan(0);
+    for (const cap of caps) expect(cap & 0x4n).toBe(0n);
+    if (mode === "bwrap") {
+      const [inside, base, length] = cmd.stdout.split("MAP")[1]!.trim().split(/\s+/).map(Number);
+      expect(inside).toBe(0);
+      expect(base).toBeGreaterThanOrEqual(200000);
+      expect(length).toBe(65536);
+      // The command's file belongs, on the host, to uid 1000 of that range: not root, not a host account.
+      const owner = (await stat(join(ctl.dataDir, "sandboxes", sandboxId, "workspace", "owned.txt"))).uid;
+      expect(owner).toBe(base! + 1000);
+      // Another sandbox has another range.
+      const other = await run("cat /proc/self/uid_map", otherId);
+      expect(Number(other.stdout.trim().split(/\s+/)[1])).not.toBe(base);
+    }
+  });
+
+  it("has an /etc of its own (uid 1000 is `sandbox`) and none of the host's /usr/local, /opt or /home", async () => {
+    // (test and find, not ls: gVisor's statx refuses the flags today's ls passes.)
+    const cmd = await run("id -un; grep -c . /etc/passwd; find /usr/local -mindepth 1 | wc -l; n=0; for d in /opt /home; do test -e $d || n=$((n+1)); done; echo $n; test -s /etc/ssl/certs/ca-certificates.crt && echo CA; grep -q '^ID=' /etc/os-release && echo OS");
+    const [name, passwdLines, localEntries, missing] = cmd.stdout.trim().split("\n");
+    expect(name).toBe("sandbox");
+    const hostPasswd = (await readFile("/etc/passwd", "utf8")).trim().split("\n").length;
+    expect(Number(passwdLines)).toBeLessThan(hostPasswd);
+    expect(Number(localEntries)).toBe(0);
+    expect(Number(missing)).toBe(2);
+    expect(cmd.stdout).toContain("CA");
+    expect(cmd.stdout).toContain("OS");
+    const passwd = await run("cat /etc/passwd");
+    for (const line of (await readFile("/etc/passwd", "utf8")).split("\n")) if (line.startsWith("postgres:")) expect(passwd.stdout).not.toContain(line);
+  });
+
+  it("a file PUT through the API is the command's to read and change, and a collecting command collects", async () => {
+    const put = await call("PUT", `/v1/sandboxes/${sandboxId}/files?path=in/given.txt`, "given by the API\n");
+    expect(put.status, put.text).toBeLessThan(300);
+    const cmd = await run("cat in/given.txt && echo changed >> in/given.txt && mkdir -p out && sort in/given.txt > out/sorted.txt", sandboxId, { collect: [{ path: "out/sorted.txt" }] });
+    expect(cmd.stdout).toBe("given by the API\n");
+    const collected = cmd as unknown as { collectStatus: string; artifacts: Array<{ sha256: string }> };
+    expect(collected.collectStatus).toBe("succeeded");
+    expect(collected.artifacts[0]!.sha256).toBe(sha256Of("changed\ngiven by the API\n"));
+    expect((await call("GET", `/v1/sandboxes/${sandboxId}/files?path=in/given.txt`)).text).toBe("given by the API\nchanged\n");
+  });
+
+  it("deleting a sandbox removes a workspace tree 5,000 levels deep (past the path-length limit)", async () => {
+    const sbx = await newSandbox(call);
+    const cmd = await run(`python3 -c 'import os\nfor _ in range(5000):\n  os.mkdir("d"); os.chdir("d")\nopen("leaf", "w").write("x")'`, sbx, { timeoutMs: 120_000 });
+    expect(cmd.exitCode, cmd.stderr).toBe(0);
+    const dir = join(ctl.dataDir, "sandboxes", sbx);
+    expect(existsSync(dir)).toBe(true);
+    const del = await call("DELETE", `/v1/sandboxes/${sbx}`);
+    expect(del.status, del.text).toBe(204);
+    expect(existsSync(dir)).toBe(false);
+  }, 180_000);
+
+  it("after a crash, a sandbox process copying another sandbox's agent argv is not taken for that agent: the victim lives on", async () => {
+    const first = await startControllerProcess({ env: { CROWNEST_SANDBOX_ISOLATION: mode } });
+    try {
+      const c1 = api(first.httpUrl, first.apiKey);
+      const attacker = await newSandbox(c1);
+      const victim = await newSandbox(c1);
+      const victimDir = join(first.dataDir, "sandboxes", victim);
+      // The victim's paths are what an agent's launch names (bwrap's bind of the workspace, runsc's bundle).
+      const impostor = `setsid sh -c 'sleep 100000; true' ${victimDir}/workspace ${victimDir}/bundle </dev/null >/dev/null 2>&1 & echo started`;
+      expect((await c1("POST", `/v1/sandboxes/${attacker}/commands/run`, { command: impostor })).json.stdout).toBe("started\n");
+      expect((await c1("POST", `/v1/sandboxes/${victim}/commands/run`, { command: "echo mine > /workspace/v.txt" })).status).toBe(200);
+      await first.kill();
+      const second = await startControllerProcess({ dataDir: first.dataDir, env: { CROWNEST_SANDBOX_ISOLATION: mode } });
+      try {
+        const c2 = api(second.httpUrl, second.apiKey);
+        for (const sbx of [victim, attacker]) expect((await c2("GET", `/v1/sandboxes/${sbx}`)).json.status).toBe("running");
+        const read = await c2("POST", `/v1/sandboxes/${victim}/commands/run`, { command: "cat /workspace/v.txt" });
+        expect(read.json.stdout, read.text).toBe("mine\n");
+      } finally {
+        await second.dispose();
+      }
+    } finally {
+      await first.dispose();
+    }
+  }, 240_000);
+
   it.runIf(mode === "gvisor")("runs on gVisor's kernel, not the host's", async () => {
     const cmd = await run("uname -r; cat /proc/version");
     const [release, version] = cmd.stdout.trim().split("\n");
@@ -272,12 +374,14 @@ describe("choosing the isolation mode", () => {
 async function sandboxHostProcesses(dataDir: string, sandboxId: string): Promise<number[]> {
   const dir = join(dataDir, "sandboxes", sandboxId);
   const table = new Map<number, { ppid: number; mine: boolean }>();
+  // bwrap's argv names staged paths, not the sandbox's: the launched pid the runtime recorded stands for it.
+  const launched = Number((await readFile(join(dir, "launched"), "utf8").catch(() => "")).split(" ")[0]) || -1;
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const args = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0");
       const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), mine: args.some((a) => a.startsWith(`${dir}/`)) });
+      table.set(Number(name), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), mine: Number(name) === launched || args.some((a) => a.startsWith(`${dir}/`)) });
     } catch {
       continue;
     }

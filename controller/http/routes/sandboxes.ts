@@ -1,7 +1,7 @@
-// POST and GET (the listing) /v1/sandboxes, GET and DELETE /v1/sandboxes/{id}.
+// POST and GET (the listing) /v1/sandboxes, GET and DELETE /v1/sandboxes/{id}, GET /v1/sandbox-images.
 import type { FastifyInstance } from "fastify";
 import type { Deps } from "../../deps.js";
-import { MAX_SANDBOX_TIMEOUT_SECONDS, createSandbox, deleteSandbox, getSandbox, sandboxView } from "../../services/sandboxes.js";
+import { MAX_SANDBOX_TIMEOUT_SECONDS, createSandbox, deleteSandbox, getSandbox, listSandboxImages, sandboxView } from "../../services/sandboxes.js";
 import { listSandboxes, parseStatusFilter } from "../../services/listings.js";
 import { callerOf } from "../context.js";
 import { parseLimit, singleString } from "../query.js";
@@ -10,6 +10,7 @@ interface CreateBody {
   timeoutSeconds?: number;
   agentUrl?: string;
   agentToken?: string;
+  image?: string;
 }
 
 const idParams = {
@@ -31,6 +32,8 @@ export function register(app: FastifyInstance, deps: Deps): void {
             // Runtime "external" only (checked by the runtime).
             agentUrl: { type: "string", minLength: 1, maxLength: 2048 },
             agentToken: { type: "string", minLength: 1, maxLength: 4096 },
+            // Local runtime: a name of GET /v1/sandbox-images (checked by the service, which names the known ones).
+            image: { type: "string", minLength: 1, maxLength: 256 },
           },
         },
       },
@@ -53,6 +56,8 @@ export function register(app: FastifyInstance, deps: Deps): void {
     const now = deps.clock.now();
     return { sandboxes: page.sandboxes.map((row) => sandboxView(row, now)), nextCursor: page.nextCursor };
   });
+
+  app.get("/v1/sandbox-images", async (request) => ({ images: listSandboxImages(deps, callerOf(request)) }));
 
   app.get<{ Params: { id: string } }>("/v1/sandboxes/:id", { schema: { params: idParams } }, async (request) =>
     sandboxView(await getSandbox(deps, callerOf(request), request.params.id), deps.clock.now()),

@@ -87,3 +87,13 @@ export function agentExecutableFresh(): boolean {
 export function ensureAgentExecutable(): string {
   return agentExecutableFresh() ? AGENT_EXECUTABLE : buildInto(AGENT_EXECUTABLE, "build-agent-exe.mjs");
 }
+
+/**
+ * The agent isolated sandboxes run: the crownest-agent executable (built
+ * when missing or stale), so no node is needed inside; `node` with the
+ * bundle is the same agent for callers that ask for it.
+ */
+export function agentProgram(kind: "executable" | "node" = "executable"): { executable: string; script?: string } {
+  if (kind === "node") return { executable: process.execPath, script: ensureAgentBundle() };
+  return { executable: ensureAgentExecutable() };
+}

@@ -8,24 +8,16 @@
 // agent runs as root inside with a few capabilities and commands as uid
 // 1000 with none.
 import { spawn } from "node:child_process";
-import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { SandboxConfig } from "../../config.js";
-import { AGENT_CAPS, limitReport, prepareHostDirs } from "./bwrap.js";
 import { type SandboxCgroups, SandboxCgroupSlots, inCgroups } from "./cgroups.js";
-import {
-  NODE_INSIDE,
-  WORKSPACE_INSIDE,
-  agentArgsInside,
-  agentEnvInside,
-  isolatedAgentUrl,
-  sandboxMounts,
-  systemMounts,
-  type Mount,
-  type SandboxLayout,
-} from "./layout.js";
+import { AGENT_CAPS, type IsolatedSetup, findLaunchedProcesses, isLaunchedProcess, limitReport, prepareHostDirs, recognition, rootOf } from "./isolated.js";
+import { AGENT_DIR_INSIDE, WORKSPACE_INSIDE, agentArgsInside, agentEnvInside, isolatedAgentUrl, sandboxMounts, type Mount, type SandboxLayout } from "./layout.js";
 import { childrenOf, kill } from "./procs.js";
-import type { Isolation, LaunchPlan, LimitReport } from "./types.js";
+import type { Recognition } from "./recognise.js";
+import { ociSeccomp } from "./seccomp.js";
+import type { ImageChoice, Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 /**
  * gVisor's own processes and threads (Sentry, gofer, ptrace stubs) count
@@ -74,30 +66,37 @@ export function ociMounts(mounts: Mount[]): Array<{ destination: string; type: s
 export class GvisorIsolation implements Isolation {
   readonly mode = "gvisor" as const;
   readonly limits: LimitReport;
+  readonly images: ImageChoice;
   private readonly cgroups: SandboxCgroupSlots;
+  private readonly recognise: Recognition;
 
   constructor(
     private readonly config: SandboxConfig,
     cgroups: SandboxCgroups,
-    private readonly agent: { file: string; node: string },
+    private readonly setup: IsolatedSetup,
   ) {
     this.cgroups = new SandboxCgroupSlots(cgroups);
+    this.images = setup.images;
+    this.recognise = recognition(["runsc"], cgroups);
     this.limits = limitReport(config, cgroups, "tmpfs size inside gVisor");
     this.limits.enforced = this.limits.enforced.map((l) =>
       l.startsWith("processes") ? `${l}, plus RLIMIT_NPROC ${config.maxProcesses} for commands inside gVisor` : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
     );
   }
 
-  async prepare(layout: SandboxLayout, token: string): Promise<void> {
-    await prepareHostDirs(layout, token);
-    const mounts = [...systemMounts(), ...sandboxMounts(layout, this.agent, this.config.tmpMb * 1024 * 1024)];
+  async prepare(layout: SandboxLayout, token: string, image: string): Promise<void> {
+    // gVisor's kernel keeps its own ids (the agent root, commands 1000) and its gofer serves the host files as those ids.
+    await prepareHostDirs(layout, token, this.setup.agent, (id) => id);
+    const root = rootOf(this.setup, image);
+    const mounts = [...root.mounts, ...sandboxMounts(layout, this.setup.agent, this.config.tmpMb * 1024 * 1024)];
     const rootfs = join(bundleDir(layout), "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
-    // Mount points must exist in the (read-only) root; symlinks are entries of it.
+    // Mount points must exist in the (read-only) root; symlinks are entries of it. Those inside the agent's directory exist already.
     for (const m of mounts) {
+      if (m.target.startsWith(`${AGENT_DIR_INSIDE}/`)) continue;
       const at = join(rootfs, m.target);
       if (m.kind === "symlink") await symlink(m.linkTarget, at);
-      else if (m.kind === "bind" && (m.target === "/opt/crownest/agent.mjs" || m.target === NODE_INSIDE)) {
+      else if (m.kind === "bind" && !(await isDirectory(m.source))) {
         await mkdir(dirname(at), { recursive: true });
         await writeFile(at, "");
       } else await mkdir(at, { recursive: true });
@@ -109,7 +108,7 @@ export class GvisorIsolation implements Isolation {
       process: {
         terminal: false,
         user: { uid: 0, gid: 0 },
-        args: [NODE_INSIDE, ...agentArgsInside()],
+        args: agentArgsInside(this.setup.agent),
         env: Object.entries(agentEnvInside()).map(([k, v]) => `${k}=${v}`),
         cwd: WORKSPACE_INSIDE,
         capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, AGENT_CAPS])),
@@ -129,6 +128,8 @@ export class GvisorIsolation implements Isolation {
         ...ociMounts(mounts),
       ],
       linux: {
+        // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp).
+        seccomp: ociSeccomp(),
         namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
       },
     };
@@ -149,6 +150,7 @@ export class GvisorIsolation implements Isolation {
       "--host-uds=create",
       // runsc's own cgroup handling: the sandbox already sits in ours.
       "--ignore-cgroups",
+      "--oci-seccomp",
       "run",
       "--bundle",
       bundleDir(layout),
@@ -170,4 +172,16 @@ export class GvisorIsolation implements Isolation {
   async release(layout: SandboxLayout): Promise<void> {
     await this.cgroups.release(layout.sandboxId);
   }
+
+  findAgents(sandboxesDir: string): Promise<Array<{ pid: number; sandboxId: string }>> {
+    return findLaunchedProcesses(this.recognise, sandboxesDir);
+  }
+
+  isAgent(_sandboxesDir: string, layout: SandboxLayout, pid: number): Promise<boolean> {
+    return isLaunchedProcess(this.recognise, layout.dir, layout.sandboxId, pid);
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
 }

@@ -1,13 +1,17 @@
 // Where one sandbox lives on the host, and what its filesystem is made of:
 // the one mount description bwrap and gVisor both build from.
 import { join } from "node:path";
+import type { AgentRuntime } from "./agent-runtime.js";
 
-/** Inside an isolated sandbox: the agent's private directory (its socket), closed to commands. */
+/** Inside an isolated sandbox: the agent's private directory (its socket, its program), closed to commands. */
 export const AGENT_DIR_INSIDE = "/run/crownest";
 export const AGENT_SOCKET_INSIDE = `${AGENT_DIR_INSIDE}/agent.sock`;
-/** The bundled agent and the node binary, read-only. */
-export const AGENT_FILE_INSIDE = "/opt/crownest/agent.mjs";
-export const NODE_INSIDE = "/opt/crownest/node";
+/** The agent executable (crownest-agent, or node), read-only. */
+export const AGENT_EXE_INSIDE = `${AGENT_DIR_INSIDE}/agent`;
+/** The bundled agent when the executable is node. */
+export const AGENT_SCRIPT_INSIDE = `${AGENT_DIR_INSIDE}/agent.mjs`;
+/** The loader and libraries the agent links, read-only (the image needs none of them). */
+export const AGENT_LIB_INSIDE = `${AGENT_DIR_INSIDE}/lib`;
 export const WORKSPACE_INSIDE = "/workspace";
 /** Commands run as this uid/gid inside isolated sandboxes (never the agent's identity). */
 export const COMMAND_UID = 1000;
@@ -43,38 +47,36 @@ export type Mount =
   | { kind: "tmpfs"; target: string; sizeBytes: number; mode: number }
   | { kind: "symlink"; linkTarget: string; target: string };
 
-/** System directories commands and the agent need, read-only; symlinks as on a merged-/usr system. */
-export function systemMounts(): Mount[] {
-  return [
-    { kind: "bind", source: "/usr", target: "/usr", readonly: true },
-    { kind: "bind", source: "/etc", target: "/etc", readonly: true },
-    { kind: "symlink", linkTarget: "usr/bin", target: "/bin" },
-    { kind: "symlink", linkTarget: "usr/sbin", target: "/sbin" },
-    { kind: "symlink", linkTarget: "usr/lib", target: "/lib" },
-    { kind: "symlink", linkTarget: "usr/lib64", target: "/lib64" },
-  ];
-}
-
 /**
- * The sandbox's own filesystem on top of the system directories: its
- * workspace, the agent's private directory, the agent and node read-only,
- * a private size-limited /tmp. Nothing else of the host (data dir, homes,
- * other sandboxes) is there.
+ * The sandbox's own filesystem on top of its root (roots.ts): its
+ * workspace, the agent's private directory with the agent and its libraries
+ * read-only inside, a private size-limited /tmp. Nothing else of the host
+ * (data dir, homes, other sandboxes) is there.
  */
-export function sandboxMounts(layout: SandboxLayout, agent: { file: string; node: string }, tmpBytes: number): Mount[] {
+export function sandboxMounts(layout: SandboxLayout, agent: AgentRuntime, tmpBytes: number): Mount[] {
   return [
     { kind: "bind", source: layout.workspace, target: WORKSPACE_INSIDE, readonly: false },
     { kind: "bind", source: layout.agentDir, target: AGENT_DIR_INSIDE, readonly: false },
-    { kind: "bind", source: agent.file, target: AGENT_FILE_INSIDE, readonly: true },
-    { kind: "bind", source: agent.node, target: NODE_INSIDE, readonly: true },
+    { kind: "bind", source: agent.executable, target: AGENT_EXE_INSIDE, readonly: true },
+    ...(agent.script ? [{ kind: "bind" as const, source: agent.script, target: AGENT_SCRIPT_INSIDE, readonly: true }] : []),
+    { kind: "bind", source: agent.libDir, target: AGENT_LIB_INSIDE, readonly: true },
     { kind: "tmpfs", target: "/tmp", sizeBytes: tmpBytes, mode: 0o1777 },
   ];
 }
 
+/** Mount points inside the agent's directory, made on the host before the sandbox starts (files for file binds). */
+export function agentMountPoints(agent: AgentRuntime): Array<{ name: string; file: boolean }> {
+  return [{ name: "agent", file: true }, ...(agent.script ? [{ name: "agent.mjs", file: true }] : []), { name: "lib", file: false }];
+}
+
 /** The agent's command line inside an isolated sandbox. */
-export function agentArgsInside(): string[] {
+export function agentArgsInside(agent: AgentRuntime): string[] {
   return [
-    AGENT_FILE_INSIDE,
+    `${AGENT_LIB_INSIDE}/${agent.loader}`,
+    "--library-path",
+    AGENT_LIB_INSIDE,
+    AGENT_EXE_INSIDE,
+    ...(agent.script ? [AGENT_SCRIPT_INSIDE] : []),
     "--workspace",
     WORKSPACE_INSIDE,
     "--listen",

@@ -2,9 +2,11 @@
 // serving the sandbox directory. No boundary at all (development only):
 // commands can read whatever this user can.
 import { mkdir } from "node:fs/promises";
+import { findAgentProcesses, isAgentOf } from "../local-processes.js";
 import { parseListenLine } from "./listen-line.js";
 import type { SandboxLayout } from "./layout.js";
-import type { Isolation, LaunchPlan, LimitReport } from "./types.js";
+import { HOST_IMAGE } from "./roots.js";
+import type { ImageChoice, Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 export class NoIsolation implements Isolation {
   readonly mode = "none" as const;
@@ -15,6 +17,9 @@ export class NoIsolation implements Isolation {
       why: "CROWNEST_SANDBOX_ISOLATION is none",
     })),
   };
+
+  /** No root of its own: the host, as it is. */
+  readonly images: ImageChoice = { names: [HOST_IMAGE], defaultName: HOST_IMAGE };
 
   constructor(
     private readonly agentCommand: string[],
@@ -48,4 +53,14 @@ export class NoIsolation implements Isolation {
   async killAll(): Promise<void> {}
 
   async release(): Promise<void> {}
+
+  // No wall to defend: sandbox code runs as this user and could kill anything
+  // anyway, so the plain agent is recognised by its --workspace argument.
+  findAgents(sandboxesDir: string): Promise<Array<{ pid: number; sandboxId: string }>> {
+    return findAgentProcesses(sandboxesDir);
+  }
+
+  isAgent(sandboxesDir: string, layout: SandboxLayout, pid: number): Promise<boolean> {
+    return isAgentOf(sandboxesDir, pid, layout.sandboxId);
+  }
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/sandbox.proto.
  */
 export const file_crownest_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJwChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94Ik0KFExpc3RTYW5kYm94ZXNSZXF1ZXN0Eg4KBnN0YXR1cxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJZChVMaXN0U2FuZGJveGVzUmVzcG9uc2USJwoJc2FuZGJveGVzGAEgAygLMhQuY3Jvd25lc3QudjEuU2FuZGJveBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoURGVsZXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiFwoVRGVsZXRlU2FuZGJveFJlc3BvbnNlIjkKFVdhdGNoV29ya3NwYWNlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkiQwoJRmlsZUV2ZW50EigKBHR5cGUYASABKA4yGi5jcm93bmVzdC52MS5GaWxlRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIncKFldhdGNoV29ya3NwYWNlUmVzcG9uc2USKAoFcmVhZHkYASABKAsyFy5jcm93bmVzdC52MS5XYXRjaFJlYWR5SAASKgoIZnNfZXZlbnQYAiABKAsyFi5jcm93bmVzdC52MS5GaWxlRXZlbnRIAEIHCgVldmVudCq+AQoNRmlsZUV2ZW50VHlwZRIfChtGSUxFX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIXChNGSUxFX0VWRU5UX1RZUEVfQUREEAESGgoWRklMRV9FVkVOVF9UWVBFX0NIQU5HRRACEhoKFkZJTEVfRVZFTlRfVFlQRV9VTkxJTksQAxIbChdGSUxFX0VWRU5UX1RZUEVfQUREX0RJUhAEEh4KGkZJTEVfRVZFTlRfVFlQRV9VTkxJTktfRElSEAUyxAMKDlNhbmRib3hTZXJ2aWNlElYKDUNyZWF0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRJNCgpHZXRTYW5kYm94Eh4uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlcXVlc3QaHy5jcm93bmVzdC52MS5HZXRTYW5kYm94UmVzcG9uc2USVgoNTGlzdFNhbmRib3hlcxIhLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiIuY3Jvd25lc3QudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_crownest_v1_types]);
+  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJ/ChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAkSDQoFaW1hZ2UYBCABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94Ik0KFExpc3RTYW5kYm94ZXNSZXF1ZXN0Eg4KBnN0YXR1cxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJZChVMaXN0U2FuZGJveGVzUmVzcG9uc2USJwoJc2FuZGJveGVzGAEgAygLMhQuY3Jvd25lc3QudjEuU2FuZGJveBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoURGVsZXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiFwoVRGVsZXRlU2FuZGJveFJlc3BvbnNlIhoKGExpc3RTYW5kYm94SW1hZ2VzUmVxdWVzdCIwCgxTYW5kYm94SW1hZ2USDAoEbmFtZRgBIAEoCRISCgppc19kZWZhdWx0GAIgASgIIkYKGUxpc3RTYW5kYm94SW1hZ2VzUmVzcG9uc2USKQoGaW1hZ2VzGAEgAygLMhkuY3Jvd25lc3QudjEuU2FuZGJveEltYWdlIjkKFVdhdGNoV29ya3NwYWNlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkiQwoJRmlsZUV2ZW50EigKBHR5cGUYASABKA4yGi5jcm93bmVzdC52MS5GaWxlRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIncKFldhdGNoV29ya3NwYWNlUmVzcG9uc2USKAoFcmVhZHkYASABKAsyFy5jcm93bmVzdC52MS5XYXRjaFJlYWR5SAASKgoIZnNfZXZlbnQYAiABKAsyFi5jcm93bmVzdC52MS5GaWxlRXZlbnRIAEIHCgVldmVudCq+AQoNRmlsZUV2ZW50VHlwZRIfChtGSUxFX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIXChNGSUxFX0VWRU5UX1RZUEVfQUREEAESGgoWRklMRV9FVkVOVF9UWVBFX0NIQU5HRRACEhoKFkZJTEVfRVZFTlRfVFlQRV9VTkxJTksQAxIbChdGSUxFX0VWRU5UX1RZUEVfQUREX0RJUhAEEh4KGkZJTEVfRVZFTlRfVFlQRV9VTkxJTktfRElSEAUyqAQKDlNhbmRib3hTZXJ2aWNlElYKDUNyZWF0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRJNCgpHZXRTYW5kYm94Eh4uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlcXVlc3QaHy5jcm93bmVzdC52MS5HZXRTYW5kYm94UmVzcG9uc2USVgoNTGlzdFNhbmRib3hlcxIhLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiIuY3Jvd25lc3QudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwARJiChFMaXN0U2FuZGJveEltYWdlcxIlLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94SW1hZ2VzUmVxdWVzdBomLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94SW1hZ2VzUmVzcG9uc2ViBnByb3RvMw", [file_crownest_v1_types]);
 
 /**
  * @generated from message crownest.v1.CreateSandboxRequest
@@ -34,6 +34,15 @@ export type CreateSandboxRequest = Message<"crownest.v1.CreateSandboxRequest"> &
    * @generated from field: string agent_token = 3;
    */
   agentToken: string;
+
+  /**
+   * Runtime "local" only: a name of ListSandboxImages; "" is the default
+   * image. An unknown name is INVALID_ARGUMENT (invalid_request) naming the
+   * known ones.
+   *
+   * @generated from field: string image = 4;
+   */
+  image: string;
 };
 
 /**
@@ -180,6 +189,60 @@ export const DeleteSandboxResponseSchema: GenMessage<DeleteSandboxResponse> = /*
   messageDesc(file_crownest_v1_sandbox, 7);
 
 /**
+ * @generated from message crownest.v1.ListSandboxImagesRequest
+ */
+export type ListSandboxImagesRequest = Message<"crownest.v1.ListSandboxImagesRequest"> & {
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxImagesRequest.
+ * Use `create(ListSandboxImagesRequestSchema)` to create a new message.
+ */
+export const ListSandboxImagesRequestSchema: GenMessage<ListSandboxImagesRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 8);
+
+/**
+ * @generated from message crownest.v1.SandboxImage
+ */
+export type SandboxImage = Message<"crownest.v1.SandboxImage"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The image a sandbox gets when it asks for none.
+   *
+   * @generated from field: bool is_default = 2;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message crownest.v1.SandboxImage.
+ * Use `create(SandboxImageSchema)` to create a new message.
+ */
+export const SandboxImageSchema: GenMessage<SandboxImage> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 9);
+
+/**
+ * @generated from message crownest.v1.ListSandboxImagesResponse
+ */
+export type ListSandboxImagesResponse = Message<"crownest.v1.ListSandboxImagesResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.SandboxImage images = 1;
+   */
+  images: SandboxImage[];
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxImagesResponse.
+ * Use `create(ListSandboxImagesResponseSchema)` to create a new message.
+ */
+export const ListSandboxImagesResponseSchema: GenMessage<ListSandboxImagesResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 10);
+
+/**
  * @generated from message crownest.v1.WatchWorkspaceRequest
  */
 export type WatchWorkspaceRequest = Message<"crownest.v1.WatchWorkspaceRequest"> & {
@@ -201,7 +264,7 @@ export type WatchWorkspaceRequest = Message<"crownest.v1.WatchWorkspaceRequest">
  * Use `create(WatchWorkspaceRequestSchema)` to create a new message.
  */
 export const WatchWorkspaceRequestSchema: GenMessage<WatchWorkspaceRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 8);
+  messageDesc(file_crownest_v1_sandbox, 11);
 
 /**
  * @generated from message crownest.v1.FileEvent
@@ -223,7 +286,7 @@ export type FileEvent = Message<"crownest.v1.FileEvent"> & {
  * Use `create(FileEventSchema)` to create a new message.
  */
 export const FileEventSchema: GenMessage<FileEvent> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 9);
+  messageDesc(file_crownest_v1_sandbox, 12);
 
 /**
  * @generated from message crownest.v1.WatchReady
@@ -240,7 +303,7 @@ export type WatchReady = Message<"crownest.v1.WatchReady"> & {
  * Use `create(WatchReadySchema)` to create a new message.
  */
 export const WatchReadySchema: GenMessage<WatchReady> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 10);
+  messageDesc(file_crownest_v1_sandbox, 13);
 
 /**
  * @generated from message crownest.v1.WatchWorkspaceResponse
@@ -269,7 +332,7 @@ export type WatchWorkspaceResponse = Message<"crownest.v1.WatchWorkspaceResponse
  * Use `create(WatchWorkspaceResponseSchema)` to create a new message.
  */
 export const WatchWorkspaceResponseSchema: GenMessage<WatchWorkspaceResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 11);
+  messageDesc(file_crownest_v1_sandbox, 14);
 
 /**
  * @generated from enum crownest.v1.FileEventType
@@ -363,6 +426,17 @@ export const SandboxService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkspaceRequestSchema;
     output: typeof WatchWorkspaceResponseSchema;
+  },
+  /**
+   * ListSandboxImages names the images a local sandbox's root may be made
+   * from (REST: GET /v1/sandbox-images); empty on the external runtime.
+   *
+   * @generated from rpc crownest.v1.SandboxService.ListSandboxImages
+   */
+  listSandboxImages: {
+    methodKind: "unary";
+    input: typeof ListSandboxImagesRequestSchema;
+    output: typeof ListSandboxImagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_sandbox, 0);

@@ -419,6 +419,9 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       const external = sandbox(sb.accountId, { runtime: "external", agentPid: null });
       await insertSandbox(store, external);
       expect(await store.getSandbox(external.id)).toEqual(external);
+      const onImage = sandbox(sb.accountId, { image: "busybox" });
+      await insertSandbox(store, onImage);
+      expect((await store.getSandbox(onImage.id))?.image).toBe("busybox");
       expect(await store.getSandbox("sbx_missing")).toBeUndefined();
     });
 
