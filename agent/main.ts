@@ -9,11 +9,12 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, realpath, stat } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
+import { DEFAULT_MAX_WATCHED_DIRECTORIES } from "./workspace/deps.js";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 
 const USAGE =
-  "usage: crownest-agent --workspace DIR [--listen HOST:PORT | --listen unix:/PATH] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--run-as UID:GID] (token: CROWNEST_AGENT_TOKEN or --token-file)";
+  "usage: crownest-agent --workspace DIR [--listen HOST:PORT | --listen unix:/PATH] [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--run-as UID:GID] [--max-watched-dirs N] (token: CROWNEST_AGENT_TOKEN or --token-file)";
 
 class UsageError extends Error {}
 
@@ -84,6 +85,14 @@ async function workspaceRoot(dir: string): Promise<string> {
   return root;
 }
 
+/** Directories all watches of this agent may hold together (descriptors and inotify watches). */
+function parseMaxWatchedDirs(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_WATCHED_DIRECTORIES;
+  const n = /^\d{1,9}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1)) throw new UsageError(`--max-watched-dirs: expected a whole number from 1, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 async function main(): Promise<void> {
   resumeOptimization();
   const { values } = parseArgs({
@@ -94,6 +103,7 @@ async function main(): Promise<void> {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "run-as": { type: "string" },
+      "max-watched-dirs": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -110,6 +120,7 @@ async function main(): Promise<void> {
   const token = await readToken(values["token-file"]);
   const tls = await readTls(values["tls-cert"], values["tls-key"]);
   const root = await workspaceRoot(values.workspace);
+  const maxWatchedDirs = parseMaxWatchedDirs(values["max-watched-dirs"]);
 
   let level;
   try {
@@ -118,7 +129,7 @@ async function main(): Promise<void> {
     throw new UsageError(`CROWNEST_AGENT_LOG_LEVEL: ${(err as Error).message}`);
   }
   const log = createAgentLog({ name: "crownest-agent", level });
-  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, ...(tls ? { tls } : {}) });
+  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, maxWatchedDirs, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

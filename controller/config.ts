@@ -106,6 +106,8 @@ export interface AccountLimits {
   concurrentExports: number;
   /** Commands running (or collecting) per account. */
   runningCommands: number;
+  /** Workspace watches open per account on one controller (held connections, counted in memory: a replica counts its own). */
+  watches: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -360,6 +362,7 @@ export function loadConfig(env: Env = process.env): Config {
       sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),
       concurrentExports: positiveInt(env, "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", 32, 1_000_000),
       runningCommands: positiveInt(env, "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", 64, 1_000_000),
+      watches: positiveInt(env, "CROWNEST_MAX_WATCHES_PER_ACCOUNT", 16, 1_000_000),
     },
     agentNetworks: agentNetworks(env),
     // At least 1 KiB: requests with small JSON bodies must still fit; at most 1 GiB.

@@ -11,7 +11,11 @@ import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 
-export const DEFAULT_AGENT_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
+/**
+ * None by default: a tenant cannot make the controller probe the operator's
+ * networks unless the operator listed them.
+ */
+export const DEFAULT_AGENT_NETWORKS = "";
 
 /** A set of CIDRs; an address is allowed when it lies inside one (IPv4-mapped IPv6 counts as its IPv4 address). */
 export class AgentNetworks {
@@ -37,6 +41,11 @@ export class AgentNetworks {
       .map((s) => s.trim())
       .filter((s) => s !== "");
     return new AgentNetworks(cidrs);
+  }
+
+  /** True when nothing is listed: every registration is refused. */
+  get empty(): boolean {
+    return this.cidrs.length === 0;
   }
 
   allows(address: string): boolean {
@@ -74,6 +83,13 @@ function refused(): CrowNestError {
  * exist), agent_unavailable when DNS itself fails. No connection is made.
  */
 export async function checkAgentAddress(rawUrl: string, networks: AgentNetworks, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+  if (networks.empty) {
+    throw new CrowNestError(
+      "invalid_request",
+      "agentUrl: this controller accepts no external agents: CROWNEST_AGENT_NETWORKS lists no networks (the operator sets the CIDRs agents may live in)",
+      { field: "agentUrl" },
+    );
+  }
   const url = new URL(rawUrl);
   const hostname = hostnameOf(url);
   let addresses: LookupAddress[];

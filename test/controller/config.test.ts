@@ -31,7 +31,7 @@ describe("loadConfig", () => {
     expect(config.plans.free.retentionDays).toBe(7);
     expect(config.plans.developer.retentionDays).toBe(30);
     expect(config.publicUrl).toBeUndefined();
-    expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64 });
+    expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64, watches: 16 });
   });
 
   it("reads the per-account limits", () => {

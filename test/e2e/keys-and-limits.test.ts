@@ -153,6 +153,26 @@ async function expectRateLimited(res: { status: number; json: any; headers: Head
   expect(res.headers.get("retry-after")).toBe(String(after));
 }
 
+describe("revoking takes away only what the caller holds", () => {
+  it("an admin cannot revoke an operator key of its own account, nor a key with a scope it lacks; the keys keep working", async () => {
+    const a = await tenant(["admin", "sandbox:read"]);
+    const operatorKey = await newKey(root, ["operator"], a.accountId);
+    const creatorKey = await newKey(root, ["sandbox:create"], a.accountId);
+    const readerKey = await newKey(root, ["sandbox:read"], a.accountId);
+    const ids = new Map((await a.call("GET", "/v1/api-keys")).json.apiKeys.map((k: { id: string; scopes: string[] }) => [k.scopes.join(","), k.id]));
+    for (const [scopes, missing] of [["operator", "operator"], ["sandbox:create", "sandbox:create"]] as const) {
+      const res = await a.call("DELETE", `/v1/api-keys/${ids.get(scopes)}`);
+      expect(res.status, scopes).toBe(403);
+      expect(res.json.error).toMatchObject({ code: "permission_denied", details: { missingScopes: [missing] } });
+    }
+    expect((await api(ctl.httpUrl, operatorKey)("GET", "/v1/api-keys")).status).toBe(200);
+    expect((await api(ctl.httpUrl, creatorKey)("POST", "/v1/sandboxes", { timeoutSeconds: 60 })).status).toBe(201);
+    // A key whose scopes the admin holds all of is revoked.
+    expect((await a.call("DELETE", `/v1/api-keys/${ids.get("sandbox:read")}`)).status).toBe(204);
+    expect((await api(ctl.httpUrl, readerKey)("GET", "/v1/api-keys")).status).toBe(401);
+  });
+});
+
 describe("per-account limits", () => {
   it("running sandboxes: the limit'th + 1 is 429 rate_limited through REST and gRPC; another account is not affected; a delete makes room", async () => {
     const a = await tenant();
