@@ -132,6 +132,14 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => sandboxes.markSandboxDestroyed(this.ctx, id, at));
   }
 
+  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }): Promise<boolean> {
+    return this.run(() => sandboxes.recordSandboxAgent(this.ctx, id, agent));
+  }
+
+  deleteSandboxReservation(id: string): Promise<boolean> {
+    return this.run(() => sandboxes.deleteSandboxReservation(this.ctx, id));
+  }
+
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]> {
     return this.run(() => sandboxes.listExpiredSandboxes(this.ctx, now, limit));
   }

@@ -250,6 +250,13 @@ export interface MetadataStore {
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
   markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
+  /**
+   * Fills in the agent of a sandbox reserved without one (agentUrl ""): false
+   * when the row is gone, destroyed, or already has its agent.
+   */
+  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }): Promise<boolean>;
+  /** Deletes a reservation whose agent never started (agentUrl ""); nothing else refers to it yet. */
+  deleteSandboxReservation(id: string): Promise<boolean>;
   /** Running sandboxes whose expiresAt <= now. */
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
   listRunningSandboxes(): Promise<SandboxRow[]>;

@@ -43,6 +43,27 @@ export async function markSandboxDestroyed({ db }: Ctx, id: string, at: Date): P
   return res.numUpdatedRows > 0n;
 }
 
+/** A reservation is a running row whose agent is not recorded yet (agent_url ""). */
+export async function recordSandboxAgent(
+  { db }: Ctx,
+  id: string,
+  agent: { agentUrl: string; agentToken: string; agentPid: number | null },
+): Promise<boolean> {
+  const res = await db
+    .updateTable("sandboxes")
+    .set({ agent_url: agent.agentUrl, agent_token: agent.agentToken, agent_pid: agent.agentPid })
+    .where("id", "=", id)
+    .where("status", "=", "running")
+    .where("agent_url", "=", "")
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+export async function deleteSandboxReservation({ db }: Ctx, id: string): Promise<boolean> {
+  const res = await db.deleteFrom("sandboxes").where("id", "=", id).where("agent_url", "=", "").executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
 export async function listExpiredSandboxes({ db }: Ctx, now: Date, limit: number): Promise<SandboxRow[]> {
   const rows = await db
     .selectFrom("sandboxes")
