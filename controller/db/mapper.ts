@@ -179,6 +179,8 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     created_at: toMillis(row.createdAt, "createdAt"),
     expires_at: toMillisOrNull(row.expiresAt, "expiresAt"),
     archive_format: row.archiveFormat ?? null,
+    // A new record is alive when it is written.
+    heartbeat_at: toMillis(row.createdAt, "createdAt"),
   };
 }
 

@@ -64,6 +64,17 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** A pending record's last sign of life (its export still streams); null on rows from before it existed. */
+  heartbeat_at: Generated<Millis | null>;
+}
+
+export interface ArtifactAttestationsTable {
+  artifact_id: string;
+  /** Hex sha256 of the signing key's DER SubjectPublicKeyInfo. */
+  key_id: string;
+  /** The DSSE envelope as JSON. */
+  envelope: Json;
+  created_at: Millis;
 }
 
 export interface ArtifactEntriesTable {
@@ -119,6 +130,7 @@ export interface Database {
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_attestations: ArtifactAttestationsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
 }

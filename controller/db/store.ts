@@ -200,6 +200,14 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => artifacts.listStalePending(this.ctx, before, limit));
   }
 
+  touchPendingArtifact(id: string, at: Date): Promise<boolean> {
+    return this.run(() => artifacts.touchPendingArtifact(this.ctx, id, at));
+  }
+
+  deletePendingArtifact(id: string, staleBefore?: Date): Promise<boolean> {
+    return this.run(() => artifacts.deletePendingArtifact(this.ctx, id, staleBefore));
+  }
+
   claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {
     return this.run(() => artifacts.claimExpiredArtifacts(this.ctx, now, limit, leaseMs));
   }

@@ -310,8 +310,17 @@ export interface MetadataStore {
    * one key: exactly one gets true (the unique storage_key decides).
    */
   claimStorageKey(row: ArtifactRow): Promise<boolean>;
-  /** Pending artifacts created before `before` (crashed exports). */
+  /** Pending artifacts whose last heartbeat (or, without one, creation) is before `before` (crashed exports). */
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]>;
+  /** A pending record's sign of life while its export streams; false when it is no longer pending (reaped, or ready). */
+  touchPendingArtifact(id: string, at: Date): Promise<boolean>;
+  /**
+   * Deletes the record only while it is pending (and, with `staleBefore`,
+   * only while its heartbeat is older than that), in one statement, its
+   * index and attestation with it: a record that became ready, or whose
+   * export beat since it was listed, is never deleted. True when deleted.
+   */
+  deletePendingArtifact(id: string, staleBefore?: Date): Promise<boolean>;
   /**
    * Claims up to `limit` ready artifacts with expiresAt <= now for sweeping,
    * so that with several replicas each is handed to one sweeper

@@ -1,5 +1,6 @@
 // Queries on artifacts once they exist: reading, listing, deleting, and the
 // sweepers' claims (expired, stale pending, orphaned storage keys).
+import { sql } from "kysely";
 import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
 import type { ArtifactCursor, ArtifactRow } from "../types.js";
@@ -11,9 +12,10 @@ export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow 
 }
 
 export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
-  // The index goes with its artifact, in one transaction.
+  // The index and attestation go with their artifact, in one transaction.
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    await trx.deleteFrom("artifact_attestations").where("artifact_id", "=", id).execute();
     const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
     return res.numDeletedRows > 0n;
   });
@@ -81,17 +83,38 @@ export async function claimStorageKey({ db }: Ctx, row: ArtifactRow): Promise<bo
   return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
 }
 
+/** When a pending record last showed life: its heartbeat, or its creation on rows from before heartbeats. */
+export const lastBeat = sql<number>`coalesce(heartbeat_at, created_at)`;
+
 export async function listStalePending({ db }: Ctx, before: Date, limit: number): Promise<ArtifactRow[]> {
   const rows = await db
     .selectFrom("artifacts")
     .selectAll()
     .where("state", "=", "pending")
-    .where("created_at", "<", toMillis(before, "before"))
+    .where(lastBeat, "<", toMillis(before, "before"))
     .orderBy("created_at")
     .orderBy("id")
     .limit(toWhole(limit, "limit"))
     .execute();
   return rows.map(artifactFromDb);
+}
+
+export async function touchPendingArtifact({ db }: Ctx, id: string, at: Date): Promise<boolean> {
+  const res = await db
+    .updateTable("artifacts")
+    .set({ heartbeat_at: toMillis(at, "at") })
+    .where("id", "=", id)
+    .where("state", "=", "pending")
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+export async function deletePendingArtifact({ db }: Ctx, id: string, staleBefore?: Date): Promise<boolean> {
+  // One statement: the state (and heartbeat) are checked by the very delete; entries and attestation go by the cascade.
+  let q = db.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "pending");
+  if (staleBefore !== undefined) q = q.where(lastBeat, "<", toMillis(staleBefore, "staleBefore"));
+  const res = await q.executeTakeFirst();
+  return res.numDeletedRows > 0n;
 }
 
 export async function claimExpiredArtifacts({ db, dialect }: Ctx, now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {

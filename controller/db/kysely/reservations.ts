@@ -6,6 +6,7 @@ import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
+import { lastBeat } from "./artifacts.js";
 import { lockAccount } from "./locking.js";
 
 export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
@@ -35,7 +36,7 @@ async function accountBytes(trx: Executor, accountId: string, except?: string): 
   return fromInt(r.total);
 }
 
-/** The account's exports in flight: pending, no command, created at or after `since`. */
+/** The account's exports in flight: pending, no command, alive (heartbeat) at or after `since`. */
 async function exportsInFlight(trx: Executor, accountId: string, since: Date): Promise<number> {
   const r = await trx
     .selectFrom("artifacts")
@@ -43,7 +44,7 @@ async function exportsInFlight(trx: Executor, accountId: string, since: Date): P
     .where("account_id", "=", accountId)
     .where("state", "=", "pending")
     .where("command_id", "is", null)
-    .where("created_at", ">=", toMillis(since, "inFlight.since"))
+    .where(lastBeat, ">=", toMillis(since, "inFlight.since"))
     .executeTakeFirstOrThrow();
   return fromInt(r.n);
 }

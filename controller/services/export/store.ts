@@ -13,6 +13,7 @@ import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
 import { storedArchiveBytes } from "./archive.js";
 import type { ExportInput } from "./input.js";
 import { retentionFor } from "./limits.js";
+import { startHeartbeat } from "./heartbeat.js";
 import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
@@ -138,6 +139,8 @@ export async function storeExport(
     abort.abort(failure);
     return failure;
   };
+  // The record beats while the export runs, so the reconciler never takes a long export for a crashed one.
+  const stopHeartbeat = startHeartbeat(deps, id, fail);
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
     const chunks = reader.chunks();
@@ -200,12 +203,14 @@ export async function storeExport(
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
     };
+    stopHeartbeat();
     if (!(await deps.db.markArtifactReady(id, ready))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
     return { ...pending, ...ready, state: "ready" };
   } catch (err) {
+    stopHeartbeat();
     if (!abort.signal.aborted) abort.abort(err);
     await discardPending(deps, pending, blobWritten);
     throw err;
@@ -226,7 +231,8 @@ async function discardPending(deps: Deps, row: ArtifactRow, blobWritten: boolean
     return;
   }
   try {
-    await deps.db.deleteArtifact(row.id);
+    // Only while pending: a failure never takes away a record that is ready.
+    await deps.db.deletePendingArtifact(row.id);
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not delete the pending record of a failed export; left to the reconciler");
   }
