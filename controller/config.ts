@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
 import { AgentNetworks, DEFAULT_AGENT_NETWORKS } from "./runtime/agent-network.js";
+import { AttestationKeyError, loadAttestationKeys, type AttestationKeys } from "./attestation/keys.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -97,6 +98,8 @@ export interface Config {
   /** Largest JSON body or gRPC/Connect request message a caller may send; refused before it is buffered. */
   maxRequestBytes: number;
   logLevel: string;
+  /** The key that signs provenance statements, and earlier public keys that still verify. */
+  attestation: AttestationKeys;
 }
 
 export interface AccountLimits {
@@ -164,6 +167,15 @@ function logLevel(env: Env): string {
   const raw = env.CROWNEST_LOG_LEVEL || "info";
   if (!LOG_LEVELS.includes(raw)) throw new ConfigError("CROWNEST_LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
   return raw;
+}
+
+function attestationKeys(env: Env, dataDir: string): AttestationKeys {
+  try {
+    return loadAttestationKeys(env, dataDir);
+  } catch (err) {
+    if (err instanceof AttestationKeyError) throw new ConfigError(err.variable, err.message);
+    throw err;
+  }
 }
 
 /** Reads a secret from the data dir, or generates and stores it with mode 0600. */
@@ -368,5 +380,6 @@ export function loadConfig(env: Env = process.env): Config {
     // At least 1 KiB: requests with small JSON bodies must still fit; at most 1 GiB.
     maxRequestBytes: positiveInt(env, "CROWNEST_MAX_REQUEST_BYTES", 1024 * 1024, GiB),
     logLevel: logLevel(env),
+    attestation: attestationKeys(env, dataDir),
   };
 }

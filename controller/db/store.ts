@@ -33,6 +33,7 @@ import type {
   InFlightLimit,
   MetadataStore,
   SandboxRow,
+  AttestationRow,
 } from "./types.js";
 
 export type { StoreOptions } from "./kysely/dialect.js";
@@ -198,6 +199,10 @@ export class KyselyMetadataStore implements MetadataStore {
 
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]> {
     return this.run(() => artifacts.listStalePending(this.ctx, before, limit));
+  }
+
+  getAttestation(artifactId: string): Promise<AttestationRow | undefined> {
+    return this.run(() => artifacts.getAttestation(this.ctx, artifactId));
   }
 
   touchPendingArtifact(id: string, at: Date): Promise<boolean> {

@@ -88,6 +88,15 @@ export interface ArtifactRow {
 }
 
 export type ArchiveFormat = "tar" | "tar.gz";
+
+/** An artifact's signed provenance statement. */
+export interface AttestationRow {
+  /** Hex sha256 of the signing key's DER SubjectPublicKeyInfo. */
+  keyId: string;
+  /** The DSSE envelope, JSON text. */
+  envelope: string;
+  createdAt: Date;
+}
 export type ArchiveEntryType = "file" | "dir" | "symlink";
 
 /** One entry of an archive artifact's index, as read from its tar headers at export time. */
@@ -281,11 +290,17 @@ export interface MetadataStore {
    * not even `needBytes` fit (nothing changed) or the row is no longer pending.
    */
   growArtifactReservation(id: string, accountId: string, needBytes: number, wantBytes: number, quotaBytes: number): Promise<number | undefined>;
-  /** pending -> ready with the final figures; false when the record is gone. */
+  /**
+   * pending -> ready with the final figures, and its attestation stored in
+   * the same transaction (so no reader sees the artifact without it); false
+   * when the record is gone.
+   */
   markArtifactReady(
     id: string,
-    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date },
+    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date; attestation?: AttestationRow },
   ): Promise<boolean>;
+  /** The signed statement of an artifact; undefined for artifacts made before statements were signed. */
+  getAttestation(artifactId: string): Promise<AttestationRow | undefined>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
   deleteArtifact(id: string): Promise<boolean>;

@@ -205,7 +205,7 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
       await deps.db.updateCommand(row.id, { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt });
       if (collectStatus !== "pending") return afterRun;
 
-      collection = new Collection(deps, sandbox, row.id, request.collect);
+      collection = new Collection(deps, sandbox, row.id, request.collect, { line: afterRun.command, cwd: afterRun.cwd, startedAt: afterRun.startedAt });
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };

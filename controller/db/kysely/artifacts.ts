@@ -1,9 +1,9 @@
 // Queries on artifacts once they exist: reading, listing, deleting, and the
 // sweepers' claims (expired, stale pending, orphaned storage keys).
 import { sql } from "kysely";
-import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
+import { artifactFromDb, artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
-import type { ArtifactCursor, ArtifactRow } from "../types.js";
+import type { ArtifactCursor, ArtifactRow, AttestationRow } from "../types.js";
 import type { Ctx } from "./context.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
@@ -139,4 +139,9 @@ export async function claimExpiredArtifacts({ db, dialect }: Ctx, now: Date, lim
     .returningAll()
     .execute();
   return rows.map(artifactFromDb).sort((a, b) => a.expiresAt!.getTime() - b.expiresAt!.getTime());
+}
+
+export async function getAttestation({ db }: Ctx, artifactId: string): Promise<AttestationRow | undefined> {
+  const r = await db.selectFrom("artifact_attestations").selectAll().where("artifact_id", "=", artifactId).executeTakeFirst();
+  return r && { keyId: r.key_id, envelope: r.envelope, createdAt: new Date(fromInt(r.created_at)) };
 }

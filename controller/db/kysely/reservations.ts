@@ -164,7 +164,8 @@ export function readyMarkCommit({ db }: Ctx, run: Run): GroupCommit<ReadyMark, b
           return done;
         }),
       ),
-    ({ id, ready }) => run(() => markReady(db, id, ready)),
+    // One mark alone: a transaction only when there is an attestation to store with it.
+    ({ id, ready }) => run(() => (ready.attestation ? db.transaction().execute((trx) => markReady(trx, id, ready)) : markReady(db, id, ready))),
   );
 }
 
@@ -182,5 +183,17 @@ async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise
     .where("id", "=", id)
     .where("state", "=", "pending")
     .executeTakeFirst();
-  return res.numUpdatedRows > 0n;
+  if (res.numUpdatedRows === 0n) return false;
+  if (ready.attestation) {
+    await db
+      .insertInto("artifact_attestations")
+      .values({
+        artifact_id: id,
+        key_id: ready.attestation.keyId,
+        envelope: ready.attestation.envelope,
+        created_at: toMillis(ready.attestation.createdAt, "attestation.createdAt"),
+      })
+      .execute();
+  }
+  return true;
 }

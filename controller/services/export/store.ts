@@ -13,6 +13,8 @@ import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
 import { storedArchiveBytes } from "./archive.js";
 import type { ExportInput } from "./input.js";
 import { retentionFor } from "./limits.js";
+import { attestArtifact } from "../../attestation/sign.js";
+import type { ExportOrigin } from "../../attestation/statement.js";
 import { startHeartbeat } from "./heartbeat.js";
 import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
@@ -203,8 +205,10 @@ export async function storeExport(
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
     };
+    // Signed before it is ready, stored in the ready mark's transaction: never visible without its attestation.
+    const attestation = await attestArtifact(deps, { ...pending, ...ready, state: "ready" }, originOf(input, sourcePath, format), sandbox, pending.createdAt);
     stopHeartbeat();
-    if (!(await deps.db.markArtifactReady(id, ready))) {
+    if (!(await deps.db.markArtifactReady(id, { ...ready, attestation }))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
@@ -215,6 +219,15 @@ export async function storeExport(
     await discardPending(deps, pending, blobWritten);
     throw err;
   }
+}
+
+/** What asked for the export: the input's origin (a collect item), else the explicit export request itself. */
+function originOf(input: ExportInput, sourcePath: string, format: ArchiveFormat): ExportOrigin {
+  if (input.origin) return input.origin;
+  return {
+    kind: "export",
+    request: { path: input.path === sourcePath ? sourcePath : input.path, ...(input.name !== undefined ? { name: input.name } : {}), ...(input.format !== undefined ? { format } : {}) },
+  };
 }
 
 /**
