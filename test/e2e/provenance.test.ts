@@ -14,6 +14,9 @@ import { REPO_ROOT } from "../helpers/agent.js";
 import { fetchDownload, newAccount, newKey, newSandbox, sha256Of, workspaceOf, writeWorkspaceFile, type Call } from "../helpers/artifacts.js";
 import { api, startControllerInProcess, type InProcessController } from "../helpers/controller.js";
 import { runCli } from "../cli/helpers.js";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { ArtifactService } from "../../gen/crownest/v1/artifact_pb.js";
+import { PlainGrpcClient, bearer, grpcError } from "../controller/grpc/plain-grpc.js";
 
 const run = promisify(execFile);
 const PY_VERIFIER = join(REPO_ROOT, "test", "helpers", "verify-dsse.py");
@@ -128,6 +131,29 @@ describe("statements", () => {
     expect(res.status).toBe(404);
     expect(res.json.error.message).toMatch(/made before this controller signed provenance statements/);
     expect((await fetch(`${ctl.httpUrl}/v1/attestation-keys`)).status).toBe(200);
+  });
+});
+
+describe("gRPC", () => {
+  it("GetAttestation answers the REST bundle and its envelope's bytes; ListAttestationKeys needs no key; another account is NOT_FOUND", async () => {
+    const a = await exportFile("grpc.txt", "over grpc");
+    const rest = await bundleOf(a.id);
+    const grpc = new PlainGrpcClient(new URL(ctl.grpcUrl).host);
+    try {
+      const { message } = await grpc.unary(ArtifactService.method.getAttestation, { artifactId: a.id }, bearer(ctl.apiKey));
+      expect(JSON.parse(message.bundleJson)).toEqual(rest);
+      expect(message.mediaType).toBe("application/vnd.dev.sigstore.bundle.v0.3+json");
+      expect(message.keyId).toBe(rest.verificationMaterial.publicKey.hint);
+      expect(Buffer.from(message.envelope!.payload).toString("base64")).toBe(rest.dsseEnvelope.payload);
+      expect(Buffer.from(message.envelope!.signatures[0]!.sig).toString("base64")).toBe(rest.dsseEnvelope.signatures[0].sig);
+      const keys = await grpc.unary(ArtifactService.method.listAttestationKeys, {});
+      expect(keys.message.keys.map((k) => ({ ...k }))).toEqual([{ ...keys.message.keys[0], keyId: message.keyId, algorithm: "ecdsa-p256-sha256", current: true }]);
+      const other = await newKey(call, ["artifact:read"], await newAccount(call, { plan: "free" }));
+      const err = await grpcError(grpc.unary(ArtifactService.method.getAttestation, { artifactId: a.id }, bearer(other)));
+      expect(err.code).toBe(GrpcStatus.NOT_FOUND);
+    } finally {
+      grpc.close();
+    }
   });
 });
 
