@@ -44,14 +44,19 @@ export function p256PublicKey(key: KeyObject | string): KeyObject {
   return pub;
 }
 
-/** Signs in libuv's thread pool (off the event loop): an envelope of one signature. */
-export function signEnvelope(statement: unknown, privateKey: KeyObject, keyid: string): Promise<DsseEnvelope> {
+/**
+ * An envelope of one signature; `signPae` signs the PAE bytes (DER ECDSA),
+ * wherever the caller wants that work done.
+ */
+export async function signEnvelope(statement: unknown, keyid: string, signPae: (pae: Buffer) => Promise<Buffer>): Promise<DsseEnvelope> {
   const body = Buffer.from(JSON.stringify(statement), "utf8");
-  return new Promise((resolve, reject) =>
-    sign("sha256", pae(IN_TOTO_PAYLOAD_TYPE, body), { key: privateKey, dsaEncoding: "der" }, (err, sig) =>
-      err ? reject(err) : resolve({ payloadType: IN_TOTO_PAYLOAD_TYPE, payload: body.toString("base64"), signatures: [{ keyid, sig: sig.toString("base64") }] }),
-    ),
-  );
+  const sig = await signPae(pae(IN_TOTO_PAYLOAD_TYPE, body));
+  return { payloadType: IN_TOTO_PAYLOAD_TYPE, payload: body.toString("base64"), signatures: [{ keyid, sig: sig.toString("base64") }] };
+}
+
+/** Signs on the calling thread (tests, tools). */
+export function signHere(privateKey: KeyObject): (data: Buffer) => Promise<Buffer> {
+  return async (data) => sign("sha256", data, { key: privateKey, dsaEncoding: "der" });
 }
 
 /** Why an envelope did not verify: each failure its own message. */

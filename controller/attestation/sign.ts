@@ -1,10 +1,11 @@
 // Signing an artifact's statement as it becomes ready: the statement, a DSSE
-// envelope signed in the thread pool with the current attestation key, and
+// envelope signed on the signing thread (signer.ts) with the current attestation key, and
 // the row stored with the ready mark (one transaction), so an artifact is
 // never visible without its attestation.
 import { signEnvelope } from "../../common/dsse.js";
 import type { ArtifactRow, AttestationRow, SandboxRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { signerFor } from "./signer.js";
 import { provenanceStatement, type ExportOrigin } from "./statement.js";
 
 export async function attestArtifact(
@@ -25,6 +26,7 @@ export async function attestArtifact(
     startedOn,
     finishedOn: artifact.createdAt,
   });
-  const envelope = await signEnvelope(statement, key.privateKey, key.keyId);
+  const signer = signerFor(key.privateKey);
+  const envelope = await signEnvelope(statement, key.keyId, (data) => signer.sign(data));
   return { keyId: key.keyId, envelope: JSON.stringify(envelope), createdAt: deps.clock.now() };
 }
