@@ -4,6 +4,9 @@
 import { Migrator, sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
 import { provenance } from "./migrations/0011_provenance.js";
+import { archiveLimits } from "./migrations/0006_archive_limits.js";
+import { events } from "./migrations/0008_events.js";
+import { listings } from "./migrations/0012_listings.js";
 
 // Migrations must not depend on today's table types, which change with them.
 type AnyDb = Kysely<any>;
@@ -242,7 +245,10 @@ export const migrations: Record<string, Migration> = {
   "0003_collect_globs": collectGlobs,
   "0004_artifact_entries": artifactEntries,
   "0005_idempotency_outcome": idempotencyOutcome,
+  "0006_archive_limits": archiveLimits,
+  "0008_events": events,
   "0011_provenance": provenance,
+  "0012_listings": listings,
 };
 
 const provider: MigrationProvider = {

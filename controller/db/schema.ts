@@ -19,6 +19,10 @@ export interface AccountsTable {
   max_artifact_bytes: number | null;
   quota_bytes: number | null;
   created_at: Millis;
+  /** The last event sequence handed out (incremented under the row's lock). */
+  event_sequence: Generated<number | string>;
+  /** The highest sequence retention removed. */
+  events_swept_through: Generated<number | string>;
 }
 
 export interface ApiKeysTable {
@@ -66,6 +70,8 @@ export interface ArtifactsTable {
   archive_format: Generated<string | null>;
   /** A pending record's last sign of life (its export still streams); null on rows from before it existed. */
   heartbeat_at: Generated<Millis | null>;
+  /** What the artifact's entry index costs the quota (0 for single files). */
+  index_bytes: Generated<number>;
 }
 
 export interface ArtifactAttestationsTable {
@@ -75,6 +81,12 @@ export interface ArtifactAttestationsTable {
   /** The DSSE envelope as JSON. */
   envelope: Json;
   created_at: Millis;
+}
+
+export interface ArtifactRestartPointsTable {
+  artifact_id: string;
+  tar_offset: number;
+  blob_offset: number;
 }
 
 export interface ArtifactEntriesTable {
@@ -124,6 +136,43 @@ export interface IdempotencyKeysTable {
   expires_at: Millis;
 }
 
+export interface EventsTable {
+  id: string;
+  account_id: string;
+  /** bigint: a string from PostgreSQL when beyond int range, a number from SQLite. */
+  sequence: number | string;
+  type: string;
+  created_at: Millis;
+  data: Json;
+}
+
+export interface WebhooksTable {
+  id: string;
+  account_id: string;
+  url: string;
+  /** JSON array of event types. */
+  types: Json;
+  description: string | null;
+  secret: string;
+  created_at: Millis;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  account_id: string;
+  event_id: string;
+  event_type: string;
+  status: string;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  next_attempt_at: Millis | null;
+  /** A replica attempting it holds it until then; a dead replica's lease runs out. */
+  lease_until: Millis | null;
+  created_at: Millis;
+}
+
 export interface Database {
   accounts: AccountsTable;
   api_keys: ApiKeysTable;
@@ -131,6 +180,10 @@ export interface Database {
   artifacts: ArtifactsTable;
   artifact_entries: ArtifactEntriesTable;
   artifact_attestations: ArtifactAttestationsTable;
+  artifact_restart_points: ArtifactRestartPointsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
+  events: EventsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

@@ -1,6 +1,7 @@
 // The metadata store seam: one interface, SQLite and PostgreSQL
 // implementations from one query layer (Kysely), one conformance suite.
 import type { ErrorCode } from "../../common/errors.js";
+import type { EventDraft, EventStore } from "./event-types.js";
 
 export type Plan = "free" | "developer";
 
@@ -15,6 +16,9 @@ export const SCOPES = [
   "artifact:create",
   "artifact:read",
   "artifact:delete",
+  "event:read",
+  "webhook:read",
+  "webhook:write",
   "admin",
   "operator",
 ] as const;
@@ -96,6 +100,12 @@ export interface AttestationRow {
   /** The DSSE envelope, JSON text. */
   envelope: string;
   createdAt: Date;
+}
+
+/** A gzip member of a stored .tar.gz: it starts at `blobOffset` in the blob, and its first byte is `tarOffset` of the plain tar. */
+export interface RestartPoint {
+  tarOffset: number;
+  blobOffset: number;
 }
 export type ArchiveEntryType = "file" | "dir" | "symlink";
 
@@ -212,6 +222,12 @@ export interface ArtifactCursor {
   id: string;
 }
 
+/** Where a listing page of sandboxes (by createdAt) or commands (by startedAt) resumes. */
+export interface ListCursor {
+  at: Date;
+  id: string;
+}
+
 /**
  * The per-account cap on exports in flight checked with a reservation: the
  * account's pending artifacts that belong to no command and were created at
@@ -222,7 +238,8 @@ export interface InFlightLimit {
   since: Date;
 }
 
-export interface MetadataStore {
+/** Writes that change what clients see take an optional `event`, written in the same transaction (only when the write took effect). */
+export interface MetadataStore extends EventStore {
   readonly dialect: "sqlite" | "postgres";
   /** Runs pending migrations (idempotent; safe when several replicas start together). */
   migrate(): Promise<void>;
@@ -253,17 +270,18 @@ export interface MetadataStore {
    * Inserts the sandbox only while the account has fewer than `limit` running,
    * unexpired sandboxes (at `now`); atomically per account, across replicas.
    */
-  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean>;
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean>;
   /** The account's running, unexpired sandboxes at `now` (what createSandboxWithinLimit counts). */
   runningSandboxCount(accountId: string, now: Date): Promise<number>;
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
-  markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
+  markSandboxDestroyed(id: string, at: Date, event?: EventDraft): Promise<boolean>;
   /**
    * Fills in the agent of a sandbox reserved without one (agentUrl ""): false
-   * when the row is gone, destroyed, or already has its agent.
+   * when the row is gone, destroyed, or already has its agent. `event`
+   * (sandbox.created) is written with it, in one transaction.
    */
-  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }): Promise<boolean>;
+  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }, event?: EventDraft): Promise<boolean>;
   /** Deletes a reservation whose agent never started (agentUrl ""); nothing else refers to it yet. */
   deleteSandboxReservation(id: string): Promise<boolean>;
   /** Running sandboxes whose expiresAt <= now. */
@@ -297,13 +315,15 @@ export interface MetadataStore {
    */
   markArtifactReady(
     id: string,
-    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date; attestation?: AttestationRow },
+    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date; indexBytes?: number; attestation?: AttestationRow },
+    event?: EventDraft,
   ): Promise<boolean>;
   /** The signed statement of an artifact; undefined for artifacts made before statements were signed. */
   getAttestation(artifactId: string): Promise<AttestationRow | undefined>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
-  deleteArtifact(id: string): Promise<boolean>;
+  /** A ready artifact's deletion writes `event`; a pending one's never does. */
+  deleteArtifact(id: string, event?: EventDraft): Promise<boolean>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
   listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]>;
@@ -317,6 +337,10 @@ export interface MetadataStore {
   /** Entries in archive order after `afterSeq`, those whose path starts with `prefix` (plain string prefix), at most `limit`. */
   listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]>;
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
+  /** Records where a .tar.gz artifact's independently decompressible members start (see RestartPoint). */
+  insertRestartPoints(artifactId: string, points: RestartPoint[]): Promise<void>;
+  /** The restart point with the largest tarOffset at or before `tarOffset`; undefined when the artifact has none. */
+  findRestartPoint(artifactId: string, tarOffset: number): Promise<RestartPoint | undefined>;
   /** Those of `keys` that some artifact record (pending or ready) holds as its storage key. */
   findStorageKeys(keys: string[]): Promise<Set<string>>;
   /**
@@ -351,8 +375,17 @@ export interface MetadataStore {
    * finishes them); atomically per account, across replicas.
    */
   insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean>;
-  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>): Promise<void>;
+  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>, event?: EventDraft): Promise<void>;
   getCommand(id: string): Promise<CommandRow | undefined>;
+  /** An account's sandboxes, newest first (createdAt desc, id desc), after the cursor; `status` as the API shows it at `now`. */
+  listSandboxes(
+    accountId: string,
+    options: { status?: "running" | "destroyed"; now: Date; limit: number; after?: ListCursor },
+  ): Promise<SandboxRow[]>;
+  /** A sandbox's commands, newest first (startedAt desc, id desc), after the cursor. */
+  listCommands(sandboxId: string, options: { limit: number; after?: ListCursor }): Promise<CommandRow[]>;
+  /** The ready artifacts of these commands, oldest first (the caller judges expiry). */
+  listArtifactsByCommands(commandIds: string[]): Promise<ArtifactRow[]>;
   /** Commands still running or collecting whose heartbeat is older than `before`. */
   listStaleCommands(before: Date, limit: number): Promise<CommandRow[]>;
 

@@ -17,8 +17,15 @@ import { CrowNestError } from "../../common/errors.js";
  */
 export const DEFAULT_AGENT_NETWORKS = "";
 
+/** Which addresses a URL given by a caller may lead to (agents: CROWNEST_AGENT_NETWORKS; webhooks: CROWNEST_WEBHOOK_NETWORKS). */
+export interface AddressRule {
+  allows(address: string): boolean;
+  /** True when nothing is listed: every URL is refused, naming the variable. */
+  readonly empty?: boolean;
+}
+
 /** A set of CIDRs; an address is allowed when it lies inside one (IPv4-mapped IPv6 counts as its IPv4 address). */
-export class AgentNetworks {
+export class AgentNetworks implements AddressRule {
   private readonly list = new net.BlockList();
 
   /** Throws an Error naming the first entry that is not a CIDR (or a bare address). */
@@ -69,11 +76,21 @@ function hostnameOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, "");
 }
 
-function refused(): CrowNestError {
+/** Which field a checked URL came from and which variable lists its networks (for the error). */
+export interface UrlCheckSubject {
+  field: string;
+  variable: string;
+  /** What may live there, in the error's words ("agents", "webhook receivers"). */
+  what: string;
+}
+
+const AGENT_SUBJECT: UrlCheckSubject = { field: "agentUrl", variable: "CROWNEST_AGENT_NETWORKS", what: "agents" };
+
+function refused(s: UrlCheckSubject): CrowNestError {
   return new CrowNestError(
     "invalid_request",
-    "agentUrl: its host resolves to an address outside the networks agents may use (CROWNEST_AGENT_NETWORKS)",
-    { field: "agentUrl" },
+    `${s.field}: its host resolves to an address outside the networks ${s.what} may use (${s.variable})`,
+    { field: s.field },
   );
 }
 
@@ -82,12 +99,17 @@ function refused(): CrowNestError {
  * networks: invalid_request when any lies outside (or the name does not
  * exist), agent_unavailable when DNS itself fails. No connection is made.
  */
-export async function checkAgentAddress(rawUrl: string, networks: AgentNetworks, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+export function checkAgentAddress(rawUrl: string, networks: AddressRule, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+  return checkUrlAddress(rawUrl, networks, AGENT_SUBJECT, lookup);
+}
+
+/** The one resolve-and-check rule for every URL a caller names (agents, webhooks): see checkAgentAddress. */
+export async function checkUrlAddress(rawUrl: string, networks: AddressRule, subject: UrlCheckSubject, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
   if (networks.empty) {
     throw new CrowNestError(
       "invalid_request",
-      "agentUrl: this controller accepts no external agents: CROWNEST_AGENT_NETWORKS lists no networks (the operator sets the CIDRs agents may live in)",
-      { field: "agentUrl" },
+      `${subject.field}: this controller accepts no ${subject.what}: ${subject.variable} lists no networks (the operator sets the CIDRs ${subject.what} may live in)`,
+      { field: subject.field },
     );
   }
   const url = new URL(rawUrl);
@@ -103,12 +125,12 @@ export async function checkAgentAddress(rawUrl: string, networks: AgentNetworks,
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOTFOUND" || code === "ENODATA") {
-        throw new CrowNestError("invalid_request", "agentUrl: its host name does not resolve", { field: "agentUrl" }, { cause: err });
+        throw new CrowNestError("invalid_request", `${subject.field}: its host name does not resolve`, { field: subject.field }, { cause: err });
       }
-      throw new CrowNestError("agent_unavailable", "agentUrl: its host name could not be resolved now", {}, { cause: err });
+      throw new CrowNestError("agent_unavailable", `${subject.field}: its host name could not be resolved now`, {}, { cause: err });
     }
   }
-  if (addresses.length === 0 || !addresses.every((a) => networks.allows(a.address))) throw refused();
+  if (addresses.length === 0 || !addresses.every((a) => networks.allows(a.address))) throw refused(subject);
   const first = addresses[0]!;
   return { address: first.address, family: first.family === 6 ? 6 : 4, hostname };
 }

@@ -2,11 +2,13 @@
 // in-flight cap, grown while an archive streams, marked ready at the end.
 // Reservations and ready marks arriving together are group-committed: one
 // transaction per batch, a failed batch retried one call at a time.
+import type { EventDraft } from "../event-types.js";
 import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
 import { lastBeat } from "./artifacts.js";
+import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 
 export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
@@ -16,20 +18,22 @@ export interface Reservation {
   quotaBytes: number;
   inFlight: InFlightLimit | undefined;
 }
-interface ReadyMark {
+export interface ReadyMark {
   id: string;
   ready: ReadyFigures;
+  /** artifact.created, written in the ready mark's transaction. */
+  event?: EventDraft | undefined;
 }
 
 /** How the store runs a unit of work (it classifies outages). */
 export type Run = <T>(work: () => Promise<T>) => Promise<T>;
 
-/** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
+/** Bytes an account holds: ready artifacts with their entry index, and pending ones by their reservation. */
 async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
   // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
   let q = trx
     .selectFrom("artifacts")
-    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>(eb("size_bytes", "+", eb.ref("index_bytes"))), eb.lit(0)), "bigint").as("total"))
     .where("account_id", "=", accountId);
   if (except !== undefined) q = q.where("id", "<>", except);
   const r = await q.executeTakeFirstOrThrow();
@@ -153,19 +157,29 @@ export function growArtifactReservation(
   });
 }
 
-/** Ready marks, group-committed (a collection's files finishing together share one transaction). */
-export function readyMarkCommit({ db }: Ctx, run: Run): GroupCommit<ReadyMark, boolean> {
+/**
+ * Ready marks, group-committed (a collection's files finishing together share
+ * one transaction), each with its artifact.created event in that transaction.
+ * The accounts whose counters the events take are locked first, sorted, so
+ * two replicas' batches cannot deadlock on them.
+ */
+export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<ReadyMark, boolean> {
+  const markAll = (batch: ReadyMark[]) =>
+    db.transaction().execute(async (trx) => {
+      const accounts = [...new Set(batch.flatMap((m) => (m.event ? [m.event.accountId] : [])))].sort();
+      for (const accountId of accounts) await lockAccount(dialect, trx, accountId);
+      const done: boolean[] = [];
+      for (const { id, ready, event } of batch) {
+        const marked = await markReady(trx, id, ready);
+        if (marked && event) await appendEvent(trx, dialect, event);
+        done.push(marked);
+      }
+      return done;
+    });
   return new GroupCommit<ReadyMark, boolean>(
-    (batch) =>
-      run(() =>
-        db.transaction().execute(async (trx) => {
-          const done: boolean[] = [];
-          for (const { id, ready } of batch) done.push(await markReady(trx, id, ready));
-          return done;
-        }),
-      ),
-    // One mark alone: a transaction only when there is an attestation to store with it.
-    ({ id, ready }) => run(() => (ready.attestation ? db.transaction().execute((trx) => markReady(trx, id, ready)) : markReady(db, id, ready))),
+    (batch) => run(() => markAll(batch)),
+    // Alone, without an event or an attestation to store with it: one statement, no transaction.
+    (mark) => run(async () => (mark.event === undefined && !mark.ready.attestation ? markReady(db, mark.id, mark.ready) : (await markAll([mark]))[0]!)),
   );
 }
 
@@ -175,6 +189,7 @@ async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise
     .set({
       state: "ready",
       size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
+      index_bytes: toWhole(ready.indexBytes ?? 0, "indexBytes"),
       sha256: ready.sha256,
       content_type: ready.contentType,
       created_at: toMillis(ready.createdAt, "createdAt"),

@@ -1,7 +1,9 @@
 // Queries on sandboxes, with the per-account limit on running ones.
 import { fromInt, sandboxFromDb, sandboxToDb, toMillis, toWhole } from "../mapper.js";
+import type { EventDraft } from "../event-types.js";
 import type { SandboxRow } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
+import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 
 async function countRunningSandboxes(trx: Executor, accountId: string, now: Date): Promise<number> {
@@ -19,11 +21,12 @@ export function runningSandboxCount({ db }: Ctx, accountId: string, now: Date): 
   return countRunningSandboxes(db, accountId, now);
 }
 
-export function createSandboxWithinLimit({ db, dialect }: Ctx, row: SandboxRow, limit: number, now: Date): Promise<boolean> {
+export function createSandboxWithinLimit({ db, dialect }: Ctx, row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     await lockAccount(dialect, trx, row.accountId);
     if ((await countRunningSandboxes(trx, row.accountId, now)) >= toWhole(limit, "limit")) return false;
     await trx.insertInto("sandboxes").values(sandboxToDb(row)).execute();
+    if (event) await appendEvent(trx, dialect, event);
     return true;
   });
 }
@@ -33,30 +36,51 @@ export async function getSandbox({ db }: Ctx, id: string): Promise<SandboxRow | 
   return r && sandboxFromDb(r);
 }
 
-export async function markSandboxDestroyed({ db }: Ctx, id: string, at: Date): Promise<boolean> {
-  const res = await db
-    .updateTable("sandboxes")
-    .set({ status: "destroyed", destroyed_at: toMillis(at, "at") })
-    .where("id", "=", id)
-    .where("status", "=", "running")
-    .executeTakeFirst();
-  return res.numUpdatedRows > 0n;
+export async function markSandboxDestroyed({ db, dialect }: Ctx, id: string, at: Date, event?: EventDraft): Promise<boolean> {
+  // Without an event, one statement (no transaction to hold while another handle waits).
+  if (event === undefined) return (await destroyRow(db, id, at)) > 0n;
+  return db.transaction().execute(async (trx) => {
+    const ended = (await destroyRow(trx, id, at)) > 0n;
+    // Only the call that ended it reports it: a second delete or a racing reaper emits nothing.
+    if (ended) await appendEvent(trx, dialect, event);
+    return ended;
+  });
+}
+
+async function destroyRow(trx: Executor, id: string, at: Date): Promise<bigint> {
+  const res = await trx
+      .updateTable("sandboxes")
+      .set({ status: "destroyed", destroyed_at: toMillis(at, "at") })
+      .where("id", "=", id)
+      .where("status", "=", "running")
+      .executeTakeFirst();
+  return res.numUpdatedRows;
 }
 
 /** A reservation is a running row whose agent is not recorded yet (agent_url ""). */
 export async function recordSandboxAgent(
-  { db }: Ctx,
+  { db, dialect }: Ctx,
   id: string,
   agent: { agentUrl: string; agentToken: string; agentPid: number | null },
+  event?: EventDraft,
 ): Promise<boolean> {
-  const res = await db
-    .updateTable("sandboxes")
-    .set({ agent_url: agent.agentUrl, agent_token: agent.agentToken, agent_pid: agent.agentPid })
-    .where("id", "=", id)
-    .where("status", "=", "running")
-    .where("agent_url", "=", "")
-    .executeTakeFirst();
-  return res.numUpdatedRows > 0n;
+  const record = async (trx: Executor) => {
+    const res = await trx
+      .updateTable("sandboxes")
+      .set({ agent_url: agent.agentUrl, agent_token: agent.agentToken, agent_pid: agent.agentPid })
+      .where("id", "=", id)
+      .where("status", "=", "running")
+      .where("agent_url", "=", "")
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
+  };
+  if (event === undefined) return record(db);
+  // The sandbox.created event goes with the agent's record: a reservation whose agent never started was never created.
+  return db.transaction().execute(async (trx) => {
+    const recorded = await record(trx);
+    if (recorded) await appendEvent(trx, dialect, event);
+    return recorded;
+  });
 }
 
 export async function deleteSandboxReservation({ db }: Ctx, id: string): Promise<boolean> {

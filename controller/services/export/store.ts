@@ -4,9 +4,9 @@
 // discards what was written.
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PlanLimits } from "../../config.js";
-import type { ArchiveFormat, ArtifactRow } from "../../db/types.js";
+import type { ArchiveFormat, ArtifactRow, RestartPoint } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
-import { indexArchive } from "../../archive/index-stream.js";
+import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
 import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
@@ -20,6 +20,7 @@ import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
 import { rateLimited } from "../limits.js";
+import { artifactView } from "../artifact-view.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /**
@@ -51,7 +52,8 @@ export async function storeExport(
   let contentType: string;
   let declared: number;
   let retentionDays: number;
-  let checkLimits: (bytes: number) => Promise<void>;
+  // The quota holds for what is stored plus what the archive's entry index costs.
+  let checkLimits: (bytes: number, indexBytes: number) => Promise<void>;
   let pending: ArtifactRow;
   try {
     name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
@@ -108,11 +110,12 @@ export async function storeExport(
     // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
     // atomically against every other export of the account (on every replica), or the export fails.
     let reservedBytes = declared;
-    checkLimits = async (bytes: number): Promise<void> => {
+    checkLimits = async (bytes: number, indexBytes: number): Promise<void> => {
       tooLarge(bytes);
-      if (bytes <= reservedBytes) return;
-      const want = Math.min(limits.maxArtifactBytes, bytes + Math.max(RESERVE_STEP_BYTES, Math.floor(bytes / 4)));
-      const grown = await deps.db.growArtifactReservation(pending.id, accountId, bytes, want, limits.quotaBytes);
+      const need = bytes + indexBytes;
+      if (need <= reservedBytes) return;
+      const want = Math.min(limits.maxArtifactBytes, need + Math.max(RESERVE_STEP_BYTES, Math.floor(need / 4)));
+      const grown = await deps.db.growArtifactReservation(pending.id, accountId, need, Math.max(need, want), limits.quotaBytes);
       if (grown === undefined) throw quotaExceeded();
       reservedBytes = grown;
     };
@@ -122,6 +125,10 @@ export async function storeExport(
     throw err;
   }
   const id = pending.id;
+  // An archive's entry index, bounded per entry and in entries, and paid for from the quota.
+  const indexer = isDirectory ? new TarIndexer(id, { maxEntries: deps.config.archives.maxEntries }) : undefined;
+  const indexBytes = () => indexer?.indexBytes ?? 0;
+  const restartPoints: RestartPoint[] = [];
 
   // The one agent-stream reader checks framing, sizes and the trailer; the
   // blob store hashes the bytes anyway, so the reader compares its digest.
@@ -132,7 +139,7 @@ export async function storeExport(
     stallMs: 0,
     // Stored as sent, the blob store hashes the bytes anyway; compressed, the reader hashes what was sent.
     hashedBy: format === "tar" ? "consumer" : "reader",
-    onBytes: (bytes) => checkLimits(bytes),
+    onBytes: (bytes) => checkLimits(bytes, indexBytes()),
   });
   const seen: { failure?: CrowNestError } = {};
   const fail = (err: unknown): CrowNestError => {
@@ -169,8 +176,13 @@ export async function storeExport(
     try {
       // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
       // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
-      const body = isDirectory
-        ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
+      // Index rows are written only once the quota has room for them.
+      const storeEntries = async (entries: Parameters<typeof deps.db.insertArtifactEntries>[1]) => {
+        await checkLimits(reader.bytes, indexBytes());
+        await deps.db.insertArtifactEntries(id, entries);
+      };
+      const body = indexer
+        ? storedArchiveBytes(indexArchive(indexer, agentBytes(), storeEntries), format, (point) => restartPoints.push(point))
         : agentBytes();
       result = await deps.blobs.write(pending.storageKey, body, {
         signal,
@@ -195,8 +207,9 @@ export async function storeExport(
     }
     // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
     if (format === "tar") reader.checkDigest(result.sha256);
-    // A compressed archive may come out (slightly) larger than its tar: the limits hold for what is stored.
-    else await checkLimits(result.size);
+    // The limits hold for what is stored (a compressed archive may come out slightly larger than its tar) and its index.
+    await checkLimits(result.size, indexBytes());
+    if (restartPoints.length > 0) await deps.db.insertRestartPoints(id, restartPoints);
     const createdAt = deps.clock.now();
     const ready = {
       sizeBytes: result.size,
@@ -204,15 +217,18 @@ export async function storeExport(
       contentType,
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
+      ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
     };
+    const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
     // Signed before it is ready, stored in the ready mark's transaction: never visible without its attestation.
-    const attestation = await attestArtifact(deps, { ...pending, ...ready, state: "ready" }, originOf(input, sourcePath, format), sandbox, pending.createdAt);
+    const attestation = await attestArtifact(deps, made, originOf(input, sourcePath, format), sandbox, pending.createdAt);
     stopHeartbeat();
-    if (!(await deps.db.markArtifactReady(id, { ...ready, attestation }))) {
+    const event = { accountId: made.accountId, type: "artifact.created" as const, data: { ...artifactView(made) }, createdAt };
+    if (!(await deps.db.markArtifactReady(id, { ...ready, attestation }, event))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
-    return { ...pending, ...ready, state: "ready" };
+    return made;
   } catch (err) {
     stopHeartbeat();
     if (!abort.signal.aborted) abort.abort(err);

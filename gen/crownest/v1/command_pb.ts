@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/command.proto.
  */
 export const file_crownest_v1_command: GenFile = /*@__PURE__*/
-  fileDesc("Chljcm93bmVzdC92MS9jb21tYW5kLnByb3RvEgtjcm93bmVzdC52MSK0AgoRUnVuQ29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIPCgdjb21tYW5kGAIgASgJEhAKA2N3ZBgDIAEoCUgAiAEBEjQKA2VudhgEIAMoCzInLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARIqCgdjb2xsZWN0GAYgAygLMhkuY3Jvd25lc3QudjEuQ29sbGVjdEVudHJ5EioKCmNvbGxlY3Rfb24YByABKA4yFi5jcm93bmVzdC52MS5Db2xsZWN0T24aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRfY3dkQg0KC190aW1lb3V0X21zIjsKElJ1bkNvbW1hbmRSZXNwb25zZRIlCgdjb21tYW5kGAEgASgLMhQuY3Jvd25lc3QudjEuQ29tbWFuZCLgAQoTU3RhcnRDb21tYW5kUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEg8KB2NvbW1hbmQYAiABKAkSEAoDY3dkGAMgASgJSACIAQESNgoDZW52GAQgAygLMikuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVxdWVzdC5FbnZFbnRyeRIXCgp0aW1lb3V0X21zGAUgASgNSAGIAQEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRfY3dkQg0KC190aW1lb3V0X21zIj0KFFN0YXJ0Q29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kIjMKEUdldENvbW1hbmRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSCgoCaWQYAiABKAkiOwoSR2V0Q29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kMoMCCg5Db21tYW5kU2VydmljZRJNCgpSdW5Db21tYW5kEh4uY3Jvd25lc3QudjEuUnVuQ29tbWFuZFJlcXVlc3QaHy5jcm93bmVzdC52MS5SdW5Db21tYW5kUmVzcG9uc2USUwoMU3RhcnRDb21tYW5kEiAuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVxdWVzdBohLmNyb3duZXN0LnYxLlN0YXJ0Q29tbWFuZFJlc3BvbnNlEk0KCkdldENvbW1hbmQSHi5jcm93bmVzdC52MS5HZXRDb21tYW5kUmVxdWVzdBofLmNyb3duZXN0LnYxLkdldENvbW1hbmRSZXNwb25zZWIGcHJvdG8z", [file_crownest_v1_types]);
+  fileDesc("Chljcm93bmVzdC92MS9jb21tYW5kLnByb3RvEgtjcm93bmVzdC52MSK0AgoRUnVuQ29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIPCgdjb21tYW5kGAIgASgJEhAKA2N3ZBgDIAEoCUgAiAEBEjQKA2VudhgEIAMoCzInLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARIqCgdjb2xsZWN0GAYgAygLMhkuY3Jvd25lc3QudjEuQ29sbGVjdEVudHJ5EioKCmNvbGxlY3Rfb24YByABKA4yFi5jcm93bmVzdC52MS5Db2xsZWN0T24aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRfY3dkQg0KC190aW1lb3V0X21zIjsKElJ1bkNvbW1hbmRSZXNwb25zZRIlCgdjb21tYW5kGAEgASgLMhQuY3Jvd25lc3QudjEuQ29tbWFuZCLgAQoTU3RhcnRDb21tYW5kUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEg8KB2NvbW1hbmQYAiABKAkSEAoDY3dkGAMgASgJSACIAQESNgoDZW52GAQgAygLMikuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVxdWVzdC5FbnZFbnRyeRIXCgp0aW1lb3V0X21zGAUgASgNSAGIAQEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRfY3dkQg0KC190aW1lb3V0X21zIj0KFFN0YXJ0Q29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kIjMKEUdldENvbW1hbmRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSCgoCaWQYAiABKAkiOwoSR2V0Q29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kIlAKE0xpc3RDb21tYW5kc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJXChRMaXN0Q29tbWFuZHNSZXNwb25zZRImCghjb21tYW5kcxgBIAMoCzIULmNyb3duZXN0LnYxLkNvbW1hbmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMtgCCg5Db21tYW5kU2VydmljZRJNCgpSdW5Db21tYW5kEh4uY3Jvd25lc3QudjEuUnVuQ29tbWFuZFJlcXVlc3QaHy5jcm93bmVzdC52MS5SdW5Db21tYW5kUmVzcG9uc2USUwoMU3RhcnRDb21tYW5kEiAuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVxdWVzdBohLmNyb3duZXN0LnYxLlN0YXJ0Q29tbWFuZFJlc3BvbnNlEk0KCkdldENvbW1hbmQSHi5jcm93bmVzdC52MS5HZXRDb21tYW5kUmVxdWVzdBofLmNyb3duZXN0LnYxLkdldENvbW1hbmRSZXNwb25zZRJTCgxMaXN0Q29tbWFuZHMSIC5jcm93bmVzdC52MS5MaXN0Q29tbWFuZHNSZXF1ZXN0GiEuY3Jvd25lc3QudjEuTGlzdENvbW1hbmRzUmVzcG9uc2ViBnByb3RvMw", [file_crownest_v1_types]);
 
 /**
  * @generated from message crownest.v1.RunCommandRequest
@@ -176,6 +176,61 @@ export const GetCommandResponseSchema: GenMessage<GetCommandResponse> = /*@__PUR
   messageDesc(file_crownest_v1_command, 5);
 
 /**
+ * @generated from message crownest.v1.ListCommandsRequest
+ */
+export type ListCommandsRequest = Message<"crownest.v1.ListCommandsRequest"> & {
+  /**
+   * Another account's sandbox is NOT_FOUND.
+   *
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * 0 means the default (50); at most 200.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListCommandsRequest.
+ * Use `create(ListCommandsRequestSchema)` to create a new message.
+ */
+export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_command, 6);
+
+/**
+ * @generated from message crownest.v1.ListCommandsResponse
+ */
+export type ListCommandsResponse = Message<"crownest.v1.ListCommandsResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.Command commands = 1;
+   */
+  commands: Command[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListCommandsResponse.
+ * Use `create(ListCommandsResponseSchema)` to create a new message.
+ */
+export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_command, 7);
+
+/**
  * CommandService runs commands in a sandbox.
  *
  * @generated from service crownest.v1.CommandService
@@ -209,6 +264,16 @@ export const CommandService: GenService<{
     methodKind: "unary";
     input: typeof GetCommandRequestSchema;
     output: typeof GetCommandResponseSchema;
+  },
+  /**
+   * ListCommands pages through a sandbox's commands, newest first.
+   *
+   * @generated from rpc crownest.v1.CommandService.ListCommands
+   */
+  listCommands: {
+    methodKind: "unary";
+    input: typeof ListCommandsRequestSchema;
+    output: typeof ListCommandsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_command, 0);
