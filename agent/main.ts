@@ -11,6 +11,7 @@ import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { startOrphanReaper } from "./init/pid1.js";
 import { startMainProcess } from "./init/supervise.js";
+import { DEFAULT_MAX_WATCHED_DIRECTORIES } from "./workspace/deps.js";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
 import { AGENT_VERSION } from "./version.js";
@@ -28,6 +29,7 @@ flags:
   --tls-cert FILE        serve TLS with this PEM certificate chain (with --tls-key)
   --tls-key FILE         the certificate's PEM private key (with --tls-cert)
   --run-as UID:GID       run commands (and CMD) as this identity, not the agent's
+  --max-watched-dirs N   directories all watches together may hold (default 8192)
   -h, --help             print this text
   --version              print "crownest-agent VERSION"
 
@@ -118,6 +120,14 @@ function splitCommand(argv: string[]): { flags: string[]; command: string[] | un
   return { flags: argv.slice(0, dash), command };
 }
 
+/** Directories all watches of this agent may hold together (descriptors and inotify watches). */
+function parseMaxWatchedDirs(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_WATCHED_DIRECTORIES;
+  const n = /^\d{1,9}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1)) throw new UsageError(`--max-watched-dirs: expected a whole number from 1, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 async function main(): Promise<void> {
   resumeOptimization();
   const { flags, command } = splitCommand(process.argv.slice(2));
@@ -130,6 +140,7 @@ async function main(): Promise<void> {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "run-as": { type: "string" },
+      "max-watched-dirs": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -151,6 +162,7 @@ async function main(): Promise<void> {
   const token = await readToken(values["token-file"]);
   const tls = await readTls(values["tls-cert"], values["tls-key"]);
   const root = await workspaceRoot(values.workspace);
+  const maxWatchedDirs = parseMaxWatchedDirs(values["max-watched-dirs"]);
 
   let level;
   try {
@@ -160,7 +172,7 @@ async function main(): Promise<void> {
   }
   const log = createAgentLog({ name: "crownest-agent", level });
   startOrphanReaper(log);
-  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, ...(tls ? { tls } : {}) });
+  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, maxWatchedDirs, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

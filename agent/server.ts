@@ -18,11 +18,14 @@ import { healthService } from "./health.js";
 import { killAll } from "./process/groups.js";
 import { processService } from "./process/service.js";
 import { workspaceService } from "./workspace/service.js";
+import { DEFAULT_MAX_WATCHED_DIRECTORIES, WatchBudget } from "./workspace/deps.js";
 import { grpcReadFile, isPlainGrpcReadFile } from "./workspace/read-file-grpc.js";
 
 export interface AgentServerOptions {
   /** Real path of the workspace root. */
   root: string;
+  /** Directories all watches may hold together (`--max-watched-dirs`); default DEFAULT_MAX_WATCHED_DIRECTORIES. */
+  maxWatchedDirs?: number;
   token: string;
   /** Where to listen: TCP host and port, or a Unix socket path. */
   listen: { host: string; port: number } | { socketPath: string };
@@ -65,11 +68,12 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const shutdown = new AbortController();
   const health = { serving: true };
   const processes = new Map<number, ChildProcess>();
+  const watchBudget = new WatchBudget(options.maxWatchedDirs ?? DEFAULT_MAX_WATCHED_DIRECTORIES);
   const processDeps = { root, env: options.env, processes, runAs: options.runAs };
 
   const handler = connectNodeAdapter({
     routes(router) {
-      router.service(WorkspaceService, workspaceService({ root, owner: options.runAs }));
+      router.service(WorkspaceService, workspaceService({ root, owner: options.runAs, watchBudget }));
       router.service(ProcessService, processService(processDeps));
       router.service(Health, healthService(health));
     },

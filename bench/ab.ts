@@ -1,10 +1,10 @@
 // Before/after figures of a change, alternated in one run: each revision is
-// checked out into its own worktree with *this* tree's bench/ copied in (so
+// exported (git archive) into a directory of its own with *this* tree's bench/ copied in (so
 // both sides are measured the same way), then the suites run A, B, B, A, A, B, …
 // and the medians of every value are printed side by side.
 //   npx tsx bench/ab.ts --rev before=<commit> --rev after=HEAD [--only file,collect] [--rounds 3] [--out FILE]
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -32,7 +32,9 @@ const log = (s: string) => process.stderr.write(`ab: ${s}\n`);
 
 const trees = revs.map(({ label, commit }) => {
   const dir = join(root, label);
-  execFileSync("git", ["-C", REPO_ROOT, "worktree", "add", "--detach", dir, commit], { stdio: "ignore" });
+  // A plain export of the commit (git archive), not a worktree: nothing is registered in the repository.
+  mkdirSync(dir, { recursive: true });
+  execFileSync("sh", ["-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "sh", REPO_ROOT, commit, dir], { stdio: "ignore" });
   rmSync(join(dir, "bench"), { recursive: true, force: true });
   cpSync(join(REPO_ROOT, "bench"), join(dir, "bench"), { recursive: true, filter: (p) => !p.includes(join("bench", "results")) });
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"));
@@ -56,7 +58,6 @@ try {
     }
   }
 } finally {
-  for (const t of trees) execFileSync("git", ["-C", REPO_ROOT, "worktree", "remove", "--force", t.dir], { stdio: "ignore" });
   rmSync(root, { recursive: true, force: true });
 }
 

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
+import { AttestationKeyError, loadAttestationKeys, type AttestationKeys } from "./attestation/keys.js";
 import { generateApiKeySecret, readAgentCa, storedSecret } from "./config/secrets.js";
 import { defaultSandboxImage, sandboxImages } from "./config/images.js";
 import type { BlobConfig, Config, DatabaseConfig, PlanLimits, SandboxConfig } from "./config/types.js";
@@ -27,6 +28,15 @@ export type {
 } from "./config/types.js";
 export { ConfigError, parseAddress } from "./config/values.js";
 export { HOST_IMAGE_NAME } from "./config/images.js";
+
+function attestationKeys(env: Env, dataDir: string): AttestationKeys {
+  try {
+    return loadAttestationKeys(env, dataDir);
+  } catch (err) {
+    if (err instanceof AttestationKeyError) throw new ConfigError(err.variable, err.message);
+    throw err;
+  }
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const httpAddr = parseAddress("CROWNEST_HTTP_ADDR", env.CROWNEST_HTTP_ADDR || "127.0.0.1:8080");
@@ -190,6 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
       sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),
       concurrentExports: positiveInt(env, "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", 32, 1_000_000),
       runningCommands: positiveInt(env, "CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT", 64, 1_000_000),
+      watches: positiveInt(env, "CROWNEST_MAX_WATCHES_PER_ACCOUNT", 16, 1_000_000),
     },
     agentNetworks: agentNetworks(env),
     // At least 1 KiB: requests with small JSON bodies must still fit; at most 1 GiB.
@@ -199,6 +210,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDecompressions: positiveInt(env, "CROWNEST_MAX_ENTRY_DECOMPRESSIONS", 4, 1024),
     },
     logLevel: logLevel(env),
+    attestation: attestationKeys(env, dataDir),
     eventRetentionHours: positiveInt(env, "CROWNEST_EVENT_RETENTION_HOURS", 72, 24 * 365),
     webhooks: webhookConfig(env),
   };

@@ -27,15 +27,15 @@ import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { TEMP_FILE } from "./write-file.js";
-import type { WorkspaceDeps } from "./deps.js";
+import { DEFAULT_MAX_WATCHED_DIRECTORIES, WatchBudget, type WorkspaceDeps } from "./deps.js";
 
 type Response = MessageInitShape<typeof WatchResponseSchema>;
 
 /** Events held for a client that does not read; past this the watch ends rather than grow without bound. */
 const MAX_PENDING_EVENTS = 10_000;
 
-/** Directories one watch holds open (one descriptor and one inotify watch each); past this it ends with too_large. */
-export const MAX_WATCHED_DIRECTORIES = 8_192;
+/** Used when the deps carry no budget of their own (a test mounting the service by hand). */
+const fallbackBudget = new WatchBudget(DEFAULT_MAX_WATCHED_DIRECTORIES);
 
 interface Known {
   kind: "dir" | "file";
@@ -66,7 +66,7 @@ export async function* watch(deps: WorkspaceDeps, req: WatchRequest, ctx: Handle
     high: MAX_PENDING_EVENTS,
     onFull: () => queue.fail(new CrowNestError("too_large", `more than ${MAX_PENDING_EVENTS} events pending; watch a smaller directory`), true),
   });
-  const tree = new TreeWatch(entry.path, entry.real, queue);
+  const tree = new TreeWatch(entry.path, entry.real, queue, deps.watchBudget ?? fallbackBudget);
   const unlisten = onAbort(ctx.signal, () => {
     queue.end();
     return tree.close();
@@ -106,6 +106,8 @@ class TreeWatch {
     /** Host path of the watched directory when the walk found it. */
     private readonly hostPath: string,
     private readonly queue: EventQueue<Response>,
+    /** The agent's directories across all its watches. */
+    private readonly budget: WatchBudget,
   ) {}
 
   async start(root: FileHandle): Promise<void> {
@@ -117,6 +119,7 @@ class TreeWatch {
     this.closed = true;
     const dirs = [...this.dirs.values()];
     this.dirs.clear();
+    this.budget.give(dirs.length);
     for (const d of dirs) d.watcher?.close();
     await Promise.all(dirs.map((d) => d.fh.close().catch(() => {})));
   }
@@ -132,9 +135,13 @@ class TreeWatch {
       await fh.close();
       return;
     }
-    if (this.dirs.size >= MAX_WATCHED_DIRECTORIES) {
+    if (!this.budget.take()) {
       await fh.close();
-      throw new CrowNestError("too_large", `more than ${MAX_WATCHED_DIRECTORIES} directories to watch; watch a smaller directory`, { path: this.clientPath });
+      throw new CrowNestError(
+        "too_large",
+        `the agent's watches would hold more than ${this.budget.limit} directories (--max-watched-dirs); watch a smaller directory`,
+        { path: this.clientPath, limit: this.budget.limit },
+      );
     }
     const dir: WatchedDir = { rel, fh, children: new Map() };
     this.dirs.set(rel, dir);
@@ -243,6 +250,7 @@ class TreeWatch {
     const sub = this.dirs.get(rel);
     if (sub) {
       this.dirs.delete(rel);
+      this.budget.give();
       sub.watcher?.close();
       for (const [childName, child] of sub.children) await this.forget(sub, childName, child, report);
       await sub.fh.close().catch(() => {});

@@ -1,4 +1,4 @@
-// crownest artifacts ls|get|rm|export|entries|download|cat|url
+// crownest artifacts ls|get|rm|export|entries|download|cat|verify|url
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import type { Command } from "commander";
@@ -8,6 +8,7 @@ import { CliError, EXIT, usageError } from "../exit.js";
 import { details, err, humanBytes, out, printJson, table, writeOut } from "../output.js";
 import { allPages } from "../pages.js";
 import { progressFor, silentProgress } from "../progress.js";
+import { verifyArtifact } from "../verify.js";
 import { globals } from "./common.js";
 
 export function printArtifacts(rows: Artifact[], stream: NodeJS.WriteStream = process.stdout): void {
@@ -168,6 +169,30 @@ export function register(program: Command): void {
       if (artifact && sha256 !== artifact.sha256) {
         throw new CliError("integrity_error", `the bytes written have sha256 ${sha256}, the artifact records ${artifact.sha256}`, EXIT.integrity);
       }
+    });
+
+  artifacts
+    .command("verify")
+    .description("check the artifact's signed provenance statement: the signature against the controller's keys, and that it is of FILE (or of the downloaded bytes); exit 5 on any mismatch")
+    .argument("<id>", "artifact id")
+    .argument("[file]", "a local copy to check (default: download the artifact and hash it)")
+    .option("--json", "print the verified statement as JSON")
+    .action(async (id: string, file: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const v = await verifyArtifact(Api.fromOptions(globals(cmd)), id, file);
+      if (opts.json) return printJson({ verified: true, keyId: v.keyId, currentKey: v.current, statement: v.statement });
+      const params = v.statement.predicate?.buildDefinition?.externalParameters ?? {};
+      const internal = v.statement.predicate?.buildDefinition?.internalParameters ?? {};
+      out(
+        details([
+          ["verified", `${v.checked}: sha256 ${v.subject.sha256}`],
+          ["artifact", `${id} (${v.subject.name})`],
+          ["signed by", `${v.keyId}${v.current ? "" : " (an earlier key)"}`],
+          ["builder", v.statement.predicate?.runDetails?.builder?.id],
+          ["sandbox", internal.sandboxId],
+          ...(params.command ? ([["command", params.command.line], ["cwd", params.command.cwd]] as [string, unknown][]) : []),
+          ["request", JSON.stringify(params.collect ?? params.export ?? null)],
+        ]),
+      );
     });
 
   artifacts

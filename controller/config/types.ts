@@ -1,4 +1,5 @@
 // The configuration's shape: what loadConfig (controller/config.ts) returns.
+import type { AttestationKeys } from "../attestation/keys.js";
 import type { Plan } from "../db/types.js";
 import type { AddressRule, AgentNetworks } from "../runtime/agent-network.js";
 
@@ -97,6 +98,8 @@ export interface Config {
   /** Archive artifacts: what one archive's index may hold, and what entry reads may cost. */
   archives: ArchiveConfig;
   logLevel: string;
+  /** The key that signs provenance statements, and earlier public keys that still verify. */
+  attestation: AttestationKeys;
   /** Events are kept this long (CROWNEST_EVENT_RETENTION_HOURS). */
   eventRetentionHours: number;
   webhooks: WebhookConfig;
@@ -129,4 +132,6 @@ export interface AccountLimits {
   concurrentExports: number;
   /** Commands running (or collecting) per account. */
   runningCommands: number;
+  /** Workspace watches open per account on one controller (held connections, counted in memory: a replica counts its own). */
+  watches: number;
 }

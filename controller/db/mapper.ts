@@ -185,6 +185,8 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     pack_key: row.pack?.key ?? null,
     pack_offset: row.pack ? toWhole(row.pack.offset, "pack.offset") : null,
     pack_length: row.pack ? toWhole(row.pack.length, "pack.length") : null,
+    // A new record is alive when it is written.
+    heartbeat_at: toMillis(row.createdAt, "createdAt"),
   };
 }
 

@@ -3,6 +3,7 @@
 // with a name that sorts after the last one; never edit an applied one.
 import { Migrator, sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
+import { provenance } from "./migrations/0011_provenance.js";
 import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
@@ -248,6 +249,7 @@ export const migrations: Record<string, Migration> = {
   "0005_idempotency_outcome": idempotencyOutcome,
   "0006_archive_limits": archiveLimits,
   "0008_events": events,
+  "0011_provenance": provenance,
   "0012_listings": listings,
   "0009_packs": packs,
   "0007_sandbox_image": sandboxImage,

@@ -73,6 +73,8 @@ export interface ArtifactsTable {
   pack_key: Generated<string | null>;
   pack_offset: Generated<number | null>;
   pack_length: Generated<number | null>;
+  /** A pending record's last sign of life (its export still streams); null on rows from before it existed. */
+  heartbeat_at: Generated<Millis | null>;
   /** What the artifact's entry index costs the quota (0 for single files). */
   index_bytes: Generated<number>;
 }
@@ -83,6 +85,15 @@ export interface PacksTable {
   size_bytes: number;
   live_members: number;
   live_bytes: number;
+  created_at: Millis;
+}
+
+export interface ArtifactAttestationsTable {
+  artifact_id: string;
+  /** Hex sha256 of the signing key's DER SubjectPublicKeyInfo. */
+  key_id: string;
+  /** The DSSE envelope as JSON. */
+  envelope: Json;
   created_at: Millis;
 }
 
@@ -183,6 +194,7 @@ export interface Database {
   artifacts: ArtifactsTable;
   packs: PacksTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_attestations: ArtifactAttestationsTable;
   artifact_restart_points: ArtifactRestartPointsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;

@@ -43,6 +43,7 @@ import type {
   PackRow,
   RestartPoint,
   SandboxRow,
+  AttestationRow,
 } from "./types.js";
 
 export type { StoreOptions } from "./kysely/dialect.js";
@@ -155,6 +156,14 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.announcing(event, this.run(() => sandboxes.markSandboxDestroyed(this.ctx, id, at, event)));
   }
 
+  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }, event?: EventDraft): Promise<boolean> {
+    return this.announcing(event, this.run(() => sandboxes.recordSandboxAgent(this.ctx, id, agent, event)));
+  }
+
+  deleteSandboxReservation(id: string): Promise<boolean> {
+    return this.run(() => sandboxes.deleteSandboxReservation(this.ctx, id));
+  }
+
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]> {
     return this.run(() => sandboxes.listExpiredSandboxes(this.ctx, now, limit));
   }
@@ -236,6 +245,18 @@ export class KyselyMetadataStore implements MetadataStore {
 
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]> {
     return this.run(() => artifacts.listStalePending(this.ctx, before, limit));
+  }
+
+  getAttestation(artifactId: string): Promise<AttestationRow | undefined> {
+    return this.run(() => artifacts.getAttestation(this.ctx, artifactId));
+  }
+
+  touchPendingArtifact(id: string, at: Date): Promise<boolean> {
+    return this.run(() => artifacts.touchPendingArtifact(this.ctx, id, at));
+  }
+
+  deletePendingArtifact(id: string, staleBefore?: Date): Promise<boolean> {
+    return this.run(() => artifacts.deletePendingArtifact(this.ctx, id, staleBefore));
   }
 
   claimExpiredArtifacts(now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {

@@ -108,6 +108,8 @@ export interface ReadyFigures {
   expiresAt: Date;
   /** What the artifact's entry index costs the quota (archives; 0 or absent for single files). */
   indexBytes?: number;
+  /** The signed provenance statement, stored in the ready mark's transaction. */
+  attestation?: AttestationRow;
 }
 
 export interface PackPlace {
@@ -125,6 +127,15 @@ export interface PackRow {
 }
 
 export type ArchiveFormat = "tar" | "tar.gz";
+
+/** An artifact's signed provenance statement. */
+export interface AttestationRow {
+  /** Hex sha256 of the signing key's DER SubjectPublicKeyInfo. */
+  keyId: string;
+  /** The DSSE envelope, JSON text. */
+  envelope: string;
+  createdAt: Date;
+}
 
 /** A gzip member of a stored .tar.gz: it starts at `blobOffset` in the blob, and its first byte is `tarOffset` of the plain tar. */
 export interface RestartPoint {
@@ -300,6 +311,14 @@ export interface MetadataStore extends EventStore {
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
   markSandboxDestroyed(id: string, at: Date, event?: EventDraft): Promise<boolean>;
+  /**
+   * Fills in the agent of a sandbox reserved without one (agentUrl ""): false
+   * when the row is gone, destroyed, or already has its agent. `event`
+   * (sandbox.created) is written with it, in one transaction.
+   */
+  recordSandboxAgent(id: string, agent: { agentUrl: string; agentToken: string; agentPid: number | null }, event?: EventDraft): Promise<boolean>;
+  /** Deletes a reservation whose agent never started (agentUrl ""); nothing else refers to it yet. */
+  deleteSandboxReservation(id: string): Promise<boolean>;
   /** Running sandboxes whose expiresAt <= now. */
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
   listRunningSandboxes(): Promise<SandboxRow[]>;
@@ -324,8 +343,14 @@ export interface MetadataStore extends EventStore {
    * not even `needBytes` fit (nothing changed) or the row is no longer pending.
    */
   growArtifactReservation(id: string, accountId: string, needBytes: number, wantBytes: number, quotaBytes: number): Promise<number | undefined>;
-  /** pending -> ready with the final figures; false when the record is gone. */
+  /**
+   * pending -> ready with the final figures, and its attestation stored in
+   * the same transaction (so no reader sees the artifact without it); false
+   * when the record is gone.
+   */
   markArtifactReady(id: string, ready: ReadyFigures, event?: EventDraft): Promise<boolean>;
+  /** The signed statement of an artifact; undefined for artifacts made before statements were signed. */
+  getAttestation(artifactId: string): Promise<AttestationRow | undefined>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
   /** Deletes the record (see deleteArtifactRecord); true when there was one. A ready artifact's deletion writes `event`; a pending one's never does. */
@@ -370,8 +395,17 @@ export interface MetadataStore extends EventStore {
    * one key: exactly one gets true (the unique storage_key decides).
    */
   claimStorageKey(row: ArtifactRow): Promise<boolean>;
-  /** Pending artifacts created before `before` (crashed exports). */
+  /** Pending artifacts whose last heartbeat (or, without one, creation) is before `before` (crashed exports). */
   listStalePending(before: Date, limit: number): Promise<ArtifactRow[]>;
+  /** A pending record's sign of life while its export streams; false when it is no longer pending (reaped, or ready). */
+  touchPendingArtifact(id: string, at: Date): Promise<boolean>;
+  /**
+   * Deletes the record only while it is pending (and, with `staleBefore`,
+   * only while its heartbeat is older than that), in one statement, its
+   * index and attestation with it: a record that became ready, or whose
+   * export beat since it was listed, is never deleted. True when deleted.
+   */
+  deletePendingArtifact(id: string, staleBefore?: Date): Promise<boolean>;
   /**
    * Claims up to `limit` ready artifacts with expiresAt <= now for sweeping,
    * so that with several replicas each is handed to one sweeper

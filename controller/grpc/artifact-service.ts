@@ -17,6 +17,7 @@ import {
   parseDownloadOptions,
   parseCreateArtifactBody,
 } from "../services/artifacts.js";
+import { getAttestationBundle, listAttestationKeys } from "../services/attestations.js";
 import { createBundleDownloadUrl } from "../services/bundles.js";
 import type { Caller } from "../services/caller.js";
 import { listArtifactEntries, openArtifactEntry, openEntryBytes } from "../services/entries.js";
@@ -32,6 +33,26 @@ const REPLAYED_HEADER = "idempotent-replayed";
 
 export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService> {
   return {
+    async getAttestation(req, ctx) {
+      const bundle = await getAttestationBundle(deps, callerOf(ctx), req.artifactId);
+      const dsse = bundle.dsseEnvelope as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
+      const keyId = (bundle.verificationMaterial as { publicKey: { hint: string } }).publicKey.hint;
+      return {
+        bundleJson: JSON.stringify(bundle),
+        mediaType: String(bundle.mediaType),
+        keyId,
+        envelope: {
+          payloadType: dsse.payloadType,
+          payload: Buffer.from(dsse.payload, "base64"),
+          signatures: dsse.signatures.map((sig) => ({ keyid: sig.keyid, sig: Buffer.from(sig.sig, "base64") })),
+        },
+      };
+    },
+
+    async listAttestationKeys() {
+      return { keys: listAttestationKeys(deps) };
+    },
+
     async createArtifact(req, ctx) {
       const caller = callerOf(ctx);
       const idempotencyKey = parseIdempotencyKey(ctx.requestHeader.get("idempotency-key") ?? undefined);

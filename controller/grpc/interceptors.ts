@@ -107,9 +107,14 @@ export function errorInterceptor(): Interceptor {
   };
 }
 
+/** Methods that need no API key (their handlers never call callerOf). */
+const PUBLIC_METHODS = new Set(["ListAttestationKeys"]);
+
 /** authorization: Bearer <api key> → Caller, through the same lookup REST uses. */
 export function authInterceptor(deps: Deps): Interceptor {
   return (next) => async (req) => {
+    // Public keys are public: anyone may check a statement.
+    if (PUBLIC_METHODS.has(req.method.name)) return next(req);
     const caller = await authenticate(deps.db, req.header.get("authorization"), req.contextValues.get(requestIdKey));
     req.contextValues.set(callerKey, caller);
     return next(req);

@@ -119,6 +119,59 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     ),
     responses: { 200: json(ref("DownloadUrl"), "the signed URL") },
   },
+  "GET /v1/artifacts/:artifactId/attestation": {
+    summary: "The artifact's signed provenance statement as a Sigstore bundle v0.3 (in-toto Statement v1, SLSA Provenance v1, DSSE, ECDSA P-256); 404 for artifacts made before statements were signed",
+    scopes: ["artifact:read"],
+    params: params("artifactId"),
+    responses: {
+      200: json(
+        {
+          type: "object",
+          required: ["mediaType", "verificationMaterial", "dsseEnvelope"],
+          properties: {
+            mediaType: { type: "string", enum: ["application/vnd.dev.sigstore.bundle.v0.3+json"] },
+            verificationMaterial: {
+              type: "object",
+              properties: { publicKey: { type: "object", required: ["hint"], properties: { hint: str("keyid: hex sha256 of the key's DER SubjectPublicKeyInfo") } } },
+            },
+            dsseEnvelope: {
+              type: "object",
+              required: ["payload", "payloadType", "signatures"],
+              properties: {
+                payload: str("base64 of the statement's JSON"),
+                payloadType: { type: "string", enum: ["application/vnd.in-toto+json"] },
+                signatures: { type: "array", items: { type: "object", properties: { keyid: str(), sig: str("base64 of a DER ECDSA signature over PAE(payloadType, payload)") } } },
+              },
+            },
+          },
+        },
+        "the bundle",
+      ),
+    },
+  },
+  "GET /v1/attestation-keys": {
+    summary: "The public keys provenance statements are signed with (current and earlier ones); no API key needed",
+    scopes: [],
+    responses: {
+      200: json(
+        {
+          type: "object",
+          required: ["keys"],
+          properties: {
+            keys: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["keyId", "algorithm", "publicKeyPem", "current"],
+                properties: { keyId: str(), algorithm: { type: "string", enum: ["ecdsa-p256-sha256"] }, publicKeyPem: str(), current: { type: "boolean" } },
+              },
+            },
+          },
+        },
+        "the keys",
+      ),
+    },
+  },
   "GET /v1/artifacts/:artifactId/entries": {
     summary: "An archive artifact's table of contents, from its index",
     scopes: ["artifact:read"],
@@ -238,6 +291,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
 /** Routes that need no API key (signed URLs, the document itself). */
 export const OPEN_ROUTES = new Set([
   "GET /v1/openapi.json",
+  "GET /v1/attestation-keys",
   "GET /v1/downloads/:artifactId",
   "HEAD /v1/downloads/:artifactId",
   "GET /v1/bundles/download",

@@ -11,11 +11,17 @@ import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { CrowNestError } from "../../common/errors.js";
 
-export const DEFAULT_AGENT_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
+/**
+ * None by default: a tenant cannot make the controller probe the operator's
+ * networks unless the operator listed them.
+ */
+export const DEFAULT_AGENT_NETWORKS = "";
 
 /** Which addresses a URL given by a caller may lead to (agents: CROWNEST_AGENT_NETWORKS; webhooks: CROWNEST_WEBHOOK_NETWORKS). */
 export interface AddressRule {
   allows(address: string): boolean;
+  /** True when nothing is listed: every URL is refused, naming the variable. */
+  readonly empty?: boolean;
 }
 
 /** A set of CIDRs; an address is allowed when it lies inside one (IPv4-mapped IPv6 counts as its IPv4 address). */
@@ -42,6 +48,11 @@ export class AgentNetworks implements AddressRule {
       .map((s) => s.trim())
       .filter((s) => s !== "");
     return new AgentNetworks(cidrs);
+  }
+
+  /** True when nothing is listed: every registration is refused. */
+  get empty(): boolean {
+    return this.cidrs.length === 0;
   }
 
   allows(address: string): boolean {
@@ -94,6 +105,13 @@ export function checkAgentAddress(rawUrl: string, networks: AddressRule, lookup:
 
 /** The one resolve-and-check rule for every URL a caller names (agents, webhooks): see checkAgentAddress. */
 export async function checkUrlAddress(rawUrl: string, networks: AddressRule, subject: UrlCheckSubject, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+  if (networks.empty) {
+    throw new CrowNestError(
+      "invalid_request",
+      `${subject.field}: this controller accepts no ${subject.what}: ${subject.variable} lists no networks (the operator sets the CIDRs ${subject.what} may live in)`,
+      { field: subject.field },
+    );
+  }
   const url = new URL(rawUrl);
   const hostname = hostnameOf(url);
   let addresses: LookupAddress[];

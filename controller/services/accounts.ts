@@ -111,13 +111,18 @@ export async function listApiKeys(deps: Deps, caller: Caller): Promise<ApiKeyLis
   }));
 }
 
-/** Deletes the key: refused (401) at its next request on every replica. Another account's key is not_found unless the caller is an operator. */
+/**
+ * Deletes the key: refused (401) at its next request on every replica. Another account's key is not_found unless the caller
+ * is an operator; a key holding a scope the caller lacks is permission_denied.
+ */
 export async function revokeApiKey(deps: Deps, caller: Caller, keyId: string): Promise<void> {
   if (!caller.scopes.has("operator")) requireScopes(caller, "admin");
   const row = typeof keyId === "string" && keyId.length > 0 && keyId.length <= 128 ? await deps.db.getApiKey(keyId) : undefined;
   if (!row || (row.accountId !== caller.accountId && !caller.scopes.has("operator"))) {
     throw new CrowNestError("not_found", `no API key ${keyId}`, { id: keyId });
   }
+  // A key takes away only what it could hand out: an admin cannot revoke an operator key.
+  requireScopes(caller, ...row.scopes);
   await deps.db.deleteApiKey(row.id);
   deps.log.info({ keyId: row.id, accountId: row.accountId, by: caller.keyId, requestId: caller.requestId }, "api key revoked");
 }

@@ -7,12 +7,13 @@
 import { CrowNestError } from "../../common/errors.js";
 
 /** How long a refused caller is told to wait: sandboxes end slowly, commands and exports quickly. */
-export const RETRY_AFTER_SECONDS = { sandboxes: 5, runningCommands: 1, concurrentExports: 1 } as const;
+export const RETRY_AFTER_SECONDS = { sandboxes: 5, runningCommands: 1, concurrentExports: 1, watches: 5 } as const;
 
 const WHAT = {
   sandboxes: "running sandboxes",
   runningCommands: "running commands",
   concurrentExports: "exports in flight",
+  watches: "workspace watches open",
 } as const;
 
 export function rateLimited(limit: keyof typeof WHAT, max: number): CrowNestError {

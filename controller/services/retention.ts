@@ -27,6 +27,27 @@ async function removeArtifact(deps: Deps, row: ArtifactRow, why: string): Promis
   }
 }
 
+/**
+ * A crashed export's record goes first, and only if it is still pending and
+ * its heartbeat still stale (one statement): an export that beat, or became
+ * ready, since it was listed keeps its record and blob. The blob follows; if
+ * that fails, the orphan sweeper deletes it after its grace period.
+ */
+async function removeStalePending(deps: Deps, row: ArtifactRow, before: Date): Promise<boolean> {
+  try {
+    if (!(await deps.db.deletePendingArtifact(row.id, before))) return false;
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not remove a stale pending artifact; will retry");
+    return false;
+  }
+  try {
+    await deps.blobs.delete(row.storageKey);
+  } catch (err) {
+    deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not delete a stale pending artifact's blob; left to the orphan sweeper");
+  }
+  return true;
+}
+
 /** Sweeps expired artifacts until none is left to claim; returns how many were removed. */
 export async function runSweepOnce(deps: Deps, options: { batch?: number; leaseMs?: number } = {}): Promise<{ swept: number }> {
   const batch = options.batch ?? SWEEP_BATCH;
@@ -46,8 +67,8 @@ export async function runSweepOnce(deps: Deps, options: { batch?: number; leaseM
 }
 
 /**
- * Removes pending records older than config.pendingMaxAgeMs (crashed
- * exports), blob included; expired idempotency keys; and in-progress keys of
+ * Removes pending records whose heartbeat is older than
+ * config.pendingMaxAgeMs (crashed exports), blob included; expired idempotency keys; and in-progress keys of
  * the same age, whose request died with its controller.
  */
 export async function runReconcileOnce(
@@ -59,7 +80,7 @@ export async function runReconcileOnce(
     const stale = await deps.db.listStalePending(before, RECONCILE_BATCH);
     let removedHere = 0;
     for (const row of stale) {
-      if (await removeArtifact(deps, row, "a stale pending")) {
+      if (await removeStalePending(deps, row, before)) {
         removedHere++;
         deps.metrics.reconciled.inc({ kind: "pending_artifact" });
       }

@@ -119,41 +119,49 @@ export async function createSandbox(deps: Deps, caller: Caller, input: CreateSan
   const timeoutSeconds = validateTimeout(input.timeoutSeconds) ?? deps.config.sandboxDefaultTimeoutSeconds;
   const image = resolveImage(deps, input.image);
   const max = deps.config.limits.sandboxes;
-  // Cheap refusal before an agent is started; the insert below is the check that holds under races.
-  if ((await deps.db.runningSandboxCount(caller.accountId, deps.clock.now())) >= max) throw rateLimited("sandboxes", max);
   const id = newId("sbx");
-  const endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken, ...(image !== null ? { image } : {}) });
   const createdAt = deps.clock.now();
-  const row: SandboxRow = {
+  // The counted row is reserved before any agent starts (its agent not yet recorded: agentUrl ""), so parallel
+  // creates past the limit are refused without starting anything; the row gets its agent once it runs.
+  const reserved: SandboxRow = {
     id,
     accountId: caller.accountId,
     status: "running",
     runtime: deps.runtime.kind,
-    agentUrl: endpoint.url,
-    agentToken: endpoint.token,
-    agentPid: endpoint.pid,
+    agentUrl: "",
+    agentToken: "",
+    agentPid: null,
     createdAt,
     expiresAt: new Date(createdAt.getTime() + timeoutSeconds * 1000),
     destroyedAt: null,
     image,
   };
+  if (!(await deps.db.createSandboxWithinLimit(reserved, max, createdAt))) throw rateLimited("sandboxes", max);
+  let endpoint: AgentEndpoint;
+  try {
+    endpoint = await deps.runtime.start(id, { agentUrl: input.agentUrl, agentToken: input.agentToken, ...(image !== null ? { image } : {}) });
+  } catch (err) {
+    await deps.db.deleteSandboxReservation(id).catch((e: unknown) => deps.log.error({ err: e, sandboxId: id }, "dropping a sandbox reservation failed; it counts until it expires"));
+    throw err;
+  }
+  const row: SandboxRow = { ...reserved, agentUrl: endpoint.url, agentToken: endpoint.token, agentPid: endpoint.pid };
   let recorded: boolean;
   try {
     const now = deps.clock.now();
-    recorded = await deps.db.createSandboxWithinLimit(row, max, now, {
+    recorded = await deps.db.recordSandboxAgent(id, row, {
       accountId: row.accountId,
       type: "sandbox.created",
       data: { ...sandboxView(row, now) },
       createdAt: now,
     });
   } catch (err) {
-    recorded = false;
     await stopUnrecorded(deps, id, endpoint);
     throw err;
   }
   if (!recorded) {
+    // Deleted while its agent started.
     await stopUnrecorded(deps, id, endpoint);
-    throw rateLimited("sandboxes", max);
+    throw new CrowNestError("sandbox_not_running", `sandbox ${id} was deleted while it started`, { id });
   }
   deps.log.info({ sandboxId: id, accountId: caller.accountId, requestId: caller.requestId, expiresAt: row.expiresAt }, "sandbox created");
   return row;
@@ -182,6 +190,8 @@ export async function requireRunningSandbox(deps: Deps, caller: Caller, id: stri
   if (!isSandboxRunning(row, deps.clock.now())) {
     throw new CrowNestError("sandbox_not_running", `sandbox ${id} is not running`, { id });
   }
+  // Reserved, its agent still starting (only its creator knows the id yet).
+  if (row.agentUrl === "") throw new CrowNestError("sandbox_not_running", `sandbox ${id} is still starting`, { id });
   return row;
 }
 

@@ -11,7 +11,9 @@ import { WORKSPACE, normalizeWorkspacePath } from "../../common/paths.js";
 import type { WatchEventType, WatchResponse } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Deps } from "../deps.js";
 import { fromAgentError } from "../runtime/agent-errors.js";
+import type { SandboxRow } from "../db/types.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { rateLimited } from "./limits.js";
 import { agentOf, requireRunningSandbox } from "./sandboxes.js";
 
 /** What a watch reports: once "ready" (the watch holds), then one event per change under the path. */
@@ -35,6 +37,46 @@ export async function* watchWorkspace(
   requireScopes(caller, "file:read");
   const watched = normalizeWorkspacePath(path ?? WORKSPACE);
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
+  const release = takeWatch(deps, caller.accountId);
+  try {
+    yield* relay(deps, caller, sandbox, sandboxId, watched, signal);
+  } finally {
+    release();
+  }
+}
+
+/** Watches open per account on this controller, per controller (keyed by its metadata store). */
+const openWatches = new WeakMap<object, Map<string, number>>();
+
+/** Counts one watch of the account, or rate_limited at CROWNEST_MAX_WATCHES_PER_ACCOUNT; the returned function gives it back once. */
+function takeWatch(deps: Deps, accountId: string): () => void {
+  let counts = openWatches.get(deps.db);
+  if (!counts) {
+    counts = new Map();
+    openWatches.set(deps.db, counts);
+  }
+  const max = deps.config.limits.watches;
+  const held = counts.get(accountId) ?? 0;
+  if (held >= max) throw rateLimited("watches", max);
+  counts.set(accountId, held + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = (counts.get(accountId) ?? 1) - 1;
+    if (left <= 0) counts.delete(accountId);
+    else counts.set(accountId, left);
+  };
+}
+
+async function* relay(
+  deps: Deps,
+  caller: Caller,
+  sandbox: SandboxRow,
+  sandboxId: string,
+  watched: string,
+  signal: AbortSignal,
+): AsyncGenerator<WorkspaceEvent> {
   const events = agentOf(deps, sandbox).workspace.watch({ path: watched }, { signal });
   let failure: unknown;
   try {

@@ -31,7 +31,7 @@ describe("loadConfig", () => {
     expect(config.plans.free.retentionDays).toBe(7);
     expect(config.plans.developer.retentionDays).toBe(30);
     expect(config.publicUrl).toBeUndefined();
-    expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64 });
+    expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64, watches: 16 });
   });
 
   it("bounds archives: 100,000 entries and 4 decompressions by default, or as set", () => {
@@ -47,7 +47,7 @@ describe("loadConfig", () => {
       CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT: "6",
       CROWNEST_MAX_RUNNING_COMMANDS_PER_ACCOUNT: "7",
     });
-    expect(config.limits).toEqual({ sandboxes: 5, concurrentExports: 6, runningCommands: 7 });
+    expect(config.limits).toEqual({ sandboxes: 5, concurrentExports: 6, runningCommands: 7, watches: 16 });
   });
 
   it("generates the bootstrap key once, stores it 0600, and reuses it", async () => {

@@ -110,18 +110,35 @@ describe("registration cannot harm the controller (whatever answers at agentUrl)
   });
 });
 
-describe("CROWNEST_AGENT_NETWORKS (default: private ranges only)", () => {
+describe("CROWNEST_AGENT_NETWORKS (default: none; when listed, nothing outside the list)", () => {
   let strict: InProcessController;
   let strictCall: ReturnType<typeof api>;
+  let closed: InProcessController;
   let peer: Peer;
   beforeAll(async () => {
-    strict = await startControllerInProcess({ CROWNEST_RUNTIME: "external" });
+    [strict, closed] = await Promise.all([
+      startControllerInProcess({ CROWNEST_RUNTIME: "external", CROWNEST_AGENT_NETWORKS: "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7" }),
+      // Nothing set: the default.
+      startControllerInProcess({ CROWNEST_RUNTIME: "external" }),
+    ]);
     strictCall = api(strict.httpUrl, strict.apiKey);
     peer = await startNotAnAgent("http1");
   });
   afterAll(async () => {
     await strict?.dispose();
+    await closed?.dispose();
     await peer?.close();
+  });
+
+  it("with none set, every registration is refused (private ranges and loopback alike), naming the variable, before any connection", async () => {
+    const call = api(closed.httpUrl, closed.apiKey);
+    for (const agentUrl of [peer.url, "http://10.1.2.3:8080", "http://192.168.1.1:80", "http://[fc00::1]:80", "http://agent.example.invalid:80"]) {
+      const res = await call("POST", "/v1/sandboxes", { agentUrl, agentToken: HOSTILE_TOKEN });
+      expect(res.status, agentUrl).toBe(400);
+      expect(res.json.error).toMatchObject({ code: "invalid_request", details: { field: "agentUrl" } });
+      expect(res.json.error.message, agentUrl).toMatch(/CROWNEST_AGENT_NETWORKS lists no networks/);
+    }
+    expect(peer.connections).toBe(0);
   });
 
   it("refuses loopback, link-local, unspecified, multicast and public addresses as invalid_request, before any connection", async () => {

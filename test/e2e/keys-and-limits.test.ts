@@ -136,11 +136,15 @@ describe("GET /v1/api-keys and DELETE /v1/api-keys/{keyId}", () => {
     await a.call("DELETE", `/v1/sandboxes/${sbx}`);
   });
 
-  it("an operator revokes a key of another account", async () => {
+  it("an operator revokes a key of another account (holding its scopes; an operator-only key may not)", async () => {
     const a = await tenant(["admin", "sandbox:create"]);
-    const op = api(ctl.httpUrl, await newKey(root, ["operator"]));
+    const opOnly = api(ctl.httpUrl, await newKey(root, ["operator"]));
+    const op = api(ctl.httpUrl, await newKey(root, [...SCOPES]));
     const list = await a.call("GET", "/v1/api-keys");
     const id = list.json.apiKeys[0].id as string;
+    const refused = await opOnly("DELETE", `/v1/api-keys/${id}`);
+    expect(refused.status).toBe(403);
+    expect([...refused.json.error.details.missingScopes].sort()).toEqual(["admin", "sandbox:create"]);
     expect((await op("DELETE", `/v1/api-keys/${id}`)).status).toBe(204);
     expect((await a.call("GET", "/v1/api-keys")).status).toBe(401);
   });
@@ -153,6 +157,26 @@ async function expectRateLimited(res: { status: number; json: any; headers: Head
   expect(Number.isInteger(after) && after >= 1).toBe(true);
   expect(res.headers.get("retry-after")).toBe(String(after));
 }
+
+describe("revoking takes away only what the caller holds", () => {
+  it("an admin cannot revoke an operator key of its own account, nor a key with a scope it lacks; the keys keep working", async () => {
+    const a = await tenant(["admin", "sandbox:read"]);
+    const operatorKey = await newKey(root, ["operator"], a.accountId);
+    const creatorKey = await newKey(root, ["sandbox:create"], a.accountId);
+    const readerKey = await newKey(root, ["sandbox:read"], a.accountId);
+    const ids = new Map((await a.call("GET", "/v1/api-keys")).json.apiKeys.map((k: { id: string; scopes: string[] }) => [k.scopes.join(","), k.id]));
+    for (const [scopes, missing] of [["operator", "operator"], ["sandbox:create", "sandbox:create"]] as const) {
+      const res = await a.call("DELETE", `/v1/api-keys/${ids.get(scopes)}`);
+      expect(res.status, scopes).toBe(403);
+      expect(res.json.error).toMatchObject({ code: "permission_denied", details: { missingScopes: [missing] } });
+    }
+    expect((await api(ctl.httpUrl, operatorKey)("GET", "/v1/api-keys")).status).toBe(200);
+    expect((await api(ctl.httpUrl, creatorKey)("POST", "/v1/sandboxes", { timeoutSeconds: 60 })).status).toBe(201);
+    // A key whose scopes the admin holds all of is revoked.
+    expect((await a.call("DELETE", `/v1/api-keys/${ids.get("sandbox:read")}`)).status).toBe(204);
+    expect((await api(ctl.httpUrl, readerKey)("GET", "/v1/api-keys")).status).toBe(401);
+  });
+});
 
 describe("per-account limits", () => {
   it("running sandboxes: the limit'th + 1 is 429 rate_limited through REST and gRPC; another account is not affected; a delete makes room", async () => {
@@ -171,6 +195,47 @@ describe("per-account limits", () => {
     expect((await a.call("DELETE", `/v1/sandboxes/${first}`)).status).toBe(204);
     const third = await newSandbox(a.call);
     for (const [call, id] of [[a.call, second], [a.call, third], [b.call, other]] as const) await call("DELETE", `/v1/sandboxes/${id}`);
+  });
+
+  it("running sandboxes: ten parallel creates past the limit start only the agents that fit (the row is reserved first)", async () => {
+    const a = await tenant();
+    const runtime = ctl.deps.runtime;
+    const start = runtime.start.bind(runtime);
+    let started = 0;
+    runtime.start = (id, request) => {
+      started++;
+      return start(id, request);
+    };
+    let results: { status: number; json: any }[];
+    try {
+      results = await Promise.all(Array.from({ length: 10 }, () => a.call("POST", "/v1/sandboxes", { timeoutSeconds: 60 })));
+    } finally {
+      runtime.start = start;
+    }
+    const created = results.filter((r) => r.status === 201);
+    expect(created).toHaveLength(2);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(8);
+    expect(started).toBe(2);
+    for (const r of created) {
+      expect((await a.call("GET", `/v1/sandboxes/${r.json.id}`)).json.status).toBe("running");
+      expect((await a.call("DELETE", `/v1/sandboxes/${r.json.id}`)).status).toBe(204);
+    }
+  });
+
+  it("a sandbox whose agent fails to start gives its reserved place back", async () => {
+    const a = await tenant();
+    const runtime = ctl.deps.runtime;
+    const start = runtime.start.bind(runtime);
+    runtime.start = async () => {
+      throw new Error("agent failed to start");
+    };
+    try {
+      for (let i = 0; i < 3; i++) expect((await a.call("POST", "/v1/sandboxes", { timeoutSeconds: 60 })).status).toBe(500);
+    } finally {
+      runtime.start = start;
+    }
+    const ids = [await newSandbox(a.call), await newSandbox(a.call)];
+    for (const id of ids) await a.call("DELETE", `/v1/sandboxes/${id}`);
   });
 
   it("running commands: a second command while one runs is 429 (REST start, REST run, gRPC); free again once it ended", async () => {

@@ -20,6 +20,8 @@ export const HOSTILE_TOKEN = "h".repeat(32);
 export const TEN = Buffer.from("0123456789");
 export const MiB = 1024 * 1024;
 export const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+/** What "slow.bin" holds: 400 bytes sent over about 4 s. */
+export const SLOW = Buffer.alloc(400, "s");
 
 const mtime = () => create(TimestampSchema, { seconds: BigInt(Math.floor(Date.now() / 1000)), nanos: 0 });
 export function fileInfo(path: string, type: FileType, size: number) {
@@ -78,6 +80,19 @@ export const SCRIPTS: Record<string, Script> = {
     },
   },
   "stat-stall.bin": { stat: "stall", events: SCRIPT_NEVER() },
+  // Honest but slow: 40 chunks of 10 bytes, 100 ms apart (about 4 s), the right trailer.
+  "slow.bin": {
+    stat: SLOW.length,
+    async *events(signal, path) {
+      yield { case: "header", value: fileInfo(path, FileType.REGULAR, SLOW.length) };
+      for (let i = 0; i < SLOW.length; i += 10) {
+        if (signal.aborted) return;
+        await new Promise((r) => setTimeout(r, 100));
+        yield { case: "chunk", value: SLOW.subarray(i, i + 10) };
+      }
+      yield { case: "trailer", value: { size: BigInt(SLOW.length), sha256: sha(SLOW) } };
+    },
+  },
   // One message over the controller's 4 MiB bound for agent messages.
   "oversized.bin": {
     stat: 5 * MiB,

@@ -1,12 +1,14 @@
 // Queries on artifacts once they exist: reading, listing, deleting, and the
 // sweepers' claims (expired, stale pending, orphaned storage keys).
-import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
+import { sql } from "kysely";
+import { artifactFromDb, artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
 import type { EventDraft } from "../event-types.js";
-import type { ArtifactCursor, ArtifactRow } from "../types.js";
+import type { ArtifactCursor, ArtifactRow, AttestationRow } from "../types.js";
 import { appendEvent } from "./events.js";
 import type { Ctx } from "./context.js";
 import { findPackKeys } from "./packs.js";
+import { lastBeat } from "./pending-beat.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
   const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
@@ -84,12 +86,30 @@ export async function listStalePending({ db }: Ctx, before: Date, limit: number)
     .selectFrom("artifacts")
     .selectAll()
     .where("state", "=", "pending")
-    .where("created_at", "<", toMillis(before, "before"))
+    .where(lastBeat, "<", toMillis(before, "before"))
     .orderBy("created_at")
     .orderBy("id")
     .limit(toWhole(limit, "limit"))
     .execute();
   return rows.map(artifactFromDb);
+}
+
+export async function touchPendingArtifact({ db }: Ctx, id: string, at: Date): Promise<boolean> {
+  const res = await db
+    .updateTable("artifacts")
+    .set({ heartbeat_at: toMillis(at, "at") })
+    .where("id", "=", id)
+    .where("state", "=", "pending")
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+export async function deletePendingArtifact({ db }: Ctx, id: string, staleBefore?: Date): Promise<boolean> {
+  // One statement: the state (and heartbeat) are checked by the very delete; entries and attestation go by the cascade.
+  let q = db.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "pending");
+  if (staleBefore !== undefined) q = q.where(lastBeat, "<", toMillis(staleBefore, "staleBefore"));
+  const res = await q.executeTakeFirst();
+  return res.numDeletedRows > 0n;
 }
 
 export async function claimExpiredArtifacts({ db, dialect }: Ctx, now: Date, limit: number, leaseMs: number): Promise<ArtifactRow[]> {
@@ -114,4 +134,9 @@ export async function claimExpiredArtifacts({ db, dialect }: Ctx, now: Date, lim
     .returningAll()
     .execute();
   return rows.map(artifactFromDb).sort((a, b) => a.expiresAt!.getTime() - b.expiresAt!.getTime());
+}
+
+export async function getAttestation({ db }: Ctx, artifactId: string): Promise<AttestationRow | undefined> {
+  const r = await db.selectFrom("artifact_attestations").selectAll().where("artifact_id", "=", artifactId).executeTakeFirst();
+  return r && { keyId: r.key_id, envelope: r.envelope, createdAt: new Date(fromInt(r.created_at)) };
 }

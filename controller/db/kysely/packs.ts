@@ -64,6 +64,7 @@ export function deleteArtifactRecord({ db, dialect }: Ctx, id: string, event?: E
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
     await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
+    await trx.deleteFrom("artifact_attestations").where("artifact_id", "=", id).execute();
     // A ready artifact's deletion writes its event; a pending one (a failed export, the reconciler) was never visible.
     let gone = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").returning(["pack_key", "pack_length"]).executeTakeFirst();
     if (gone !== undefined && event) await appendEvent(trx, dialect, event);

@@ -7,6 +7,7 @@ import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore, PackPlace } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
+import { lastBeat } from "./pending-beat.js";
 import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 
@@ -39,7 +40,7 @@ async function accountBytes(trx: Executor, accountId: string, except?: string): 
   return fromInt(r.total);
 }
 
-/** The account's exports in flight: pending, no command, created at or after `since`. */
+/** The account's exports in flight: pending, no command, alive (heartbeat) at or after `since`. */
 async function exportsInFlight(trx: Executor, accountId: string, since: Date): Promise<number> {
   const r = await trx
     .selectFrom("artifacts")
@@ -47,7 +48,7 @@ async function exportsInFlight(trx: Executor, accountId: string, since: Date): P
     .where("account_id", "=", accountId)
     .where("state", "=", "pending")
     .where("command_id", "is", null)
-    .where("created_at", ">=", toMillis(since, "inFlight.since"))
+    .where(lastBeat, ">=", toMillis(since, "inFlight.since"))
     .executeTakeFirstOrThrow();
   return fromInt(r.n);
 }
@@ -177,8 +178,8 @@ export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<Rea
     });
   return new GroupCommit<ReadyMark, boolean>(
     (batch) => run(() => markAll(batch)),
-    // Alone and without an event: one statement, no transaction.
-    (mark) => run(async () => (mark.event === undefined ? markReady(db, mark.id, mark.ready) : (await markAll([mark]))[0]!)),
+    // Alone, without an event or an attestation to store with it: one statement, no transaction.
+    (mark) => run(async () => (mark.event === undefined && !mark.ready.attestation ? markReady(db, mark.id, mark.ready) : (await markAll([mark]))[0]!)),
   );
 }
 
@@ -198,5 +199,17 @@ export async function markReady(db: Executor, id: string, ready: ReadyFigures, p
     .where("id", "=", id)
     .where("state", "=", "pending")
     .executeTakeFirst();
-  return res.numUpdatedRows > 0n;
+  if (res.numUpdatedRows === 0n) return false;
+  if (ready.attestation) {
+    await db
+      .insertInto("artifact_attestations")
+      .values({
+        artifact_id: id,
+        key_id: ready.attestation.keyId,
+        envelope: ready.attestation.envelope,
+        created_at: toMillis(ready.attestation.createdAt, "attestation.createdAt"),
+      })
+      .execute();
+  }
+  return true;
 }

@@ -57,6 +57,37 @@ async function destroyRow(trx: Executor, id: string, at: Date): Promise<bigint> 
   return res.numUpdatedRows;
 }
 
+/** A reservation is a running row whose agent is not recorded yet (agent_url ""). */
+export async function recordSandboxAgent(
+  { db, dialect }: Ctx,
+  id: string,
+  agent: { agentUrl: string; agentToken: string; agentPid: number | null },
+  event?: EventDraft,
+): Promise<boolean> {
+  const record = async (trx: Executor) => {
+    const res = await trx
+      .updateTable("sandboxes")
+      .set({ agent_url: agent.agentUrl, agent_token: agent.agentToken, agent_pid: agent.agentPid })
+      .where("id", "=", id)
+      .where("status", "=", "running")
+      .where("agent_url", "=", "")
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
+  };
+  if (event === undefined) return record(db);
+  // The sandbox.created event goes with the agent's record: a reservation whose agent never started was never created.
+  return db.transaction().execute(async (trx) => {
+    const recorded = await record(trx);
+    if (recorded) await appendEvent(trx, dialect, event);
+    return recorded;
+  });
+}
+
+export async function deleteSandboxReservation({ db }: Ctx, id: string): Promise<boolean> {
+  const res = await db.deleteFrom("sandboxes").where("id", "=", id).where("agent_url", "=", "").executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
 export async function listExpiredSandboxes({ db }: Ctx, now: Date, limit: number): Promise<SandboxRow[]> {
   const rows = await db
     .selectFrom("sandboxes")

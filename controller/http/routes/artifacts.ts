@@ -16,6 +16,7 @@ import {
 import { createBundleDownloadUrl } from "../../services/bundles.js";
 import { entryView, listArtifactEntries } from "../../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../../services/idempotency.js";
+import { getAttestationBundle, listAttestationKeys } from "../../services/attestations.js";
 import { callerOf } from "../context.js";
 
 
@@ -88,6 +89,13 @@ export function register(app: FastifyInstance, deps: Deps): void {
     });
     return { artifacts: page.artifacts.map(artifactView), nextCursor: page.nextCursor };
   });
+
+  app.get<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId/attestation", async (request) => {
+    return getAttestationBundle(deps, callerOf(request), request.params.artifactId);
+  });
+
+  // Public keys: anyone may check a statement, no key needed.
+  app.get("/v1/attestation-keys", { config: { auth: "none" } }, async () => ({ keys: listAttestationKeys(deps) }));
 
   app.get<{ Params: { artifactId: string } }>("/v1/artifacts/:artifactId", async (request) => {
     return artifactView(await getArtifact(deps, callerOf(request), request.params.artifactId));

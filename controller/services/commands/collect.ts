@@ -53,6 +53,8 @@ export class Collection {
     private readonly sandbox: SandboxRow,
     private readonly commandId: string,
     private readonly entries: CollectEntry[],
+    /** The command as its provenance statements name it. */
+    private readonly command: { line: string; cwd: string; startedAt: Date } = { line: "", cwd: "", startedAt: new Date(0) },
   ) {}
 
   /** Changes whenever something worth keeping after a crash happened (an item recorded, a glob settled). */
@@ -79,7 +81,7 @@ export class Collection {
     const globs: { index: number; entry: GlobEntry }[] = [];
     this.entries.forEach((entry, index) => (isGlobEntry(entry) ? globs.push({ index, entry }) : paths.push({ index, entry })));
 
-    const inputs = paths.map(({ entry }) => this.input(entry.path, entry, account));
+    const inputs = paths.map(({ entry }) => this.input(entry.path, entry, account, entry));
     const exports = exportFiles(this.deps, inputs, this.deps.config.collectConcurrency);
     await Promise.all(
       exports.map((done, k) =>
@@ -103,8 +105,14 @@ export class Collection {
     return { status: collectOutcome(this.made, this.failures.length), errors: this.errors() };
   }
 
-  private input(path: string, entry: { name?: string; retentionDays?: number; format?: ExportInput["format"] }, account: AccountRow | undefined): ExportInput {
+  private input(
+    path: string,
+    entry: { name?: string; retentionDays?: number; format?: ExportInput["format"] },
+    account: AccountRow | undefined,
+    item: CollectEntry,
+  ): ExportInput {
     return {
+      origin: { kind: "collect", command: { id: this.commandId, ...this.command }, item },
       accountId: this.sandbox.accountId,
       sandbox: this.sandbox,
       path,
@@ -144,7 +152,7 @@ export class Collection {
       try {
         await exportGlobArchive(
           this.deps,
-          { ...this.input("", entry, account), glob: entry.glob },
+          { ...this.input("", entry, account, entry), glob: entry.glob },
           files,
           (path, error) => this.record(index, ++at, path, name, error),
         );
@@ -154,7 +162,7 @@ export class Collection {
       }
       return;
     }
-    const exports = exportFiles(this.deps, files.map((path) => this.input(path, { ...entry, format: "tar" }, account)), this.deps.config.collectConcurrency);
+    const exports = exportFiles(this.deps, files.map((path) => this.input(path, { ...entry, format: "tar" }, account, entry)), this.deps.config.collectConcurrency);
     const base = at;
     await Promise.all(
       exports.map((done, k) =>

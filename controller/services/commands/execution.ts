@@ -103,7 +103,7 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
       await deps.db.updateCommand(row.id, patch, collectStatus === "pending" ? undefined : finishedEvent(afterRun, [], afterRun.heartbeatAt));
       if (collectStatus !== "pending") return afterRun;
 
-      collection = new Collection(deps, sandbox, row.id, request.collect);
+      collection = new Collection(deps, sandbox, row.id, request.collect, { line: afterRun.command, cwd: afterRun.cwd, startedAt: afterRun.startedAt });
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };

@@ -5,6 +5,7 @@ import { CrowNestError } from "../../../common/errors.js";
 import { normalizeWorkspacePath } from "../../../common/paths.js";
 import type { PlanLimits } from "../../config.js";
 import type { AccountRow, ArchiveFormat, SandboxRow } from "../../db/types.js";
+import type { ExportOrigin } from "../../attestation/statement.js";
 import type { Deps } from "../../deps.js";
 import { limitsFor } from "./limits.js";
 import { validateArtifactName } from "./naming.js";
@@ -24,6 +25,8 @@ export interface ExportInput {
   retentionDays?: number;
   /** How an archive is stored (default "tar"); a regular file is always stored as it is. */
   format?: ArchiveFormat;
+  /** What asked for it, for its provenance statement (a command's collect item); absent: an explicit export of `path`. */
+  origin?: ExportOrigin;
 }
 
 /** The checks that need no agent: the sandbox's owner, the path's lexical rule, the name. Returns the normalized path. */

@@ -15,6 +15,9 @@ import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
 import { storedArchiveBytes } from "./archive.js";
 import type { ExportInput } from "./input.js";
 import { retentionFor } from "./limits.js";
+import { attestArtifact } from "../../attestation/sign.js";
+import type { ExportOrigin } from "../../attestation/statement.js";
+import { startHeartbeat } from "./heartbeat.js";
 import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
@@ -151,6 +154,8 @@ export async function storeExport(
     abort.abort(failure);
     return failure;
   };
+  // The record beats while the export runs, so the reconciler never takes a long export for a crashed one.
+  const stopHeartbeat = startHeartbeat(deps, id, fail);
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
     const chunks = reader.chunks();
@@ -234,8 +239,12 @@ export async function storeExport(
       ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
     };
     const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
+    // Signed before it is ready, stored in the ready mark's transaction (a pack's too): never visible without its attestation.
+    const attestation = await attestArtifact(deps, made, originOf(input, sourcePath, format), sandbox, pending.createdAt);
     const created: EventDraft = { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt };
-    const marked = packed ? await seat.join(id, ready, parts, result.size, created) : await deps.db.markArtifactReady(id, ready, created);
+    const signed = { ...ready, attestation };
+    const marked = packed ? await seat.join(id, signed, parts, result.size, created) : await deps.db.markArtifactReady(id, signed, created);
+    stopHeartbeat();
     parts = [];
     if (!marked) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
@@ -243,10 +252,20 @@ export async function storeExport(
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
     return made;
   } catch (err) {
+    stopHeartbeat();
     if (!abort.signal.aborted) abort.abort(err);
     await discardPending(deps, pending, blobWritten);
     throw err;
   }
+}
+
+/** What asked for the export: the input's origin (a collect item), else the explicit export request itself. */
+function originOf(input: ExportInput, sourcePath: string, format: ArchiveFormat): ExportOrigin {
+  if (input.origin) return input.origin;
+  return {
+    kind: "export",
+    request: { path: input.path === sourcePath ? sourcePath : input.path, ...(input.name !== undefined ? { name: input.name } : {}), ...(input.format !== undefined ? { format } : {}) },
+  };
 }
 
 /**
@@ -263,7 +282,8 @@ async function discardPending(deps: Deps, row: ArtifactRow, blobWritten: boolean
     return;
   }
   try {
-    await deps.db.deleteArtifact(row.id);
+    // Only while pending: a failure never takes away a record that is ready.
+    await deps.db.deletePendingArtifact(row.id);
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, "could not delete the pending record of a failed export; left to the reconciler");
   }

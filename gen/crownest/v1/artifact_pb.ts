@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/artifact.proto.
  */
 export const file_crownest_v1_artifact: GenFile = /*@__PURE__*/
-  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiggIKFUNyZWF0ZUFydGlmYWN0UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoEbmFtZRgDIAEoCUgAiAEBEhEKBGdsb2IYBCABKAlIAYgBARIPCgdleGNsdWRlGAUgAygJEhsKDmluY2x1ZGVfaGlkZGVuGAYgASgISAKIAQESGwoOcmV0ZW50aW9uX2RheXMYByABKA1IA4gBARITCgZmb3JtYXQYCCABKAlIBIgBAUIHCgVfbmFtZUIHCgVfZ2xvYkIRCg9faW5jbHVkZV9oaWRkZW5CEQoPX3JldGVudGlvbl9kYXlzQgkKB19mb3JtYXQiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJlChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkiWgoVTGlzdEFydGlmYWN0c1Jlc3BvbnNlEigKCWFydGlmYWN0cxgBIAMoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChVEZWxldGVBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkiGAoWRGVsZXRlQXJ0aWZhY3RSZXNwb25zZSKUAQoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgoKAmlkGAEgASgJEhIKBWVudHJ5GAIgASgJSACIAQESGAoLZGlzcG9zaXRpb24YAyABKAlIAYgBARIWCglhdXRoX21vZGUYBCABKAlIAogBAUIICgZfZW50cnlCDgoMX2Rpc3Bvc2l0aW9uQgwKCl9hdXRoX21vZGUi8QEKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJECgdoZWFkZXJzGAMgAygLMjMuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZS5IZWFkZXJzRW50cnkSEQoJYXV0aF9tb2RlGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm8KE1JlYWRBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEhMKBmxlbmd0aBgDIAEoBEgAiAEBEhIKBWVudHJ5GAQgASgJSAGIAQFCCQoHX2xlbmd0aEIICgZfZW50cnkiiAEKElJlYWRBcnRpZmFjdEhlYWRlchInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0Eg4KBm9mZnNldBgCIAEoBBIOCgZsZW5ndGgYAyABKAQSKQoFZW50cnkYBCABKAsyGi5jcm93bmVzdC52MS5BcnRpZmFjdEVudHJ5IqIBCg1BcnRpZmFjdEVudHJ5EgwKBHBhdGgYASABKAkSDAoEdHlwZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC2xpbmtfdGFyZ2V0GAYgASgJSACIAQFCDgoMX2xpbmtfdGFyZ2V0Il8KGkxpc3RBcnRpZmFjdEVudHJpZXNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJjChtMaXN0QXJ0aWZhY3RFbnRyaWVzUmVzcG9uc2USKwoHZW50cmllcxgBIAMoCzIaLmNyb3duZXN0LnYxLkFydGlmYWN0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjYKHkNyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVxdWVzdBIUCgxhcnRpZmFjdF9pZHMYASADKAki/QEKH0NyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJKCgdoZWFkZXJzGAMgAygLMjkuY3Jvd25lc3QudjEuQ3JlYXRlQnVuZGxlRG93bmxvYWRVcmxSZXNwb25zZS5IZWFkZXJzRW50cnkSEQoJYXV0aF9tb2RlGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImMKFFJlYWRBcnRpZmFjdFJlc3BvbnNlEjEKBmhlYWRlchgBIAEoCzIfLmNyb3duZXN0LnYxLlJlYWRBcnRpZmFjdEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBwoFZXZlbnQyjAYKD0FydGlmYWN0U2VydmljZRJZCg5DcmVhdGVBcnRpZmFjdBIiLmNyb3duZXN0LnYxLkNyZWF0ZUFydGlmYWN0UmVxdWVzdBojLmNyb3duZXN0LnYxLkNyZWF0ZUFydGlmYWN0UmVzcG9uc2USUAoLR2V0QXJ0aWZhY3QSHy5jcm93bmVzdC52MS5HZXRBcnRpZmFjdFJlcXVlc3QaIC5jcm93bmVzdC52MS5HZXRBcnRpZmFjdFJlc3BvbnNlElYKDUxpc3RBcnRpZmFjdHMSIS5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RzUmVxdWVzdBoiLmNyb3duZXN0LnYxLkxpc3RBcnRpZmFjdHNSZXNwb25zZRJZCg5EZWxldGVBcnRpZmFjdBIiLmNyb3duZXN0LnYxLkRlbGV0ZUFydGlmYWN0UmVxdWVzdBojLmNyb3duZXN0LnYxLkRlbGV0ZUFydGlmYWN0UmVzcG9uc2USYgoRQ3JlYXRlRG93bmxvYWRVcmwSJS5jcm93bmVzdC52MS5DcmVhdGVEb3dubG9hZFVybFJlcXVlc3QaJi5jcm93bmVzdC52MS5DcmVhdGVEb3dubG9hZFVybFJlc3BvbnNlElUKDFJlYWRBcnRpZmFjdBIgLmNyb3duZXN0LnYxLlJlYWRBcnRpZmFjdFJlcXVlc3QaIS5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RSZXNwb25zZTABEmgKE0xpc3RBcnRpZmFjdEVudHJpZXMSJy5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RFbnRyaWVzUmVxdWVzdBooLmNyb3duZXN0LnYxLkxpc3RBcnRpZmFjdEVudHJpZXNSZXNwb25zZRJ0ChdDcmVhdGVCdW5kbGVEb3dubG9hZFVybBIrLmNyb3duZXN0LnYxLkNyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVxdWVzdBosLmNyb3duZXN0LnYxLkNyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVzcG9uc2ViBnByb3RvMw", [file_crownest_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Chpjcm93bmVzdC92MS9hcnRpZmFjdC5wcm90bxILY3Jvd25lc3QudjEiggIKFUNyZWF0ZUFydGlmYWN0UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoEbmFtZRgDIAEoCUgAiAEBEhEKBGdsb2IYBCABKAlIAYgBARIPCgdleGNsdWRlGAUgAygJEhsKDmluY2x1ZGVfaGlkZGVuGAYgASgISAKIAQESGwoOcmV0ZW50aW9uX2RheXMYByABKA1IA4gBARITCgZmb3JtYXQYCCABKAlIBIgBAUIHCgVfbmFtZUIHCgVfZ2xvYkIRCg9faW5jbHVkZV9oaWRkZW5CEQoPX3JldGVudGlvbl9kYXlzQgkKB19mb3JtYXQiXgoWQ3JlYXRlQXJ0aWZhY3RSZXNwb25zZRInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhsKE2lkZW1wb3RlbnRfcmVwbGF5ZWQYAiABKAgiIAoSR2V0QXJ0aWZhY3RSZXF1ZXN0EgoKAmlkGAEgASgJIj4KE0dldEFydGlmYWN0UmVzcG9uc2USJwoIYXJ0aWZhY3QYASABKAsyFS5jcm93bmVzdC52MS5BcnRpZmFjdCJlChRMaXN0QXJ0aWZhY3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEhIKCmNvbW1hbmRfaWQYBCABKAkiWgoVTGlzdEFydGlmYWN0c1Jlc3BvbnNlEigKCWFydGlmYWN0cxgBIAMoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIjChVEZWxldGVBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkiGAoWRGVsZXRlQXJ0aWZhY3RSZXNwb25zZSKUAQoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgoKAmlkGAEgASgJEhIKBWVudHJ5GAIgASgJSACIAQESGAoLZGlzcG9zaXRpb24YAyABKAlIAYgBARIWCglhdXRoX21vZGUYBCABKAlIAogBAUIICgZfZW50cnlCDgoMX2Rpc3Bvc2l0aW9uQgwKCl9hdXRoX21vZGUi8QEKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJECgdoZWFkZXJzGAMgAygLMjMuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZS5IZWFkZXJzRW50cnkSEQoJYXV0aF9tb2RlGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm8KE1JlYWRBcnRpZmFjdFJlcXVlc3QSCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEhMKBmxlbmd0aBgDIAEoBEgAiAEBEhIKBWVudHJ5GAQgASgJSAGIAQFCCQoHX2xlbmd0aEIICgZfZW50cnkiiAEKElJlYWRBcnRpZmFjdEhlYWRlchInCghhcnRpZmFjdBgBIAEoCzIVLmNyb3duZXN0LnYxLkFydGlmYWN0Eg4KBm9mZnNldBgCIAEoBBIOCgZsZW5ndGgYAyABKAQSKQoFZW50cnkYBCABKAsyGi5jcm93bmVzdC52MS5BcnRpZmFjdEVudHJ5IqIBCg1BcnRpZmFjdEVudHJ5EgwKBHBhdGgYASABKAkSDAoEdHlwZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC2xpbmtfdGFyZ2V0GAYgASgJSACIAQFCDgoMX2xpbmtfdGFyZ2V0Il8KGkxpc3RBcnRpZmFjdEVudHJpZXNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnByZWZpeBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJjChtMaXN0QXJ0aWZhY3RFbnRyaWVzUmVzcG9uc2USKwoHZW50cmllcxgBIAMoCzIaLmNyb3duZXN0LnYxLkFydGlmYWN0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjYKHkNyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVxdWVzdBIUCgxhcnRpZmFjdF9pZHMYASADKAki/QEKH0NyZWF0ZUJ1bmRsZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBm1ldGhvZBgCIAEoCRJKCgdoZWFkZXJzGAMgAygLMjkuY3Jvd25lc3QudjEuQ3JlYXRlQnVuZGxlRG93bmxvYWRVcmxSZXNwb25zZS5IZWFkZXJzRW50cnkSEQoJYXV0aF9tb2RlGAQgASgJEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImMKFFJlYWRBcnRpZmFjdFJlc3BvbnNlEjEKBmhlYWRlchgBIAEoCzIfLmNyb3duZXN0LnYxLlJlYWRBcnRpZmFjdEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBwoFZXZlbnQiLAoVR2V0QXR0ZXN0YXRpb25SZXF1ZXN0EhMKC2FydGlmYWN0X2lkGAEgASgJIn4KFkdldEF0dGVzdGF0aW9uUmVzcG9uc2USEwoLYnVuZGxlX2pzb24YASABKAkSEgoKbWVkaWFfdHlwZRgCIAEoCRIOCgZrZXlfaWQYAyABKAkSKwoIZW52ZWxvcGUYBCABKAsyGS5jcm93bmVzdC52MS5Ec3NlRW52ZWxvcGUiZQoMRHNzZUVudmVsb3BlEhQKDHBheWxvYWRfdHlwZRgBIAEoCRIPCgdwYXlsb2FkGAIgASgMEi4KCnNpZ25hdHVyZXMYAyADKAsyGi5jcm93bmVzdC52MS5Ec3NlU2lnbmF0dXJlIisKDURzc2VTaWduYXR1cmUSDQoFa2V5aWQYASABKAkSCwoDc2lnGAIgASgMIhwKGkxpc3RBdHRlc3RhdGlvbktleXNSZXF1ZXN0IkgKG0xpc3RBdHRlc3RhdGlvbktleXNSZXNwb25zZRIpCgRrZXlzGAEgAygLMhsuY3Jvd25lc3QudjEuQXR0ZXN0YXRpb25LZXkiXAoOQXR0ZXN0YXRpb25LZXkSDgoGa2V5X2lkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRIWCg5wdWJsaWNfa2V5X3BlbRgDIAEoCRIPCgdjdXJyZW50GAQgASgIMtEHCg9BcnRpZmFjdFNlcnZpY2USWQoOQ3JlYXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5DcmVhdGVBcnRpZmFjdFJlc3BvbnNlElAKC0dldEFydGlmYWN0Eh8uY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXF1ZXN0GiAuY3Jvd25lc3QudjEuR2V0QXJ0aWZhY3RSZXNwb25zZRJWCg1MaXN0QXJ0aWZhY3RzEiEuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0c1JlcXVlc3QaIi5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RzUmVzcG9uc2USWQoORGVsZXRlQXJ0aWZhY3QSIi5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlcXVlc3QaIy5jcm93bmVzdC52MS5EZWxldGVBcnRpZmFjdFJlc3BvbnNlEmIKEUNyZWF0ZURvd25sb2FkVXJsEiUuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0GiYuY3Jvd25lc3QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZRJVCgxSZWFkQXJ0aWZhY3QSIC5jcm93bmVzdC52MS5SZWFkQXJ0aWZhY3RSZXF1ZXN0GiEuY3Jvd25lc3QudjEuUmVhZEFydGlmYWN0UmVzcG9uc2UwARJoChNMaXN0QXJ0aWZhY3RFbnRyaWVzEicuY3Jvd25lc3QudjEuTGlzdEFydGlmYWN0RW50cmllc1JlcXVlc3QaKC5jcm93bmVzdC52MS5MaXN0QXJ0aWZhY3RFbnRyaWVzUmVzcG9uc2USdAoXQ3JlYXRlQnVuZGxlRG93bmxvYWRVcmwSKy5jcm93bmVzdC52MS5DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlcXVlc3QaLC5jcm93bmVzdC52MS5DcmVhdGVCdW5kbGVEb3dubG9hZFVybFJlc3BvbnNlElkKDkdldEF0dGVzdGF0aW9uEiIuY3Jvd25lc3QudjEuR2V0QXR0ZXN0YXRpb25SZXF1ZXN0GiMuY3Jvd25lc3QudjEuR2V0QXR0ZXN0YXRpb25SZXNwb25zZRJoChNMaXN0QXR0ZXN0YXRpb25LZXlzEicuY3Jvd25lc3QudjEuTGlzdEF0dGVzdGF0aW9uS2V5c1JlcXVlc3QaKC5jcm93bmVzdC52MS5MaXN0QXR0ZXN0YXRpb25LZXlzUmVzcG9uc2ViBnByb3RvMw", [file_crownest_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.v1.CreateArtifactRequest
@@ -600,6 +600,186 @@ export const ReadArtifactResponseSchema: GenMessage<ReadArtifactResponse> = /*@_
   messageDesc(file_crownest_v1_artifact, 17);
 
 /**
+ * @generated from message crownest.v1.GetAttestationRequest
+ */
+export type GetAttestationRequest = Message<"crownest.v1.GetAttestationRequest"> & {
+  /**
+   * @generated from field: string artifact_id = 1;
+   */
+  artifactId: string;
+};
+
+/**
+ * Describes the message crownest.v1.GetAttestationRequest.
+ * Use `create(GetAttestationRequestSchema)` to create a new message.
+ */
+export const GetAttestationRequestSchema: GenMessage<GetAttestationRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 18);
+
+/**
+ * @generated from message crownest.v1.GetAttestationResponse
+ */
+export type GetAttestationResponse = Message<"crownest.v1.GetAttestationResponse"> & {
+  /**
+   * The Sigstore bundle v0.3 in its JSON form, exactly what REST answers
+   * (mediaType, verificationMaterial.publicKey.hint, dsseEnvelope).
+   *
+   * @generated from field: string bundle_json = 1;
+   */
+  bundleJson: string;
+
+  /**
+   * "application/vnd.dev.sigstore.bundle.v0.3+json".
+   *
+   * @generated from field: string media_type = 2;
+   */
+  mediaType: string;
+
+  /**
+   * Hex sha256 of the signing key's DER SubjectPublicKeyInfo.
+   *
+   * @generated from field: string key_id = 3;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: crownest.v1.DsseEnvelope envelope = 4;
+   */
+  envelope?: DsseEnvelope | undefined;
+};
+
+/**
+ * Describes the message crownest.v1.GetAttestationResponse.
+ * Use `create(GetAttestationResponseSchema)` to create a new message.
+ */
+export const GetAttestationResponseSchema: GenMessage<GetAttestationResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 19);
+
+/**
+ * A DSSE envelope; each signature covers
+ * PAE(payload_type, payload) = "DSSEv1 <len> <type> <len> <payload>".
+ *
+ * @generated from message crownest.v1.DsseEnvelope
+ */
+export type DsseEnvelope = Message<"crownest.v1.DsseEnvelope"> & {
+  /**
+   * "application/vnd.in-toto+json".
+   *
+   * @generated from field: string payload_type = 1;
+   */
+  payloadType: string;
+
+  /**
+   * The statement's JSON bytes.
+   *
+   * @generated from field: bytes payload = 2;
+   */
+  payload: Uint8Array;
+
+  /**
+   * @generated from field: repeated crownest.v1.DsseSignature signatures = 3;
+   */
+  signatures: DsseSignature[];
+};
+
+/**
+ * Describes the message crownest.v1.DsseEnvelope.
+ * Use `create(DsseEnvelopeSchema)` to create a new message.
+ */
+export const DsseEnvelopeSchema: GenMessage<DsseEnvelope> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 20);
+
+/**
+ * @generated from message crownest.v1.DsseSignature
+ */
+export type DsseSignature = Message<"crownest.v1.DsseSignature"> & {
+  /**
+   * @generated from field: string keyid = 1;
+   */
+  keyid: string;
+
+  /**
+   * DER-encoded ECDSA signature.
+   *
+   * @generated from field: bytes sig = 2;
+   */
+  sig: Uint8Array;
+};
+
+/**
+ * Describes the message crownest.v1.DsseSignature.
+ * Use `create(DsseSignatureSchema)` to create a new message.
+ */
+export const DsseSignatureSchema: GenMessage<DsseSignature> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 21);
+
+/**
+ * @generated from message crownest.v1.ListAttestationKeysRequest
+ */
+export type ListAttestationKeysRequest = Message<"crownest.v1.ListAttestationKeysRequest"> & {
+};
+
+/**
+ * Describes the message crownest.v1.ListAttestationKeysRequest.
+ * Use `create(ListAttestationKeysRequestSchema)` to create a new message.
+ */
+export const ListAttestationKeysRequestSchema: GenMessage<ListAttestationKeysRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 22);
+
+/**
+ * @generated from message crownest.v1.ListAttestationKeysResponse
+ */
+export type ListAttestationKeysResponse = Message<"crownest.v1.ListAttestationKeysResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.AttestationKey keys = 1;
+   */
+  keys: AttestationKey[];
+};
+
+/**
+ * Describes the message crownest.v1.ListAttestationKeysResponse.
+ * Use `create(ListAttestationKeysResponseSchema)` to create a new message.
+ */
+export const ListAttestationKeysResponseSchema: GenMessage<ListAttestationKeysResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 23);
+
+/**
+ * @generated from message crownest.v1.AttestationKey
+ */
+export type AttestationKey = Message<"crownest.v1.AttestationKey"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * "ecdsa-p256-sha256".
+   *
+   * @generated from field: string algorithm = 2;
+   */
+  algorithm: string;
+
+  /**
+   * @generated from field: string public_key_pem = 3;
+   */
+  publicKeyPem: string;
+
+  /**
+   * The key new statements are signed with.
+   *
+   * @generated from field: bool current = 4;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message crownest.v1.AttestationKey.
+ * Use `create(AttestationKeySchema)` to create a new message.
+ */
+export const AttestationKeySchema: GenMessage<AttestationKey> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_artifact, 24);
+
+/**
  * ArtifactService exports workspace files as artifacts and serves them.
  * Authentication: "authorization: Bearer <api key>" metadata.
  *
@@ -690,6 +870,31 @@ export const ArtifactService: GenService<{
     methodKind: "unary";
     input: typeof CreateBundleDownloadUrlRequestSchema;
     output: typeof CreateBundleDownloadUrlResponseSchema;
+  },
+  /**
+   * GetAttestation returns the artifact's signed provenance statement (an
+   * in-toto Statement v1 with a SLSA Provenance v1 predicate in a DSSE
+   * envelope, ECDSA P-256 / SHA-256) as a Sigstore bundle v0.3. Scope
+   * artifact:read. An artifact made before statements were signed, or of
+   * another account, is NOT_FOUND "not_found: ...".
+   *
+   * @generated from rpc crownest.v1.ArtifactService.GetAttestation
+   */
+  getAttestation: {
+    methodKind: "unary";
+    input: typeof GetAttestationRequestSchema;
+    output: typeof GetAttestationResponseSchema;
+  },
+  /**
+   * ListAttestationKeys lists the public keys statements are signed with
+   * (the current one and earlier ones kept for rotation). No API key needed.
+   *
+   * @generated from rpc crownest.v1.ArtifactService.ListAttestationKeys
+   */
+  listAttestationKeys: {
+    methodKind: "unary";
+    input: typeof ListAttestationKeysRequestSchema;
+    output: typeof ListAttestationKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_artifact, 0);
