@@ -64,6 +64,17 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** Permission bits of the source (07777); null on rows older than migration 0010. */
+  mode: Generated<number | null>;
+  /** Modification time of the source; null on rows older than migration 0010. */
+  mtime: Generated<Millis | null>;
+}
+
+export interface ArtifactLabelsTable {
+  artifact_id: string;
+  sandbox_id: string;
+  key: string;
+  value: string;
 }
 
 export interface ArtifactEntriesTable {
@@ -119,6 +130,7 @@ export interface Database {
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_labels: ArtifactLabelsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
 }

@@ -4,16 +4,18 @@ import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
 import type { ArtifactCursor, ArtifactRow } from "../types.js";
 import type { Ctx } from "./context.js";
+import { deleteLabels, hasLabels, withLabels } from "./labels.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
   const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
-  return r && artifactFromDb(r);
+  return r && (await withLabels(db, [artifactFromDb(r)]))[0];
 }
 
 export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
   // The index goes with its artifact, in one transaction.
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    await deleteLabels(trx, id);
     const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
     return res.numDeletedRows > 0n;
   });
@@ -26,6 +28,7 @@ export async function listArtifacts(
   limit: number,
   after?: ArtifactCursor,
   commandId?: string,
+  labels?: Record<string, string>,
 ): Promise<ArtifactRow[]> {
   let q = db
     .selectFrom("artifacts")
@@ -33,6 +36,7 @@ export async function listArtifacts(
     .where("sandbox_id", "=", sandboxId)
     .where(visibleArtifactCondition(now));
   if (commandId !== undefined) q = q.where("command_id", "=", commandId);
+  if (labels !== undefined && Object.keys(labels).length > 0) q = q.where(hasLabels(sandboxId, labels));
   if (after !== undefined) {
     // Keyset: strictly after the cursor in (created_at desc, id desc) order.
     const at = toMillis(after.createdAt, "cursor.createdAt");
@@ -45,7 +49,7 @@ export async function listArtifacts(
     .orderBy("id", "desc")
     .limit(toWhole(limit, "limit"))
     .execute();
-  return rows.map(artifactFromDb);
+  return withLabels(db, rows.map(artifactFromDb));
 }
 
 export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Promise<ArtifactRow[]> {
@@ -58,7 +62,7 @@ export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Pr
     .orderBy("created_at")
     .orderBy("id")
     .execute();
-  return rows.map(artifactFromDb);
+  return withLabels(db, rows.map(artifactFromDb));
 }
 
 export async function findStorageKeys({ db }: Ctx, keys: string[]): Promise<Set<string>> {

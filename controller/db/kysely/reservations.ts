@@ -7,6 +7,7 @@ import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
 import { lockAccount } from "./locking.js";
+import { insertLabels } from "./labels.js";
 
 export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
 export type ReadyFigures = Parameters<MetadataStore["markArtifactReady"]>[1];
@@ -74,6 +75,7 @@ function reserveOne({ db, dialect }: Ctx, { row, quotaBytes, inFlight }: Reserva
       .insertInto("artifacts")
       .values({ ...artifactToDb(row), state: "pending" })
       .execute();
+    await insertLabels(trx, [row]);
     return { inserted: true as const, otherBytes };
   });
 }
@@ -119,6 +121,7 @@ function reserveMany({ db, dialect }: Ctx, batch: Reservation[]): Promise<Reserv
         .insertInto("artifacts")
         .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
         .execute();
+      await insertLabels(trx, accepted);
     }
     return results;
   });
@@ -177,6 +180,8 @@ async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise
       content_type: ready.contentType,
       created_at: toMillis(ready.createdAt, "createdAt"),
       expires_at: toMillis(ready.expiresAt, "expiresAt"),
+      ...(ready.mode !== undefined ? { mode: ready.mode } : {}),
+      ...(ready.mtime !== undefined ? { mtime: ready.mtime === null ? null : toMillis(ready.mtime, "mtime") } : {}),
     })
     .where("id", "=", id)
     .where("state", "=", "pending")
