@@ -25,7 +25,7 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
     // readFile sets callPath to the normalized path once it knows it; until then errors name the raw one.
     ctx.values.set(callPath, path);
     try {
-      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx)) {
+      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow })) {
         const event = message.event!;
         if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };
         else if (event.case === "chunk") yield { event: { case: "chunk", value: event.value } };

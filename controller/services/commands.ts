@@ -17,6 +17,8 @@ import { Heartbeat } from "./commands/heartbeat.js";
 import { OutputTail } from "./commands/output-tail.js";
 import { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
 import { agentOf, requireRunningSandbox } from "./sandboxes.js";
+import { checkChangedSupported } from "./commands/changed.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 export { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
 
@@ -81,6 +83,7 @@ export async function runCommand(deps: Deps, caller: Caller, sandboxId: string, 
   if (request.collect.length > 0) requireScopes(caller, "artifact:create");
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
   await checkRetention(deps, caller.accountId, request.collect);
+  await checkChangedSupported(deps, sandbox, request.collect);
   const execution = await beginExecution(deps, sandbox, request);
   const row = await execution.done;
   return commandView(row, await visibleArtifacts(deps, row.id));
@@ -177,7 +180,8 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
 
   let onStarted!: () => void;
   const started = new Promise<void>((resolve) => (onStarted = resolve));
-  const processDone = runProcess(deps, sandbox, row, request, onStarted);
+  const agentClock: AgentClock = {};
+  const processDone = runProcess(deps, sandbox, row, request, onStarted, agentClock);
 
   try {
     await Promise.race([started, processDone]);
@@ -205,7 +209,7 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
       await deps.db.updateCommand(row.id, { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt });
       if (collectStatus !== "pending") return afterRun;
 
-      collection = new Collection(deps, sandbox, row.id, request.collect);
+      collection = new Collection(deps, sandbox, row.id, request.collect, agentClock.start);
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };
@@ -218,6 +222,11 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
   return { row, done };
 }
 
+/** The agent's clock at the command's start (ProcessStarted.clock_start): what `changed` entries compare ctimes with. */
+interface AgentClock {
+  start?: Timestamp;
+}
+
 type ProcessEnd = Pick<CommandRow, "status" | "exitCode" | "signal" | "stdout" | "stderr" | "stdoutTruncated" | "stderrTruncated" | "finishedAt">;
 
 /**
@@ -225,7 +234,14 @@ type ProcessEnd = Pick<CommandRow, "status" | "exitCode" | "signal" | "stdout" |
  * before the agent reported the start; a failure after that (agent lost,
  * sandbox destroyed) ends the command as `error`.
  */
-async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, request: CommandRequest, onStarted: () => void): Promise<ProcessEnd> {
+async function runProcess(
+  deps: Deps,
+  sandbox: SandboxRow,
+  row: CommandRow,
+  request: CommandRequest,
+  onStarted: () => void,
+  clock: AgentClock,
+): Promise<ProcessEnd> {
   const stdout = new OutputTail();
   const stderr = new OutputTail();
   // The agent enforces timeoutMs itself; this only guards against an agent that stops answering.
@@ -251,6 +267,7 @@ async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, requ
       switch (event.case) {
         case "started":
           started = true;
+          if (event.value.clockStart) clock.start = event.value.clockStart;
           onStarted();
           break;
         case "stdout":

@@ -13,6 +13,7 @@ import type { ExportInput } from "../export/input.js";
 import { defaultArtifactName } from "../export/naming.js";
 import { exportFiles } from "../export/batch.js";
 import { exportGlobArchive, findMatches, globEntryName } from "../export/glob.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /** The name an entry's error item carries when the request names none (a file's base name; the pipeline knows better for a directory). */
 export function defaultEntryName(path: string): string {
@@ -53,6 +54,8 @@ export class Collection {
     private readonly sandbox: SandboxRow,
     private readonly commandId: string,
     private readonly entries: CollectEntry[],
+    /** The agent's clock at the command's start: what `changed` entries compare ctimes with. */
+    private readonly clockStart?: Timestamp,
   ) {}
 
   /** Changes whenever something worth keeping after a crash happened (an item recorded, a glob settled). */
@@ -103,7 +106,11 @@ export class Collection {
     return { status: collectOutcome(this.made, this.failures.length), errors: this.errors() };
   }
 
-  private input(path: string, entry: { name?: string; retentionDays?: number; format?: ExportInput["format"] }, account: AccountRow | undefined): ExportInput {
+  private input(
+    path: string,
+    entry: { name?: string; retentionDays?: number; format?: ExportInput["format"]; labels?: Record<string, string> },
+    account: AccountRow | undefined,
+  ): ExportInput {
     return {
       accountId: this.sandbox.accountId,
       sandbox: this.sandbox,
@@ -111,6 +118,7 @@ export class Collection {
       ...(entry.name !== undefined ? { name: entry.name } : {}),
       ...(entry.retentionDays !== undefined ? { retentionDays: entry.retentionDays } : {}),
       ...(entry.format !== undefined ? { format: entry.format } : {}),
+      ...(entry.labels !== undefined ? { labels: entry.labels } : {}),
       commandId: this.commandId,
       ...(account ? { account } : {}),
     };
@@ -120,14 +128,19 @@ export class Collection {
   private async collectGlob(index: number, entry: GlobEntry, account: AccountRow | undefined): Promise<void> {
     let matches;
     try {
-      matches = await findMatches(this.deps, this.sandbox, entry);
+      if (entry.changed && !this.clockStart) {
+        // The agent said it could (Info) but did not report its clock: collecting every file instead would be wrong.
+        throw new CrowNestError("agent_unavailable", "the agent did not report its clock at the command's start, so changed files cannot be told apart");
+      }
+      matches = await findMatches(this.deps, this.sandbox, entry.changed ? { ...entry, changedSince: this.clockStart! } : entry);
     } catch (err) {
       this.record(index, 0, entry.glob, globEntryName(entry), toCrowNestError(err));
       return;
     }
     if (matches.length === 0) {
       if (entry.ifNoFilesFound !== "ignore") {
-        this.record(index, 0, entry.glob, globEntryName(entry), new CrowNestError("file_not_found", `no file matches ${entry.glob}`));
+        const message = entry.changed ? `the command changed no file matching ${entry.glob}` : `no file matches ${entry.glob}`;
+        this.record(index, 0, entry.glob, globEntryName(entry), new CrowNestError("file_not_found", message));
       }
       return;
     }
@@ -144,7 +157,7 @@ export class Collection {
       try {
         await exportGlobArchive(
           this.deps,
-          { ...this.input("", entry, account), glob: entry.glob },
+          { ...this.input("", entry, account), glob: entry.glob, ...(entry.changed ? { regularFileOnly: true } : {}) },
           files,
           (path, error) => this.record(index, ++at, path, name, error),
         );
@@ -154,7 +167,9 @@ export class Collection {
       }
       return;
     }
-    const exports = exportFiles(this.deps, files.map((path) => this.input(path, { ...entry, format: "tar" }, account)), this.deps.config.collectConcurrency);
+    // A changed entry's matches were regular files when walked; one replaced since (a symlink, a FIFO) is refused, never followed.
+    const inputs = files.map((path) => ({ ...this.input(path, { ...entry, format: "tar" }, account), ...(entry.changed ? { regularFileOnly: true } : {}) }));
+    const exports = exportFiles(this.deps, inputs, this.deps.config.collectConcurrency);
     const base = at;
     await Promise.all(
       exports.map((done, k) =>

@@ -24,6 +24,14 @@ export interface ExportInput {
   retentionDays?: number;
   /** How an archive is stored (default "tar"); a regular file is always stored as it is. */
   format?: ArchiveFormat;
+  /**
+   * Only a regular file, read without following a final symlink: a symlink,
+   * FIFO or directory there is not_a_regular_file (a changed entry's match
+   * replaced between the walk and the read).
+   */
+  regularFileOnly?: boolean;
+  /** Labels for the artifact, already checked (services/labels.ts). */
+  labels?: Record<string, string>;
 }
 
 /** The checks that need no agent: the sandbox's owner, the path's lexical rule, the name. Returns the normalized path. */
