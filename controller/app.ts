@@ -166,7 +166,7 @@ export async function startController(config: Config, options: StartOptions = {}
       "controller listening",
     );
     if (runtime.isolation === "none") {
-      // Said at every start: a plain local sandbox is no isolation boundary (README, Security model).
+      // Said at every start: a plain local sandbox is no isolation boundary (docs/security.md).
       log.warn(
         { runtime: "local", isolation: "none" },
         "local runtime: sandbox commands run as this controller's user on this machine and can read its data dir and other sandboxes; for development and single-tenant use only. In production use CROWNEST_RUNTIME=external with a VM or container per sandbox",

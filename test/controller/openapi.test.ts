@@ -1,6 +1,6 @@
 // GET /v1/openapi.json: served without a key, a valid OpenAPI 3.1 document
 // (checked with @seriousme/openapi-schema-validator), covering every /v1
-// route the server registers and every route the README's REST table names,
+// route the server registers and every route the REST tables of docs/api.md name,
 // each with the one error envelope and the closed set of codes.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -51,8 +51,8 @@ describe("GET /v1/openapi.json", () => {
     }
   });
 
-  it("names every route of the README's REST table", async () => {
-    const readme = await readFile(join(REPO_ROOT, "README.md"), "utf8");
+  it("names every route of the REST tables in docs/api.md", async () => {
+    const readme = await readFile(join(REPO_ROOT, "docs", "api.md"), "utf8");
     const documented = new Set(operations().map(({ method, path }) => `${method} ${shape(path)}`));
     const named = [...readme.matchAll(/^\| `(GET|PUT|POST|DELETE|HEAD|PATCH) (\/v1\/[^`\s]*)`/gm)].map(([, m, p]) => `${m} ${shape(p!)}`);
     expect(named.length).toBeGreaterThan(10);
