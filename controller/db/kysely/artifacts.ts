@@ -21,7 +21,8 @@ export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
   });
 }
 
-export async function listArtifacts(
+/** The query of one listing page (exported so a test can EXPLAIN it: the label filter must be an index lookup). */
+export function listArtifactsQuery(
   { db }: Ctx,
   sandboxId: string,
   now: Date,
@@ -29,7 +30,7 @@ export async function listArtifacts(
   after?: ArtifactCursor,
   commandId?: string,
   labels?: Record<string, string>,
-): Promise<ArtifactRow[]> {
+) {
   let q = db
     .selectFrom("artifacts")
     .selectAll()
@@ -44,12 +45,20 @@ export async function listArtifacts(
       eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("id", "<", after.id)])]),
     );
   }
-  const rows = await q
-    .orderBy("created_at", "desc")
-    .orderBy("id", "desc")
-    .limit(toWhole(limit, "limit"))
-    .execute();
-  return withLabels(db, rows.map(artifactFromDb));
+  return q.orderBy("created_at", "desc").orderBy("id", "desc").limit(toWhole(limit, "limit"));
+}
+
+export async function listArtifacts(
+  ctx: Ctx,
+  sandboxId: string,
+  now: Date,
+  limit: number,
+  after?: ArtifactCursor,
+  commandId?: string,
+  labels?: Record<string, string>,
+): Promise<ArtifactRow[]> {
+  const rows = await listArtifactsQuery(ctx, sandboxId, now, limit, after, commandId, labels).execute();
+  return withLabels(ctx.db, rows.map(artifactFromDb));
 }
 
 export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Promise<ArtifactRow[]> {
