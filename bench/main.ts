@@ -7,7 +7,7 @@ import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { benchAgent, type AgentBenchRow } from "./agent.js";
-import { benchArchiveEntry } from "./archive-entry.js";
+import { benchArchiveEntry, benchGzipEntry } from "./archive-entry.js";
 import { benchCollect } from "./collect.js";
 import { benchConcurrentExports } from "./concurrent.js";
 import { benchDownload } from "./download.js";
@@ -105,6 +105,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     const ctl = await BenchController.start("archives");
     try {
       rows.push(...(await benchArchiveEntry(ctl, opts, log)));
+      rows.push(...(await benchGzipEntry(ctl, opts, log)));
     } finally {
       await ctl.stop();
     }

@@ -96,7 +96,16 @@ export interface Config {
   agentNetworks: AgentNetworks;
   /** Largest JSON body or gRPC/Connect request message a caller may send; refused before it is buffered. */
   maxRequestBytes: number;
+  /** Archive artifacts: what one archive's index may hold, and what entry reads may cost. */
+  archives: ArchiveConfig;
   logLevel: string;
+}
+
+export interface ArchiveConfig {
+  /** Entries one archive may hold (CROWNEST_MAX_ARCHIVE_ENTRIES); beyond it the export fails with too_large. */
+  maxEntries: number;
+  /** Entry reads of a .tar.gz decompressing at once on this replica (CROWNEST_MAX_ENTRY_DECOMPRESSIONS); beyond it 429 rate_limited. */
+  maxDecompressions: number;
 }
 
 export interface AccountLimits {
@@ -364,6 +373,10 @@ export function loadConfig(env: Env = process.env): Config {
     agentNetworks: agentNetworks(env),
     // At least 1 KiB: requests with small JSON bodies must still fit; at most 1 GiB.
     maxRequestBytes: positiveInt(env, "CROWNEST_MAX_REQUEST_BYTES", 1024 * 1024, GiB),
+    archives: {
+      maxEntries: positiveInt(env, "CROWNEST_MAX_ARCHIVE_ENTRIES", 100_000, 10_000_000),
+      maxDecompressions: positiveInt(env, "CROWNEST_MAX_ENTRY_DECOMPRESSIONS", 4, 1024),
+    },
     logLevel: logLevel(env),
   };
 }

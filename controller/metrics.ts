@@ -55,6 +55,11 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  readonly entryDecompressedBytes = new Counter({
+    name: "crownest_entry_decompressed_bytes_total",
+    help: "Plain tar bytes decompressed to serve entries of .tar.gz artifacts (what an entry read costs beyond the entry itself shows here)",
+    registers: [this.registry],
+  });
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });

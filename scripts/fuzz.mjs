@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 const scale = process.env.CROWNEST_FUZZ_SCALE ?? "10";
 const vitest = fileURLToPath(new URL("../node_modules/vitest/vitest.mjs", import.meta.url));
 const child = spawn(process.execPath, [vitest, "run", "test/fuzz", "--testTimeout=1800000", "--hookTimeout=120000", ...process.argv.slice(2)], {
-  env: { ...process.env, CROWNEST_FUZZ_SCALE: scale },
+  // --expose-gc: properties that bound RSS sample it after a collection (retained memory, not garbage).
+  env: { ...process.env, CROWNEST_FUZZ_SCALE: scale, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc`.trim() },
   stdio: ["ignore", "pipe", "inherit"],
 });
 let total = 0;

@@ -81,7 +81,7 @@ export function decodeHeader(block: Uint8Array): RawHeader {
 }
 
 /** The records of a pax extended header ("<len> key=value\n"…). */
-export function decodePax(data: Uint8Array): Map<string, string> {
+export function decodePax(data: Uint8Array, maxKeys = Number.MAX_SAFE_INTEGER): Map<string, string> {
   const out = new Map<string, string>();
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   let at = 0;
@@ -97,6 +97,7 @@ export function decodePax(data: Uint8Array): Map<string, string> {
     const eq = record.indexOf("=");
     if (eq <= 0) throw invalid("pax record without a key");
     out.set(record.slice(0, eq), record.slice(eq + 1));
+    if (out.size > maxKeys) throw invalid(`pax header with more than ${maxKeys} records`);
     at += len;
   }
   return out;

@@ -3,6 +3,7 @@
 // with a name that sorts after the last one; never edit an applied one.
 import { Migrator, sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
+import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { collectModesLabels } from "./migrations/0010_collect.js";
 
 // Migrations must not depend on today's table types, which change with them.
@@ -242,6 +243,7 @@ export const migrations: Record<string, Migration> = {
   "0003_collect_globs": collectGlobs,
   "0004_artifact_entries": artifactEntries,
   "0005_idempotency_outcome": idempotencyOutcome,
+  "0006_archive_limits": archiveLimits,
   "0010_collect": collectModesLabels,
 };
 

@@ -64,10 +64,18 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** What the artifact's entry index costs the quota (0 for single files). */
+  index_bytes: Generated<number>;
   /** Permission bits of the source (07777); null on rows older than migration 0010. */
   mode: Generated<number | null>;
   /** Modification time of the source; null on rows older than migration 0010. */
   mtime: Generated<Millis | null>;
+}
+
+export interface ArtifactRestartPointsTable {
+  artifact_id: string;
+  tar_offset: number;
+  blob_offset: number;
 }
 
 export interface ArtifactLabelsTable {
@@ -130,6 +138,7 @@ export interface Database {
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
   artifact_entries: ArtifactEntriesTable;
+  artifact_restart_points: ArtifactRestartPointsTable;
   artifact_labels: ArtifactLabelsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;

@@ -32,6 +32,7 @@ import type {
   IdempotentOutcome,
   InFlightLimit,
   MetadataStore,
+  RestartPoint,
   SandboxRow,
 } from "./types.js";
 
@@ -170,6 +171,14 @@ export class KyselyMetadataStore implements MetadataStore {
 
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined> {
     return this.run(() => entries.getArtifactEntry(this.ctx, artifactId, path));
+  }
+
+  insertRestartPoints(artifactId: string, points: RestartPoint[]): Promise<void> {
+    return this.run(() => entries.insertRestartPoints(this.ctx, artifactId, points));
+  }
+
+  findRestartPoint(artifactId: string, tarOffset: number): Promise<RestartPoint | undefined> {
+    return this.run(() => entries.findRestartPoint(this.ctx, artifactId, tarOffset));
   }
 
   listArtifacts(

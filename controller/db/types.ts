@@ -94,6 +94,12 @@ export interface ArtifactRow {
 }
 
 export type ArchiveFormat = "tar" | "tar.gz";
+
+/** A gzip member of a stored .tar.gz: it starts at `blobOffset` in the blob, and its first byte is `tarOffset` of the plain tar. */
+export interface RestartPoint {
+  tarOffset: number;
+  blobOffset: number;
+}
 export type ArchiveEntryType = "file" | "dir" | "symlink";
 
 /** One entry of an archive artifact's index, as read from its tar headers at export time. */
@@ -287,7 +293,16 @@ export interface MetadataStore {
   /** pending -> ready with the final figures; false when the record is gone. */
   markArtifactReady(
     id: string,
-    ready: { sizeBytes: number; sha256: string; contentType: string; createdAt: Date; expiresAt: Date; mode?: number | null; mtime?: Date | null },
+    ready: {
+      sizeBytes: number;
+      sha256: string;
+      contentType: string;
+      createdAt: Date;
+      expiresAt: Date;
+      indexBytes?: number;
+      mode?: number | null;
+      mtime?: Date | null;
+    },
   ): Promise<boolean>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
@@ -313,6 +328,10 @@ export interface MetadataStore {
   /** Entries in archive order after `afterSeq`, those whose path starts with `prefix` (plain string prefix), at most `limit`. */
   listArtifactEntries(artifactId: string, options: { prefix?: string; afterSeq?: number; limit: number }): Promise<ArchiveEntryRow[]>;
   getArtifactEntry(artifactId: string, path: string): Promise<ArchiveEntryRow | undefined>;
+  /** Records where a .tar.gz artifact's independently decompressible members start (see RestartPoint). */
+  insertRestartPoints(artifactId: string, points: RestartPoint[]): Promise<void>;
+  /** The restart point with the largest tarOffset at or before `tarOffset`; undefined when the artifact has none. */
+  findRestartPoint(artifactId: string, tarOffset: number): Promise<RestartPoint | undefined>;
   /** Those of `keys` that some artifact record (pending or ready) holds as its storage key. */
   findStorageKeys(keys: string[]): Promise<Set<string>>;
   /**

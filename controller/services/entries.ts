@@ -1,10 +1,9 @@
 // Looking inside archive artifacts, for REST and gRPC alike: the table of
 // contents (from the index written at export time, never from the blob) and
 // one entry's bytes (a ranged read of the stored tar; for a .tar.gz, the
-// decompressed stream cut to the entry).
+// decompressed stream from the nearest restart point, cut to the entry).
 import { posix } from "node:path";
 import { Readable } from "node:stream";
-import { createGunzip } from "node:zlib";
 import { lookup as lookupMimeType } from "mime-types";
 import { CrowNestError } from "../../common/errors.js";
 import { entryPath } from "../archive/index-stream.js";
@@ -12,6 +11,7 @@ import type { ArchiveEntryRow, ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { openCompressedRange } from "./entry-decompression.js";
 
 const MAX_ENTRY_PATH_BYTES = 4096;
 
@@ -111,35 +111,11 @@ export function entryVersion(artifact: Pick<ArtifactRow, "sha256">, entry: Pick<
   return `${artifact.sha256}-${entry.dataOffset}`;
 }
 
-/** Re-yields exactly bytes [skip, skip + length) of `source`, then stops reading it; fewer bytes is integrity_error. */
-async function* slice(source: AsyncIterable<Buffer>, skip: number, length: number): AsyncGenerator<Buffer> {
-  let toSkip = skip;
-  let left = length;
-  if (left === 0) return;
-  for await (const chunk of source) {
-    let data = chunk;
-    if (toSkip > 0) {
-      if (data.length <= toSkip) {
-        toSkip -= data.length;
-        continue;
-      }
-      data = data.subarray(toSkip);
-      toSkip = 0;
-    }
-    if (data.length >= left) {
-      yield data.subarray(0, left);
-      return;
-    }
-    left -= data.length;
-    yield data;
-  }
-  throw new CrowNestError("integrity_error", "the stored archive ended before the entry's bytes");
-}
-
 /**
  * Bytes [start, end] (inclusive, relative to the entry) of one file entry.
  * A stored .tar is read by range, so the blob store returns those bytes and
- * no others; a .tar.gz is decompressed from its start and cut.
+ * no others; a .tar.gz is decompressed from the nearest restart point and cut
+ * (entry-decompression.ts).
  */
 export async function openEntryBytes(
   deps: Deps,
@@ -152,26 +128,7 @@ export async function openEntryBytes(
   if (length <= 0) return Readable.from([]);
   const from = entry.dataOffset + range.start;
   if (artifact.archiveFormat === "tar") return deps.blobs.read(artifact.storageKey, { start: from, end: from + length - 1 }, signal);
-  const compressed = await deps.blobs.read(artifact.storageKey, undefined, signal);
-  const gunzip = createGunzip();
-  compressed.on("error", (err) => gunzip.destroy(err));
-  compressed.pipe(gunzip);
-  const out = Readable.from(
-    (async function* () {
-      try {
-        yield* slice(gunzip, from, length);
-      } catch (err) {
-        if (err instanceof CrowNestError) throw err;
-        throw new CrowNestError("integrity_error", "the stored archive could not be decompressed", {}, { cause: err });
-      } finally {
-        // Stop decompressing (and reading the blob) once the entry's bytes are out.
-        compressed.destroy();
-        gunzip.destroy();
-      }
-    })(),
-    { objectMode: false },
-  );
-  return out;
+  return openCompressedRange(deps, artifact, from, length, signal);
 }
 
 /** For gRPC ReadArtifact with an entry: the entry and its bytes [start, end]. */

@@ -34,6 +34,12 @@ describe("loadConfig", () => {
     expect(config.limits).toEqual({ sandboxes: 100, concurrentExports: 32, runningCommands: 64 });
   });
 
+  it("bounds archives: 100,000 entries and 4 decompressions by default, or as set", () => {
+    expect(loadConfig({ CROWNEST_DATA_DIR: dataDir }).archives).toEqual({ maxEntries: 100_000, maxDecompressions: 4 });
+    const config = loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_MAX_ARCHIVE_ENTRIES: "500", CROWNEST_MAX_ENTRY_DECOMPRESSIONS: "2" });
+    expect(config.archives).toEqual({ maxEntries: 500, maxDecompressions: 2 });
+  });
+
   it("reads the per-account limits", () => {
     const config = loadConfig({
       CROWNEST_DATA_DIR: dataDir,

@@ -6,6 +6,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { INDEX_ROW_BYTES } from "../../controller/archive/index-stream.js";
 import { SCOPES } from "../../controller/db/types.js";
 import { newId } from "../../controller/ids.js";
 import { ArtifactService } from "../../gen/crownest/v1/artifact_pb.js";
@@ -254,9 +255,18 @@ describe("quota under parallel archive exports", () => {
     expect(made.length + errors.length).toBe(6);
     expect(made.length).toBeGreaterThanOrEqual(1);
     for (const e of errors) expect(e.code).toBe("quota_exceeded");
+    // What an account holds is its stored bytes plus what each archive's entry index costs.
+    let indexBytes = 0;
+    for (const a of made) {
+      const listed = await call("GET", `/v1/artifacts/${a.id}/entries?limit=200`);
+      for (const e of listed.json.entries as { path: string; linkTarget: string | null }[]) {
+        indexBytes += INDEX_ROW_BYTES + Buffer.byteLength(e.path) + Buffer.byteLength(e.linkTarget ?? "");
+      }
+    }
+    expect(indexBytes).toBeGreaterThan(0);
     const stored = made.reduce((n, a) => n + a.sizeBytes, 0);
-    expect(stored).toBeLessThanOrEqual(quotaBytes);
-    expect(await heldBytes(ctl.deps.db, accountId)).toBe(stored);
+    expect(stored + indexBytes).toBeLessThanOrEqual(quotaBytes);
+    expect(await heldBytes(ctl.deps.db, accountId)).toBe(stored + indexBytes);
     // Nothing half-written: exactly the made artifacts' blobs exist for this account.
     const blobs = await readdir(join(blobDirOf(ctl), accountId, sbx)).catch(() => [] as string[]);
     expect(blobs.sort()).toEqual(made.map((a) => a.id).sort());

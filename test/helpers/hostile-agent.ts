@@ -105,8 +105,20 @@ export type RawBehaviour =
   /** The whole HTTP/2 connection destroyed after the response headers. */
   | "destroy-session";
 
+/**
+ * A directory the agent serves with ReadArchive: the tar bytes it streams
+ * (any bytes: the point is a lying archive), in messages of at most 1 MiB,
+ * then a trailer of their size and sha256 unless `trailer` is false.
+ */
+export interface ArchiveScript {
+  chunks(signal: AbortSignal): AsyncIterable<Uint8Array>;
+  trailer?: boolean;
+}
+
 export interface HostileAgent {
   url: string;
+  /** Directory base name → the tar its ReadArchive streams; set by the test. */
+  archives: Map<string, ArchiveScript>;
   /** Method name (ReadFile, ReadFiles, Stat, Watch) → raw behaviour; cleared by the test. */
   raw: Map<string, RawBehaviour>;
   /** ReadFiles error items carry this code for a missing file (a hostile agent may send any string). */
@@ -116,10 +128,12 @@ export interface HostileAgent {
 
 export async function startHostileAgent(): Promise<HostileAgent> {
   const state = { missingCode: "file_not_found" };
+  const archives = new Map<string, ArchiveScript>();
   const scriptOf = (path: string) => SCRIPTS[path.split("/").pop()!];
+  const archiveOf = (path: string) => archives.get(path.split("/").pop()!);
   const workspace: Partial<ServiceImpl<typeof WorkspaceService>> = {
     async stat(req, ctx) {
-      if (req.path === "/workspace") return { info: fileInfo(req.path, FileType.DIRECTORY, 0) };
+      if (req.path === "/workspace" || archiveOf(req.path)) return { info: fileInfo(req.path, FileType.DIRECTORY, 0) };
       const script = scriptOf(req.path);
       if (!script) throw new ConnectError(`file_not_found: no such file: ${req.path}`, Code.NotFound);
       if (script.stat === "stall") {
@@ -128,7 +142,24 @@ export async function startHostileAgent(): Promise<HostileAgent> {
       }
       return { info: fileInfo(req.path, FileType.REGULAR, script.stat) };
     },
+    async *readArchive(req, ctx) {
+      const script = archiveOf(req.path);
+      if (!script) throw new ConnectError(`file_not_found: no such directory: ${req.path}`, Code.NotFound);
+      yield { event: { case: "header", value: { path: req.path, entries: 0n } } };
+      const hash = createHash("sha256");
+      let size = 0;
+      for await (const bytes of script.chunks(ctx.signal)) {
+        for (let at = 0; at < bytes.length; at += MiB) {
+          const part = bytes.subarray(at, at + MiB);
+          hash.update(part);
+          size += part.length;
+          yield { event: { case: "chunk", value: part } };
+        }
+      }
+      if (script.trailer !== false) yield { event: { case: "trailer", value: { size: BigInt(size), sha256: hash.digest("hex") } } };
+    },
     async *readFile(req, ctx) {
+      if (archiveOf(req.path)) throw new ConnectError(`not_a_regular_file: ${req.path} is not a regular file`, Code.FailedPrecondition);
       const script = scriptOf(req.path);
       if (!script) throw new ConnectError(`file_not_found: no such file: ${req.path}`, Code.NotFound);
       for await (const event of script.events(ctx.signal, req.path)) yield { event };
@@ -195,6 +226,7 @@ export async function startHostileAgent(): Promise<HostileAgent> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    archives,
     raw,
     get missingCode() {
       return state.missingCode;

@@ -15,6 +15,7 @@ export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
   // The index goes with its artifact, in one transaction.
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
+    await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
     await deleteLabels(trx, id);
     const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
     return res.numDeletedRows > 0n;

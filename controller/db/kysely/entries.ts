@@ -1,7 +1,7 @@
 // Queries on an archive artifact's index of entries.
 import { CrowNestError } from "../../../common/errors.js";
-import { archiveEntryFromDb, archiveEntryToDb, toWhole } from "../mapper.js";
-import type { ArchiveEntryRow } from "../types.js";
+import { archiveEntryFromDb, archiveEntryToDb, fromInt, toWhole } from "../mapper.js";
+import type { ArchiveEntryRow, RestartPoint } from "../types.js";
 import type { Ctx } from "./context.js";
 import { isUniqueViolation } from "./errors.js";
 
@@ -43,4 +43,28 @@ export async function getArtifactEntry({ db }: Ctx, artifactId: string, path: st
     .where("path", "=", path)
     .executeTakeFirst();
   return r && archiveEntryFromDb(r);
+}
+
+export async function insertRestartPoints({ db }: Ctx, artifactId: string, points: RestartPoint[]): Promise<void> {
+  // In slices well under every dialect's bound-parameter limit.
+  for (let i = 0; i < points.length; i += 500) {
+    const rows = points.slice(i, i + 500).map((p) => ({
+      artifact_id: artifactId,
+      tar_offset: toWhole(p.tarOffset, "tarOffset"),
+      blob_offset: toWhole(p.blobOffset, "blobOffset"),
+    }));
+    await db.insertInto("artifact_restart_points").values(rows).execute();
+  }
+}
+
+export async function findRestartPoint({ db }: Ctx, artifactId: string, tarOffset: number): Promise<RestartPoint | undefined> {
+  const r = await db
+    .selectFrom("artifact_restart_points")
+    .select(["tar_offset", "blob_offset"])
+    .where("artifact_id", "=", artifactId)
+    .where("tar_offset", "<=", toWhole(tarOffset, "tarOffset"))
+    .orderBy("tar_offset", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return r && { tarOffset: fromInt(r.tar_offset), blobOffset: fromInt(r.blob_offset) };
 }

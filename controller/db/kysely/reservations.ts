@@ -24,12 +24,12 @@ interface ReadyMark {
 /** How the store runs a unit of work (it classifies outages). */
 export type Run = <T>(work: () => Promise<T>) => Promise<T>;
 
-/** Bytes an account holds: ready artifacts, and pending ones by their reservation. */
+/** Bytes an account holds: ready artifacts with their entry index, and pending ones by their reservation. */
 async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
   // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
   let q = trx
     .selectFrom("artifacts")
-    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>("size_bytes"), eb.lit(0)), "bigint").as("total"))
+    .select((eb) => eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>(eb("size_bytes", "+", eb.ref("index_bytes"))), eb.lit(0)), "bigint").as("total"))
     .where("account_id", "=", accountId);
   if (except !== undefined) q = q.where("id", "<>", except);
   const r = await q.executeTakeFirstOrThrow();
@@ -176,6 +176,7 @@ async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise
     .set({
       state: "ready",
       size_bytes: toWhole(ready.sizeBytes, "sizeBytes"),
+      index_bytes: toWhole(ready.indexBytes ?? 0, "indexBytes"),
       sha256: ready.sha256,
       content_type: ready.contentType,
       created_at: toMillis(ready.createdAt, "createdAt"),

@@ -4,9 +4,9 @@
 // discards what was written.
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PlanLimits } from "../../config.js";
-import type { ArchiveFormat, ArtifactRow } from "../../db/types.js";
+import type { ArchiveFormat, ArtifactRow, RestartPoint } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
-import { indexArchive } from "../../archive/index-stream.js";
+import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
 import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
@@ -48,7 +48,8 @@ export async function storeExport(
   let contentType: string;
   let declared: number;
   let retentionDays: number;
-  let checkLimits: (bytes: number) => Promise<void>;
+  // The quota holds for what is stored plus what the archive's entry index costs.
+  let checkLimits: (bytes: number, indexBytes: number) => Promise<void>;
   let pending: ArtifactRow;
   try {
     name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
@@ -106,11 +107,12 @@ export async function storeExport(
     // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
     // atomically against every other export of the account (on every replica), or the export fails.
     let reservedBytes = declared;
-    checkLimits = async (bytes: number): Promise<void> => {
+    checkLimits = async (bytes: number, indexBytes: number): Promise<void> => {
       tooLarge(bytes);
-      if (bytes <= reservedBytes) return;
-      const want = Math.min(limits.maxArtifactBytes, bytes + Math.max(RESERVE_STEP_BYTES, Math.floor(bytes / 4)));
-      const grown = await deps.db.growArtifactReservation(pending.id, accountId, bytes, want, limits.quotaBytes);
+      const need = bytes + indexBytes;
+      if (need <= reservedBytes) return;
+      const want = Math.min(limits.maxArtifactBytes, need + Math.max(RESERVE_STEP_BYTES, Math.floor(need / 4)));
+      const grown = await deps.db.growArtifactReservation(pending.id, accountId, need, Math.max(need, want), limits.quotaBytes);
       if (grown === undefined) throw quotaExceeded();
       reservedBytes = grown;
     };
@@ -120,6 +122,10 @@ export async function storeExport(
     throw err;
   }
   const id = pending.id;
+  // An archive's entry index, bounded per entry and in entries, and paid for from the quota.
+  const indexer = isDirectory ? new TarIndexer(id, { maxEntries: deps.config.archives.maxEntries }) : undefined;
+  const indexBytes = () => indexer?.indexBytes ?? 0;
+  const restartPoints: RestartPoint[] = [];
 
   // The one agent-stream reader checks framing, sizes and the trailer; the
   // blob store hashes the bytes anyway, so the reader compares its digest.
@@ -130,7 +136,7 @@ export async function storeExport(
     stallMs: 0,
     // Stored as sent, the blob store hashes the bytes anyway; compressed, the reader hashes what was sent.
     hashedBy: format === "tar" ? "consumer" : "reader",
-    onBytes: (bytes) => checkLimits(bytes),
+    onBytes: (bytes) => checkLimits(bytes, indexBytes()),
   });
   const seen: { failure?: CrowNestError } = {};
   const fail = (err: unknown): CrowNestError => {
@@ -165,8 +171,13 @@ export async function storeExport(
     try {
       // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
       // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
-      const body = isDirectory
-        ? storedArchiveBytes(indexArchive(id, agentBytes(), (entries) => deps.db.insertArtifactEntries(id, entries)), format)
+      // Index rows are written only once the quota has room for them.
+      const storeEntries = async (entries: Parameters<typeof deps.db.insertArtifactEntries>[1]) => {
+        await checkLimits(reader.bytes, indexBytes());
+        await deps.db.insertArtifactEntries(id, entries);
+      };
+      const body = indexer
+        ? storedArchiveBytes(indexArchive(indexer, agentBytes(), storeEntries), format, (point) => restartPoints.push(point))
         : agentBytes();
       result = await deps.blobs.write(pending.storageKey, body, {
         signal,
@@ -191,8 +202,9 @@ export async function storeExport(
     }
     // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
     if (format === "tar") reader.checkDigest(result.sha256);
-    // A compressed archive may come out (slightly) larger than its tar: the limits hold for what is stored.
-    else await checkLimits(result.size);
+    // The limits hold for what is stored (a compressed archive may come out slightly larger than its tar) and its index.
+    await checkLimits(result.size, indexBytes());
+    if (restartPoints.length > 0) await deps.db.insertRestartPoints(id, restartPoints);
     const createdAt = deps.clock.now();
     const ready = {
       sizeBytes: result.size,
@@ -200,6 +212,7 @@ export async function storeExport(
       contentType,
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
+      ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
       ...sourceModes(reader.header),
     };
     if (!(await deps.db.markArtifactReady(id, ready))) {

@@ -116,7 +116,7 @@ describe("indexArchive", () => {
       for (let i = 0; i < tar.length; i += 1000) yield tar.subarray(i, i + 1000);
     }
     const out: Buffer[] = [];
-    for await (const chunk of indexArchive("art_y", source(), async (e) => void batches.push(e))) out.push(Buffer.from(chunk));
+    for await (const chunk of indexArchive(new TarIndexer("art_y"), source(), async (e) => void batches.push(e))) out.push(Buffer.from(chunk));
     expect(Buffer.concat(out).equals(tar)).toBe(true);
     expect(batches.flat().every((e) => e.artifactId === "art_y")).toBe(true);
     expect(batches.flat().length).toBeGreaterThan(8);

@@ -513,6 +513,27 @@ describe.each(implementations)("MetadataStore conformance: $name", (impl) => {
       expect(await store.listArtifactEntries(a.id, { limit: 100 })).toEqual([]);
     });
 
+    it("restart points of a .tar.gz: the nearest at or before an offset, none before the first, deleted with it; the index's bytes count in the quota", async () => {
+      const { acct, sb } = await seed();
+      const a = artifact(sb, { name: "big.tar.gz", archiveFormat: "tar.gz" });
+      await insertPending(store, a);
+      expect(await store.findRestartPoint(a.id, 0)).toBeUndefined();
+      const points = Array.from({ length: 1200 }, (_, i) => ({ tarOffset: i * 2 ** 20, blobOffset: 10 + i * 1000 }));
+      // Offsets past 2^32 round-trip exactly.
+      points.push({ tarOffset: 5 * 2 ** 30, blobOffset: 2 ** 33 + 7 });
+      await store.insertRestartPoints(a.id, points);
+      expect(await store.findRestartPoint(a.id, 0)).toEqual({ tarOffset: 0, blobOffset: 10 });
+      expect(await store.findRestartPoint(a.id, 3 * 2 ** 20 - 1)).toEqual({ tarOffset: 2 * 2 ** 20, blobOffset: 2010 });
+      expect(await store.findRestartPoint(a.id, 3 * 2 ** 20)).toEqual({ tarOffset: 3 * 2 ** 20, blobOffset: 3010 });
+      expect(await store.findRestartPoint(a.id, 6 * 2 ** 30)).toEqual({ tarOffset: 5 * 2 ** 30, blobOffset: 2 ** 33 + 7 });
+      expect(await store.markArtifactReady(a.id, { sizeBytes: 100, sha256: "ab", contentType: "application/gzip", createdAt: at(0), expiresAt: at(DAY), indexBytes: 900 })).toBe(true);
+      expect(await heldBytes(store, acct.id)).toBe(1000);
+      // The index's bytes leave no room: a 1-byte reservation against a quota of 1000 is refused.
+      expect((await store.insertPendingArtifactWithinQuota(artifact(sb, { sizeBytes: 1 }), 1000)).inserted).toBe(false);
+      expect(await store.deleteArtifact(a.id)).toBe(true);
+      expect(await store.findRestartPoint(a.id, 2 ** 20)).toBeUndefined();
+    });
+
     it("deleteArtifact removes any state, once", async () => {
       const { sb } = await seed();
       const pending = artifact(sb);
