@@ -9,11 +9,10 @@
 // it is a match carrying path_outside_workspace. Reads of the matches go
 // through ReadFile/ReadFiles afterwards, confined again. With changed_since,
 // only regular files whose ctime is at or after it match (symlinks never):
-// the files a command created or changed; their lstat calls run a bounded
-// number at a time per directory, so a 100,000-file tree is walked in about
-// a second.
-import { constants, type Dirent } from "node:fs";
-import { lstat, open, readdir, type FileHandle } from "node:fs/promises";
+// the files a command created or changed (changedFiles below: how their
+// lstat stays cheap and confined).
+import { constants, lstatSync, type BigIntStats, type Dirent } from "node:fs";
+import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -174,7 +173,17 @@ async function* walkDir(walk: Walk, dir: FileHandle, prefix: string, opened: Fil
   if (walk.pending.length > 0 && performance.now() - walk.sentAt >= FLUSH_MS) yield sent(walk);
 }
 
-/** The names of the directory's matching regular files whose ctime is at or after walk.changedSince (still regular files now). */
+/**
+ * The names of the directory's matching regular files whose ctime is at or
+ * after walk.changedSince (still regular files now). An lstat through
+ * /proc/self/fd/<dir>/<name> costs a /proc lookup per file (5x the walk
+ * itself on 100,000 files), so the names are lstat'ed under the path the
+ * kernel gives for the open directory, and the directory must still be
+ * that very directory afterwards; if it moved meanwhile, the directory is
+ * done again the slow way, through its descriptor. Either way this only
+ * chooses matches: reading them goes through the confined ReadFiles again,
+ * without following a symlink.
+ */
 async function changedFiles(walk: Walk, dir: FileHandle, prefix: string, entries: Dirent[]): Promise<Set<string>> {
   const since = walk.changedSince!;
   const candidates = entries.filter((e) => {
@@ -182,6 +191,60 @@ async function changedFiles(walk: Walk, dir: FileHandle, prefix: string, entries
     const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
     return walk.isMatch(rel) && !walk.isExcluded(rel);
   });
+  if (candidates.length === 0) return new Set();
+  const where = (name: string) => `${WORKSPACE}/${prefix === "" ? name : `${prefix}/${name}`}`;
+  const fast = await directoryPath(dir);
+  if (fast) {
+    const changed = new Set<string>();
+    for (let i = 0; i < candidates.length; i++) {
+      const name = candidates[i]!.name;
+      const st = lstatOrUndefined(`${fast.path}/${name}`, where(name));
+      if (st?.isFile() && st.ctimeNs >= since) changed.add(name);
+      // A huge directory gives other calls a turn now and then.
+      if (i % 2048 === 2047) {
+        await new Promise((r) => setImmediate(r));
+        walk.signal.throwIfAborted();
+      }
+    }
+    if (sameDirectory(lstatOrUndefined(fast.path, WORKSPACE), fast.identity)) return changed;
+  }
+  return changedFilesThroughDescriptor(walk, dir, candidates, since, where);
+}
+
+/** The path the kernel names for an open directory, with its identity (dev, ino); undefined when it has none (deleted). */
+async function directoryPath(dir: FileHandle): Promise<{ path: string; identity: BigIntStats } | undefined> {
+  try {
+    const path = await readlink(`/proc/self/fd/${dir.fd}`);
+    if (!path.startsWith("/") || path.endsWith(" (deleted)")) return undefined;
+    const identity = await dir.stat({ bigint: true });
+    return sameDirectory(lstatOrUndefined(path, WORKSPACE), identity) ? { path, identity } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sameDirectory(st: BigIntStats | undefined, identity: BigIntStats): boolean {
+  return st !== undefined && st.isDirectory() && st.dev === identity.dev && st.ino === identity.ino;
+}
+
+function lstatOrUndefined(path: string, clientPath: string): BigIntStats | undefined {
+  try {
+    return lstatSync(path, { bigint: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw agentError(err, clientPath);
+  }
+}
+
+/** The slow, always exact way: an lstat of each name relative to the directory's descriptor, a few at a time. */
+async function changedFilesThroughDescriptor(
+  walk: Walk,
+  dir: FileHandle,
+  candidates: Dirent[],
+  since: bigint,
+  where: (name: string) => string,
+): Promise<Set<string>> {
   const changed = new Set<string>();
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -194,7 +257,7 @@ async function changedFiles(walk: Walk, dir: FileHandle, prefix: string, entries
         if (st.isFile() && st.ctimeNs >= since) changed.add(name);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "ENOENT" && code !== "ENOTDIR") throw agentError(err, `${WORKSPACE}/${prefix === "" ? name : `${prefix}/${name}`}`);
+        if (code !== "ENOENT" && code !== "ENOTDIR") throw agentError(err, where(name));
       }
     }
   };
