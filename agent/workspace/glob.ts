@@ -11,7 +11,7 @@
 // only regular files whose ctime is at or after it match (symlinks never):
 // the files a command created or changed (changedFiles below: how their
 // lstat stays cheap and confined).
-import { constants, lstatSync, type BigIntStats, type Dirent } from "node:fs";
+import { constants, lstatSync, type BigIntStats, type Dirent, type Stats } from "node:fs";
 import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import type { HandlerContext } from "@connectrpc/connect";
@@ -196,10 +196,19 @@ async function changedFiles(walk: Walk, dir: FileHandle, prefix: string, entries
   const fast = await directoryPath(dir);
   if (fast) {
     const changed = new Set<string>();
+    // Number stats are about twice as cheap as bigint ones; only a ctime within a microsecond of the start needs the exact nanoseconds.
+    const sinceMs = Number(since) / 1e6;
     for (let i = 0; i < candidates.length; i++) {
       const name = candidates[i]!.name;
-      const st = lstatOrUndefined(`${fast.path}/${name}`, where(name));
-      if (st?.isFile() && st.ctimeNs >= since) changed.add(name);
+      const path = `${fast.path}/${name}`;
+      const rough = lstatNumberOrUndefined(path, where(name));
+      if (rough?.isFile()) {
+        if (rough.ctimeMs > sinceMs + 0.001) changed.add(name);
+        else if (rough.ctimeMs >= sinceMs - 0.001) {
+          const st = lstatOrUndefined(path, where(name));
+          if (st?.isFile() && st.ctimeNs >= since) changed.add(name);
+        }
+      }
       // A huge directory gives other calls a turn now and then.
       if (i % 2048 === 2047) {
         await new Promise((r) => setImmediate(r));
@@ -225,6 +234,15 @@ async function directoryPath(dir: FileHandle): Promise<{ path: string; identity:
 
 function sameDirectory(st: BigIntStats | undefined, identity: BigIntStats): boolean {
   return st !== undefined && st.isDirectory() && st.dev === identity.dev && st.ino === identity.ino;
+}
+
+function lstatNumberOrUndefined(path: string, clientPath: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    throw agentError(err, clientPath);
+  }
 }
 
 function lstatOrUndefined(path: string, clientPath: string): BigIntStats | undefined {
