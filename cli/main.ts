@@ -3,6 +3,7 @@
 // on stderr and a documented exit code (exit.ts).
 import { Command, CommanderError } from "commander";
 import { register as registerArtifacts } from "./commands/artifacts.js";
+import { register as registerCommands } from "./commands/commands.js";
 import { register as registerFiles } from "./commands/files.js";
 import { register as registerKeys } from "./commands/keys.js";
 import { register as registerRun } from "./commands/run.js";
@@ -30,6 +31,7 @@ run exits with the command's exit code (124: timed out, 125: no exit code).`,
   registerSandbox(program);
   registerFiles(program);
   registerRun(program);
+  registerCommands(program);
   registerArtifacts(program);
   registerKeys(program);
   return program;

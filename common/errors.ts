@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   internal: { http: 500, connect: Code.Internal },
   rate_limited: { http: 429, connect: Code.ResourceExhausted },
   not_an_archive: { http: 409, connect: Code.FailedPrecondition },
+  cursor_expired: { http: 410, connect: Code.OutOfRange },
 } as const satisfies Record<string, { http: number; connect: Code }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,7 +5,8 @@ import { X509Certificate, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import type { Plan } from "./db/types.js";
-import { AgentNetworks, DEFAULT_AGENT_NETWORKS } from "./runtime/agent-network.js";
+import { AgentNetworks, DEFAULT_AGENT_NETWORKS, type AddressRule } from "./runtime/agent-network.js";
+import { parseWebhookNetworks } from "./runtime/public-unicast.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -99,6 +100,22 @@ export interface Config {
   /** Archive artifacts: what one archive's index may hold, and what entry reads may cost. */
   archives: ArchiveConfig;
   logLevel: string;
+  /** Events are kept this long (CROWNEST_EVENT_RETENTION_HOURS). */
+  eventRetentionHours: number;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** http:// receivers allowed (CROWNEST_WEBHOOK_ALLOW_HTTP); otherwise https:// only. */
+  allowHttp: boolean;
+  /** Where a receiver may resolve (CROWNEST_WEBHOOK_NETWORKS; default public unicast only). */
+  networks: AddressRule;
+  /** One attempt's deadline (CROWNEST_WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Waits before the 2nd, 3rd, … attempt; after the last the delivery is failed (CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS). */
+  retryScheduleMs: number[];
+  /** Attempts in flight per replica (CROWNEST_WEBHOOK_CONCURRENCY). */
+  concurrency: number;
 }
 
 export interface ArchiveConfig {
@@ -147,6 +164,27 @@ function agentNetworks(env: Env): AgentNetworks {
   } catch (err) {
     throw new ConfigError("CROWNEST_AGENT_NETWORKS", `expected comma-separated CIDRs (10.0.0.0/8,fc00::/7): ${(err as Error).message}`);
   }
+}
+
+function webhookConfig(env: Env): WebhookConfig {
+  let networks: AddressRule;
+  try {
+    networks = parseWebhookNetworks(env.CROWNEST_WEBHOOK_NETWORKS || "public");
+  } catch (err) {
+    throw new ConfigError("CROWNEST_WEBHOOK_NETWORKS", `expected "public" and/or comma-separated CIDRs: ${(err as Error).message}`);
+  }
+  const rawSchedule = env.CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS || "5000,30000,120000,600000,3600000,21600000,43200000";
+  const retryScheduleMs = rawSchedule.split(",").map((s) => s.trim());
+  if (retryScheduleMs.length > 50 || !retryScheduleMs.every((s) => /^\d{1,10}$/.test(s))) {
+    throw new ConfigError("CROWNEST_WEBHOOK_RETRY_SCHEDULE_MS", `expected comma-separated milliseconds (5000,30000,…), at most 50, got ${JSON.stringify(rawSchedule)}`);
+  }
+  return {
+    allowHttp: bool(env, "CROWNEST_WEBHOOK_ALLOW_HTTP", false),
+    networks,
+    timeoutMs: positiveInt(env, "CROWNEST_WEBHOOK_TIMEOUT_MS", 10_000, 120_000),
+    retryScheduleMs: retryScheduleMs.map(Number),
+    concurrency: positiveInt(env, "CROWNEST_WEBHOOK_CONCURRENCY", 16, 1024),
+  };
 }
 
 function s3Region(env: Env): string {
@@ -378,5 +416,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDecompressions: positiveInt(env, "CROWNEST_MAX_ENTRY_DECOMPRESSIONS", 4, 1024),
     },
     logLevel: logLevel(env),
+    eventRetentionHours: positiveInt(env, "CROWNEST_EVENT_RETENTION_HOURS", 72, 24 * 365),
+    webhooks: webhookConfig(env),
   };
 }

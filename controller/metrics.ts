@@ -1,5 +1,5 @@
 // One Prometheus registry per controller (no globals: tests run several).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -58,6 +58,31 @@ export class Metrics {
   readonly entryDecompressedBytes = new Counter({
     name: "crownest_entry_decompressed_bytes_total",
     help: "Plain tar bytes decompressed to serve entries of .tar.gz artifacts (what an entry read costs beyond the entry itself shows here)",
+    registers: [this.registry],
+  });
+
+  readonly eventLag = new Histogram({
+    name: "crownest_event_lag_seconds",
+    help: "From an event's commit to its sending, by reader (stream, or webhook for a first attempt)",
+    labelNames: ["reader"] as const,
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 15, 60],
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: "crownest_webhook_deliveries_total",
+    help: "Webhook delivery attempts by outcome (succeeded, retry, failed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliverySeconds = new Histogram({
+    name: "crownest_webhook_delivery_duration_seconds",
+    help: "One webhook delivery attempt, request to answer",
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly webhookPending = new Gauge({
+    name: "crownest_webhook_pending_deliveries",
+    help: "Webhook deliveries pending (all accounts), as this replica last counted them",
     registers: [this.registry],
   });
 

@@ -6,6 +6,7 @@ import { Api } from "../api.js";
 import { createLink, downloadToFile, findEntry, safeLocalName, transfer, type ArchiveEntry, type Artifact } from "../download.js";
 import { CliError, EXIT, usageError } from "../exit.js";
 import { details, err, humanBytes, out, printJson, table, writeOut } from "../output.js";
+import { allPages } from "../pages.js";
 import { progressFor, silentProgress } from "../progress.js";
 import { collectRepeated, globals, labelsOf } from "./common.js";
 import { restoreModeAndTime } from "../restore.js";
@@ -45,18 +46,6 @@ function printArtifact(a: Artifact): void {
       ["labels", Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(" ") || null],
     ]),
   );
-}
-
-/** Every page of a cursor-paged listing, merged into the API's own shape with nextCursor null. */
-async function allPages<T>(api: Api, path: string, key: string, query: Record<string, string | string[] | undefined>): Promise<T[]> {
-  const items: T[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await api.call<Record<string, unknown>>("GET", path, { query: { ...query, limit: "200", cursor } });
-    items.push(...((page[key] as T[]) ?? []));
-    cursor = typeof page.nextCursor === "string" && page.nextCursor !== "" ? page.nextCursor : undefined;
-  } while (cursor);
-  return items;
 }
 
 const artifactPath = (id: string) => `/v1/artifacts/${encodeURIComponent(id)}`;

@@ -4,6 +4,8 @@
 import { Migrator, sql } from "kysely";
 import type { Kysely, Migration, MigrationProvider } from "kysely";
 import { archiveLimits } from "./migrations/0006_archive_limits.js";
+import { events } from "./migrations/0008_events.js";
+import { listings } from "./migrations/0012_listings.js";
 import { collectModesLabels } from "./migrations/0010_collect.js";
 
 // Migrations must not depend on today's table types, which change with them.
@@ -244,7 +246,9 @@ export const migrations: Record<string, Migration> = {
   "0004_artifact_entries": artifactEntries,
   "0005_idempotency_outcome": idempotencyOutcome,
   "0006_archive_limits": archiveLimits,
+  "0008_events": events,
   "0010_collect": collectModesLabels,
+  "0012_listings": listings,
 };
 
 const provider: MigrationProvider = {

@@ -19,6 +19,10 @@ export interface AccountsTable {
   max_artifact_bytes: number | null;
   quota_bytes: number | null;
   created_at: Millis;
+  /** The last event sequence handed out (incremented under the row's lock). */
+  event_sequence: Generated<number | string>;
+  /** The highest sequence retention removed. */
+  events_swept_through: Generated<number | string>;
 }
 
 export interface ApiKeysTable {
@@ -132,6 +136,43 @@ export interface IdempotencyKeysTable {
   expires_at: Millis;
 }
 
+export interface EventsTable {
+  id: string;
+  account_id: string;
+  /** bigint: a string from PostgreSQL when beyond int range, a number from SQLite. */
+  sequence: number | string;
+  type: string;
+  created_at: Millis;
+  data: Json;
+}
+
+export interface WebhooksTable {
+  id: string;
+  account_id: string;
+  url: string;
+  /** JSON array of event types. */
+  types: Json;
+  description: string | null;
+  secret: string;
+  created_at: Millis;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  account_id: string;
+  event_id: string;
+  event_type: string;
+  status: string;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  next_attempt_at: Millis | null;
+  /** A replica attempting it holds it until then; a dead replica's lease runs out. */
+  lease_until: Millis | null;
+  created_at: Millis;
+}
+
 export interface Database {
   accounts: AccountsTable;
   api_keys: ApiKeysTable;
@@ -142,4 +183,7 @@ export interface Database {
   artifact_labels: ArtifactLabelsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
+  events: EventsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

@@ -7,6 +7,10 @@
 import { resolve } from "node:path";
 import type { DatabaseConfig } from "../config.js";
 import type { CommandPatch } from "./mapper.js";
+import type { ClaimedDelivery, DeliveryOutcome, DeliveryRow, EventDraft, EventPage, EventType, WebhookRow } from "./event-types.js";
+import * as events from "./kysely/events.js";
+import { EventSignal } from "./kysely/notify.js";
+import * as webhooks from "./kysely/webhooks.js";
 import * as accounts from "./kysely/accounts.js";
 import * as artifacts from "./kysely/artifacts.js";
 import * as commands from "./kysely/commands.js";
@@ -17,6 +21,7 @@ import type { StoreOptions } from "./kysely/dialect.js";
 import * as entries from "./kysely/entries.js";
 import { classify } from "./kysely/errors.js";
 import * as idempotency from "./kysely/idempotency.js";
+import * as listings from "./kysely/listings.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
 import * as reservations from "./kysely/reservations.js";
 import type { ReadyFigures, ReservationResult } from "./kysely/reservations.js";
@@ -31,6 +36,7 @@ import type {
   IdempotencyRow,
   IdempotentOutcome,
   InFlightLimit,
+  ListCursor,
   MetadataStore,
   RestartPoint,
   SandboxRow,
@@ -46,6 +52,7 @@ export class KyselyMetadataStore implements MetadataStore {
   // ready marks (its files finishing together) share one transaction each.
   private readonly reservations: ReturnType<typeof reservations.reservationCommit>;
   private readonly readyMarks: ReturnType<typeof reservations.readyMarkCommit>;
+  private readonly signal: EventSignal;
 
   constructor(config: DatabaseConfig, opts: StoreOptions = {}) {
     this.dialect = config.kind;
@@ -56,6 +63,7 @@ export class KyselyMetadataStore implements MetadataStore {
     } catch (err) {
       throw classify(err);
     }
+    this.signal = new EventSignal(config.kind === "postgres" ? config.url : undefined);
     this.reservations = reservations.reservationCommit(this.ctx, this.run);
     this.readyMarks = reservations.readyMarkCommit(this.ctx, this.run);
   }
@@ -78,7 +86,15 @@ export class KyselyMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    await this.signal.close();
     await this.ctx.db.destroy();
+  }
+
+  /** After a write that may have committed `event`: this process's readers wake at once. */
+  private async announcing<T>(event: EventDraft | undefined, write: Promise<T>): Promise<T> {
+    const result = await write;
+    if (event !== undefined) this.signal.emit(event.accountId);
+    return result;
   }
 
   createAccount(row: AccountRow): Promise<void> {
@@ -121,16 +137,16 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => sandboxes.runningSandboxCount(this.ctx, accountId, now));
   }
 
-  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean> {
-    return this.run(() => sandboxes.createSandboxWithinLimit(this.ctx, row, limit, now));
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean> {
+    return this.announcing(event, this.run(() => sandboxes.createSandboxWithinLimit(this.ctx, row, limit, now, event)));
   }
 
   getSandbox(id: string): Promise<SandboxRow | undefined> {
     return this.run(() => sandboxes.getSandbox(this.ctx, id));
   }
 
-  markSandboxDestroyed(id: string, at: Date): Promise<boolean> {
-    return this.run(() => sandboxes.markSandboxDestroyed(this.ctx, id, at));
+  markSandboxDestroyed(id: string, at: Date, event?: EventDraft): Promise<boolean> {
+    return this.announcing(event, this.run(() => sandboxes.markSandboxDestroyed(this.ctx, id, at, event)));
   }
 
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]> {
@@ -149,16 +165,16 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => reservations.growArtifactReservation(this.ctx, id, accountId, needBytes, wantBytes, quotaBytes));
   }
 
-  markArtifactReady(id: string, ready: ReadyFigures): Promise<boolean> {
-    return this.readyMarks.submit({ id, ready });
+  markArtifactReady(id: string, ready: ReadyFigures, event?: EventDraft): Promise<boolean> {
+    return this.announcing(event, this.readyMarks.submit({ id, ready, event }));
   }
 
   getArtifact(id: string): Promise<ArtifactRow | undefined> {
     return this.run(() => artifacts.getArtifact(this.ctx, id));
   }
 
-  deleteArtifact(id: string): Promise<boolean> {
-    return this.run(() => artifacts.deleteArtifact(this.ctx, id));
+  deleteArtifact(id: string, event?: EventDraft): Promise<boolean> {
+    return this.announcing(event, this.run(() => artifacts.deleteArtifact(this.ctx, id, event)));
   }
 
   insertArtifactEntries(artifactId: string, rows: ArchiveEntryRow[]): Promise<void> {
@@ -216,12 +232,27 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => commands.insertCommandWithinLimit(this.ctx, row, limit, aliveSince));
   }
 
-  updateCommand(id: string, patch: CommandPatch): Promise<void> {
-    return this.run(() => commands.updateCommand(this.ctx, id, patch));
+  updateCommand(id: string, patch: CommandPatch, event?: EventDraft): Promise<void> {
+    return this.announcing(event, this.run(() => commands.updateCommand(this.ctx, id, patch, event)));
   }
 
   getCommand(id: string): Promise<CommandRow | undefined> {
     return this.run(() => commands.getCommand(this.ctx, id));
+  }
+
+  listSandboxes(
+    accountId: string,
+    options: { status?: "running" | "destroyed"; now: Date; limit: number; after?: ListCursor },
+  ): Promise<SandboxRow[]> {
+    return this.run(() => listings.listSandboxes(this.ctx, accountId, options));
+  }
+
+  listCommands(sandboxId: string, options: { limit: number; after?: ListCursor }): Promise<CommandRow[]> {
+    return this.run(() => listings.listCommands(this.ctx, sandboxId, options));
+  }
+
+  listArtifactsByCommands(commandIds: string[]): Promise<ArtifactRow[]> {
+    return this.run(() => listings.listArtifactsByCommands(this.ctx, commandIds));
   }
 
   listStaleCommands(before: Date, limit: number): Promise<CommandRow[]> {
@@ -248,5 +279,57 @@ export class KyselyMetadataStore implements MetadataStore {
 
   releaseAbandonedIdempotency(startedBefore: Date): Promise<number> {
     return this.run(() => idempotency.releaseAbandonedIdempotency(this.ctx, startedBefore));
+  }
+
+  listEvents(accountId: string, after: number, types: readonly EventType[], limit: number): Promise<EventPage> {
+    return this.run(() => events.listEvents(this.ctx, accountId, after, types, limit));
+  }
+
+  lastEventSequence(accountId: string): Promise<number> {
+    return this.run(() => events.lastEventSequence(this.ctx, accountId));
+  }
+
+  sweepEvents(before: Date, limit: number): Promise<number> {
+    return this.run(() => events.sweepEvents(this.ctx, before, limit));
+  }
+
+  onEvents(listener: (accountId: string) => void): () => void {
+    return this.signal.on(listener);
+  }
+
+  createWebhookWithinLimit(row: WebhookRow, limit: number): Promise<boolean> {
+    return this.run(() => webhooks.createWebhookWithinLimit(this.ctx, row, limit));
+  }
+
+  listWebhooks(accountId: string): Promise<WebhookRow[]> {
+    return this.run(() => webhooks.listWebhooks(this.ctx, accountId));
+  }
+
+  getWebhook(id: string): Promise<WebhookRow | undefined> {
+    return this.run(() => webhooks.getWebhook(this.ctx, id));
+  }
+
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.run(() => webhooks.deleteWebhook(this.ctx, id));
+  }
+
+  listDeliveries(webhookId: string, limit: number, after?: { createdAt: Date; id: string }): Promise<DeliveryRow[]> {
+    return this.run(() => webhooks.listDeliveries(this.ctx, webhookId, limit, after));
+  }
+
+  retryDelivery(webhookId: string, deliveryId: string, now: Date): Promise<boolean> {
+    return this.run(() => webhooks.retryDelivery(this.ctx, webhookId, deliveryId, now));
+  }
+
+  claimDueDeliveries(now: Date, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+    return this.run(() => webhooks.claimDueDeliveries(this.ctx, now, limit, leaseMs));
+  }
+
+  finishDeliveryAttempt(id: string, outcome: DeliveryOutcome): Promise<void> {
+    return this.run(() => webhooks.finishDeliveryAttempt(this.ctx, id, outcome));
+  }
+
+  countPendingDeliveries(): Promise<number> {
+    return this.run(() => webhooks.countPendingDeliveries(this.ctx));
   }
 }

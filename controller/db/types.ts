@@ -1,6 +1,7 @@
 // The metadata store seam: one interface, SQLite and PostgreSQL
 // implementations from one query layer (Kysely), one conformance suite.
 import type { ErrorCode } from "../../common/errors.js";
+import type { EventDraft, EventStore } from "./event-types.js";
 
 export type Plan = "free" | "developer";
 
@@ -15,6 +16,9 @@ export const SCOPES = [
   "artifact:create",
   "artifact:read",
   "artifact:delete",
+  "event:read",
+  "webhook:read",
+  "webhook:write",
   "admin",
   "operator",
 ] as const;
@@ -219,6 +223,12 @@ export interface ArtifactCursor {
   id: string;
 }
 
+/** Where a listing page of sandboxes (by createdAt) or commands (by startedAt) resumes. */
+export interface ListCursor {
+  at: Date;
+  id: string;
+}
+
 /**
  * The per-account cap on exports in flight checked with a reservation: the
  * account's pending artifacts that belong to no command and were created at
@@ -229,7 +239,8 @@ export interface InFlightLimit {
   since: Date;
 }
 
-export interface MetadataStore {
+/** Writes that change what clients see take an optional `event`, written in the same transaction (only when the write took effect). */
+export interface MetadataStore extends EventStore {
   readonly dialect: "sqlite" | "postgres";
   /** Runs pending migrations (idempotent; safe when several replicas start together). */
   migrate(): Promise<void>;
@@ -260,12 +271,12 @@ export interface MetadataStore {
    * Inserts the sandbox only while the account has fewer than `limit` running,
    * unexpired sandboxes (at `now`); atomically per account, across replicas.
    */
-  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date): Promise<boolean>;
+  createSandboxWithinLimit(row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean>;
   /** The account's running, unexpired sandboxes at `now` (what createSandboxWithinLimit counts). */
   runningSandboxCount(accountId: string, now: Date): Promise<number>;
   getSandbox(id: string): Promise<SandboxRow | undefined>;
   /** Marks running -> destroyed; returns false when it was not running (someone else did it). */
-  markSandboxDestroyed(id: string, at: Date): Promise<boolean>;
+  markSandboxDestroyed(id: string, at: Date, event?: EventDraft): Promise<boolean>;
   /** Running sandboxes whose expiresAt <= now. */
   listExpiredSandboxes(now: Date, limit: number): Promise<SandboxRow[]>;
   listRunningSandboxes(): Promise<SandboxRow[]>;
@@ -303,10 +314,12 @@ export interface MetadataStore {
       mode?: number | null;
       mtime?: Date | null;
     },
+    event?: EventDraft,
   ): Promise<boolean>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
-  deleteArtifact(id: string): Promise<boolean>;
+  /** A ready artifact's deletion writes `event`; a pending one's never does. */
+  deleteArtifact(id: string, event?: EventDraft): Promise<boolean>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
   /** With `labels`, only the artifacts carrying every one of them (an index lookup per label). */
@@ -357,8 +370,17 @@ export interface MetadataStore {
    * finishes them); atomically per account, across replicas.
    */
   insertCommandWithinLimit(row: CommandRow, limit: number, aliveSince: Date): Promise<boolean>;
-  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>): Promise<void>;
+  updateCommand(id: string, patch: Partial<Omit<CommandRow, "id" | "accountId" | "sandboxId">>, event?: EventDraft): Promise<void>;
   getCommand(id: string): Promise<CommandRow | undefined>;
+  /** An account's sandboxes, newest first (createdAt desc, id desc), after the cursor; `status` as the API shows it at `now`. */
+  listSandboxes(
+    accountId: string,
+    options: { status?: "running" | "destroyed"; now: Date; limit: number; after?: ListCursor },
+  ): Promise<SandboxRow[]>;
+  /** A sandbox's commands, newest first (startedAt desc, id desc), after the cursor. */
+  listCommands(sandboxId: string, options: { limit: number; after?: ListCursor }): Promise<CommandRow[]>;
+  /** The ready artifacts of these commands, oldest first (the caller judges expiry). */
+  listArtifactsByCommands(commandIds: string[]): Promise<ArtifactRow[]>;
   /** Commands still running or collecting whose heartbeat is older than `before`. */
   listStaleCommands(before: Date, limit: number): Promise<CommandRow[]>;
 

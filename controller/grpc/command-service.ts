@@ -6,6 +6,7 @@ import { CommandService } from "../../gen/crownest/v1/command_pb.js";
 import type { CollectEntry } from "../../gen/crownest/v1/types_pb.js";
 import type { Deps } from "../deps.js";
 import { getCommand, runCommand, startCommand, type CommandRequestBody } from "../services/commands.js";
+import { listCommands } from "../services/listings.js";
 import { collectOnFromProto, commandToProto } from "./convert.js";
 import { callerOf } from "./interceptors.js";
 
@@ -67,6 +68,14 @@ export function commandService(deps: Deps): ServiceImpl<typeof CommandService> {
     async getCommand(req, ctx) {
       const view = await getCommand(deps, callerOf(ctx), req.sandboxId !== "" ? req.sandboxId : undefined, req.id);
       return { command: commandToProto(view) };
+    },
+
+    async listCommands(req, ctx) {
+      const page = await listCommands(deps, callerOf(ctx), req.sandboxId, {
+        limit: req.pageSize,
+        ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+      });
+      return { commands: page.commands.map(commandToProto), nextPageToken: page.nextCursor ?? "" };
     },
   };
 }

@@ -6,6 +6,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { SandboxService, type WatchWorkspaceResponseSchema } from "../../gen/crownest/v1/sandbox_pb.js";
 import type { Deps } from "../deps.js";
 import { createSandbox, deleteSandbox, getSandbox, sandboxView } from "../services/sandboxes.js";
+import { listSandboxes, parseStatusFilter } from "../services/listings.js";
 import { watchWorkspace, type WorkspaceEvent } from "../services/watch.js";
 import { fileEventTypeFromAgent, sandboxToProto } from "./convert.js";
 import { callerOf } from "./interceptors.js";
@@ -25,6 +26,17 @@ export function sandboxService(deps: Deps): ServiceImpl<typeof SandboxService> {
     async getSandbox(req, ctx) {
       const row = await getSandbox(deps, callerOf(ctx), req.id);
       return { sandbox: sandboxToProto(sandboxView(row, deps.clock.now())) };
+    },
+
+    async listSandboxes(req, ctx) {
+      const status = parseStatusFilter(req.status);
+      const page = await listSandboxes(deps, callerOf(ctx), {
+        limit: req.pageSize,
+        ...(status ? { status } : {}),
+        ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
+      });
+      const now = deps.clock.now();
+      return { sandboxes: page.sandboxes.map((row) => sandboxToProto(sandboxView(row, now))), nextPageToken: page.nextCursor ?? "" };
     },
 
     async deleteSandbox(req, ctx) {

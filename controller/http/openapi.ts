@@ -9,6 +9,7 @@
 import fastifySwagger from "@fastify/swagger";
 import type { FastifyInstance } from "fastify";
 import { ERROR_CODES } from "../../common/errors.js";
+import { EVENT_ROUTE_DOCS, EVENT_SCHEMAS } from "./openapi-events.js";
 
 type Schema = Record<string, unknown>;
 
@@ -144,6 +145,7 @@ const SCHEMAS: Record<string, Schema> = {
       expiresAt: time(),
     },
   },
+  ...EVENT_SCHEMAS,
 };
 
 const json = (schema: Schema, description: string): Schema => ({ description, content: { "application/json": { schema } } });
@@ -181,6 +183,17 @@ interface RouteDoc {
 /** Keyed "METHOD /url" with fastify's :param syntax. */
 export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "POST /v1/sandboxes": { summary: "Create (local) or register (external) a sandbox", scopes: ["sandbox:create"], responses: { 201: json(ref("Sandbox"), "the sandbox") } },
+  "GET /v1/sandboxes": {
+    summary: "List the account's sandboxes, newest first",
+    scopes: ["sandbox:read"],
+    querystring: { type: "object", properties: { status: { type: "string", enum: ["running", "destroyed"] }, limit: str("1–200"), cursor: str() } },
+    responses: {
+      200: json(
+        { type: "object", required: ["sandboxes", "nextCursor"], properties: { sandboxes: { type: "array", items: ref("Sandbox") }, nextCursor: { type: ["string", "null"] } } },
+        "one page",
+      ),
+    },
+  },
   "GET /v1/sandboxes/:id": { summary: "Get a sandbox", scopes: ["sandbox:read"], responses: { 200: json(ref("Sandbox"), "the sandbox") } },
   "DELETE /v1/sandboxes/:id": { summary: "Destroy a sandbox (artifacts are kept)", scopes: ["sandbox:delete"], responses: { 204: empty("destroyed") } },
   "PUT /v1/sandboxes/:id/files": {
@@ -209,6 +222,18 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     params: params("id"),
     body: json(ref("CommandRequest"), "the command; collect and collectOn are unsupported_field"),
     responses: { 202: json(ref("Command"), "the running command") },
+  },
+  "GET /v1/sandboxes/:id/commands": {
+    summary: "List a sandbox's commands, newest first (another account's sandbox is not_found)",
+    scopes: ["command:read"],
+    params: params("id"),
+    querystring: { type: "object", properties: { limit: str("1–200"), cursor: str() } },
+    responses: {
+      200: json(
+        { type: "object", required: ["commands", "nextCursor"], properties: { commands: { type: "array", items: ref("Command") }, nextCursor: { type: ["string", "null"] } } },
+        "one page",
+      ),
+    },
   },
   "GET /v1/sandboxes/:id/commands/:commandId": {
     summary: "Get a command",
@@ -389,6 +414,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     responses: { 204: empty("revoked") },
   },
   "GET /v1/openapi.json": { summary: "This document", scopes: [], responses: { 200: json({ type: "object" }, "OpenAPI 3.1") } },
+  ...EVENT_ROUTE_DOCS,
 };
 
 const OPEN_ROUTES = new Set([

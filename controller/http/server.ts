@@ -14,7 +14,9 @@ import { registerOpenApi, registerOpenApiRoute } from "./openapi.js";
 import * as admin from "./routes/admin.js";
 import * as artifacts from "./routes/artifacts.js";
 import * as commands from "./routes/commands.js";
+import * as consolePages from "./routes/console.js";
 import * as downloads from "./routes/downloads.js";
+import * as events from "./routes/events.js";
 import * as files from "./routes/files.js";
 import * as health from "./routes/health.js";
 import * as sandboxes from "./routes/sandboxes.js";
@@ -177,7 +179,7 @@ export async function buildHttpServer(deps: Deps, options: HttpServerOptions): P
 
   // Before the routes: the OpenAPI generator records each route as it is added.
   await registerOpenApi(app);
-  const modules: RouteModule[] = [health, admin, sandboxes, files, artifacts, downloads, commands];
+  const modules: RouteModule[] = [health, admin, sandboxes, files, artifacts, downloads, commands, events, consolePages];
   for (const m of modules) await m.register(app, deps);
   registerOpenApiRoute(app);
 

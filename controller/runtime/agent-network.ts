@@ -13,8 +13,13 @@ import { CrowNestError } from "../../common/errors.js";
 
 export const DEFAULT_AGENT_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
 
+/** Which addresses a URL given by a caller may lead to (agents: CROWNEST_AGENT_NETWORKS; webhooks: CROWNEST_WEBHOOK_NETWORKS). */
+export interface AddressRule {
+  allows(address: string): boolean;
+}
+
 /** A set of CIDRs; an address is allowed when it lies inside one (IPv4-mapped IPv6 counts as its IPv4 address). */
-export class AgentNetworks {
+export class AgentNetworks implements AddressRule {
   private readonly list = new net.BlockList();
 
   /** Throws an Error naming the first entry that is not a CIDR (or a bare address). */
@@ -60,11 +65,21 @@ function hostnameOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, "");
 }
 
-function refused(): CrowNestError {
+/** Which field a checked URL came from and which variable lists its networks (for the error). */
+export interface UrlCheckSubject {
+  field: string;
+  variable: string;
+  /** What may live there, in the error's words ("agents", "webhook receivers"). */
+  what: string;
+}
+
+const AGENT_SUBJECT: UrlCheckSubject = { field: "agentUrl", variable: "CROWNEST_AGENT_NETWORKS", what: "agents" };
+
+function refused(s: UrlCheckSubject): CrowNestError {
   return new CrowNestError(
     "invalid_request",
-    "agentUrl: its host resolves to an address outside the networks agents may use (CROWNEST_AGENT_NETWORKS)",
-    { field: "agentUrl" },
+    `${s.field}: its host resolves to an address outside the networks ${s.what} may use (${s.variable})`,
+    { field: s.field },
   );
 }
 
@@ -73,7 +88,12 @@ function refused(): CrowNestError {
  * networks: invalid_request when any lies outside (or the name does not
  * exist), agent_unavailable when DNS itself fails. No connection is made.
  */
-export async function checkAgentAddress(rawUrl: string, networks: AgentNetworks, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+export function checkAgentAddress(rawUrl: string, networks: AddressRule, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
+  return checkUrlAddress(rawUrl, networks, AGENT_SUBJECT, lookup);
+}
+
+/** The one resolve-and-check rule for every URL a caller names (agents, webhooks): see checkAgentAddress. */
+export async function checkUrlAddress(rawUrl: string, networks: AddressRule, subject: UrlCheckSubject, lookup: Lookup = dnsLookup as Lookup): Promise<CheckedAddress> {
   const url = new URL(rawUrl);
   const hostname = hostnameOf(url);
   let addresses: LookupAddress[];
@@ -87,12 +107,12 @@ export async function checkAgentAddress(rawUrl: string, networks: AgentNetworks,
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOTFOUND" || code === "ENODATA") {
-        throw new CrowNestError("invalid_request", "agentUrl: its host name does not resolve", { field: "agentUrl" }, { cause: err });
+        throw new CrowNestError("invalid_request", `${subject.field}: its host name does not resolve`, { field: subject.field }, { cause: err });
       }
-      throw new CrowNestError("agent_unavailable", "agentUrl: its host name could not be resolved now", {}, { cause: err });
+      throw new CrowNestError("agent_unavailable", `${subject.field}: its host name could not be resolved now`, {}, { cause: err });
     }
   }
-  if (addresses.length === 0 || !addresses.every((a) => networks.allows(a.address))) throw refused();
+  if (addresses.length === 0 || !addresses.every((a) => networks.allows(a.address))) throw refused(subject);
   const first = addresses[0]!;
   return { address: first.address, family: first.family === 6 ? 6 : 4, hostname };
 }

@@ -6,6 +6,7 @@ import { CrowNestError } from "../../common/errors.js";
 import type { ArchiveFormat, ArtifactCursor, ArtifactRow } from "../db/types.js";
 import { parseArchiveFormat, parseBoolean, parseExclude, parseRetentionDays } from "./commands/request.js";
 import { checkGlobSpec, exportGlobArchive, findMatches, type GlobArchiveInput, type GlobSpec } from "./export/glob.js";
+import type { EventDraft } from "../db/event-types.js";
 import type { Deps } from "../deps.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { signLink, type AuthMode, type Disposition } from "./downloads.js";
@@ -16,47 +17,8 @@ import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
 import { parseLabels, type LabelFilter } from "./labels.js";
 
-export interface ArtifactView {
-  id: string;
-  sandboxId: string;
-  commandId: string | null;
-  name: string;
-  sourcePath: string;
-  sizeBytes: number;
-  contentType: string;
-  sha256: string;
-  createdAt: string;
-  expiresAt: string;
-  /** Permission bits as an octal string ("0755"); null for artifacts made before they were recorded. */
-  mode: string | null;
-  /** RFC 3339; null for artifacts made before it was recorded. */
-  mtime: string | null;
-  labels: Record<string, string>;
-}
-
-/** Permission bits as the four-digit octal string people write ("0755"). */
-export function octalMode(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, "0");
-}
-
-export function artifactView(row: ArtifactRow): ArtifactView {
-  return {
-    id: row.id,
-    sandboxId: row.sandboxId,
-    commandId: row.commandId,
-    name: row.name,
-    sourcePath: row.sourcePath,
-    sizeBytes: row.sizeBytes,
-    contentType: row.contentType,
-    sha256: row.sha256,
-    createdAt: row.createdAt.toISOString(),
-    // Ready rows always have one; the fallback only keeps the type honest.
-    expiresAt: (row.expiresAt ?? row.createdAt).toISOString(),
-    mode: row.mode === null || row.mode === undefined ? null : octalMode(row.mode),
-    mtime: row.mtime ? row.mtime.toISOString() : null,
-    labels: row.labels ?? {},
-  };
-}
+export { artifactView, type ArtifactView } from "./artifact-view.js";
+import { artifactView, type ArtifactView } from "./artifact-view.js";
 
 /** The operation name in request hashes: one for REST and gRPC, so a key replays across both. */
 export const CREATE_ARTIFACT_OPERATION = "artifacts.create";
@@ -213,12 +175,17 @@ export async function listArtifacts(
   return { artifacts: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
 }
 
+/** artifact.deleted: the artifact as it was, and why it went. */
+export function deletedEvent(row: ArtifactRow, reason: "deleted" | "expired", at: Date): EventDraft {
+  return { accountId: row.accountId, type: "artifact.deleted", data: { ...artifactView(row), reason }, createdAt: at };
+}
+
 /** Blob first, then the record: a failure in between leaves a record that a retry deletes. */
 export async function deleteArtifact(deps: Deps, caller: Caller, id: string): Promise<void> {
   requireScopes(caller, "artifact:delete");
   const row = await findVisibleArtifact(deps, caller.accountId, id);
   await deps.blobs.delete(row.storageKey);
-  await deps.db.deleteArtifact(row.id);
+  await deps.db.deleteArtifact(row.id, deletedEvent(row, "deleted", deps.clock.now()));
   deps.log.info({ artifactId: row.id }, "artifact deleted");
 }
 

@@ -3,6 +3,7 @@
 // controller left behind. REST and gRPC both call these functions.
 import { CrowNestError, toCrowNestError } from "../../common/errors.js";
 import { normalizeWorkspacePath } from "../../common/paths.js";
+import type { EventDraft } from "../db/event-types.js";
 import type { Deps } from "../deps.js";
 import { isGlobEntry, type ArtifactRow, type CollectEntry, type CollectError, type CollectStatus, type CommandRow, type CommandStatus, type SandboxRow } from "../db/types.js";
 import { isVisibleArtifact } from "../db/visibility.js";
@@ -61,6 +62,11 @@ export function commandView(row: CommandRow, artifacts: ArtifactRow[]): CommandV
     collectErrors: row.collectErrors.map(({ path, name, code, message }) => ({ path, name, code, message })),
     artifacts: artifacts.map((a) => artifactView(a)),
   };
+}
+
+/** command.finished: the command as GET returns it, collection done. */
+function finishedEvent(row: CommandRow, artifacts: ArtifactRow[], at: Date): EventDraft {
+  return { accountId: row.accountId, type: "command.finished", data: { ...commandView(row, artifacts) }, createdAt: at };
 }
 
 /** The command's artifacts as clients may see them: ready, unexpired, in the order they were made. */
@@ -188,12 +194,13 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
   } catch (err) {
     await heartbeat.stop();
     const e = toCrowNestError(err);
-    await deps.db.updateCommand(row.id, {
+    const failed: Partial<CommandRow> = {
       status: "error",
       finishedAt: deps.clock.now(),
       collectStatus: request.collect.length > 0 ? "skipped" : "not_requested",
       heartbeatAt: deps.clock.now(),
-    });
+    };
+    await deps.db.updateCommand(row.id, failed, finishedEvent({ ...row, ...failed }, [], deps.clock.now()));
     throw e;
   }
 
@@ -206,14 +213,20 @@ async function beginExecution(deps: Deps, sandbox: SandboxRow, request: CommandR
       else collectStatus = "pending";
       // Persisted before any export starts, so a concurrent GET sees the run's result and "pending".
       const afterRun: CommandRow = { ...row, ...ended, collectStatus, heartbeatAt: deps.clock.now() };
-      await deps.db.updateCommand(row.id, { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt });
+      const patch = { ...ended, collectStatus, heartbeatAt: afterRun.heartbeatAt };
+      // Nothing to collect: the command is finished with this write.
+      await deps.db.updateCommand(row.id, patch, collectStatus === "pending" ? undefined : finishedEvent(afterRun, [], afterRun.heartbeatAt));
       if (collectStatus !== "pending") return afterRun;
 
       collection = new Collection(deps, sandbox, row.id, request.collect, agentClock.start);
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };
-      await deps.db.updateCommand(row.id, { collectStatus: final.collectStatus, collectErrors: final.collectErrors, heartbeatAt: final.heartbeatAt });
+      await deps.db.updateCommand(
+        row.id,
+        { collectStatus: final.collectStatus, collectErrors: final.collectErrors, heartbeatAt: final.heartbeatAt },
+        finishedEvent(final, await visibleArtifacts(deps, row.id), final.heartbeatAt),
+      );
       return final;
     } finally {
       await heartbeat.stop();
@@ -324,7 +337,10 @@ export async function reconcileStaleCommands(deps: Deps, batch = 100): Promise<n
     for (const row of stale) {
       const patch = await abandonedOutcome(deps, row);
       // heartbeatAt = now also takes it off the stale list (its collectStatus is no longer pending).
-      await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now });
+      const finished = { ...row, ...patch, heartbeatAt: now };
+      // Only a command whose end is now known is finished; a run that became error without collection is too.
+      const event = finished.collectStatus === "pending" ? undefined : finishedEvent(finished, await visibleArtifacts(deps, row.id), now);
+      await deps.db.updateCommand(row.id, { ...patch, heartbeatAt: now }, event);
       deps.metrics.reconciled.inc({ kind: "command" });
       deps.log.warn(
         { commandId: row.id, status: patch.status ?? row.status, collectStatus: patch.collectStatus },

@@ -6,6 +6,7 @@ import { reconcileStaleCommands } from "./commands.js";
 import { runReconcileOnce, runSweepOnce } from "./retention.js";
 import { runOrphanSweepOnce } from "./orphans.js";
 import { reapExpiredSandboxes } from "./sandboxes.js";
+import { sweepEventsOnce } from "./events/sweep.js";
 
 export interface BackgroundJob {
   name: string;
@@ -28,6 +29,8 @@ export function backgroundJobs(deps: Deps): BackgroundJob[] {
     { name: "pending-reconciler", intervalMs: deps.config.sweepIntervalMs, run: (d) => runReconcileOnce(d) },
     // Blobs no record holds (a crash between a write and its record), older than the grace period.
     { name: "orphan-sweeper", intervalMs: deps.config.orphanSweepIntervalMs, run: (d) => runOrphanSweepOnce(d) },
+    // Events past CROWNEST_EVENT_RETENTION_HOURS (one sweeper at a time across replicas).
+    { name: "event-sweeper", intervalMs: deps.config.sweepIntervalMs, run: (d) => sweepEventsOnce(d) },
     // Commands whose controller died mid-run or mid-collection (stale heartbeat): finished as error / partial / failed.
     {
       name: "command-reconciler",

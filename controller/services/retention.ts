@@ -5,6 +5,7 @@
 import { toCrowNestError } from "../../common/errors.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { deletedEvent } from "./artifacts.js";
 
 const SWEEP_BATCH = 100;
 /** A claimed artifact is not handed to another sweeper for this long; a sweeper that dies leaves it for the next one. */
@@ -17,7 +18,8 @@ const MAX_BATCHES = 100;
 async function removeArtifact(deps: Deps, row: ArtifactRow, why: string): Promise<boolean> {
   try {
     await deps.blobs.delete(row.storageKey);
-    await deps.db.deleteArtifact(row.id);
+    // A ready (expired) artifact's removal is artifact.deleted; a stale pending one was never seen.
+    await deps.db.deleteArtifact(row.id, row.state === "ready" ? deletedEvent(row, "expired", deps.clock.now()) : undefined);
     return true;
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, `could not remove ${why} artifact; will retry`);

@@ -3,6 +3,7 @@
 // reaper. Another account's sandbox is not_found, never permission_denied.
 import { CrowNestError } from "../../common/errors.js";
 import type { SandboxRow } from "../db/types.js";
+import type { EventDraft } from "../db/event-types.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 import { agentClients, type AgentClients } from "../runtime/agent-client.js";
@@ -104,7 +105,13 @@ export async function createSandbox(deps: Deps, caller: Caller, input: CreateSan
   };
   let recorded: boolean;
   try {
-    recorded = await deps.db.createSandboxWithinLimit(row, max, deps.clock.now());
+    const now = deps.clock.now();
+    recorded = await deps.db.createSandboxWithinLimit(row, max, now, {
+      accountId: row.accountId,
+      type: "sandbox.created",
+      data: { ...sandboxView(row, now) },
+      createdAt: now,
+    });
   } catch (err) {
     recorded = false;
     await stopUnrecorded(deps, id, endpoint);
@@ -150,10 +157,19 @@ export async function requireRunningSandbox(deps: Deps, caller: Caller, id: stri
  * filesystem (runtime). Artifacts are not touched. A failed stop is retried
  * by deleting again.
  */
-async function destroy(deps: Deps, row: SandboxRow, reason: string): Promise<void> {
-  const ended = await deps.db.markSandboxDestroyed(row.id, deps.clock.now());
+async function destroy(deps: Deps, row: SandboxRow, reason: DestroyReason): Promise<void> {
+  const at = deps.clock.now();
+  const ended = await deps.db.markSandboxDestroyed(row.id, at, destroyedEvent(row, at, reason));
   await deps.runtime.stop(row.id, endpointOf(row));
   if (ended) deps.log.info({ sandboxId: row.id, reason }, "sandbox destroyed");
+}
+
+/** Why a sandbox ended, as sandbox.destroyed says it. */
+export type DestroyReason = "deleted" | "expired" | "agent_lost" | "stopped";
+
+function destroyedEvent(row: SandboxRow, at: Date, reason: DestroyReason): EventDraft {
+  const ended: SandboxRow = { ...row, status: "destroyed", destroyedAt: at };
+  return { accountId: row.accountId, type: "sandbox.destroyed", data: { ...sandboxView(ended, at), reason }, createdAt: at };
 }
 
 /** Idempotent: deleting a destroyed sandbox succeeds again (and cleans up anything left). */
@@ -185,7 +201,7 @@ export async function reapExpiredSandboxes(deps: Deps, batch = 50): Promise<numb
 export async function sandboxLost(deps: Deps, sandboxId: string): Promise<void> {
   const row = await deps.db.getSandbox(sandboxId);
   if (!row || row.status !== "running") return;
-  await destroy(deps, row, "agent exited");
+  await destroy(deps, row, "agent_lost");
 }
 
 /**
@@ -212,7 +228,7 @@ export async function recoverLocalSandboxes(deps: Deps): Promise<{ adopted: numb
       continue;
     }
     try {
-      await destroy(deps, row, isExpired(row, now) ? "expired" : "agent gone after restart");
+      await destroy(deps, row, isExpired(row, now) ? "expired" : "agent_lost");
       destroyed++;
     } catch (err) {
       deps.log.error({ err, sandboxId: row.id }, "cleaning up a sandbox after restart failed");
@@ -247,7 +263,8 @@ export async function stopLocalSandboxes(deps: Deps): Promise<void> {
   const at = deps.clock.now();
   for (const id of ids) {
     try {
-      await deps.db.markSandboxDestroyed(id, at);
+      const row = await deps.db.getSandbox(id);
+      await deps.db.markSandboxDestroyed(id, at, row && destroyedEvent(row, at, "stopped"));
     } catch (err) {
       deps.log.error({ err, sandboxId: id }, "recording a stopped sandbox failed; the next start cleans it up");
     }

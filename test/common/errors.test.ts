@@ -21,7 +21,7 @@ const DOCUMENTED_CODES: Record<string, number> = {
   idempotency_key_reused: 422, path_outside_workspace: 422, invalid_path: 422,
   not_a_regular_file: 422, too_large: 413, quota_exceeded: 413, agent_unavailable: 503,
   storage_unavailable: 503, integrity_error: 502, internal: 500, rate_limited: 429,
-  not_an_archive: 409,
+  not_an_archive: 409, cursor_expired: 410,
 };
 
 describe("error registry", () => {
@@ -32,6 +32,11 @@ describe("error registry", () => {
 
   it("answers not_an_archive with gRPC FAILED_PRECONDITION", () => {
     expect(ERROR_CODES.not_an_archive.connect).toBe(Code.FailedPrecondition);
+  });
+
+  it("answers cursor_expired (an events cursor older than retention) with 410 and gRPC OUT_OF_RANGE", () => {
+    expect(ERROR_CODES.cursor_expired.http).toBe(410);
+    expect(ERROR_CODES.cursor_expired.connect).toBe(Code.OutOfRange);
   });
 
   it("maps every code to a Connect code other than Unknown", () => {

@@ -2,7 +2,9 @@
 // sweepers' claims (expired, stale pending, orphaned storage keys).
 import { artifactFromDb, artifactToDb, toMillis, toWhole } from "../mapper.js";
 import { visibleArtifactCondition } from "../visibility.js";
+import type { EventDraft } from "../event-types.js";
 import type { ArtifactCursor, ArtifactRow } from "../types.js";
+import { appendEvent } from "./events.js";
 import type { Ctx } from "./context.js";
 import { deleteLabels, hasLabels, withLabels } from "./labels.js";
 
@@ -11,14 +13,19 @@ export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow 
   return r && (await withLabels(db, [artifactFromDb(r)]))[0];
 }
 
-export function deleteArtifact({ db }: Ctx, id: string): Promise<boolean> {
-  // The index goes with its artifact, in one transaction.
+export function deleteArtifact({ db, dialect }: Ctx, id: string, event?: EventDraft): Promise<boolean> {
+  // The index goes with its artifact, in one transaction (and its artifact.deleted event).
   return db.transaction().execute(async (trx) => {
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
     await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
     await deleteLabels(trx, id);
-    const res = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
-    return res.numDeletedRows > 0n;
+    const res = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").executeTakeFirst();
+    const deleted = res.numDeletedRows > 0n;
+    if (deleted && event) await appendEvent(trx, dialect, event);
+    if (deleted) return true;
+    // A pending record (a failed export, the reconciler): no event, it was never visible.
+    const pending = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
+    return pending.numDeletedRows > 0n;
   });
 }
 

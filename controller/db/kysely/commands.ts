@@ -1,8 +1,10 @@
 // Queries on commands, with the per-account limit on live ones.
 import { commandFromDb, commandPatchToDb, commandToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { CommandPatch } from "../mapper.js";
+import type { EventDraft } from "../event-types.js";
 import type { CommandRow } from "../types.js";
 import type { Ctx } from "./context.js";
+import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 
 export function insertCommandWithinLimit({ db, dialect }: Ctx, row: CommandRow, limit: number, aliveSince: Date): Promise<boolean> {
@@ -21,10 +23,18 @@ export function insertCommandWithinLimit({ db, dialect }: Ctx, row: CommandRow, 
   });
 }
 
-export async function updateCommand({ db }: Ctx, id: string, patch: CommandPatch): Promise<void> {
+export async function updateCommand({ db, dialect }: Ctx, id: string, patch: CommandPatch, event?: EventDraft): Promise<void> {
   const set = commandPatchToDb(patch);
-  if (Object.keys(set).length === 0) return;
-  await db.updateTable("commands").set(set).where("id", "=", id).execute();
+  if (event === undefined) {
+    if (Object.keys(set).length === 0) return;
+    await db.updateTable("commands").set(set).where("id", "=", id).execute();
+    return;
+  }
+  // The command's last write and its command.finished event commit together.
+  await db.transaction().execute(async (trx) => {
+    if (Object.keys(set).length > 0) await trx.updateTable("commands").set(set).where("id", "=", id).execute();
+    await appendEvent(trx, dialect, event);
+  });
 }
 
 export async function getCommand({ db }: Ctx, id: string): Promise<CommandRow | undefined> {

@@ -2,10 +2,12 @@
 // in-flight cap, grown while an archive streams, marked ready at the end.
 // Reservations and ready marks arriving together are group-committed: one
 // transaction per batch, a failed batch retried one call at a time.
+import type { EventDraft } from "../event-types.js";
 import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
+import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 import { insertLabels } from "./labels.js";
 
@@ -16,9 +18,11 @@ export interface Reservation {
   quotaBytes: number;
   inFlight: InFlightLimit | undefined;
 }
-interface ReadyMark {
+export interface ReadyMark {
   id: string;
   ready: ReadyFigures;
+  /** artifact.created, written in the ready mark's transaction. */
+  event?: EventDraft | undefined;
 }
 
 /** How the store runs a unit of work (it classifies outages). */
@@ -155,18 +159,29 @@ export function growArtifactReservation(
   });
 }
 
-/** Ready marks, group-committed (a collection's files finishing together share one transaction). */
-export function readyMarkCommit({ db }: Ctx, run: Run): GroupCommit<ReadyMark, boolean> {
+/**
+ * Ready marks, group-committed (a collection's files finishing together share
+ * one transaction), each with its artifact.created event in that transaction.
+ * The accounts whose counters the events take are locked first, sorted, so
+ * two replicas' batches cannot deadlock on them.
+ */
+export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<ReadyMark, boolean> {
+  const markAll = (batch: ReadyMark[]) =>
+    db.transaction().execute(async (trx) => {
+      const accounts = [...new Set(batch.flatMap((m) => (m.event ? [m.event.accountId] : [])))].sort();
+      for (const accountId of accounts) await lockAccount(dialect, trx, accountId);
+      const done: boolean[] = [];
+      for (const { id, ready, event } of batch) {
+        const marked = await markReady(trx, id, ready);
+        if (marked && event) await appendEvent(trx, dialect, event);
+        done.push(marked);
+      }
+      return done;
+    });
   return new GroupCommit<ReadyMark, boolean>(
-    (batch) =>
-      run(() =>
-        db.transaction().execute(async (trx) => {
-          const done: boolean[] = [];
-          for (const { id, ready } of batch) done.push(await markReady(trx, id, ready));
-          return done;
-        }),
-      ),
-    ({ id, ready }) => run(() => markReady(db, id, ready)),
+    (batch) => run(() => markAll(batch)),
+    // Alone and without an event: one statement, no transaction.
+    (mark) => run(async () => (mark.event === undefined ? markReady(db, mark.id, mark.ready) : (await markAll([mark]))[0]!)),
   );
 }
 

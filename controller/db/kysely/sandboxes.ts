@@ -1,7 +1,9 @@
 // Queries on sandboxes, with the per-account limit on running ones.
 import { fromInt, sandboxFromDb, sandboxToDb, toMillis, toWhole } from "../mapper.js";
+import type { EventDraft } from "../event-types.js";
 import type { SandboxRow } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
+import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
 
 async function countRunningSandboxes(trx: Executor, accountId: string, now: Date): Promise<number> {
@@ -19,11 +21,12 @@ export function runningSandboxCount({ db }: Ctx, accountId: string, now: Date): 
   return countRunningSandboxes(db, accountId, now);
 }
 
-export function createSandboxWithinLimit({ db, dialect }: Ctx, row: SandboxRow, limit: number, now: Date): Promise<boolean> {
+export function createSandboxWithinLimit({ db, dialect }: Ctx, row: SandboxRow, limit: number, now: Date, event?: EventDraft): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     await lockAccount(dialect, trx, row.accountId);
     if ((await countRunningSandboxes(trx, row.accountId, now)) >= toWhole(limit, "limit")) return false;
     await trx.insertInto("sandboxes").values(sandboxToDb(row)).execute();
+    if (event) await appendEvent(trx, dialect, event);
     return true;
   });
 }
@@ -33,14 +36,25 @@ export async function getSandbox({ db }: Ctx, id: string): Promise<SandboxRow | 
   return r && sandboxFromDb(r);
 }
 
-export async function markSandboxDestroyed({ db }: Ctx, id: string, at: Date): Promise<boolean> {
-  const res = await db
-    .updateTable("sandboxes")
-    .set({ status: "destroyed", destroyed_at: toMillis(at, "at") })
-    .where("id", "=", id)
-    .where("status", "=", "running")
-    .executeTakeFirst();
-  return res.numUpdatedRows > 0n;
+export async function markSandboxDestroyed({ db, dialect }: Ctx, id: string, at: Date, event?: EventDraft): Promise<boolean> {
+  // Without an event, one statement (no transaction to hold while another handle waits).
+  if (event === undefined) return (await destroyRow(db, id, at)) > 0n;
+  return db.transaction().execute(async (trx) => {
+    const ended = (await destroyRow(trx, id, at)) > 0n;
+    // Only the call that ended it reports it: a second delete or a racing reaper emits nothing.
+    if (ended) await appendEvent(trx, dialect, event);
+    return ended;
+  });
+}
+
+async function destroyRow(trx: Executor, id: string, at: Date): Promise<bigint> {
+  const res = await trx
+      .updateTable("sandboxes")
+      .set({ status: "destroyed", destroyed_at: toMillis(at, "at") })
+      .where("id", "=", id)
+      .where("status", "=", "running")
+      .executeTakeFirst();
+  return res.numUpdatedRows;
 }
 
 export async function listExpiredSandboxes({ db }: Ctx, now: Date, limit: number): Promise<SandboxRow[]> {

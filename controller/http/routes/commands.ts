@@ -3,7 +3,9 @@
 import type { FastifyInstance } from "fastify";
 import type { Deps } from "../../deps.js";
 import { getCommand, runCommand, startCommand } from "../../services/commands.js";
+import { listCommands } from "../../services/listings.js";
 import { callerOf } from "../context.js";
+import { parseLimit, singleString } from "../query.js";
 
 interface SandboxParams {
   id: string;
@@ -24,6 +26,15 @@ export function register(app: FastifyInstance, deps: Deps): void {
   app.post<{ Params: SandboxParams }>("/v1/sandboxes/:id/commands", async (request, reply) => {
     const command = await startCommand(deps, callerOf(request), request.params.id, request.body);
     return reply.code(202).send(command);
+  });
+
+  app.get<{ Params: SandboxParams; Querystring: Record<string, unknown> }>("/v1/sandboxes/:id/commands", async (request) => {
+    const limit = parseLimit(request.query.limit);
+    const cursor = singleString(request.query.cursor, "cursor");
+    return listCommands(deps, callerOf(request), request.params.id, {
+      ...(limit !== undefined ? { limit } : {}),
+      ...(cursor ? { cursor } : {}),
+    });
   });
 
   app.get<{ Params: CommandParams }>("/v1/sandboxes/:id/commands/:commandId", async (request) => {

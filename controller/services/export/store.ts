@@ -17,6 +17,7 @@ import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
 import { rateLimited } from "../limits.js";
+import { artifactView } from "../artifact-view.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /**
@@ -215,11 +216,12 @@ export async function storeExport(
       ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
       ...sourceModes(reader.header),
     };
-    if (!(await deps.db.markArtifactReady(id, ready))) {
+    const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
+    if (!(await deps.db.markArtifactReady(id, ready, { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt }))) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
-    return { ...pending, ...ready, state: "ready" };
+    return made;
   } catch (err) {
     if (!abort.signal.aborted) abort.abort(err);
     await discardPending(deps, pending, blobWritten);

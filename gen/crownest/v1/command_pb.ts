@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/command.proto.
  */
 export const file_crownest_v1_command: GenFile = /*@__PURE__*/
-  fileDesc("Chljcm93bmVzdC92MS9jb21tYW5kLnByb3RvEgtjcm93bmVzdC52MSKfAwoRUnVuQ29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIPCgdjb21tYW5kGAIgASgJEhAKA2N3ZBgDIAEoCUgAiAEBEjQKA2VudhgEIAMoCzInLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARIqCgdjb2xsZWN0GAYgAygLMhkuY3Jvd25lc3QudjEuQ29sbGVjdEVudHJ5EioKCmNvbGxlY3Rfb24YByABKA4yFi5jcm93bmVzdC52MS5Db2xsZWN0T24SOgoGbGFiZWxzGAggAygLMiouY3Jvd25lc3QudjEuUnVuQ29tbWFuZFJlcXVlc3QuTGFiZWxzRW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgYKBF9jd2RCDQoLX3RpbWVvdXRfbXMiOwoSUnVuQ29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kIuABChNTdGFydENvbW1hbmRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDwoHY29tbWFuZBgCIAEoCRIQCgNjd2QYAyABKAlIAIgBARI2CgNlbnYYBCADKAsyKS5jcm93bmVzdC52MS5TdGFydENvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgYKBF9jd2RCDQoLX3RpbWVvdXRfbXMiPQoUU3RhcnRDb21tYW5kUmVzcG9uc2USJQoHY29tbWFuZBgBIAEoCzIULmNyb3duZXN0LnYxLkNvbW1hbmQiMwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIKCgJpZBgCIAEoCSI7ChJHZXRDb21tYW5kUmVzcG9uc2USJQoHY29tbWFuZBgBIAEoCzIULmNyb3duZXN0LnYxLkNvbW1hbmQygwIKDkNvbW1hbmRTZXJ2aWNlEk0KClJ1bkNvbW1hbmQSHi5jcm93bmVzdC52MS5SdW5Db21tYW5kUmVxdWVzdBofLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXNwb25zZRJTCgxTdGFydENvbW1hbmQSIC5jcm93bmVzdC52MS5TdGFydENvbW1hbmRSZXF1ZXN0GiEuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVzcG9uc2USTQoKR2V0Q29tbWFuZBIeLmNyb3duZXN0LnYxLkdldENvbW1hbmRSZXF1ZXN0Gh8uY3Jvd25lc3QudjEuR2V0Q29tbWFuZFJlc3BvbnNlYgZwcm90bzM", [file_crownest_v1_types]);
+  fileDesc("Chljcm93bmVzdC92MS9jb21tYW5kLnByb3RvEgtjcm93bmVzdC52MSKfAwoRUnVuQ29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIPCgdjb21tYW5kGAIgASgJEhAKA2N3ZBgDIAEoCUgAiAEBEjQKA2VudhgEIAMoCzInLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARIqCgdjb2xsZWN0GAYgAygLMhkuY3Jvd25lc3QudjEuQ29sbGVjdEVudHJ5EioKCmNvbGxlY3Rfb24YByABKA4yFi5jcm93bmVzdC52MS5Db2xsZWN0T24SOgoGbGFiZWxzGAggAygLMiouY3Jvd25lc3QudjEuUnVuQ29tbWFuZFJlcXVlc3QuTGFiZWxzRW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgYKBF9jd2RCDQoLX3RpbWVvdXRfbXMiOwoSUnVuQ29tbWFuZFJlc3BvbnNlEiUKB2NvbW1hbmQYASABKAsyFC5jcm93bmVzdC52MS5Db21tYW5kIuABChNTdGFydENvbW1hbmRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDwoHY29tbWFuZBgCIAEoCRIQCgNjd2QYAyABKAlIAIgBARI2CgNlbnYYBCADKAsyKS5jcm93bmVzdC52MS5TdGFydENvbW1hbmRSZXF1ZXN0LkVudkVudHJ5EhcKCnRpbWVvdXRfbXMYBSABKA1IAYgBARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgYKBF9jd2RCDQoLX3RpbWVvdXRfbXMiPQoUU3RhcnRDb21tYW5kUmVzcG9uc2USJQoHY29tbWFuZBgBIAEoCzIULmNyb3duZXN0LnYxLkNvbW1hbmQiMwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIKCgJpZBgCIAEoCSI7ChJHZXRDb21tYW5kUmVzcG9uc2USJQoHY29tbWFuZBgBIAEoCzIULmNyb3duZXN0LnYxLkNvbW1hbmQiUAoTTGlzdENvbW1hbmRzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKFExpc3RDb21tYW5kc1Jlc3BvbnNlEiYKCGNvbW1hbmRzGAEgAygLMhQuY3Jvd25lc3QudjEuQ29tbWFuZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky2AIKDkNvbW1hbmRTZXJ2aWNlEk0KClJ1bkNvbW1hbmQSHi5jcm93bmVzdC52MS5SdW5Db21tYW5kUmVxdWVzdBofLmNyb3duZXN0LnYxLlJ1bkNvbW1hbmRSZXNwb25zZRJTCgxTdGFydENvbW1hbmQSIC5jcm93bmVzdC52MS5TdGFydENvbW1hbmRSZXF1ZXN0GiEuY3Jvd25lc3QudjEuU3RhcnRDb21tYW5kUmVzcG9uc2USTQoKR2V0Q29tbWFuZBIeLmNyb3duZXN0LnYxLkdldENvbW1hbmRSZXF1ZXN0Gh8uY3Jvd25lc3QudjEuR2V0Q29tbWFuZFJlc3BvbnNlElMKDExpc3RDb21tYW5kcxIgLmNyb3duZXN0LnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaIS5jcm93bmVzdC52MS5MaXN0Q29tbWFuZHNSZXNwb25zZWIGcHJvdG8z", [file_crownest_v1_types]);
 
 /**
  * @generated from message crownest.v1.RunCommandRequest
@@ -185,6 +185,61 @@ export const GetCommandResponseSchema: GenMessage<GetCommandResponse> = /*@__PUR
   messageDesc(file_crownest_v1_command, 5);
 
 /**
+ * @generated from message crownest.v1.ListCommandsRequest
+ */
+export type ListCommandsRequest = Message<"crownest.v1.ListCommandsRequest"> & {
+  /**
+   * Another account's sandbox is NOT_FOUND.
+   *
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * 0 means the default (50); at most 200.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListCommandsRequest.
+ * Use `create(ListCommandsRequestSchema)` to create a new message.
+ */
+export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_command, 6);
+
+/**
+ * @generated from message crownest.v1.ListCommandsResponse
+ */
+export type ListCommandsResponse = Message<"crownest.v1.ListCommandsResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.Command commands = 1;
+   */
+  commands: Command[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListCommandsResponse.
+ * Use `create(ListCommandsResponseSchema)` to create a new message.
+ */
+export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_command, 7);
+
+/**
  * CommandService runs commands in a sandbox.
  *
  * @generated from service crownest.v1.CommandService
@@ -218,6 +273,16 @@ export const CommandService: GenService<{
     methodKind: "unary";
     input: typeof GetCommandRequestSchema;
     output: typeof GetCommandResponseSchema;
+  },
+  /**
+   * ListCommands pages through a sandbox's commands, newest first.
+   *
+   * @generated from rpc crownest.v1.CommandService.ListCommands
+   */
+  listCommands: {
+    methodKind: "unary";
+    input: typeof ListCommandsRequestSchema;
+    output: typeof ListCommandsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_v1_command, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/v1/sandbox.proto.
  */
 export const file_crownest_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJwChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94IiIKFERlbGV0ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIhcKFURlbGV0ZVNhbmRib3hSZXNwb25zZSI5ChVXYXRjaFdvcmtzcGFjZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIkMKCUZpbGVFdmVudBIoCgR0eXBlGAEgASgOMhouY3Jvd25lc3QudjEuRmlsZUV2ZW50VHlwZRIMCgRwYXRoGAIgASgJIhoKCldhdGNoUmVhZHkSDAoEcGF0aBgBIAEoCSJ3ChZXYXRjaFdvcmtzcGFjZVJlc3BvbnNlEigKBXJlYWR5GAEgASgLMhcuY3Jvd25lc3QudjEuV2F0Y2hSZWFkeUgAEioKCGZzX2V2ZW50GAIgASgLMhYuY3Jvd25lc3QudjEuRmlsZUV2ZW50SABCBwoFZXZlbnQqvgEKDUZpbGVFdmVudFR5cGUSHwobRklMRV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTRklMRV9FVkVOVF9UWVBFX0FERBABEhoKFkZJTEVfRVZFTlRfVFlQRV9DSEFOR0UQAhIaChZGSUxFX0VWRU5UX1RZUEVfVU5MSU5LEAMSGwoXRklMRV9FVkVOVF9UWVBFX0FERF9ESVIQBBIeChpGSUxFX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMuwCCg5TYW5kYm94U2VydmljZRJWCg1DcmVhdGVTYW5kYm94EiEuY3Jvd25lc3QudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIi5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USTQoKR2V0U2FuZGJveBIeLmNyb3duZXN0LnYxLkdldFNhbmRib3hSZXF1ZXN0Gh8uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_crownest_v1_types]);
+  fileDesc("Chljcm93bmVzdC92MS9zYW5kYm94LnByb3RvEgtjcm93bmVzdC52MSJwChRDcmVhdGVTYW5kYm94UmVxdWVzdBIcCg90aW1lb3V0X3NlY29uZHMYASABKA1IAIgBARIRCglhZ2VudF91cmwYAiABKAkSEwoLYWdlbnRfdG9rZW4YAyABKAlCEgoQX3RpbWVvdXRfc2Vjb25kcyI+ChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJQoHc2FuZGJveBgBIAEoCzIULmNyb3duZXN0LnYxLlNhbmRib3giHwoRR2V0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiOwoSR2V0U2FuZGJveFJlc3BvbnNlEiUKB3NhbmRib3gYASABKAsyFC5jcm93bmVzdC52MS5TYW5kYm94Ik0KFExpc3RTYW5kYm94ZXNSZXF1ZXN0Eg4KBnN0YXR1cxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJZChVMaXN0U2FuZGJveGVzUmVzcG9uc2USJwoJc2FuZGJveGVzGAEgAygLMhQuY3Jvd25lc3QudjEuU2FuZGJveBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoURGVsZXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiFwoVRGVsZXRlU2FuZGJveFJlc3BvbnNlIjkKFVdhdGNoV29ya3NwYWNlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkiQwoJRmlsZUV2ZW50EigKBHR5cGUYASABKA4yGi5jcm93bmVzdC52MS5GaWxlRXZlbnRUeXBlEgwKBHBhdGgYAiABKAkiGgoKV2F0Y2hSZWFkeRIMCgRwYXRoGAEgASgJIncKFldhdGNoV29ya3NwYWNlUmVzcG9uc2USKAoFcmVhZHkYASABKAsyFy5jcm93bmVzdC52MS5XYXRjaFJlYWR5SAASKgoIZnNfZXZlbnQYAiABKAsyFi5jcm93bmVzdC52MS5GaWxlRXZlbnRIAEIHCgVldmVudCq+AQoNRmlsZUV2ZW50VHlwZRIfChtGSUxFX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIXChNGSUxFX0VWRU5UX1RZUEVfQUREEAESGgoWRklMRV9FVkVOVF9UWVBFX0NIQU5HRRACEhoKFkZJTEVfRVZFTlRfVFlQRV9VTkxJTksQAxIbChdGSUxFX0VWRU5UX1RZUEVfQUREX0RJUhAEEh4KGkZJTEVfRVZFTlRfVFlQRV9VTkxJTktfRElSEAUyxAMKDlNhbmRib3hTZXJ2aWNlElYKDUNyZWF0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRJNCgpHZXRTYW5kYm94Eh4uY3Jvd25lc3QudjEuR2V0U2FuZGJveFJlcXVlc3QaHy5jcm93bmVzdC52MS5HZXRTYW5kYm94UmVzcG9uc2USVgoNTGlzdFNhbmRib3hlcxIhLmNyb3duZXN0LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiIuY3Jvd25lc3QudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElYKDURlbGV0ZVNhbmRib3gSIS5jcm93bmVzdC52MS5EZWxldGVTYW5kYm94UmVxdWVzdBoiLmNyb3duZXN0LnYxLkRlbGV0ZVNhbmRib3hSZXNwb25zZRJbCg5XYXRjaFdvcmtzcGFjZRIiLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVxdWVzdBojLmNyb3duZXN0LnYxLldhdGNoV29ya3NwYWNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_crownest_v1_types]);
 
 /**
  * @generated from message crownest.v1.CreateSandboxRequest
@@ -95,6 +95,61 @@ export const GetSandboxResponseSchema: GenMessage<GetSandboxResponse> = /*@__PUR
   messageDesc(file_crownest_v1_sandbox, 3);
 
 /**
+ * @generated from message crownest.v1.ListSandboxesRequest
+ */
+export type ListSandboxesRequest = Message<"crownest.v1.ListSandboxesRequest"> & {
+  /**
+   * "running", "destroyed", or "" for both.
+   *
+   * @generated from field: string status = 1;
+   */
+  status: string;
+
+  /**
+   * 0 means the default (50); at most 200.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxesRequest.
+ * Use `create(ListSandboxesRequestSchema)` to create a new message.
+ */
+export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 4);
+
+/**
+ * @generated from message crownest.v1.ListSandboxesResponse
+ */
+export type ListSandboxesResponse = Message<"crownest.v1.ListSandboxesResponse"> & {
+  /**
+   * @generated from field: repeated crownest.v1.Sandbox sandboxes = 1;
+   */
+  sandboxes: Sandbox[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message crownest.v1.ListSandboxesResponse.
+ * Use `create(ListSandboxesResponseSchema)` to create a new message.
+ */
+export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_v1_sandbox, 5);
+
+/**
  * @generated from message crownest.v1.DeleteSandboxRequest
  */
 export type DeleteSandboxRequest = Message<"crownest.v1.DeleteSandboxRequest"> & {
@@ -109,7 +164,7 @@ export type DeleteSandboxRequest = Message<"crownest.v1.DeleteSandboxRequest"> &
  * Use `create(DeleteSandboxRequestSchema)` to create a new message.
  */
 export const DeleteSandboxRequestSchema: GenMessage<DeleteSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 4);
+  messageDesc(file_crownest_v1_sandbox, 6);
 
 /**
  * @generated from message crownest.v1.DeleteSandboxResponse
@@ -122,7 +177,7 @@ export type DeleteSandboxResponse = Message<"crownest.v1.DeleteSandboxResponse">
  * Use `create(DeleteSandboxResponseSchema)` to create a new message.
  */
 export const DeleteSandboxResponseSchema: GenMessage<DeleteSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 5);
+  messageDesc(file_crownest_v1_sandbox, 7);
 
 /**
  * @generated from message crownest.v1.WatchWorkspaceRequest
@@ -146,7 +201,7 @@ export type WatchWorkspaceRequest = Message<"crownest.v1.WatchWorkspaceRequest">
  * Use `create(WatchWorkspaceRequestSchema)` to create a new message.
  */
 export const WatchWorkspaceRequestSchema: GenMessage<WatchWorkspaceRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 6);
+  messageDesc(file_crownest_v1_sandbox, 8);
 
 /**
  * @generated from message crownest.v1.FileEvent
@@ -168,7 +223,7 @@ export type FileEvent = Message<"crownest.v1.FileEvent"> & {
  * Use `create(FileEventSchema)` to create a new message.
  */
 export const FileEventSchema: GenMessage<FileEvent> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 7);
+  messageDesc(file_crownest_v1_sandbox, 9);
 
 /**
  * @generated from message crownest.v1.WatchReady
@@ -185,7 +240,7 @@ export type WatchReady = Message<"crownest.v1.WatchReady"> & {
  * Use `create(WatchReadySchema)` to create a new message.
  */
 export const WatchReadySchema: GenMessage<WatchReady> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 8);
+  messageDesc(file_crownest_v1_sandbox, 10);
 
 /**
  * @generated from message crownest.v1.WatchWorkspaceResponse
@@ -214,7 +269,7 @@ export type WatchWorkspaceResponse = Message<"crownest.v1.WatchWorkspaceResponse
  * Use `create(WatchWorkspaceResponseSchema)` to create a new message.
  */
 export const WatchWorkspaceResponseSchema: GenMessage<WatchWorkspaceResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_v1_sandbox, 9);
+  messageDesc(file_crownest_v1_sandbox, 11);
 
 /**
  * @generated from enum crownest.v1.FileEventType
@@ -278,6 +333,16 @@ export const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof GetSandboxRequestSchema;
     output: typeof GetSandboxResponseSchema;
+  },
+  /**
+   * ListSandboxes pages through the account's sandboxes, newest first.
+   *
+   * @generated from rpc crownest.v1.SandboxService.ListSandboxes
+   */
+  listSandboxes: {
+    methodKind: "unary";
+    input: typeof ListSandboxesRequestSchema;
+    output: typeof ListSandboxesResponseSchema;
   },
   /**
    * DeleteSandbox stops the agent; the filesystem is gone, artifacts stay.

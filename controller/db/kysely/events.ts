@@ -1,0 +1,153 @@
+// The outbox: events appended inside the transaction of the change they
+// report, read by sequence, swept by age.
+//
+// Sequence: `update accounts set event_sequence = event_sequence + 1 ...
+// returning` in that transaction. On PostgreSQL the UPDATE takes the account
+// row's lock until commit, so a second transaction of the account (on any
+// replica) waits, then reads the committed counter: numbers are handed out in
+// commit order and a reader that sees sequence N has seen every event below
+// it. SQLite: one writer at a time (BEGIN IMMEDIATE) gives the same order.
+import { sql } from "kysely";
+import { newId } from "../../ids.js";
+import type { EventDraft, EventPage, EventRow, EventType } from "../event-types.js";
+import { fromInt, toMillis, toWhole } from "../mapper.js";
+import type { Ctx, Dialect, Executor } from "./context.js";
+
+/** The channel replicas LISTEN on; the payload is the account id. */
+export const EVENTS_CHANNEL = "crownest_events";
+
+/** Writes `draft` as the account's next event, and a pending delivery for each of its webhooks that wants it. */
+export async function appendEvent(trx: Executor, dialect: Dialect, draft: EventDraft): Promise<EventRow> {
+  const { rows } = await sql<{ event_sequence: number | string }>`update accounts set event_sequence = event_sequence + 1 where id = ${draft.accountId} returning event_sequence`.execute(trx);
+  if (rows.length === 0) throw new Error(`no account ${draft.accountId} for an event`);
+  const row: EventRow = {
+    id: newId("evt"),
+    accountId: draft.accountId,
+    sequence: fromInt(rows[0]!.event_sequence),
+    type: draft.type,
+    createdAt: draft.createdAt,
+    data: draft.data,
+  };
+  const at = toMillis(draft.createdAt, "event.createdAt");
+  await trx
+    .insertInto("events")
+    .values({ id: row.id, account_id: row.accountId, sequence: row.sequence, type: row.type, created_at: at, data: JSON.stringify(row.data) })
+    .execute();
+  const hooks = await trx.selectFrom("webhooks").select(["id", "types"]).where("account_id", "=", draft.accountId).execute();
+  const wanting = hooks.filter((h) => (JSON.parse(h.types) as string[]).includes(draft.type));
+  if (wanting.length > 0) {
+    await trx
+      .insertInto("webhook_deliveries")
+      .values(
+        wanting.map((h) => ({
+          id: newId("dlv"),
+          webhook_id: h.id,
+          account_id: draft.accountId,
+          event_id: row.id,
+          event_type: row.type,
+          status: "pending",
+          attempts: 0,
+          last_status_code: null,
+          last_error: null,
+          next_attempt_at: at,
+          lease_until: null,
+          created_at: at,
+        })),
+      )
+      .execute();
+  }
+  // Delivered by PostgreSQL at commit (and never for a rollback): other replicas' streams wake.
+  if (dialect === "postgres") await sql`select pg_notify(${EVENTS_CHANNEL}, ${draft.accountId})`.execute(trx);
+  return row;
+}
+
+interface EventDbRow {
+  id: string;
+  account_id: string;
+  sequence: number | string;
+  type: string;
+  created_at: number | string;
+  data: string;
+}
+
+export function eventFromDb(r: EventDbRow): EventRow {
+  return {
+    id: r.id,
+    accountId: r.account_id,
+    sequence: fromInt(r.sequence),
+    type: r.type as EventType,
+    createdAt: new Date(fromInt(r.created_at)),
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  };
+}
+
+export async function lastEventSequence({ db }: Ctx, accountId: string): Promise<number> {
+  const r = await db.selectFrom("accounts").select("event_sequence").where("id", "=", accountId).executeTakeFirst();
+  return r ? fromInt(r.event_sequence) : 0;
+}
+
+export async function listEvents({ db }: Ctx, accountId: string, after: number, types: readonly EventType[], limit: number): Promise<EventPage> {
+  // The counter first: every event up to it is committed (it is written in their transactions),
+  // so when the page is not full, the reader may skip to it past events the filter left out.
+  const account = await db
+    .selectFrom("accounts")
+    .select(["event_sequence", "events_swept_through"])
+    .where("id", "=", accountId)
+    .executeTakeFirst();
+  const last = account ? fromInt(account.event_sequence) : 0;
+  const sweptThrough = account ? fromInt(account.events_swept_through) : 0;
+  let q = db
+    .selectFrom("events")
+    .selectAll()
+    .where("account_id", "=", accountId)
+    .where("sequence", ">", toWhole(after, "after"))
+    .where("sequence", "<=", last);
+  if (types.length > 0) q = q.where("type", "in", [...types]);
+  const rows = await q.orderBy("sequence").limit(toWhole(limit, "limit", 1)).execute();
+  const events = rows.map(eventFromDb);
+  const full = events.length >= limit;
+  const nextAfter = full ? events[events.length - 1]!.sequence : Math.max(after, last);
+  return { events, nextAfter, sweptThrough };
+}
+
+/**
+ * Deletes events older than `before`, at most `limit`, and raises each
+ * touched account's swept-through mark. PostgreSQL: one sweeper at a time
+ * across replicas (a transaction advisory lock; the others skip the pass).
+ */
+export function sweepEvents({ db, dialect }: Ctx, before: Date, limit: number): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    if (dialect === "postgres") {
+      const { rows } = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext('crownest_event_sweep')) as ok`.execute(trx);
+      if (!rows[0]?.ok) return 0;
+    }
+    const old = await trx
+      .selectFrom("events")
+      .select(["id", "account_id", "sequence"])
+      .where("created_at", "<", toMillis(before, "before"))
+      .orderBy("created_at")
+      .limit(toWhole(limit, "limit", 1))
+      .execute();
+    if (old.length === 0) return 0;
+    const through = new Map<string, number>();
+    for (const r of old) through.set(r.account_id, Math.max(through.get(r.account_id) ?? 0, fromInt(r.sequence)));
+    for (const [accountId, seq] of [...through].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      await trx
+        .updateTable("accounts")
+        .set((eb) => ({ events_swept_through: sql`case when ${eb.ref("events_swept_through")} > ${seq} then ${eb.ref("events_swept_through")} else ${seq} end` }))
+        .where("id", "=", accountId)
+        .execute();
+    }
+    for (let i = 0; i < old.length; i += 500) {
+      await trx
+        .deleteFrom("events")
+        .where(
+          "id",
+          "in",
+          old.slice(i, i + 500).map((r) => r.id),
+        )
+        .execute();
+    }
+    return old.length;
+  });
+}

@@ -1,0 +1,11 @@
+import { execFileSync } from "node:child_process";
+import { startControllerInProcess, api } from "../helpers/controller.js";
+const ctl = await startControllerInProcess();
+const call = api(ctl.httpUrl, ctl.apiKey);
+const sbx = (await call("POST", "/v1/sandboxes", { timeoutSeconds: 600 })).json.id;
+let t = Date.now();
+execFileSync("sh", ["-c", "mkdir -p many && cd many && seq -f 'f%05g.txt' 0 49999 | xargs touch"], { cwd: `${ctl.dataDir}/sandboxes/${sbx}/workspace` });
+console.log("write", Date.now() - t); t = Date.now();
+const r = await call("POST", `/v1/sandboxes/${sbx}/artifacts`, { path: "many" });
+console.log("export", r.status, Date.now() - t, r.text.slice(0, 300));
+await ctl.dispose();
