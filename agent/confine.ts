@@ -175,7 +175,7 @@ function located(path: string, dir: { fh: FileHandle; real: string }, name: stri
   };
 }
 
-function sameFile(a: BigIntStats, b: BigIntStats): boolean {
+export function sameFile(a: BigIntStats, b: BigIntStats): boolean {
   return a.dev === b.dev && a.ino === b.ino;
 }
 

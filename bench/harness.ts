@@ -140,6 +140,16 @@ export class BenchController {
     return { seconds, command: res.json };
   }
 
+  /** Successful blob writes so far (crownest_blob_operation_seconds_count{op="write",outcome="ok"}): one per fsync'd file or S3 upload. */
+  async blobWrites(): Promise<number> {
+    const text = await (await fetch(`${this.proc.httpUrl}/metrics`)).text();
+    let n = 0;
+    for (const m of text.matchAll(/^crownest_blob_operation_seconds_count\{([^}]*)\} (\d+)$/gm)) {
+      if (m[1]!.includes('op="write"') && m[1]!.includes('outcome="ok"')) n += Number(m[2]);
+    }
+    return n;
+  }
+
   async stop(): Promise<void> {
     await this.proc.dispose();
   }

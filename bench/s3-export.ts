@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { createS3Client } from "../controller/blob/s3-client.js";
 import { S3RVER_CREDENTIALS } from "../test/helpers/s3.js";
 import { uploadFromDisk } from "./baselines.js";
+import { benchCollect } from "./collect.js";
 import { randomFile } from "./fixtures.js";
 import { BenchController, startS3rverProcess } from "./harness.js";
 import type { BenchOptions } from "./options.js";
@@ -66,10 +67,13 @@ export async function benchS3Export(opts: BenchOptions, notes: Record<string, st
       );
     }
     await ctl.deleteSandbox(sandboxId);
+    log("collection, S3 store");
+    const collectRows = await benchCollect(ctl, opts, log, { store: "s3", filesPerSecondGoal: 2000 });
     const exportRate = mibPerSecond(opts.s3FileBytes, median(exportSeconds));
     const uploadRate = mibPerSecond(opts.s3FileBytes, median(uploadSeconds));
     const ratio = exportRate / uploadRate;
     return [
+      ...collectRows,
       {
         name,
         measured: `${round(exportRate)} MiB/s (Upload ${round(uploadRate)} MiB/s), median of ${opts.reps}`,

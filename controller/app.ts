@@ -124,6 +124,8 @@ export async function startController(config: Config, options: StartOptions = {}
     };
     runtime = await openRuntime(cfg, log, { onUnexpectedExit: lost });
     deps = { config: cfg, db, blobs, runtime, clock, log, metrics };
+    const store = db;
+    metrics.observePackDeadBytes(() => store.packDeadBytes());
 
     const { revoked } = await ensureBootstrap(db, clock, cfg.apiKey.value);
     if (revoked > 0) log.warn({ revoked }, "the bootstrap key changed: the previous bootstrap key is revoked");

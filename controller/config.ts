@@ -89,6 +89,10 @@ export interface Config {
   sandboxDefaultTimeoutSeconds: number;
   /** How many collect entries export at once. */
   collectConcurrency: number;
+  /** Packs: files of at most this many bytes stored by one request share pack blobs; 0 turns packs off. */
+  packMaxMemberBytes: number;
+  /** Packs: the largest pack blob. */
+  packMaxBytes: number;
   /** A running or collecting command whose heartbeat is older than this was left by a dead controller; the reconciler finishes it. */
   commandStaleMs: number;
   /** Per-account limits, counted in the database so they hold across replicas. */
@@ -155,6 +159,15 @@ function positiveInt(env: Env, variable: string, fallback: number, max = Number.
   const n = Number(raw.trim());
   if (n < 1 || n > max) throw new ConfigError(variable, `expected a whole number from 1 to ${max}, got ${n}`);
   return n;
+}
+
+/** 0 is allowed for CROWNEST_PACK_MAX_MEMBER_BYTES (packs off); a member must fit in a pack. */
+function packLimits(env: Env): { packMaxMemberBytes: number; packMaxBytes: number } {
+  const packMaxBytes = positiveInt(env, "CROWNEST_PACK_MAX_BYTES", 64 * 1024 * 1024, GiB);
+  const raw = (env.CROWNEST_PACK_MAX_MEMBER_BYTES ?? "").trim();
+  const packMaxMemberBytes =
+    raw === "" ? 1024 * 1024 : raw === "0" ? 0 : positiveInt(env, "CROWNEST_PACK_MAX_MEMBER_BYTES", 0, packMaxBytes);
+  return { packMaxMemberBytes: Math.min(packMaxMemberBytes, packMaxBytes), packMaxBytes };
 }
 
 function agentNetworks(env: Env): AgentNetworks {
@@ -402,6 +415,7 @@ export function loadConfig(env: Env = process.env): Config {
     orphanSweepIntervalMs: positiveInt(env, "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", 3600_000),
     sandboxDefaultTimeoutSeconds: positiveInt(env, "CROWNEST_SANDBOX_TIMEOUT_SECONDS", 3600, 7 * 24 * 3600),
     collectConcurrency: positiveInt(env, "CROWNEST_COLLECT_CONCURRENCY", 32, 64),
+    ...packLimits(env),
     commandStaleMs: positiveInt(env, "CROWNEST_COMMAND_STALE_MS", 60_000, 24 * 3600_000),
     limits: {
       sandboxes: positiveInt(env, "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", 100, 1_000_000),

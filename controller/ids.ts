@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 
-export type IdPrefix = "sbx" | "art" | "cmd" | "acct" | "key" | "req" | "evt" | "whk" | "dlv";
+export type IdPrefix = "sbx" | "art" | "cmd" | "acct" | "key" | "req" | "evt" | "whk" | "dlv" | "pack";
 
 /** Opaque ids with a type prefix; 96 random bits in hex. */
 export function newId(prefix: IdPrefix): string {

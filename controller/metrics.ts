@@ -61,6 +61,28 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Read from the metadata store at each scrape (see observePackDeadBytes). */
+  private readPackDeadBytes: (() => Promise<number>) | undefined;
+  readonly packDeadBytes = new Gauge({
+    name: "crownest_pack_dead_bytes",
+    help: "Bytes in pack blobs that no live artifact holds any more (deleted, expired or failed members of packs that still have live members); freed when a pack's last member goes",
+    registers: [this.registry],
+    collect: async () => {
+      const read = this.readPackDeadBytes;
+      if (read === undefined) return;
+      try {
+        this.packDeadBytes.set(await read());
+      } catch {
+        // The database is down: the last figure stays (readiness reports the outage).
+      }
+    },
+  });
+
+  /** Where crownest_pack_dead_bytes comes from (the metadata store, shared by every replica). */
+  observePackDeadBytes(read: () => Promise<number>): void {
+    this.readPackDeadBytes = read;
+  }
+
   readonly eventLag = new Histogram({
     name: "crownest_event_lag_seconds",
     help: "From an event's commit to its sending, by reader (stream, or webhook for a first attempt)",

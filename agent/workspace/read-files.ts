@@ -8,7 +8,11 @@ import { ReadFileRequestSchema, type ReadFilesRequest, type ReadFilesResponseSch
 import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
+import { createHash } from "node:crypto";
+import { at, resolveInsideWorkspace } from "../confine.js";
 import { readFile } from "./read-file.js";
+import { readSmallFileSync, SMALL_FILE_BYTES } from "./read-small.js";
+import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./deps.js";
 
 /** Paths per call: enough to amortize a call, few enough that one request stays small. */
@@ -25,6 +29,22 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
     // readFile sets callPath to the normalized path once it knows it; until then errors name the raw one.
     ctx.values.set(callPath, path);
     try {
+      // Small regular files: one synchronous read after the confined walk (read-small.ts).
+      const entry = await resolveInsideWorkspace(deps.root, path, req.noFollow ? { followFinal: false } : {});
+      ctx.values.set(callPath, entry.path);
+      let small;
+      try {
+        small = entry.stats?.isFile() && entry.stats.size <= BigInt(SMALL_FILE_BYTES) ? readSmallFileSync(at(entry.dir, entry.name), entry.stats, entry.path) : undefined;
+      } finally {
+        await entry.close();
+      }
+      if (small !== undefined) {
+        yield { event: { case: "start", value: { index, header: fileInfo(entry.path, small.stats) } } };
+        if (small.data.byteLength > 0) yield { event: { case: "chunk", value: small.data } };
+        const sha256 = createHash("sha256").update(small.data).digest("hex");
+        yield { event: { case: "end", value: { index, trailer: { size: BigInt(small.data.byteLength), sha256 } } } };
+        continue;
+      }
       for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow })) {
         const event = message.event!;
         if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };

@@ -179,6 +179,9 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     created_at: toMillis(row.createdAt, "createdAt"),
     expires_at: toMillisOrNull(row.expiresAt, "expiresAt"),
     archive_format: row.archiveFormat ?? null,
+    pack_key: row.pack?.key ?? null,
+    pack_offset: row.pack ? toWhole(row.pack.offset, "pack.offset") : null,
+    pack_length: row.pack ? toWhole(row.pack.length, "pack.length") : null,
     mode: row.mode ?? null,
     mtime: row.mtime ? toMillis(row.mtime, "mtime") : null,
   };
@@ -201,6 +204,8 @@ export function artifactFromDb(r: Selectable<ArtifactsTable>): ArtifactRow {
     expiresAt: fromMillisOrNull(r.expires_at),
     // Absent for single files, so rows of files read back exactly as written.
     ...(r.archive_format ? { archiveFormat: r.archive_format as ArchiveFormat } : {}),
+    // Absent for an artifact that is its own blob.
+    ...(r.pack_key ? { pack: { key: r.pack_key, offset: fromInt(r.pack_offset!), length: fromInt(r.pack_length!) } } : {}),
     // Absent on rows made before they were recorded (and on pending rows of archives).
     ...(r.mode !== null && r.mode !== undefined ? { mode: fromInt(r.mode) } : {}),
     ...(r.mtime !== null && r.mtime !== undefined ? { mtime: fromMillis(r.mtime) } : {}),

@@ -6,6 +6,7 @@ import type { Kysely, Migration, MigrationProvider } from "kysely";
 import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
+import { packs } from "./migrations/0009_packs.js";
 import { collectModesLabels } from "./migrations/0010_collect.js";
 
 // Migrations must not depend on today's table types, which change with them.
@@ -249,6 +250,7 @@ export const migrations: Record<string, Migration> = {
   "0008_events": events,
   "0010_collect": collectModesLabels,
   "0012_listings": listings,
+  "0009_packs": packs,
 };
 
 const provider: MigrationProvider = {

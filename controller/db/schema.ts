@@ -68,12 +68,25 @@ export interface ArtifactsTable {
   claimed_until: Generated<Millis | null>;
   /** "tar" / "tar.gz" for archives with an entry index; null for single files. */
   archive_format: Generated<string | null>;
+  /** Set for a member of a pack: the pack blob's key, and this artifact's bytes in it. */
+  pack_key: Generated<string | null>;
+  pack_offset: Generated<number | null>;
+  pack_length: Generated<number | null>;
   /** What the artifact's entry index costs the quota (0 for single files). */
   index_bytes: Generated<number>;
   /** Permission bits of the source (07777); null on rows older than migration 0010. */
   mode: Generated<number | null>;
   /** Modification time of the source; null on rows older than migration 0010. */
   mtime: Generated<Millis | null>;
+}
+
+export interface PacksTable {
+  key: string;
+  account_id: string;
+  size_bytes: number;
+  live_members: number;
+  live_bytes: number;
+  created_at: Millis;
 }
 
 export interface ArtifactRestartPointsTable {
@@ -178,6 +191,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   sandboxes: SandboxesTable;
   artifacts: ArtifactsTable;
+  packs: PacksTable;
   artifact_entries: ArtifactEntriesTable;
   artifact_restart_points: ArtifactRestartPointsTable;
   artifact_labels: ArtifactLabelsTable;

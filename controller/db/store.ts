@@ -23,6 +23,8 @@ import { classify } from "./kysely/errors.js";
 import * as idempotency from "./kysely/idempotency.js";
 import * as listings from "./kysely/listings.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
+import * as packs from "./kysely/packs.js";
+import type { PackMemberReady } from "./kysely/packs.js";
 import * as reservations from "./kysely/reservations.js";
 import type { ReadyFigures, ReservationResult } from "./kysely/reservations.js";
 import * as sandboxes from "./kysely/sandboxes.js";
@@ -38,6 +40,7 @@ import type {
   InFlightLimit,
   ListCursor,
   MetadataStore,
+  PackRow,
   RestartPoint,
   SandboxRow,
 } from "./types.js";
@@ -174,7 +177,22 @@ export class KyselyMetadataStore implements MetadataStore {
   }
 
   deleteArtifact(id: string, event?: EventDraft): Promise<boolean> {
-    return this.announcing(event, this.run(() => artifacts.deleteArtifact(this.ctx, id, event)));
+    return this.deleteArtifactRecord(id, event).then((r) => r.deleted);
+  }
+
+  deleteArtifactRecord(id: string, event?: EventDraft): Promise<{ deleted: boolean; emptiedPack?: string }> {
+    return this.announcing(event, this.run(() => packs.deleteArtifactRecord(this.ctx, id, event)));
+  }
+
+  async commitPack(pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
+    const done = await this.run(() => packs.commitPack(this.ctx, pack, members));
+    const announced = members.find((m, i) => done[i] && m.event !== undefined);
+    if (announced?.event) this.signal.emit(announced.event.accountId);
+    return done;
+  }
+
+  packDeadBytes(): Promise<number> {
+    return this.run(() => packs.packDeadBytes(this.ctx));
   }
 
   insertArtifactEntries(artifactId: string, rows: ArchiveEntryRow[]): Promise<void> {

@@ -95,6 +95,40 @@ export interface ArtifactRow {
   mtime?: Date | null;
   /** Labels (key -> value), checked by services/labels.ts; absent or empty: none. */
   labels?: Record<string, string>;
+  /**
+   * Set when the artifact's bytes sit in a pack blob shared with other small
+   * artifacts stored by the same request: bytes [offset, offset + length) of
+   * the blob `key`. Absent: the artifact is its own blob at storageKey.
+   */
+  pack?: PackPlace;
+}
+
+/** What a pending artifact becomes when ready. */
+export interface ReadyFigures {
+  sizeBytes: number;
+  sha256: string;
+  contentType: string;
+  createdAt: Date;
+  expiresAt: Date;
+  /** What the artifact's entry index costs the quota (archives; 0 or absent for single files). */
+  indexBytes?: number;
+  /** The source's permission bits and modification time (null: the agent gave none). */
+  mode?: number | null;
+  mtime?: Date | null;
+}
+
+export interface PackPlace {
+  key: string;
+  offset: number;
+  length: number;
+}
+
+/** A pack blob once written: its members are marked ready with it, in one transaction. */
+export interface PackRow {
+  key: string;
+  accountId: string;
+  sizeBytes: number;
+  createdAt: Date;
 }
 
 export type ArchiveFormat = "tar" | "tar.gz";
@@ -302,24 +336,26 @@ export interface MetadataStore extends EventStore {
    */
   growArtifactReservation(id: string, accountId: string, needBytes: number, wantBytes: number, quotaBytes: number): Promise<number | undefined>;
   /** pending -> ready with the final figures; false when the record is gone. */
-  markArtifactReady(
-    id: string,
-    ready: {
-      sizeBytes: number;
-      sha256: string;
-      contentType: string;
-      createdAt: Date;
-      expiresAt: Date;
-      indexBytes?: number;
-      mode?: number | null;
-      mtime?: Date | null;
-    },
-    event?: EventDraft,
-  ): Promise<boolean>;
+  markArtifactReady(id: string, ready: ReadyFigures, event?: EventDraft): Promise<boolean>;
   /** Any state. */
   getArtifact(id: string): Promise<ArtifactRow | undefined>;
-  /** A ready artifact's deletion writes `event`; a pending one's never does. */
+  /** Deletes the record (see deleteArtifactRecord); true when there was one. A ready artifact's deletion writes `event`; a pending one's never does. */
   deleteArtifact(id: string, event?: EventDraft): Promise<boolean>;
+  /**
+   * Deletes the record, its entry index and restart points (a ready one with
+   * `event`). For a pack member, the pack's live count goes down in the same
+   * transaction; the one deletion that leaves the pack empty (once, across
+   * replicas) gets its key back in `emptiedPack`, and its caller deletes that blob.
+   */
+  deleteArtifactRecord(id: string, event?: EventDraft): Promise<{ deleted: boolean; emptiedPack?: string }>;
+  /**
+   * Marks a pack's members (pending) ready at their places in the pack (each
+   * with its event) and records the pack, in one transaction; one result per
+   * member (false: its record is gone). No member made it: no pack row.
+   */
+  commitPack(pack: PackRow, members: { id: string; ready: ReadyFigures; place: PackPlace; event?: EventDraft }[]): Promise<boolean[]>;
+  /** Bytes in live packs that no live member holds (crownest_pack_dead_bytes). */
+  packDeadBytes(): Promise<number>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
   /** With `labels`, only the artifacts carrying every one of them (an index lookup per label). */
@@ -345,7 +381,7 @@ export interface MetadataStore extends EventStore {
   insertRestartPoints(artifactId: string, points: RestartPoint[]): Promise<void>;
   /** The restart point with the largest tarOffset at or before `tarOffset`; undefined when the artifact has none. */
   findRestartPoint(artifactId: string, tarOffset: number): Promise<RestartPoint | undefined>;
-  /** Those of `keys` that some artifact record (pending or ready) holds as its storage key. */
+  /** Those of `keys` that some artifact record (pending or ready) holds as its storage key, or as its pack. */
   findStorageKeys(keys: string[]): Promise<Set<string>>;
   /**
    * Inserts `row` as pending unless a record already holds its storage key

@@ -15,6 +15,7 @@ import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { exportPath } from "./export/pipeline.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
+import { openStoredBytes, removeStoredArtifact } from "./stored-bytes.js";
 import { parseLabels, type LabelFilter } from "./labels.js";
 
 export { artifactView, type ArtifactView } from "./artifact-view.js";
@@ -184,8 +185,7 @@ export function deletedEvent(row: ArtifactRow, reason: "deleted" | "expired", at
 export async function deleteArtifact(deps: Deps, caller: Caller, id: string): Promise<void> {
   requireScopes(caller, "artifact:delete");
   const row = await findVisibleArtifact(deps, caller.accountId, id);
-  await deps.blobs.delete(row.storageKey);
-  await deps.db.deleteArtifact(row.id, deletedEvent(row, "deleted", deps.clock.now()));
+  await removeStoredArtifact(deps, row, deletedEvent(row, "deleted", deps.clock.now()));
   deps.log.info({ artifactId: row.id }, "artifact deleted");
 }
 
@@ -261,6 +261,6 @@ export async function openArtifactStream(
   const start = range?.start ?? 0;
   const end = range?.end ?? size - 1;
   const whole = start === 0 && end === size - 1;
-  const stream = await deps.blobs.read(artifact.storageKey, whole ? undefined : { start, end }, signal);
+  const stream = await openStoredBytes(deps, artifact, whole ? undefined : { start, end }, signal);
   return { artifact, stream, start, end };
 }

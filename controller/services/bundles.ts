@@ -13,6 +13,7 @@ import type { Deps } from "../deps.js";
 import { findVisibleArtifact } from "./artifact-lookup.js";
 import type { DownloadUrl } from "./artifacts.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { openStoredBytes } from "./stored-bytes.js";
 import { signLink } from "./downloads.js";
 
 export const MAX_BUNDLE_ARTIFACTS = 100;
@@ -71,7 +72,7 @@ export function uniqueNames(names: string[]): string[] {
   });
 }
 
-type Segment = { kind: "bytes"; data: Buffer } | { kind: "blob"; key: string; size: number };
+type Segment = { kind: "bytes"; data: Buffer } | { kind: "blob"; artifact: ArtifactRow; size: number };
 
 export interface BundleLayout {
   artifacts: ArtifactRow[];
@@ -91,7 +92,7 @@ export async function bundleLayout(deps: Deps, accountId: string, ids: string[])
   artifacts.forEach((a, i) => {
     const name = names[i]!;
     segments.push({ kind: "bytes", data: encodeFileHeader({ name, size: a.sizeBytes, mode: 0o644, mtime: Math.floor(a.createdAt.getTime() / 1000) }) });
-    if (a.sizeBytes > 0) segments.push({ kind: "blob", key: a.storageKey, size: a.sizeBytes });
+    if (a.sizeBytes > 0) segments.push({ kind: "blob", artifact: a, size: a.sizeBytes });
     const pad = paddingOf(a.sizeBytes);
     if (pad > 0) segments.push({ kind: "bytes", data: Buffer.alloc(pad) });
     hash.update(`${name}\n${a.sha256}\n${a.createdAt.getTime()}\n`);
@@ -120,7 +121,7 @@ export function openBundleBytes(deps: Deps, layout: BundleLayout, range: { start
           yield seg.data.subarray(from, to + 1);
           continue;
         }
-        const stream = await deps.blobs.read(seg.key, from === 0 && to === len - 1 ? undefined : { start: from, end: to }, signal);
+        const stream = await openStoredBytes(deps, seg.artifact, from === 0 && to === len - 1 ? undefined : { start: from, end: to }, signal);
         let got = 0;
         try {
           for await (const chunk of stream as AsyncIterable<Buffer>) {

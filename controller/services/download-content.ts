@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import type { Deps } from "../deps.js";
 import { findVisibleArtifact } from "./artifact-lookup.js";
 import { bundleLayout, openBundleBytes } from "./bundles.js";
+import { openStoredBytes } from "./stored-bytes.js";
 import { entryContentType, entryVersion, findFileEntry, openEntryBytes } from "./entries.js";
 
 /** An inclusive byte range [start, end]. */
@@ -37,7 +38,7 @@ export async function artifactContent(deps: Deps, accountId: string, artifactId:
       filename: artifact.name,
       modifiedAt: artifact.createdAt,
       open: (range, signal) =>
-        deps.blobs.read(artifact.storageKey, range.start === 0 && range.end === artifact.sizeBytes - 1 ? undefined : range, signal),
+        openStoredBytes(deps, artifact, range.start === 0 && range.end === artifact.sizeBytes - 1 ? undefined : range, signal),
     };
   }
   const entry = await findFileEntry(deps, artifact, entryPath);

@@ -11,6 +11,7 @@ import type { ArchiveEntryRow, ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { findVisibleArtifact, pageSize } from "./artifact-lookup.js";
 import { requireScopes, type Caller } from "./caller.js";
+import { openStoredBytes } from "./stored-bytes.js";
 import { openCompressedRange } from "./entry-decompression.js";
 
 const MAX_ENTRY_PATH_BYTES = 4096;
@@ -127,7 +128,7 @@ export async function openEntryBytes(
   const length = range.end - range.start + 1;
   if (length <= 0) return Readable.from([]);
   const from = entry.dataOffset + range.start;
-  if (artifact.archiveFormat === "tar") return deps.blobs.read(artifact.storageKey, { start: from, end: from + length - 1 }, signal);
+  if (artifact.archiveFormat === "tar") return openStoredBytes(deps, artifact, { start: from, end: from + length - 1 }, signal);
   return openCompressedRange(deps, artifact, from, length, signal);
 }
 

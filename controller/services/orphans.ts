@@ -15,8 +15,8 @@ import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
 import { newId } from "../ids.js";
 
-/** Keys the export pipeline makes: `<accountId>/<sandboxId>/<artifactId>`. Anything else in the store is not ours to delete. */
-const ARTIFACT_KEY = /^(acct_[A-Za-z0-9_-]+)\/(sbx_[A-Za-z0-9_-]+)\/(art_[A-Za-z0-9_-]+)$/;
+/** Keys the export pipeline makes: `<accountId>/<sandboxId>/<artifactId>`, and packs `<accountId>/<sandboxId>/<packId>`. Anything else in the store is not ours to delete. */
+const ARTIFACT_KEY = /^(acct_[A-Za-z0-9_-]+)\/(sbx_[A-Za-z0-9_-]+)\/((?:art|pack)_[A-Za-z0-9_-]+)$/;
 /** Every artifact key starts with an account id. */
 const LIST_PREFIX = "acct_";
 /** Keys checked against the metadata store per query. */

@@ -5,6 +5,7 @@
 import { toCrowNestError } from "../../common/errors.js";
 import type { ArtifactRow } from "../db/types.js";
 import type { Deps } from "../deps.js";
+import { removeStoredArtifact } from "./stored-bytes.js";
 import { deletedEvent } from "./artifacts.js";
 
 const SWEEP_BATCH = 100;
@@ -17,9 +18,8 @@ const MAX_BATCHES = 100;
 /** Blob first, then the record: a failure in between leaves a record (never a dangling blob) for the next run. */
 async function removeArtifact(deps: Deps, row: ArtifactRow, why: string): Promise<boolean> {
   try {
-    await deps.blobs.delete(row.storageKey);
     // A ready (expired) artifact's removal is artifact.deleted; a stale pending one was never seen.
-    await deps.db.deleteArtifact(row.id, row.state === "ready" ? deletedEvent(row, "expired", deps.clock.now()) : undefined);
+    await removeStoredArtifact(deps, row, row.state === "ready" ? deletedEvent(row, "expired", deps.clock.now()) : undefined);
     return true;
   } catch (err) {
     deps.log.warn({ artifactId: row.id, err: toCrowNestError(err).message }, `could not remove ${why} artifact; will retry`);

@@ -240,6 +240,31 @@ describe("confinement under a race: a symlink swapped between inside and the can
     expectOnlyCodes(seen, ["path_outside_workspace", "file_not_found", "file_changed"]);
   });
 
+  it("ReadFiles (its synchronous small-file read) of a symlink flipped between inside.txt and the canary never returns the canary", async () => {
+    swapper = startSwapper(`
+      const fs = require("fs");
+      const targets = ["inside.txt", ${JSON.stringify(canaryPath)}];
+      for (let i = 0; ; i++) {
+        try { fs.symlinkSync(targets[i % 2], "swap.tmp"); fs.renameSync("swap.tmp", "swap"); } catch {}
+      }`);
+    const seen = await hammer(() => outcomeOf(() => c.workspace.readFiles({ paths: ["swap", "swap", "swap", "swap"] }, CALL)), 100);
+    swapper.kill("SIGKILL");
+    let sent = 0;
+    for (const o of seen) {
+      expect(o.error).toBeUndefined();
+      expect(everything(o)).not.toContain(CANARY);
+      // Each file's share: a start, its chunk (the inside bytes, whole), an end; or an error event with a documented code.
+      for (const m of o.messages as { event: { case: string; value: any } }[]) {
+        if (m.event.case === "chunk") {
+          expect(Buffer.from(m.event.value).toString()).toBe(INSIDE);
+          sent++;
+        }
+        if (m.event.case === "error") expect(["path_outside_workspace", "file_not_found", "file_changed"]).toContain(m.event.value.code);
+      }
+    }
+    expect(sent).toBeGreaterThan(0);
+  });
+
   it("ReadFile and ReadArchive while a real directory is swapped for a symlink to outside never leak", async () => {
     mkdirSync(join(agent.workspace, "flip"));
     writeFileSync(join(agent.workspace, "flip", "f"), INSIDE);

@@ -42,6 +42,11 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_ORPHAN_SWEEP_INTERVAL_MS", value: "0" },
   { variable: "CROWNEST_SANDBOX_TIMEOUT_SECONDS", value: "99999999" },
   { variable: "CROWNEST_COLLECT_CONCURRENCY", value: "65" },
+  { variable: "CROWNEST_PACK_MAX_MEMBER_BYTES", value: "-1" },
+  // A member must fit in a pack.
+  { variable: "CROWNEST_PACK_MAX_MEMBER_BYTES", value: "2000", with: { CROWNEST_PACK_MAX_BYTES: "1000" } },
+  { variable: "CROWNEST_PACK_MAX_BYTES", value: "0" },
+  { variable: "CROWNEST_PACK_MAX_BYTES", value: "1.5" },
   { variable: "CROWNEST_COMMAND_STALE_MS", value: "x" },
   { variable: "CROWNEST_MAX_SANDBOXES_PER_ACCOUNT", value: "0" },
   { variable: "CROWNEST_MAX_CONCURRENT_EXPORTS_PER_ACCOUNT", value: "many" },

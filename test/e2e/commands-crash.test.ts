@@ -72,6 +72,11 @@ describe("a controller killed during a command", () => {
       },
       60_000,
     );
+    // small.txt's pack is written once big.bin went its own way (at big.bin's header): wait for it to be ready.
+    await eventually("small.txt is ready", async () => {
+      const res = await call("GET", `/v1/sandboxes/${sandboxId}/artifacts`);
+      return res.json?.artifacts?.some((a: any) => a.name === "small.txt");
+    });
     // Bytes of big.bin are arriving in the blob store: kill now.
     await eventually("the big export is under way", async () => {
       for (const f of await filesUnder(blobDirOf(first!))) {

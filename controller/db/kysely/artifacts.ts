@@ -7,27 +7,13 @@ import type { ArtifactCursor, ArtifactRow } from "../types.js";
 import { appendEvent } from "./events.js";
 import type { Ctx } from "./context.js";
 import { deleteLabels, hasLabels, withLabels } from "./labels.js";
+import { findPackKeys } from "./packs.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
   const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
   return r && (await withLabels(db, [artifactFromDb(r)]))[0];
 }
 
-export function deleteArtifact({ db, dialect }: Ctx, id: string, event?: EventDraft): Promise<boolean> {
-  // The index goes with its artifact, in one transaction (and its artifact.deleted event).
-  return db.transaction().execute(async (trx) => {
-    await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
-    await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
-    await deleteLabels(trx, id);
-    const res = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").executeTakeFirst();
-    const deleted = res.numDeletedRows > 0n;
-    if (deleted && event) await appendEvent(trx, dialect, event);
-    if (deleted) return true;
-    // A pending record (a failed export, the reconciler): no event, it was never visible.
-    const pending = await trx.deleteFrom("artifacts").where("id", "=", id).executeTakeFirst();
-    return pending.numDeletedRows > 0n;
-  });
-}
 
 /** The query of one listing page (exported so a test can EXPLAIN it: the label filter must be an index lookup). */
 export function listArtifactsQuery(
@@ -82,7 +68,8 @@ export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Pr
   return withLabels(db, rows.map(artifactFromDb));
 }
 
-export async function findStorageKeys({ db }: Ctx, keys: string[]): Promise<Set<string>> {
+export async function findStorageKeys(ctx: Ctx, keys: string[]): Promise<Set<string>> {
+  const { db } = ctx;
   const found = new Set<string>();
   // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
   for (let i = 0; i < keys.length; i += 500) {
@@ -90,6 +77,8 @@ export async function findStorageKeys({ db }: Ctx, keys: string[]): Promise<Set<
     const rows = await db.selectFrom("artifacts").select("storage_key").where("storage_key", "in", slice).execute();
     for (const r of rows) found.add(r.storage_key);
   }
+  // A pack blob is held by its members.
+  for (const key of await findPackKeys(ctx, keys)) found.add(key);
   return found;
 }
 

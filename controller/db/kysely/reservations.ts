@@ -5,7 +5,7 @@
 import type { EventDraft } from "../event-types.js";
 import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
-import type { ArtifactRow, InFlightLimit, MetadataStore } from "../types.js";
+import type { ArtifactRow, InFlightLimit, MetadataStore, PackPlace } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
 import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
@@ -185,7 +185,7 @@ export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<Rea
   );
 }
 
-async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise<boolean> {
+export async function markReady(db: Executor, id: string, ready: ReadyFigures, place?: PackPlace): Promise<boolean> {
   const res = await db
     .updateTable("artifacts")
     .set({
@@ -196,6 +196,7 @@ async function markReady(db: Executor, id: string, ready: ReadyFigures): Promise
       content_type: ready.contentType,
       created_at: toMillis(ready.createdAt, "createdAt"),
       expires_at: toMillis(ready.expiresAt, "expiresAt"),
+      ...(place ? { pack_key: place.key, pack_offset: toWhole(place.offset, "pack.offset"), pack_length: toWhole(place.length, "pack.length") } : {}),
       ...(ready.mode !== undefined ? { mode: ready.mode } : {}),
       ...(ready.mtime !== undefined ? { mtime: ready.mtime === null ? null : toMillis(ready.mtime, "mtime") } : {}),
     })

@@ -14,7 +14,8 @@ import { watchForStalls } from "../../runtime/agent-stream.js";
 import { ReadFilesFraming } from "../../runtime/read-files-framing.js";
 import { exportPath, runExport } from "./pipeline.js";
 import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
-import { instrumented } from "./metrics.js";
+import { instrumented, type ExportProgress } from "./metrics.js";
+import { PackWriter } from "./pack.js";
 import { storeExport } from "./store.js";
 
 /** Paths per ReadFiles call, and calls open at once: per-call costs amortized, the agent's reads still overlapped. */
@@ -140,6 +141,12 @@ interface Item {
 export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: number): Promise<ArtifactRow>[] {
   const slots = new Slots(Math.max(1, concurrency));
   const items: Item[] = [];
+  // Several files of one request: the small ones share pack blobs (off when the limit is 0).
+  const first = inputs[0];
+  const packs =
+    first !== undefined && inputs.length > 1 && deps.config.packMaxMemberBytes > 0
+      ? new PackWriter(deps, first.accountId, first.sandbox.id)
+      : undefined;
   const results = inputs.map((input) => {
     let sourcePath: string;
     try {
@@ -151,11 +158,24 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
     let resolve!: (o: Outcome) => void;
     const outcome = new Promise<Outcome>((r) => (resolve = r));
     items.push({ input, sourcePath, resolve });
+    // Joining a pack frees the file's slot: it waits for its pack without holding up the stream.
+    let releaseSlot: (() => void) | undefined;
+    const seat = packs?.seat(() => releaseSlot?.());
     return instrumented(deps, input, async (progress) => {
+      try {
+        return await exportItem(progress);
+      } finally {
+        seat?.leave();
+      }
+    });
+
+    async function exportItem(progress: ExportProgress): Promise<ArtifactRow> {
       const o = await outcome;
       if (o.kind === "error") throw o.error;
       if (o.kind === "single" && input.regularFileOnly) throw new CrowNestError("not_a_regular_file", `${sourcePath} is not a regular file`, { path: sourcePath });
       if (o.kind === "single") {
+        // A directory (a tar) or a special file: stored on its own, after the pack gathered so far.
+        await seat?.bypass();
         const release = await slots.acquire();
         try {
           return await runExport(deps, input, progress);
@@ -163,6 +183,7 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
           release();
         }
       }
+      releaseSlot = o.release;
       try {
         const limits = await accountLimits(deps, input);
         const signal = input.signal ? AbortSignal.any([input.signal, o.abort.signal]) : o.abort.signal;
@@ -173,12 +194,13 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
           events: o.feed,
           abort: o.abort,
           signal,
+          ...(seat ? { pack: seat } : {}),
         });
       } finally {
         o.feed.discard();
         o.release();
       }
-    });
+    }
   });
   const batches: Item[][] = [];
   // A call either follows final symlinks or not: the two kinds of input go in separate calls.

@@ -8,6 +8,7 @@ import type { Deps } from "../../deps.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
 import { watchForStalls } from "../../runtime/agent-stream.js";
 import type { ExportInput } from "./input.js";
+import type { PackSeat } from "./pack.js";
 import { agentOf } from "../sandboxes.js";
 
 /**
@@ -24,6 +25,8 @@ export interface ExportSource {
   events: AsyncIterable<{ event: unknown }>;
   abort: AbortController;
   signal: AbortSignal;
+  /** The request's packs (a batch of files): a small file joins one instead of being a blob of its own. */
+  pack?: PackSeat;
 }
 
 /** The messages of an iterator whose first step was already taken. */

@@ -2,9 +2,11 @@
 // (a reservation within quota), the blob write with counting, sha256 and
 // limits, the check against the agent's trailer, then ready. Any failure
 // discards what was written.
+import { createHash } from "node:crypto";
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { PlanLimits } from "../../config.js";
 import type { ArchiveFormat, ArtifactRow, RestartPoint } from "../../db/types.js";
+import type { EventDraft } from "../../db/event-types.js";
 import type { Deps } from "../../deps.js";
 import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
@@ -42,6 +44,10 @@ export async function storeExport(
 ): Promise<ArtifactRow> {
   const { sandbox, accountId } = input;
   const { sourcePath, isDirectory, header, abort, signal } = source;
+  // A small regular file of a batch joins a pack; anything else gives up its seat now (the pack so far is written), so the others need not wait for it.
+  const seat = source.pack;
+  const packed = seat !== undefined && !isDirectory && header !== undefined && seat.maxMemberBytes > 0 && Number(header.size) <= seat.maxMemberBytes;
+  if (seat !== undefined && !packed) await seat.bypass();
 
   // A regular file is always stored as it is; an archive as the request says.
   const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
@@ -167,24 +173,37 @@ export async function storeExport(
   }
 
   let blobWritten = false;
+  let parts: Uint8Array[] = [];
   try {
-    let result;
+    let result: { size: number; sha256: string };
     try {
-      // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
-      // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
-      // Index rows are written only once the quota has room for them.
-      const storeEntries = async (entries: Parameters<typeof deps.db.insertArtifactEntries>[1]) => {
-        await checkLimits(reader.bytes, indexBytes());
-        await deps.db.insertArtifactEntries(id, entries);
-      };
-      const body = indexer
-        ? storedArchiveBytes(indexArchive(indexer, agentBytes(), storeEntries), format, (point) => restartPoints.push(point))
-        : agentBytes();
-      result = await deps.blobs.write(pending.storageKey, body, {
-        signal,
-        contentType,
-        ...(isDirectory ? {} : { sizeHint: declared }),
-      });
+      if (packed) {
+        // Gathered and hashed here; stored with the rest of its pack once verified.
+        const hash = createHash("sha256");
+        let size = 0;
+        for await (const chunk of agentBytes()) {
+          hash.update(chunk);
+          parts.push(chunk);
+          size += chunk.byteLength;
+        }
+        result = { size, sha256: hash.digest("hex") };
+      } else {
+        // An archive's entry index is taken from its plain tar bytes on the way to the store (pending until ready, like
+        // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
+        // Index rows are written only once the quota has room for them.
+        const storeEntries = async (entries: Parameters<typeof deps.db.insertArtifactEntries>[1]) => {
+          await checkLimits(reader.bytes, indexBytes());
+          await deps.db.insertArtifactEntries(id, entries);
+        };
+        const body = indexer
+          ? storedArchiveBytes(indexArchive(indexer, agentBytes(), storeEntries), format, (point) => restartPoints.push(point))
+          : agentBytes();
+        result = await deps.blobs.write(pending.storageKey, body, {
+          signal,
+          contentType,
+          ...(isDirectory ? {} : { sizeHint: declared }),
+        });
+      }
     } catch (err) {
       // The source's own failure is the real cause; the store only saw its stream end.
       if (seen.failure) throw seen.failure;
@@ -217,7 +236,10 @@ export async function storeExport(
       ...sourceModes(reader.header),
     };
     const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
-    if (!(await deps.db.markArtifactReady(id, ready, { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt }))) {
+    const created: EventDraft = { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt };
+    const marked = packed ? await seat.join(id, ready, parts, result.size, created) : await deps.db.markArtifactReady(id, ready, created);
+    parts = [];
+    if (!marked) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
     deps.log.info({ artifactId: id, sandboxId: sandbox.id, sizeBytes: result.size }, "artifact exported");
