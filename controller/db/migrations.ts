@@ -248,9 +248,9 @@ export const migrations: Record<string, Migration> = {
   "0005_idempotency_outcome": idempotencyOutcome,
   "0006_archive_limits": archiveLimits,
   "0008_events": events,
+  "0009_packs": packs,
   "0010_collect": collectModesLabels,
   "0012_listings": listings,
-  "0009_packs": packs,
 };
 
 const provider: MigrationProvider = {
