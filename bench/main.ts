@@ -15,6 +15,7 @@ import { benchDownload } from "./download.js";
 import { benchEvents } from "./events.js";
 import { benchFileExport } from "./file-export.js";
 import { benchGlobCollect, benchGlobTree } from "./globs.js";
+import { benchChangedTree, benchLabelPage } from "./changed.js";
 import { BenchController } from "./harness.js";
 import { REPO_ROOT, describeOptions, parseOptions, type BenchOptions } from "./options.js";
 import { failedRow, formatTable, writeResults, type BenchRow, type BenchRun } from "./report.js";
@@ -91,6 +92,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
         rows.push(...(await benchGlobCollect(ctl, opts, log)));
         log("agent glob");
         rows.push(...(await benchGlobTree(opts, log)));
+        log("changed walk");
+        rows.push(...(await benchChangedTree(opts, log)));
+        log("label-filtered page");
+        rows.push(...(await benchLabelPage(opts, log)));
       }
     } finally {
       await ctl.stop();

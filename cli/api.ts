@@ -63,10 +63,14 @@ export class Api {
   }
 
   /** An absolute URL for an API path (keeps a base path such as https://host/crownest). */
-  url(path: string, query: Record<string, string | undefined> = {}): URL {
+  url(path: string, query: Record<string, string | string[] | undefined> = {}): URL {
     const base = this.baseUrl.href.endsWith("/") ? this.baseUrl.href : `${this.baseUrl.href}/`;
     const url = new URL(path.replace(/^\//, ""), base);
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    // A list is a repeated parameter (?label=a=1&label=b=2).
+    for (const [k, v] of Object.entries(query)) {
+      if (Array.isArray(v)) for (const one of v) url.searchParams.append(k, one);
+      else if (v !== undefined) url.searchParams.set(k, v);
+    }
     return url;
   }
 
@@ -83,7 +87,7 @@ export class Api {
   async call<T = unknown>(
     method: string,
     path: string,
-    options: { query?: Record<string, string | undefined>; body?: unknown; headers?: Record<string, string> } = {},
+    options: { query?: Record<string, string | string[] | undefined>; body?: unknown; headers?: Record<string, string> } = {},
   ): Promise<T> {
     const headers: Record<string, string> = { ...options.headers };
     let body: string | undefined;

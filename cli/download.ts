@@ -22,6 +22,11 @@ export interface Artifact {
   sha256: string;
   createdAt: string;
   expiresAt: string;
+  /** Octal permission bits ("0755"); null or absent from servers that do not record them. */
+  mode?: string | null;
+  /** RFC 3339; null or absent from servers that do not record it. */
+  mtime?: string | null;
+  labels?: Record<string, string>;
 }
 
 export interface DownloadLink {

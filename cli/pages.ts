@@ -2,7 +2,7 @@
 // API's own shape with nextCursor null.
 import type { Api } from "./api.js";
 
-export async function allPages<T>(api: Api, path: string, key: string, query: Record<string, string | undefined>, max = Infinity): Promise<T[]> {
+export async function allPages<T>(api: Api, path: string, key: string, query: Record<string, string | string[] | undefined>, max = Infinity): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | undefined;
   do {

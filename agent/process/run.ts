@@ -12,6 +12,7 @@ import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { killGroup, type ProcessDeps } from "./groups.js";
+import { fileSystemNow } from "./clock.js";
 
 type Response = MessageInitShape<typeof RunResponseSchema>;
 
@@ -26,6 +27,8 @@ const QUIET_AFTER_EXIT_MS = 200;
 export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerContext): AsyncGenerator<Response> {
   if (req.command === "") throw new CrowNestError("invalid_request", "command is empty");
   const cwd = await workingDirectory(deps, req.cwd, ctx);
+  // Taken before the spawn: whatever the command writes is stamped at or after it.
+  const clockStart = await fileSystemNow(deps.root);
   const child = spawn("/bin/sh", ["-c", req.command], {
     cwd,
     env: { ...deps.env, ...req.env, PWD: cwd },
@@ -81,7 +84,7 @@ export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerConte
           killGroup(pid, "SIGKILL");
         }, req.timeoutMs)
       : undefined;
-  queue.push({ event: { case: "started", value: { pid } } });
+  queue.push({ event: { case: "started", value: { pid, clockStart } } });
   child.stdout!.on("data", (chunk: Buffer) => {
     queue.push({ event: { case: "stdout", value: chunk } });
     if (exit) quiet.restart();

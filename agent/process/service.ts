@@ -3,6 +3,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import type { ProcessDeps } from "./groups.js";
+import { info } from "./info.js";
 import { run } from "./run.js";
 import { signal } from "./signal.js";
 
@@ -10,5 +11,6 @@ export function processService(deps: ProcessDeps): ServiceImpl<typeof ProcessSer
   return {
     run: (req, ctx) => run(deps, req, ctx),
     signal: (req) => signal(deps, req),
+    info: () => info(),
   };
 }

@@ -62,15 +62,23 @@ export async function* readArchive(deps: WorkspaceDeps, req: ReadArchiveRequest,
     const entries: ArchiveEntry[] = [];
     await listTree(dir, "", entries, entry.path, ctx.signal, new Set());
     for (const e of entries) if (e.kind === "directory") cursor.expect(e.rel, e.stats);
-    yield* streamArchive(entries, cursor, entry.path, ctx);
+    const own = await dir.stat({ bigint: true });
+    yield* streamArchive(entries, cursor, entry.path, ctx, own);
   } finally {
     unlisten();
     await cursor.close();
   }
 }
 
-async function* streamArchive(entries: ArchiveEntry[], cursor: DirectoryCursor, path: string, ctx: HandlerContext): AsyncGenerator<Response> {
-  yield { event: { case: "header", value: { path, entries: BigInt(entries.length) } } };
+async function* streamArchive(
+  entries: ArchiveEntry[],
+  cursor: DirectoryCursor,
+  path: string,
+  ctx: HandlerContext,
+  own: BigIntStats,
+): AsyncGenerator<Response> {
+  const mtime = { seconds: own.mtimeNs / 1_000_000_000n, nanos: Number(own.mtimeNs % 1_000_000_000n) };
+  yield { event: { case: "header", value: { path, entries: BigInt(entries.length), mode: Number(own.mode & 0o7777n), mtime } } };
 
   // Loaded on first use: an idle agent should not carry tar-stream.
   const tarStream = (await import("tar-stream")).default;

@@ -20,8 +20,14 @@ export const CHUNK_BYTES = 256 * 1024;
 
 type Response = MessageInitShape<typeof ReadFileResponseSchema>;
 
-export async function* readFile(deps: WorkspaceDeps, req: ReadFileRequest, ctx: HandlerContext): AsyncGenerator<Response> {
-  const entry = await resolveInsideWorkspace(deps.root, req.path);
+export async function* readFile(
+  deps: WorkspaceDeps,
+  req: ReadFileRequest,
+  ctx: HandlerContext,
+  options: { noFollow?: boolean } = {},
+): AsyncGenerator<Response> {
+  // noFollow: a final symlink is lstat'ed, not followed, and so refused below as not a regular file.
+  const entry = await resolveInsideWorkspace(deps.root, req.path, options.noFollow ? { followFinal: false } : {});
   ctx.values.set(callPath, entry.path);
   let opened;
   try {

@@ -30,7 +30,7 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
     ctx.values.set(callPath, path);
     try {
       // Small regular files: one synchronous read after the confined walk (read-small.ts).
-      const entry = await resolveInsideWorkspace(deps.root, path);
+      const entry = await resolveInsideWorkspace(deps.root, path, req.noFollow ? { followFinal: false } : {});
       ctx.values.set(callPath, entry.path);
       let small;
       try {
@@ -45,7 +45,7 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
         yield { event: { case: "end", value: { index, trailer: { size: BigInt(small.data.byteLength), sha256 } } } };
         continue;
       }
-      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx)) {
+      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow })) {
         const event = message.event!;
         if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };
         else if (event.case === "chunk") yield { event: { case: "chunk", value: event.value } };

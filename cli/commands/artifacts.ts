@@ -9,7 +9,8 @@ import { details, err, humanBytes, out, printJson, table, writeOut } from "../ou
 import { allPages } from "../pages.js";
 import { progressFor, silentProgress } from "../progress.js";
 import { verifyArtifact } from "../verify.js";
-import { globals } from "./common.js";
+import { collectRepeated, globals, labelsOf } from "./common.js";
+import { restoreModeAndTime } from "../restore.js";
 
 export function printArtifacts(rows: Artifact[], stream: NodeJS.WriteStream = process.stdout): void {
   stream.write(
@@ -41,6 +42,9 @@ function printArtifact(a: Artifact): void {
       ["sha256", a.sha256],
       ["createdAt", a.createdAt],
       ["expiresAt", a.expiresAt],
+      ["mode", a.mode ?? null],
+      ["mtime", a.mtime ?? null],
+      ["labels", Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(" ") || null],
     ]),
   );
 }
@@ -55,10 +59,14 @@ export function register(program: Command): void {
     .description("list a sandbox's artifacts, newest first (every page)")
     .argument("<sandbox>", "sandbox id")
     .option("--command <id>", "only the artifacts collected by this command (cmd_…)")
+    .option("--label <key=value>", "only the artifacts carrying this label (repeatable: all must match)", collectRepeated)
     .option("--json", "print the API's JSON")
-    .action(async (sandbox: string, opts: { command?: string; json?: boolean }, cmd: Command) => {
+    .action(async (sandbox: string, opts: { command?: string; label?: string[]; json?: boolean }, cmd: Command) => {
       const api = Api.fromOptions(globals(cmd));
-      const rows = await allPages<Artifact>(api, `/v1/sandboxes/${encodeURIComponent(sandbox)}/artifacts`, "artifacts", { commandId: opts.command });
+      const rows = await allPages<Artifact>(api, `/v1/sandboxes/${encodeURIComponent(sandbox)}/artifacts`, "artifacts", {
+        commandId: opts.command,
+        ...(opts.label && opts.label.length > 0 ? { label: opts.label } : {}),
+      });
       if (opts.json) printJson({ artifacts: rows, nextCursor: null });
       else printArtifacts(rows);
     });
@@ -90,19 +98,29 @@ export function register(program: Command): void {
     .option("--glob <glob>", "export every file matching this glob as one archive")
     .option("--name <name>", "artifact name (default: the base name)")
     .option("--idempotency-key <key>", "replay the first answer when retried with the same key")
+    .option("--label <key=value>", "label the artifact (repeatable)", collectRepeated)
     .option("--json", "print the API's JSON")
-    .action(async (sandbox: string, path: string | undefined, opts: { glob?: string; name?: string; idempotencyKey?: string; json?: boolean }, cmd: Command) => {
+    .action(
+      async (
+        sandbox: string,
+        path: string | undefined,
+        opts: { glob?: string; name?: string; idempotencyKey?: string; label?: string[]; json?: boolean },
+        cmd: Command,
+      ) => {
       if ((path === undefined) === (opts.glob === undefined)) throw usageError("give either PATH or --glob GLOB");
       const api = Api.fromOptions(globals(cmd));
-      const body: Record<string, string> = path !== undefined ? { path } : { glob: opts.glob! };
+      const body: Record<string, unknown> = path !== undefined ? { path } : { glob: opts.glob! };
       if (opts.name !== undefined) body.name = opts.name;
+      const labels = labelsOf(opts.label);
+      if (labels) body.labels = labels;
       const a = await api.call<Artifact>("POST", `/v1/sandboxes/${encodeURIComponent(sandbox)}/artifacts`, {
         body,
         ...(opts.idempotencyKey !== undefined ? { headers: { "idempotency-key": opts.idempotencyKey } } : {}),
       });
       if (opts.json) printJson(a);
       else out(a.id);
-    });
+      },
+    );
 
   artifacts
     .command("entries")
@@ -131,12 +149,20 @@ export function register(program: Command): void {
     .argument("<id>", "artifact id")
     .option("-o, --output <file>", "where to write (default: the artifact's or entry's base name in this directory)")
     .option("--entry <path>", "one file of an archive artifact")
-    .action(async (id: string, opts: { output?: string; entry?: string }, cmd: Command) => {
+    .option("--no-preserve", "do not give the file the artifact's (or entry's) mode and modification time")
+    .action(async (id: string, opts: { output?: string; entry?: string; preserve: boolean }, cmd: Command) => {
       const api = Api.fromOptions(globals(cmd));
       const artifact = await api.call<Artifact>("GET", artifactPath(id));
       const target = opts.output ?? safeLocalName(opts.entry !== undefined ? basename(opts.entry) : artifact.name, artifact.id);
       const progress = progressFor(target);
       const result = await downloadToFile({ api, artifact, ...(opts.entry !== undefined ? { entry: opts.entry } : {}), target, progress });
+      if (opts.preserve) {
+        // As tar does: the source's permission bits and mtime (an entry's from the archive's index).
+        const entry = opts.entry !== undefined ? await findEntry(api, id, opts.entry) : undefined;
+        const mode = entry ? (entry.mode & 0o7777).toString(8).padStart(4, "0") : artifact.mode;
+        const mtime = entry ? entry.mtime : artifact.mtime;
+        await restoreModeAndTime(target, mode ?? null, mtime ?? null);
+      }
       err(
         result.verified
           ? `saved ${target}: ${result.sizeBytes} bytes, sha256 ${result.sha256} verified`

@@ -8,6 +8,7 @@ import { Api, apiError } from "../api.js";
 import { CliError, EXIT } from "../exit.js";
 import { out, printJson } from "../output.js";
 import { globals } from "./common.js";
+import { restoreModeAndTime } from "../restore.js";
 
 export function localError(what: string, err: unknown): CliError {
   const code = (err as NodeJS.ErrnoException)?.code ?? "local_error";
@@ -52,8 +53,9 @@ export function register(program: Command): void {
     .description("download REMOTE from the sandbox to stdout, or to LOCAL with -o")
     .argument("<sandbox>", "sandbox id")
     .argument("<remote>", "path under /workspace")
-    .option("-o, --output <local>", "write to this file (atomically: all or nothing)")
-    .action(async (sandbox: string, remote: string, opts: { output?: string }, cmd: Command) => {
+    .option("-o, --output <local>", "write to this file (atomically: all or nothing), with the remote file's mode and mtime")
+    .option("--no-preserve", "with -o: do not give the file the remote file's mode and modification time")
+    .action(async (sandbox: string, remote: string, opts: { output?: string; preserve: boolean }, cmd: Command) => {
       const api = Api.fromOptions(globals(cmd));
       const url = api.url(`/v1/sandboxes/${encodeURIComponent(sandbox)}/files`, { path: remote });
       const res = await api.request("GET", url);
@@ -81,6 +83,16 @@ export function register(program: Command): void {
         if (Number.isFinite(expected) && received !== expected) {
           await rm(tmp, { force: true });
           throw new CliError("integrity_error", `received ${received} bytes, the server announced ${expected}`, EXIT.integrity);
+        }
+        if (opts.preserve) {
+          const header = (name: string): string | null => {
+            const v = res.headers[name];
+            return typeof v === "string" ? v : null;
+          };
+          await restoreModeAndTime(tmp, header("x-crownest-mode"), header("x-crownest-mtime")).catch(async (err: unknown) => {
+            await rm(tmp, { force: true });
+            throw err;
+          });
         }
         await rename(tmp, opts.output).catch((err: unknown) => {
           throw localError(opts.output!, err);

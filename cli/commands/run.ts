@@ -1,4 +1,4 @@
-// crownest run SBX [--collect PATH[=NAME]]… [--collect-glob GLOB]… -- COMMAND…
+// crownest run SBX [--collect PATH[=NAME]]… [--collect-glob GLOB]… [--collect-changed [GLOB]] [--label K=V]… -- COMMAND…
 // The API runs the command synchronously, so nothing is printed until it
 // ended: then its stdout and stderr as it wrote them, the artifacts and
 // collect errors as a table on stderr, and the command's exit code as ours.
@@ -7,7 +7,7 @@ import { Api } from "../api.js";
 import type { Artifact } from "../download.js";
 import { EXIT } from "../exit.js";
 import { colorsFor, err, humanBytes, printJson, table } from "../output.js";
-import { collectRepeated, globals, positiveInt } from "./common.js";
+import { collectRepeated, commandLine, globals, labelsOf, positiveInt } from "./common.js";
 
 interface CommandResult {
   id: string;
@@ -38,26 +38,48 @@ export function exitCodeOf(result: Pick<CommandResult, "status" | "exitCode">): 
 export function register(program: Command): void {
   program
     .command("run")
-    .description("run COMMAND (by /bin/sh -c, words joined by spaces) in the sandbox and wait for it; exits with its exit code")
+    .description(
+      "run COMMAND in the sandbox and wait for it; exits with its exit code. One word after -- is a shell command line; several are an argument vector, each word quoted for /bin/sh",
+    )
     .argument("<sandbox>", "sandbox id")
     .argument("<command...>", "the command line, after --")
     .option("--collect <path[=name]>", "export this path as an artifact when the command ends (repeatable)", collectRepeated)
     .option("--collect-glob <glob>", "export every file matching this glob, one artifact each (repeatable)", collectRepeated)
+    .option("--collect-changed [glob]", "export every file the command created or changed (under /workspace, or matching GLOB), one artifact each")
+    .option("--label <key=value>", "label every collected artifact (repeatable)", collectRepeated)
     .addOption(new Option("--collect-on <when>", "collect on success (default: only when it exits 0) or always").choices(["success", "always"]))
     .option("--timeout <ms>", "kill the command after this many milliseconds", positiveInt)
     .option("--json", "print the command object (the API's JSON) instead of its output")
-    .addHelpText("after", "\nExample:\n  crownest run sbx_123 --collect out/report.html --collect-glob 'logs/**/*.log' -- make report\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  crownest run sbx_123 --collect out/report.html --collect-glob 'logs/**/*.log' -- make report\n" +
+        "  crownest run sbx_123 --collect-changed --label build=42 -- 'make && ls out'\n" +
+        "  crownest run sbx_123 -- sh -c 'exit 7'   # exits 7\n",
+    )
     .action(
       async (
         sandbox: string,
         words: string[],
-        opts: { collect?: string[]; collectGlob?: string[]; collectOn?: string; timeout?: number; json?: boolean },
+        opts: {
+          collect?: string[];
+          collectGlob?: string[];
+          collectChanged?: string | boolean;
+          label?: string[];
+          collectOn?: string;
+          timeout?: number;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
         const api = Api.fromOptions(globals(cmd));
-        const collect = [...(opts.collect ?? []).map(parseCollect), ...(opts.collectGlob ?? []).map((glob) => ({ glob }))];
-        const body: Record<string, unknown> = { command: words.join(" ") };
+        const collect: Record<string, unknown>[] = [...(opts.collect ?? []).map(parseCollect), ...(opts.collectGlob ?? []).map((glob) => ({ glob }))];
+        if (opts.collectChanged !== undefined && opts.collectChanged !== false) {
+          collect.push(typeof opts.collectChanged === "string" ? { changed: true, glob: opts.collectChanged } : { changed: true });
+        }
+        const body: Record<string, unknown> = { command: commandLine(words) };
         if (collect.length > 0) body.collect = collect;
+        const labels = labelsOf(opts.label);
+        if (labels) body.labels = labels;
         if (opts.collectOn !== undefined) body.collectOn = opts.collectOn;
         if (opts.timeout !== undefined) body.timeoutMs = opts.timeout;
         const result = await api.call<CommandResult>("POST", `/v1/sandboxes/${encodeURIComponent(sandbox)}/commands/run`, { body });

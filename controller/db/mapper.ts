@@ -187,6 +187,8 @@ export function artifactToDb(row: ArtifactRow): Insertable<ArtifactsTable> {
     pack_length: row.pack ? toWhole(row.pack.length, "pack.length") : null,
     // A new record is alive when it is written.
     heartbeat_at: toMillis(row.createdAt, "createdAt"),
+    mode: row.mode ?? null,
+    mtime: row.mtime ? toMillis(row.mtime, "mtime") : null,
   };
 }
 
@@ -209,6 +211,9 @@ export function artifactFromDb(r: Selectable<ArtifactsTable>): ArtifactRow {
     ...(r.archive_format ? { archiveFormat: r.archive_format as ArchiveFormat } : {}),
     // Absent for an artifact that is its own blob.
     ...(r.pack_key ? { pack: { key: r.pack_key, offset: fromInt(r.pack_offset!), length: fromInt(r.pack_length!) } } : {}),
+    // Absent on rows made before they were recorded (and on pending rows of archives).
+    ...(r.mode !== null && r.mode !== undefined ? { mode: fromInt(r.mode) } : {}),
+    ...(r.mtime !== null && r.mtime !== undefined ? { mtime: fromMillis(r.mtime) } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
 import { packs } from "./migrations/0009_packs.js";
 import { sandboxImage } from "./migrations/0007_sandbox_image.js";
+import { collectModesLabels } from "./migrations/0010_collect.js";
 
 // Migrations must not depend on today's table types, which change with them.
 type AnyDb = Kysely<any>;
@@ -248,11 +249,12 @@ export const migrations: Record<string, Migration> = {
   "0004_artifact_entries": artifactEntries,
   "0005_idempotency_outcome": idempotencyOutcome,
   "0006_archive_limits": archiveLimits,
+  "0007_sandbox_image": sandboxImage,
   "0008_events": events,
+  "0009_packs": packs,
+  "0010_collect": collectModesLabels,
   "0011_provenance": provenance,
   "0012_listings": listings,
-  "0009_packs": packs,
-  "0007_sandbox_image": sandboxImage,
 };
 
 const provider: MigrationProvider = {

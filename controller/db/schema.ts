@@ -77,6 +77,10 @@ export interface ArtifactsTable {
   heartbeat_at: Generated<Millis | null>;
   /** What the artifact's entry index costs the quota (0 for single files). */
   index_bytes: Generated<number>;
+  /** Permission bits of the source (07777); null on rows older than migration 0010. */
+  mode: Generated<number | null>;
+  /** Modification time of the source; null on rows older than migration 0010. */
+  mtime: Generated<Millis | null>;
 }
 
 export interface PacksTable {
@@ -101,6 +105,13 @@ export interface ArtifactRestartPointsTable {
   artifact_id: string;
   tar_offset: number;
   blob_offset: number;
+}
+
+export interface ArtifactLabelsTable {
+  artifact_id: string;
+  sandbox_id: string;
+  key: string;
+  value: string;
 }
 
 export interface ArtifactEntriesTable {
@@ -196,6 +207,7 @@ export interface Database {
   artifact_entries: ArtifactEntriesTable;
   artifact_attestations: ArtifactAttestationsTable;
   artifact_restart_points: ArtifactRestartPointsTable;
+  artifact_labels: ArtifactLabelsTable;
   commands: CommandsTable;
   idempotency_keys: IdempotencyKeysTable;
   events: EventsTable;

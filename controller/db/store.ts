@@ -227,8 +227,15 @@ export class KyselyMetadataStore implements MetadataStore {
     return this.run(() => entries.findRestartPoint(this.ctx, artifactId, tarOffset));
   }
 
-  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]> {
-    return this.run(() => artifacts.listArtifacts(this.ctx, sandboxId, now, limit, after, commandId));
+  listArtifacts(
+    sandboxId: string,
+    now: Date,
+    limit: number,
+    after?: ArtifactCursor,
+    commandId?: string,
+    labels?: Record<string, string>,
+  ): Promise<ArtifactRow[]> {
+    return this.run(() => artifacts.listArtifacts(this.ctx, sandboxId, now, limit, after, commandId, labels));
   }
 
   listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]> {

@@ -91,6 +91,12 @@ export interface ArtifactRow {
    * for a single file, which has no entries.
    */
   archiveFormat?: ArchiveFormat | null;
+  /** Permission bits of the source file (07777); an archive: its directory's. Null on artifacts made before they were recorded. */
+  mode?: number | null;
+  /** Modification time of the source file; an archive: its directory's (an archive of glob matches: when it was made). */
+  mtime?: Date | null;
+  /** Labels (key -> value), checked by services/labels.ts; absent or empty: none. */
+  labels?: Record<string, string>;
   /**
    * Set when the artifact's bytes sit in a pack blob shared with other small
    * artifacts stored by the same request: bytes [offset, offset + length) of
@@ -110,6 +116,9 @@ export interface ReadyFigures {
   indexBytes?: number;
   /** The signed provenance statement, stored in the ready mark's transaction. */
   attestation?: AttestationRow;
+  /** The source's permission bits and modification time (null: the agent gave none). */
+  mode?: number | null;
+  mtime?: Date | null;
 }
 
 export interface PackPlace {
@@ -171,6 +180,8 @@ export type CollectOn = "success" | "always";
 /** What both forms of a collect entry may say about the artifacts they make. */
 interface EntryOptions {
   name?: string;
+  /** For every artifact of the entry; they win over the run's labels. */
+  labels?: Record<string, string>;
   /** Shortens the artifacts' life (1 to the account's retention). */
   retentionDays?: number;
   /** For whatever ends as an archive; a regular file is always stored as it is. */
@@ -189,6 +200,8 @@ export interface GlobEntry extends EntryOptions {
   includeHidden?: boolean;
   archive?: boolean;
   ifNoFilesFound?: "error" | "ignore";
+  /** Only the files the command created or changed (ctime at or after its start); the glob is then "**" unless given. */
+  changed?: boolean;
 }
 
 export type CollectEntry = PathEntry | GlobEntry;
@@ -372,7 +385,15 @@ export interface MetadataStore extends EventStore {
   packDeadBytes(): Promise<number>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */
   /** Ready, unexpired artifacts of a sandbox, newest first; with `commandId`, only that command's. */
-  listArtifacts(sandboxId: string, now: Date, limit: number, after?: ArtifactCursor, commandId?: string): Promise<ArtifactRow[]>;
+  /** With `labels`, only the artifacts carrying every one of them (an index lookup per label). */
+  listArtifacts(
+    sandboxId: string,
+    now: Date,
+    limit: number,
+    after?: ArtifactCursor,
+    commandId?: string,
+    labels?: Record<string, string>,
+  ): Promise<ArtifactRow[]>;
   listArtifactsByCommand(commandId: string): Promise<ArtifactRow[]>;
   /**
    * Adds entries to a (pending) archive artifact's index. Two entries with

@@ -19,6 +19,7 @@ import {
 } from "../services/artifacts.js";
 import { getAttestationBundle, listAttestationKeys } from "../services/attestations.js";
 import { createBundleDownloadUrl } from "../services/bundles.js";
+import { parseFilterPairs } from "../services/labels.js";
 import type { Caller } from "../services/caller.js";
 import { listArtifactEntries, openArtifactEntry, openEntryBytes } from "../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../services/idempotency.js";
@@ -66,6 +67,7 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
           ...(req.name !== undefined ? { name: req.name } : {}),
           ...(req.retentionDays !== undefined ? { retentionDays: req.retentionDays } : {}),
           ...(req.format !== undefined ? { format: req.format } : {}),
+          ...(Object.keys(req.labels).length > 0 ? { labels: { ...req.labels } } : {}),
         });
         const { artifact, replayed } = await createArtifact(deps, caller, {
           sandboxId: req.sandboxId,
@@ -94,6 +96,7 @@ export function artifactService(deps: Deps): ServiceImpl<typeof ArtifactService>
         limit: req.pageSize,
         ...(req.pageToken !== "" ? { cursor: req.pageToken } : {}),
         ...(req.commandId !== "" ? { commandId: req.commandId } : {}),
+        ...(Object.keys(req.labels).length > 0 ? { labels: parseFilterPairs(Object.entries(req.labels), "labels") } : {}),
       });
       return {
         artifacts: page.artifacts.map((row) => artifactToProto(artifactView(row))),

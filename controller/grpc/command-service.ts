@@ -34,7 +34,7 @@ function commonBody(req: CommonFields): CommandRequestBody {
  */
 function collectEntryBody(e: CollectEntry): Record<string, unknown> {
   return {
-    ...(e.glob === undefined || e.path !== "" ? { path: e.path } : {}),
+    ...((e.glob === undefined && e.changed !== true) || e.path !== "" ? { path: e.path } : {}),
     ...(e.glob !== undefined ? { glob: e.glob } : {}),
     ...(e.exclude.length > 0 ? { exclude: [...e.exclude] } : {}),
     ...(e.includeHidden !== undefined ? { includeHidden: e.includeHidden } : {}),
@@ -43,6 +43,8 @@ function collectEntryBody(e: CollectEntry): Record<string, unknown> {
     ...(e.name !== undefined ? { name: e.name } : {}),
     ...(e.retentionDays !== undefined ? { retentionDays: e.retentionDays } : {}),
     ...(e.format !== undefined ? { format: e.format } : {}),
+    ...(e.changed !== undefined ? { changed: e.changed } : {}),
+    ...(Object.keys(e.labels).length > 0 ? { labels: { ...e.labels } } : {}),
   };
 }
 
@@ -54,6 +56,7 @@ export function commandService(deps: Deps): ServiceImpl<typeof CommandService> {
         ...commonBody(req),
         ...(req.collect.length > 0 ? { collect: req.collect.map(collectEntryBody) } : {}),
         ...(collectOn !== undefined ? { collectOn } : {}),
+        ...(Object.keys(req.labels).length > 0 ? { labels: { ...req.labels } } : {}),
       };
       return { command: commandToProto(await runCommand(deps, callerOf(ctx), req.sandboxId, body)) };
     },

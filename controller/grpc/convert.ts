@@ -46,6 +46,9 @@ export function artifactToProto(a: ArtifactView): Artifact {
     sha256: a.sha256,
     createdAt: timestamp(a.createdAt),
     expiresAt: timestamp(a.expiresAt),
+    mode: a.mode ?? "",
+    ...(a.mtime !== null ? { mtime: timestamp(a.mtime) } : {}),
+    labels: { ...a.labels },
   });
 }
 

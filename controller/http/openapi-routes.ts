@@ -1,7 +1,7 @@
 // What each /v1 route is, for the OpenAPI document: summary, scopes, what it
 // validates by hand and what it answers. A /v1 route missing here is a test failure.
 import { EVENT_ROUTE_DOCS } from "./openapi-events.js";
-import { bytes, empty, int, json, params, ref, str, time, type Schema } from "./openapi-schemas.js";
+import { ENTRY_OPTIONS, GLOB_OPTIONS, LABELS, bytes, empty, int, json, params, ref, str, time, type Schema } from "./openapi-schemas.js";
 
 export interface RouteDoc {
   summary: string;
@@ -84,14 +84,35 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     summary: "Export a workspace file (or a directory, as a tar) as an artifact",
     scopes: ["artifact:create", "file:read"],
     params: params("id"),
-    body: json({ type: "object", required: ["path"], additionalProperties: false, properties: { path: str("under /workspace"), name: str() } }, "what to export; optional Idempotency-Key header"),
+    body: json(
+      {
+        oneOf: [
+          { type: "object", required: ["path"], additionalProperties: false, properties: { path: str("under /workspace"), ...ENTRY_OPTIONS, labels: LABELS } },
+          {
+            type: "object",
+            required: ["glob"],
+            additionalProperties: false,
+            properties: { glob: str(), exclude: GLOB_OPTIONS.exclude!, includeHidden: GLOB_OPTIONS.includeHidden!, ...ENTRY_OPTIONS, labels: LABELS },
+          },
+        ],
+      },
+      "what to export; optional Idempotency-Key header",
+    ),
     responses: { 201: json(ref("Artifact"), "the artifact") },
   },
   "GET /v1/sandboxes/:id/artifacts": {
     summary: "List a sandbox's artifacts, newest first",
     scopes: ["artifact:read"],
     params: params("id"),
-    querystring: { type: "object", properties: { limit: str("1–200"), cursor: str(), commandId: str() } },
+    querystring: {
+      type: "object",
+      properties: {
+        limit: str("1–200"),
+        cursor: str(),
+        commandId: str(),
+        label: { type: "array", items: str("k=v"), description: "repeatable: only artifacts carrying every one of these labels" },
+      },
+    },
     responses: {
       200: json(
         { type: "object", required: ["artifacts", "nextCursor"], properties: { artifacts: { type: "array", items: ref("Artifact") }, nextCursor: { type: ["string", "null"] } } },

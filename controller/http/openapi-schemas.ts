@@ -12,7 +12,44 @@ export const str = (description?: string): Schema => ({ type: "string", ...(desc
 export const time = (description?: string): Schema => ({ type: "string", format: "date-time", ...(description ? { description } : {}) });
 export const int = (description?: string): Schema => ({ type: "integer", minimum: 0, ...(description ? { description } : {}) });
 
+/** Labels: at most 16; keys [a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?, values up to 256 UTF-8 bytes. */
+export const LABELS: Schema = {
+  type: "object",
+  description: "labels: at most 16; keys [a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?, values strings of at most 256 UTF-8 bytes; a bad one is invalid_request naming it",
+  maxProperties: 16,
+  propertyNames: { pattern: "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$" },
+  additionalProperties: { type: "string" },
+};
+export const ENTRY_OPTIONS: Record<string, Schema> = {
+  name: str(),
+  retentionDays: { type: "integer", minimum: 1 },
+  format: { type: "string", enum: ["tar", "tar.gz"] },
+  labels: { ...LABELS, description: "labels of this entry's artifacts; they win over the run's" },
+};
+export const GLOB_OPTIONS: Record<string, Schema> = {
+  exclude: { type: "array", items: str() },
+  includeHidden: { type: "boolean" },
+  archive: { type: "boolean", description: "one tar of every match instead of one artifact each" },
+  ifNoFilesFound: { type: "string", enum: ["error", "ignore"] },
+};
+
 export const SCHEMAS: Record<string, Schema> = {
+  Labels: LABELS,
+  CollectEntry: {
+    description: "one collect item: a path (a file, or a directory as a tar), a glob, or changed (the files the command created or changed)",
+    oneOf: [
+      { type: "object", required: ["path"], additionalProperties: false, properties: { path: str("under /workspace"), ...ENTRY_OPTIONS } },
+      { type: "object", required: ["glob"], additionalProperties: false, properties: { glob: str(), ...GLOB_OPTIONS, ...ENTRY_OPTIONS } },
+      {
+        type: "object",
+        required: ["changed"],
+        additionalProperties: false,
+        description:
+          "regular files under /workspace (or matching glob) whose ctime is at or after the command's start on the agent's clock: created, modified, renamed or touched; not with path",
+        properties: { changed: { const: true }, glob: str("narrows the walk; default every file"), ...GLOB_OPTIONS, ...ENTRY_OPTIONS },
+      },
+    ],
+  },
   Error: {
     type: "object",
     description: "Every error, whatever the route: one closed set of codes, a sentence, and details (details.missingScopes, details.field, details.retryAfterSeconds…).",
@@ -56,7 +93,7 @@ export const SCHEMAS: Record<string, Schema> = {
   },
   Artifact: {
     type: "object",
-    required: ["id", "sandboxId", "commandId", "name", "sourcePath", "sizeBytes", "contentType", "sha256", "createdAt", "expiresAt"],
+    required: ["id", "sandboxId", "commandId", "name", "sourcePath", "sizeBytes", "contentType", "sha256", "createdAt", "expiresAt", "mode", "mtime", "labels"],
     properties: {
       id: str("art_…"),
       sandboxId: str(),
@@ -68,6 +105,9 @@ export const SCHEMAS: Record<string, Schema> = {
       sha256: str("lowercase hex"),
       createdAt: time(),
       expiresAt: time(),
+      mode: { type: ["string", "null"], description: 'the source\'s permission bits, octal ("0755"); an archive: its directory\'s ("0644" for glob matches)' },
+      mtime: { type: ["string", "null"], format: "date-time", description: "the source's modification time (an archive of glob matches: when it was made)" },
+      labels: ref("Labels"),
     },
   },
   CollectError: {
@@ -104,11 +144,9 @@ export const SCHEMAS: Record<string, Schema> = {
       cwd: str(),
       env: { type: "object", additionalProperties: { type: "string" } },
       timeoutMs: { type: "integer", minimum: 1 },
-      collect: {
-        type: "array",
-        items: { type: "object", required: ["path"], properties: { path: str(), name: str() } },
-      },
+      collect: { type: "array", maxItems: 1000, items: ref("CollectEntry") },
       collectOn: { type: "string", enum: ["success", "always"] },
+      labels: { ...LABELS, description: "labels of every artifact the collection makes (an entry's own win)" },
     },
   },
   DownloadUrl: {

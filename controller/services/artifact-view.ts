@@ -12,6 +12,16 @@ export interface ArtifactView {
   sha256: string;
   createdAt: string;
   expiresAt: string;
+  /** Permission bits as an octal string ("0755"); null for artifacts made before they were recorded. */
+  mode: string | null;
+  /** RFC 3339; null for artifacts made before it was recorded. */
+  mtime: string | null;
+  labels: Record<string, string>;
+}
+
+/** Permission bits as the four-digit octal string people write ("0755"). */
+export function octalMode(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
 }
 
 export function artifactView(row: ArtifactRow): ArtifactView {
@@ -27,5 +37,8 @@ export function artifactView(row: ArtifactRow): ArtifactView {
     createdAt: row.createdAt.toISOString(),
     // Ready rows always have one; the fallback only keeps the type honest.
     expiresAt: (row.expiresAt ?? row.createdAt).toISOString(),
+    mode: row.mode === null || row.mode === undefined ? null : octalMode(row.mode),
+    mtime: row.mtime ? row.mtime.toISOString() : null,
+    labels: row.labels ?? {},
   };
 }

@@ -16,6 +16,7 @@ import { exportPath } from "./export/pipeline.js";
 import { requestHash, withIdempotency } from "./idempotency.js";
 import { requireRunningSandbox } from "./sandboxes.js";
 import { openStoredBytes, removeStoredArtifact } from "./stored-bytes.js";
+import { parseLabels, type LabelFilter } from "./labels.js";
 
 export { artifactView, type ArtifactView } from "./artifact-view.js";
 import { artifactView, type ArtifactView } from "./artifact-view.js";
@@ -25,8 +26,16 @@ export const CREATE_ARTIFACT_OPERATION = "artifacts.create";
 
 /** What a create request says: a path (a file, or a directory as an archive), or a glob (always one archive of every match). */
 export type CreateArtifactBody =
-  | { path: string; name?: string; retentionDays?: number; format?: ArchiveFormat }
-  | { glob: string; exclude?: string[]; includeHidden?: boolean; name?: string; retentionDays?: number; format?: ArchiveFormat };
+  | { path: string; name?: string; retentionDays?: number; format?: ArchiveFormat; labels?: Record<string, string> }
+  | {
+      glob: string;
+      exclude?: string[];
+      includeHidden?: boolean;
+      name?: string;
+      retentionDays?: number;
+      format?: ArchiveFormat;
+      labels?: Record<string, string>;
+    };
 
 export type CreateArtifactInput = CreateArtifactBody & {
   sandboxId: string;
@@ -34,8 +43,8 @@ export type CreateArtifactInput = CreateArtifactBody & {
   signal?: AbortSignal;
 };
 
-const PATH_FIELDS = new Set(["path", "name", "retentionDays", "format"]);
-const GLOB_FIELDS = new Set(["glob", "exclude", "includeHidden", "name", "retentionDays", "format"]);
+const PATH_FIELDS = new Set(["path", "name", "retentionDays", "format", "labels"]);
+const GLOB_FIELDS = new Set(["glob", "exclude", "includeHidden", "name", "retentionDays", "format", "labels"]);
 
 /**
  * The one validation of a create body (REST sends its JSON, gRPC the same
@@ -53,13 +62,15 @@ export function parseCreateArtifactBody(body: unknown): CreateArtifactBody {
   const allowed = isGlob ? GLOB_FIELDS : PATH_FIELDS;
   const unknown = Object.keys(fields).filter((k) => !allowed.has(k) && fields[k] !== undefined);
   if (unknown.length > 0) throw new CrowNestError("invalid_request", `unknown field${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`, { fields: unknown });
-  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat } = {};
+  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat; labels?: Record<string, string> } = {};
   if (fields.name !== undefined) {
     if (typeof fields.name !== "string") throw new CrowNestError("invalid_request", "name must be a string");
     options.name = fields.name;
   }
   if (fields.retentionDays !== undefined) options.retentionDays = parseRetentionDays(fields.retentionDays, "retentionDays");
   if (fields.format !== undefined) options.format = parseArchiveFormat(fields.format, "format");
+  const labels = parseLabels(fields.labels);
+  if (labels && Object.keys(labels).length > 0) options.labels = labels;
   if (!isGlob) {
     if (typeof fields.path !== "string") throw new CrowNestError("invalid_request", "path must be a string (or give glob instead)");
     return { path: fields.path, ...options };
@@ -90,6 +101,7 @@ export async function createArtifact(
       ...(body.name !== undefined ? { name: body.name } : {}),
       ...(body.retentionDays !== undefined ? { retentionDays: body.retentionDays } : {}),
       ...(body.format !== undefined ? { format: body.format } : {}),
+      ...(body.labels !== undefined ? { labels: body.labels } : {}),
       commandId: null,
       ...(signal ? { signal } : {}),
     };
@@ -146,7 +158,7 @@ export async function listArtifacts(
   deps: Deps,
   caller: Caller,
   sandboxId: string,
-  options: { limit?: number; cursor?: string; commandId?: string } = {},
+  options: { limit?: number; cursor?: string; commandId?: string; labels?: LabelFilter } = {},
 ): Promise<{ artifacts: ArtifactRow[]; nextCursor: string | null }> {
   requireScopes(caller, "artifact:read");
   const limit = pageSize(options.limit);
@@ -154,9 +166,11 @@ export async function listArtifacts(
   // Destroyed sandboxes are fine: artifacts outlive them.
   const sandbox = sandboxId ? await deps.db.getSandbox(sandboxId) : undefined;
   if (!sandbox || sandbox.accountId !== caller.accountId) throw new CrowNestError("not_found", "sandbox not found", { id: sandboxId });
+  // One key asked with two values: nothing carries both.
+  if (options.labels === "none") return { artifacts: [], nextCursor: null };
   // One extra row tells whether another page exists.
   // An id that is no command's simply keeps nothing (another account's command included: its artifacts are in another sandbox).
-  const rows = await deps.db.listArtifacts(sandboxId, deps.clock.now(), limit + 1, after, options.commandId || undefined);
+  const rows = await deps.db.listArtifacts(sandboxId, deps.clock.now(), limit + 1, after, options.commandId || undefined, options.labels);
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return { artifacts: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };

@@ -12,6 +12,7 @@ import { parseCommandRequest, type CommandRequestBody } from "./commands/request
 import { commandView, visibleArtifacts, type CommandView } from "./commands/view.js";
 import { limitsFor, retentionFor } from "./export/limits.js";
 import { requireRunningSandbox } from "./sandboxes.js";
+import { checkChangedSupported } from "./commands/changed.js";
 
 export { parseCommandRequest, type CommandRequest, type CommandRequestBody } from "./commands/request.js";
 export { reconcileStaleCommands } from "./commands/reconcile.js";
@@ -28,6 +29,7 @@ export async function runCommand(deps: Deps, caller: Caller, sandboxId: string, 
   if (request.collect.length > 0) requireScopes(caller, "artifact:create");
   const sandbox = await requireRunningSandbox(deps, caller, sandboxId);
   await checkRetention(deps, caller.accountId, request.collect);
+  await checkChangedSupported(deps, sandbox, request.collect);
   const execution = await beginExecution(deps, sandbox, request);
   const row = await execution.done;
   return commandView(row, await visibleArtifacts(deps, row.id));

@@ -22,6 +22,9 @@ export interface WrittenFile {
 export interface OpenedFile {
   path: string;
   sizeBytes: number;
+  /** The file's permission bits (07777) and modification time, from the agent's header. */
+  mode: number | null;
+  mtime: Date | null;
   /** The bytes; errors (and is cut short) if the agent fails or its trailer disagrees. */
   body: Readable;
 }
@@ -135,7 +138,11 @@ export async function openWorkspaceFile(
     throw err;
   }
   const sizeBytes = reader.declaredSize ?? 0;
-  return { path, sizeBytes, body: Readable.from(holdLastChunk(ahead, chunks, release), { objectMode: false }) };
+  const header = (reader.header ?? {}) as { mode?: number; mtime?: { seconds: bigint; nanos: number } };
+  const ms = header.mtime ? Number(header.mtime.seconds) * 1000 + Math.floor(header.mtime.nanos / 1e6) : NaN;
+  const mode = typeof header.mode === "number" ? header.mode & 0o7777 : null;
+  const mtime = Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms) : null;
+  return { path, sizeBytes, mode, mtime, body: Readable.from(holdLastChunk(ahead, chunks, release), { objectMode: false }) };
 }
 
 /**

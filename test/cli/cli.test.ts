@@ -179,7 +179,8 @@ describe("files", () => {
 
 describe("run", () => {
   it("prints the command's output after it ended and exits with its exit code", async () => {
-    const ok = await cli(["run", sbx, "--", "echo", "out;", "echo", "err", ">&2"]);
+    // One word is a shell command line (several would be an argument vector, each word quoted).
+    const ok = await cli(["run", sbx, "--", "echo out; echo err >&2"]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toBe("out\n");
     expect(ok.stderr).toBe("err\n");

@@ -105,6 +105,10 @@ describe("exporting a file", () => {
       sha256: sha256Of(content),
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/),
       expiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/),
+      // The source file's permission bits and mtime, and no labels (none were given).
+      mode: "0644",
+      mtime: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/),
+      labels: {},
     });
     expect(Date.parse(a.createdAt)).toBeGreaterThanOrEqual(before - 1000);
     // The bootstrap account is on the developer plan: 30 days.

@@ -7,29 +7,33 @@ import type { EventDraft } from "../event-types.js";
 import type { ArtifactCursor, ArtifactRow, AttestationRow } from "../types.js";
 import { appendEvent } from "./events.js";
 import type { Ctx } from "./context.js";
+import { deleteLabels, hasLabels, withLabels } from "./labels.js";
 import { findPackKeys } from "./packs.js";
 import { lastBeat } from "./pending-beat.js";
 
 export async function getArtifact({ db }: Ctx, id: string): Promise<ArtifactRow | undefined> {
   const r = await db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
-  return r && artifactFromDb(r);
+  return r && (await withLabels(db, [artifactFromDb(r)]))[0];
 }
 
 
-export async function listArtifacts(
+/** The query of one listing page (exported so a test can EXPLAIN it: the label filter must be an index lookup). */
+export function listArtifactsQuery(
   { db }: Ctx,
   sandboxId: string,
   now: Date,
   limit: number,
   after?: ArtifactCursor,
   commandId?: string,
-): Promise<ArtifactRow[]> {
+  labels?: Record<string, string>,
+) {
   let q = db
     .selectFrom("artifacts")
     .selectAll()
     .where("sandbox_id", "=", sandboxId)
     .where(visibleArtifactCondition(now));
   if (commandId !== undefined) q = q.where("command_id", "=", commandId);
+  if (labels !== undefined && Object.keys(labels).length > 0) q = q.where(hasLabels(sandboxId, labels));
   if (after !== undefined) {
     // Keyset: strictly after the cursor in (created_at desc, id desc) order.
     const at = toMillis(after.createdAt, "cursor.createdAt");
@@ -37,12 +41,20 @@ export async function listArtifacts(
       eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("id", "<", after.id)])]),
     );
   }
-  const rows = await q
-    .orderBy("created_at", "desc")
-    .orderBy("id", "desc")
-    .limit(toWhole(limit, "limit"))
-    .execute();
-  return rows.map(artifactFromDb);
+  return q.orderBy("created_at", "desc").orderBy("id", "desc").limit(toWhole(limit, "limit"));
+}
+
+export async function listArtifacts(
+  ctx: Ctx,
+  sandboxId: string,
+  now: Date,
+  limit: number,
+  after?: ArtifactCursor,
+  commandId?: string,
+  labels?: Record<string, string>,
+): Promise<ArtifactRow[]> {
+  const rows = await listArtifactsQuery(ctx, sandboxId, now, limit, after, commandId, labels).execute();
+  return withLabels(ctx.db, rows.map(artifactFromDb));
 }
 
 export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Promise<ArtifactRow[]> {
@@ -55,7 +67,7 @@ export async function listArtifactsByCommand({ db }: Ctx, commandId: string): Pr
     .orderBy("created_at")
     .orderBy("id")
     .execute();
-  return rows.map(artifactFromDb);
+  return withLabels(db, rows.map(artifactFromDb));
 }
 
 export async function findStorageKeys(ctx: Ctx, keys: string[]): Promise<Set<string>> {

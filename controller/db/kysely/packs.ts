@@ -1,6 +1,7 @@
 // Packs: the one transaction that makes a pack's members ready together with
 // the pack's row, the deletion of a member (the pack's live count, and who
 // removes the blob), and the bytes of deleted members still held in packs.
+import { deleteLabels } from "./labels.js";
 import { sql } from "kysely";
 import { fromInt, toMillis, toWhole } from "../mapper.js";
 import type { EventDraft } from "../event-types.js";
@@ -65,6 +66,7 @@ export function deleteArtifactRecord({ db, dialect }: Ctx, id: string, event?: E
     await trx.deleteFrom("artifact_entries").where("artifact_id", "=", id).execute();
     await trx.deleteFrom("artifact_restart_points").where("artifact_id", "=", id).execute();
     await trx.deleteFrom("artifact_attestations").where("artifact_id", "=", id).execute();
+    await deleteLabels(trx, id);
     // A ready artifact's deletion writes its event; a pending one (a failed export, the reconciler) was never visible.
     let gone = await trx.deleteFrom("artifacts").where("id", "=", id).where("state", "=", "ready").returning(["pack_key", "pack_length"]).executeTakeFirst();
     if (gone !== undefined && event) await appendEvent(trx, dialect, event);

@@ -10,6 +10,7 @@ import type { Ctx, Executor } from "./context.js";
 import { lastBeat } from "./pending-beat.js";
 import { appendEvent } from "./events.js";
 import { lockAccount } from "./locking.js";
+import { insertLabels } from "./labels.js";
 
 export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
 export type ReadyFigures = Parameters<MetadataStore["markArtifactReady"]>[1];
@@ -79,6 +80,7 @@ function reserveOne({ db, dialect }: Ctx, { row, quotaBytes, inFlight }: Reserva
       .insertInto("artifacts")
       .values({ ...artifactToDb(row), state: "pending" })
       .execute();
+    await insertLabels(trx, [row]);
     return { inserted: true as const, otherBytes };
   });
 }
@@ -124,6 +126,7 @@ function reserveMany({ db, dialect }: Ctx, batch: Reservation[]): Promise<Reserv
         .insertInto("artifacts")
         .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
         .execute();
+      await insertLabels(trx, accepted);
     }
     return results;
   });
@@ -195,6 +198,8 @@ export async function markReady(db: Executor, id: string, ready: ReadyFigures, p
       created_at: toMillis(ready.createdAt, "createdAt"),
       expires_at: toMillis(ready.expiresAt, "expiresAt"),
       ...(place ? { pack_key: place.key, pack_offset: toWhole(place.offset, "pack.offset"), pack_length: toWhole(place.length, "pack.length") } : {}),
+      ...(ready.mode !== undefined ? { mode: ready.mode } : {}),
+      ...(ready.mtime !== undefined ? { mtime: ready.mtime === null ? null : toMillis(ready.mtime, "mtime") } : {}),
     })
     .where("id", "=", id)
     .where("state", "=", "pending")

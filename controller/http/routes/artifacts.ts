@@ -18,6 +18,7 @@ import { entryView, listArtifactEntries } from "../../services/entries.js";
 import { isReplayedError, parseIdempotencyKey } from "../../services/idempotency.js";
 import { getAttestationBundle, listAttestationKeys } from "../../services/attestations.js";
 import { callerOf } from "../context.js";
+import { parseLabelFilters } from "../../services/labels.js";
 
 
 const DOWNLOAD_URL_FIELDS = new Set(["entry", "disposition", "authMode"]);
@@ -82,10 +83,16 @@ export function register(app: FastifyInstance, deps: Deps): void {
     const limit = parseLimit(request.query.limit);
     const cursor = singleString(request.query.cursor, "cursor");
     const commandId = singleString(request.query.commandId, "commandId");
+    // ?label=k=v, repeatable: every one must match.
+    const raw = request.query.label;
+    const labelFilters = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    if (labelFilters.some((v) => typeof v !== "string")) throw new CrowNestError("invalid_request", "label must be k=v");
+    const labels = parseLabelFilters(labelFilters as string[]);
     const page = await listArtifacts(deps, caller, request.params.id, {
       ...(limit !== undefined ? { limit } : {}),
       ...(cursor ? { cursor } : {}),
       ...(commandId ? { commandId } : {}),
+      ...(labels !== undefined ? { labels } : {}),
     });
     return { artifacts: page.artifacts.map(artifactView), nextCursor: page.nextCursor };
   });

@@ -51,6 +51,9 @@ export async function register(app: FastifyInstance, deps: Deps): Promise<void> 
       const gone = new AbortController();
       reply.raw.once("close", () => gone.abort());
       const file = await openWorkspaceFile(deps, callerOf(request), request.params.id, path, gone.signal);
+      // What a client needs to restore the file as it is (crownest files get -o): its mode and mtime.
+      if (file.mode !== null) reply.header("x-crownest-mode", file.mode.toString(8).padStart(4, "0"));
+      if (file.mtime !== null) reply.header("x-crownest-mtime", file.mtime.toISOString()).header("last-modified", file.mtime.toUTCString());
       return reply
         .header("content-type", "application/octet-stream")
         .header("content-length", String(file.sizeBytes))

@@ -13,6 +13,7 @@ import type { ExportInput } from "../export/input.js";
 import { defaultArtifactName } from "../export/naming.js";
 import { exportFiles } from "../export/batch.js";
 import { exportGlobArchive, findMatches, globEntryName } from "../export/glob.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /** The name an entry's error item carries when the request names none (a file's base name; the pipeline knows better for a directory). */
 export function defaultEntryName(path: string): string {
@@ -55,6 +56,8 @@ export class Collection {
     private readonly entries: CollectEntry[],
     /** The command as its provenance statements name it. */
     private readonly command: { line: string; cwd: string; startedAt: Date } = { line: "", cwd: "", startedAt: new Date(0) },
+    /** The agent's clock at the command's start: what `changed` entries compare ctimes with. */
+    private readonly clockStart?: Timestamp,
   ) {}
 
   /** Changes whenever something worth keeping after a crash happened (an item recorded, a glob settled). */
@@ -107,7 +110,7 @@ export class Collection {
 
   private input(
     path: string,
-    entry: { name?: string; retentionDays?: number; format?: ExportInput["format"] },
+    entry: { name?: string; retentionDays?: number; format?: ExportInput["format"]; labels?: Record<string, string> },
     account: AccountRow | undefined,
     item: CollectEntry,
   ): ExportInput {
@@ -119,6 +122,7 @@ export class Collection {
       ...(entry.name !== undefined ? { name: entry.name } : {}),
       ...(entry.retentionDays !== undefined ? { retentionDays: entry.retentionDays } : {}),
       ...(entry.format !== undefined ? { format: entry.format } : {}),
+      ...(entry.labels !== undefined ? { labels: entry.labels } : {}),
       commandId: this.commandId,
       ...(account ? { account } : {}),
     };
@@ -128,14 +132,19 @@ export class Collection {
   private async collectGlob(index: number, entry: GlobEntry, account: AccountRow | undefined): Promise<void> {
     let matches;
     try {
-      matches = await findMatches(this.deps, this.sandbox, entry);
+      if (entry.changed && !this.clockStart) {
+        // The agent said it could (Info) but did not report its clock: collecting every file instead would be wrong.
+        throw new CrowNestError("agent_unavailable", "the agent did not report its clock at the command's start, so changed files cannot be told apart");
+      }
+      matches = await findMatches(this.deps, this.sandbox, entry.changed ? { ...entry, changedSince: this.clockStart! } : entry);
     } catch (err) {
       this.record(index, 0, entry.glob, globEntryName(entry), toCrowNestError(err));
       return;
     }
     if (matches.length === 0) {
       if (entry.ifNoFilesFound !== "ignore") {
-        this.record(index, 0, entry.glob, globEntryName(entry), new CrowNestError("file_not_found", `no file matches ${entry.glob}`));
+        const message = entry.changed ? `the command changed no file matching ${entry.glob}` : `no file matches ${entry.glob}`;
+        this.record(index, 0, entry.glob, globEntryName(entry), new CrowNestError("file_not_found", message));
       }
       return;
     }
@@ -152,7 +161,7 @@ export class Collection {
       try {
         await exportGlobArchive(
           this.deps,
-          { ...this.input("", entry, account, entry), glob: entry.glob },
+          { ...this.input("", entry, account, entry), glob: entry.glob, ...(entry.changed ? { regularFileOnly: true } : {}) },
           files,
           (path, error) => this.record(index, ++at, path, name, error),
         );
@@ -162,7 +171,9 @@ export class Collection {
       }
       return;
     }
-    const exports = exportFiles(this.deps, files.map((path) => this.input(path, { ...entry, format: "tar" }, account, entry)), this.deps.config.collectConcurrency);
+    // A changed entry's matches were regular files when walked; one replaced since (a symlink, a FIFO) is refused, never followed.
+    const inputs = files.map((path) => ({ ...this.input(path, { ...entry, format: "tar" }, account, entry), ...(entry.changed ? { regularFileOnly: true } : {}) }));
+    const exports = exportFiles(this.deps, inputs, this.deps.config.collectConcurrency);
     const base = at;
     await Promise.all(
       exports.map((done, k) =>

@@ -12,6 +12,7 @@ import { Collection } from "./collect.js";
 import { Heartbeat } from "./heartbeat.js";
 import { OutputTail } from "./output-tail.js";
 import type { CommandRequest } from "./request.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { finishedEvent, visibleArtifacts } from "./view.js";
 
 /** How long past timeoutMs we wait for the agent to report the end before giving up on it. */
@@ -72,7 +73,8 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
 
   let onStarted!: () => void;
   const started = new Promise<void>((resolve) => (onStarted = resolve));
-  const processDone = runProcess(deps, sandbox, row, request, onStarted);
+  const agentClock: AgentClock = {};
+  const processDone = runProcess(deps, sandbox, row, request, onStarted, agentClock);
 
   try {
     await Promise.race([started, processDone]);
@@ -103,7 +105,7 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
       await deps.db.updateCommand(row.id, patch, collectStatus === "pending" ? undefined : finishedEvent(afterRun, [], afterRun.heartbeatAt));
       if (collectStatus !== "pending") return afterRun;
 
-      collection = new Collection(deps, sandbox, row.id, request.collect, { line: afterRun.command, cwd: afterRun.cwd, startedAt: afterRun.startedAt });
+      collection = new Collection(deps, sandbox, row.id, request.collect, { line: afterRun.command, cwd: afterRun.cwd, startedAt: afterRun.startedAt }, agentClock.start);
       const collected = await collection.run();
       await heartbeat.stop();
       const final: CommandRow = { ...afterRun, collectStatus: collected.status, collectErrors: collected.errors, heartbeatAt: deps.clock.now() };
@@ -120,6 +122,11 @@ export async function beginExecution(deps: Deps, sandbox: SandboxRow, request: C
   return { row, done };
 }
 
+/** The agent's clock at the command's start (ProcessStarted.clock_start): what `changed` entries compare ctimes with. */
+interface AgentClock {
+  start?: Timestamp;
+}
+
 type ProcessEnd = Pick<CommandRow, "status" | "exitCode" | "signal" | "stdout" | "stderr" | "stdoutTruncated" | "stderrTruncated" | "finishedAt">;
 
 /**
@@ -127,7 +134,14 @@ type ProcessEnd = Pick<CommandRow, "status" | "exitCode" | "signal" | "stdout" |
  * before the agent reported the start; a failure after that (agent lost,
  * sandbox destroyed) ends the command as `error`.
  */
-async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, request: CommandRequest, onStarted: () => void): Promise<ProcessEnd> {
+async function runProcess(
+  deps: Deps,
+  sandbox: SandboxRow,
+  row: CommandRow,
+  request: CommandRequest,
+  onStarted: () => void,
+  clock: AgentClock,
+): Promise<ProcessEnd> {
   const stdout = new OutputTail();
   const stderr = new OutputTail();
   // The agent enforces timeoutMs itself; this only guards against an agent that stops answering.
@@ -153,6 +167,7 @@ async function runProcess(deps: Deps, sandbox: SandboxRow, row: CommandRow, requ
       switch (event.case) {
         case "started":
           started = true;
+          if (event.value.clockStart) clock.start = event.value.clockStart;
           onStarted();
           break;
         case "stdout":

@@ -7,6 +7,7 @@ import { normalizeWorkspacePath } from "../../../common/paths.js";
 import { MAX_GLOB_EXCLUDES } from "../../../common/globs.js";
 import type { ArchiveFormat, CollectEntry, CollectOn, GlobEntry } from "../../db/types.js";
 import { validateArtifactName } from "../export/naming.js";
+import { mergeLabels, parseLabels } from "../labels.js";
 
 export const MAX_COMMAND_BYTES = 64 * 1024;
 export const MAX_ENV_VARS = 256;
@@ -18,9 +19,11 @@ export const DEFAULT_TIMEOUT_MS = 600_000;
 export const MAX_COLLECT_ENTRIES = 1000;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const RUN_FIELDS = new Set(["command", "cwd", "env", "timeoutMs", "collect", "collectOn"]);
-const PATH_ENTRY_FIELDS = new Set(["path", "name", "retentionDays", "format"]);
-const GLOB_ENTRY_FIELDS = new Set(["glob", "exclude", "includeHidden", "archive", "name", "ifNoFilesFound", "retentionDays", "format"]);
+const RUN_FIELDS = new Set(["command", "cwd", "env", "timeoutMs", "collect", "collectOn", "labels"]);
+const PATH_ENTRY_FIELDS = new Set(["path", "name", "retentionDays", "format", "labels"]);
+const GLOB_ENTRY_FIELDS = new Set(["glob", "exclude", "includeHidden", "archive", "name", "ifNoFilesFound", "retentionDays", "format", "labels", "changed"]);
+/** What a `changed` entry matches when it gives no glob: every file of the workspace. */
+export const CHANGED_DEFAULT_GLOB = "**";
 /** Longest retention anyone can ask for; the account's own retention is checked where the account is known. */
 const MAX_RETENTION_DAYS = 36_500;
 
@@ -32,6 +35,7 @@ export interface CommandRequestBody {
   timeoutMs?: unknown;
   collect?: unknown;
   collectOn?: unknown;
+  labels?: unknown;
 }
 
 export interface CommandRequest {
@@ -40,8 +44,10 @@ export interface CommandRequest {
   cwd: string;
   env: Record<string, string>;
   timeoutMs: number;
+  /** Each entry's labels already include the run's (the entry's win). */
   collect: CollectEntry[];
   collectOn: CollectOn;
+  labels?: Record<string, string>;
 }
 
 function invalid(field: string, message: string): CrowNestError {
@@ -62,7 +68,7 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
   if (!isPlainObject(body)) throw new CrowNestError("invalid_request", "the request body must be a JSON object");
 
   if (mode === "start") {
-    for (const field of ["collect", "collectOn"]) {
+    for (const field of ["collect", "collectOn", "labels"]) {
       if (present(body, field)) {
         throw new CrowNestError(
           "unsupported_field",
@@ -125,11 +131,16 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
     timeoutMs = t;
   }
 
+  const labels = parseLabels(present(body, "labels") ? body.labels : undefined, "labels");
   const collect: CollectEntry[] = [];
   if (present(body, "collect")) {
-    if (!Array.isArray(body.collect)) throw invalid("collect", "must be an array of {path, …} or {glob, …} entries");
+    if (!Array.isArray(body.collect)) throw invalid("collect", "must be an array of {path, …}, {glob, …} or {changed: true, …} entries");
     if (body.collect.length > MAX_COLLECT_ENTRIES) throw invalid("collect", `at most ${MAX_COLLECT_ENTRIES} entries`);
-    body.collect.forEach((entry: unknown, i: number) => collect.push(parseCollectEntry(entry, `collect[${i}]`)));
+    body.collect.forEach((entry: unknown, i: number) => {
+      const parsed = parseCollectEntry(entry, `collect[${i}]`);
+      const merged = mergeLabels(labels, parsed.labels, `collect[${i}].labels`);
+      collect.push(merged && Object.keys(merged).length > 0 ? { ...parsed, labels: merged } : parsed);
+    });
   }
 
   let collectOn: CollectOn = "success";
@@ -138,7 +149,7 @@ export function parseCommandRequest(body: unknown, mode: "run" | "start"): Comma
     collectOn = body.collectOn;
   }
 
-  return { command, cwd, env, timeoutMs, collect, collectOn };
+  return { command, cwd, env, timeoutMs, collect, collectOn, ...(labels && Object.keys(labels).length > 0 ? { labels } : {}) };
 }
 
 /** A name field: the export pipeline's own name rule, checked up front so a bad name fails the request, not one entry. */
@@ -180,8 +191,10 @@ export function parseBoolean(value: unknown, field: string): boolean {
 
 /** One collect entry, either form; the path or glob itself is only checked for shape (its confinement is the entry's own error). */
 function parseCollectEntry(entry: unknown, field: string): CollectEntry {
-  if (!isPlainObject(entry)) throw invalid(field, "must be an object {path, …} or {glob, …}");
-  const isGlob = entry.glob !== undefined;
+  if (!isPlainObject(entry)) throw invalid(field, "must be an object {path, …}, {glob, …} or {changed: true, …}");
+  const changed = entry.changed === undefined ? false : parseBoolean(entry.changed, `${field}.changed`);
+  if (changed && entry.path !== undefined) throw invalid(`${field}.changed`, "a changed entry takes no path (give glob to narrow it)");
+  const isGlob = entry.glob !== undefined || changed;
   if (isGlob && entry.path !== undefined) throw invalid(field, "has both path and glob; an entry is one or the other");
   const allowed = isGlob ? GLOB_ENTRY_FIELDS : PATH_ENTRY_FIELDS;
   for (const key of Object.keys(entry)) {
@@ -189,17 +202,20 @@ function parseCollectEntry(entry: unknown, field: string): CollectEntry {
       throw invalid(`${field}.${key}`, isGlob ? "unknown field for a glob entry" : "unknown field for a path entry");
     }
   }
-  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat } = {};
+  const options: { name?: string; retentionDays?: number; format?: ArchiveFormat; labels?: Record<string, string> } = {};
   if (entry.name !== undefined) options.name = parseArtifactName(entry.name, `${field}.name`);
   if (entry.retentionDays !== undefined) options.retentionDays = parseRetentionDays(entry.retentionDays, `${field}.retentionDays`);
   if (entry.format !== undefined) options.format = parseArchiveFormat(entry.format, `${field}.format`);
+  const labels = parseLabels(entry.labels, `${field}.labels`);
+  if (labels && Object.keys(labels).length > 0) options.labels = labels;
   if (!isGlob) {
     // An empty or escaping path is that entry's failure (invalid_path, …), like any other path the pipeline refuses.
     if (typeof entry.path !== "string") throw invalid(`${field}.path`, "required, a string (or give glob instead)");
     return { path: entry.path, ...options };
   }
-  if (typeof entry.glob !== "string") throw invalid(`${field}.glob`, "must be a string");
-  const out: GlobEntry = { glob: entry.glob, ...options };
+  const glob = entry.glob === undefined && changed ? CHANGED_DEFAULT_GLOB : entry.glob;
+  if (typeof glob !== "string") throw invalid(`${field}.glob`, "must be a string");
+  const out: GlobEntry = { glob, ...options, ...(changed ? { changed } : {}) };
   if (entry.exclude !== undefined) out.exclude = parseExclude(entry.exclude, `${field}.exclude`);
   if (entry.includeHidden !== undefined) out.includeHidden = parseBoolean(entry.includeHidden, `${field}.includeHidden`);
   if (entry.archive !== undefined) out.archive = parseBoolean(entry.archive, `${field}.archive`);

@@ -172,6 +172,7 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
     async function exportItem(progress: ExportProgress): Promise<ArtifactRow> {
       const o = await outcome;
       if (o.kind === "error") throw o.error;
+      if (o.kind === "single" && input.regularFileOnly) throw new CrowNestError("not_a_regular_file", `${sourcePath} is not a regular file`, { path: sourcePath });
       if (o.kind === "single") {
         // A directory (a tar) or a special file: stored on its own, after the pack gathered so far.
         await seat?.bypass();
@@ -202,7 +203,10 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
     }
   });
   const batches: Item[][] = [];
-  for (let i = 0; i < items.length; i += BATCH_PATHS) batches.push(items.slice(i, i + BATCH_PATHS));
+  // A call either follows final symlinks or not: the two kinds of input go in separate calls.
+  for (const kind of [items.filter((i) => !i.input.regularFileOnly), items.filter((i) => i.input.regularFileOnly)]) {
+    for (let i = 0; i < kind.length; i += BATCH_PATHS) batches.push(kind.slice(i, i + BATCH_PATHS));
+  }
   let next = 0;
   const caller = async (): Promise<void> => {
     while (next < batches.length) await readBatch(deps, batches[next++]!, slots);
@@ -234,7 +238,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
   let current: FileFeed | undefined;
   try {
     const agent = agentOf(deps, batch[0]!.input.sandbox);
-    const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath) }, { signal });
+    const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath), noFollow: batch[0]!.input.regularFileOnly === true }, { signal });
     for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
       const event = message.event;
       switch (event.case) {
@@ -272,7 +276,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
           if (current) {
             current.fail(error);
             current = undefined;
-          } else if (error.code === "not_a_regular_file") {
+          } else if (error.code === "not_a_regular_file" && !batch[framing.next]!.input.regularFileOnly) {
             // A directory (a tar) or a special file: the single export tells which.
             batch[framing.next]!.resolve({ kind: "single" });
           } else {

@@ -23,12 +23,15 @@ import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
 import { instrumented } from "./metrics.js";
 import { storeExport } from "./store.js";
 import { agentOf } from "../sandboxes.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /** What to match: the pattern, what to leave out, and whether hidden names count. */
 export interface GlobSpec {
   glob: string;
   exclude?: string[];
   includeHidden?: boolean;
+  /** Only regular files whose ctime is at or after this agent-clock time (a command's start): its changed files. */
+  changedSince?: Timestamp;
 }
 
 /** One match: a file to export, or (a symlink leading outside, …) that file's error. */
@@ -62,7 +65,12 @@ export async function findMatches(deps: Deps, sandbox: SandboxRow, spec: GlobSpe
   const matches: GlobMatch[] = [];
   try {
     const call = agentOf(deps, sandbox).workspace.glob(
-      { glob: spec.glob, exclude: spec.exclude ?? [], includeHidden: spec.includeHidden ?? false },
+      {
+        glob: spec.glob,
+        exclude: spec.exclude ?? [],
+        includeHidden: spec.includeHidden ?? false,
+        ...(spec.changedSince ? { changedSince: spec.changedSince } : {}),
+      },
       { signal: callSignal },
     );
     for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
@@ -119,7 +127,7 @@ export function exportGlobArchive(
     const abort = new AbortController();
     const signal = input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
     if (signal.aborted) throw new CrowNestError("internal", "export cancelled");
-    const events = archiveEvents(deps, input.sandbox, sourcePath, paths, onSkipped, signal);
+    const events = archiveEvents(deps, input.sandbox, sourcePath, paths, onSkipped, signal, input.regularFileOnly === true);
     return storeExport(deps, exportInput, limits, progress, { sourcePath, isDirectory: true, events, abort, signal });
   });
 }
@@ -132,14 +140,18 @@ async function* archiveEvents(
   paths: string[],
   onSkipped: ((path: string, error: CrowNestError) => void) | undefined,
   signal: AbortSignal,
+  noFollow: boolean,
 ): AsyncGenerator<{ event: unknown }> {
-  yield { event: { case: "header", value: { path: sourcePath, entries: BigInt(paths.length) } } };
+  // Made here, of many files: an archive's ordinary mode, and the time it was made.
+  const now = deps.clock.now().getTime();
+  const mtime = { seconds: BigInt(Math.floor(now / 1000)), nanos: (now % 1000) * 1e6 };
+  yield { event: { case: "header", value: { path: sourcePath, entries: BigInt(paths.length), mode: 0o644, mtime } } };
   const pack = tarStream.pack();
   // Failures reach the reader through the iterator below; an unheard 'error' event would crash the process.
   pack.on("error", () => {});
   const stop = new AbortController();
   const producerSignal = AbortSignal.any([signal, stop.signal]);
-  const producer = packFiles(deps, sandbox, paths, pack, onSkipped, producerSignal).then(
+  const producer = packFiles(deps, sandbox, paths, pack, onSkipped, producerSignal, noFollow).then(
     () => pack.finalize(),
     (err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))),
   );
@@ -178,6 +190,7 @@ async function packFiles(
   pack: tar.Pack,
   onSkipped: ((path: string, error: CrowNestError) => void) | undefined,
   signal: AbortSignal,
+  noFollow: boolean,
 ): Promise<void> {
   const agent = agentOf(deps, sandbox);
   for (let from = 0; from < paths.length; from += ARCHIVE_BATCH_PATHS) {
@@ -188,7 +201,7 @@ async function packFiles(
     const framing = new ReadFilesFraming(batch.length);
     let current: { path: string; size: bigint; sink: ReturnType<tar.Pack["entry"]>; done: Promise<void>; hash: ReturnType<typeof createHash>; bytes: bigint } | undefined;
     try {
-      const call = agent.workspace.readFiles({ paths: batch }, { signal: callSignal });
+      const call = agent.workspace.readFiles({ paths: batch, noFollow }, { signal: callSignal });
       for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
         const event = message.event;
         switch (event.case) {

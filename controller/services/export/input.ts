@@ -27,6 +27,14 @@ export interface ExportInput {
   format?: ArchiveFormat;
   /** What asked for it, for its provenance statement (a command's collect item); absent: an explicit export of `path`. */
   origin?: ExportOrigin;
+  /**
+   * Only a regular file, read without following a final symlink: a symlink,
+   * FIFO or directory there is not_a_regular_file (a changed entry's match
+   * replaced between the walk and the read).
+   */
+  regularFileOnly?: boolean;
+  /** Labels for the artifact, already checked (services/labels.ts). */
+  labels?: Record<string, string>;
 }
 
 /** The checks that need no agent: the sandbox's owner, the path's lexical rule, the name. Returns the normalized path. */

@@ -102,6 +102,7 @@ export async function storeExport(
       expiresAt: null,
       // Archives get an entry index (below); single files have none and no format.
       ...(isDirectory ? { archiveFormat: format } : {}),
+      ...(input.labels && Object.keys(input.labels).length > 0 ? { labels: input.labels } : {}),
     };
     // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
     // Exports through the artifact API count against the account's exports in flight; a
@@ -237,6 +238,7 @@ export async function storeExport(
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
       ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
+      ...sourceModes(reader.header),
     };
     const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
     // Signed before it is ready, stored in the ready mark's transaction (a pack's too): never visible without its attestation.
@@ -266,6 +268,16 @@ function originOf(input: ExportInput, sourcePath: string, format: ArchiveFormat)
     kind: "export",
     request: { path: input.path === sourcePath ? sourcePath : input.path, ...(input.name !== undefined ? { name: input.name } : {}), ...(input.format !== undefined ? { format } : {}) },
   };
+}
+
+/** The mode and mtime the agent's header gave (a file's FileInfo, a directory's ArchiveHeader); null when it gave none. */
+function sourceModes(header: unknown): { mode: number | null; mtime: Date | null } {
+  const h = (header ?? {}) as { mode?: number; mtime?: { seconds: bigint; nanos: number } };
+  const mode = typeof h.mode === "number" && Number.isInteger(h.mode) && h.mode >= 0 ? h.mode & 0o7777 : null;
+  const ms = h.mtime ? Number(h.mtime.seconds) * 1000 + Math.floor(h.mtime.nanos / 1e6) : NaN;
+  // A hostile or odd agent's time outside what a Date holds is no time.
+  const mtime = Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms) : null;
+  return { mode, mtime };
 }
 
 /**

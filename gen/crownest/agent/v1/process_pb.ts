@@ -4,13 +4,53 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file crownest/agent/v1/process.proto.
  */
 export const file_crownest_agent_v1_process: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jcm93bmVzdC9hZ2VudC92MS9wcm9jZXNzLnByb3RvEhFjcm93bmVzdC5hZ2VudC52MSKfAQoKUnVuUmVxdWVzdBIPCgdjb21tYW5kGAEgASgJEgsKA2N3ZBgCIAEoCRIzCgNlbnYYAyADKAsyJi5jcm93bmVzdC5hZ2VudC52MS5SdW5SZXF1ZXN0LkVudkVudHJ5EhIKCnRpbWVvdXRfbXMYBCABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIdCg5Qcm9jZXNzU3RhcnRlZBILCgNwaWQYASABKA0iTAoLUHJvY2Vzc0V4aXQSEQoEY29kZRgBIAEoBUgAiAEBEg4KBnNpZ25hbBgCIAEoCRIRCgl0aW1lZF9vdXQYAyABKAhCBwoFX2NvZGUioAEKC1J1blJlc3BvbnNlEjQKB3N0YXJ0ZWQYASABKAsyIS5jcm93bmVzdC5hZ2VudC52MS5Qcm9jZXNzU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEi4KBGV4aXQYBCABKAsyHi5jcm93bmVzdC5hZ2VudC52MS5Qcm9jZXNzRXhpdEgAQgcKBWV2ZW50Ik4KDVNpZ25hbFJlcXVlc3QSCwoDcGlkGAEgASgNEjAKBnNpZ25hbBgCIAEoDjIgLmNyb3duZXN0LmFnZW50LnYxLlByb2Nlc3NTaWduYWwiEAoOU2lnbmFsUmVzcG9uc2UqnQEKDVByb2Nlc3NTaWduYWwSHgoaUFJPQ0VTU19TSUdOQUxfVU5TUEVDSUZJRUQQABIaChZQUk9DRVNTX1NJR05BTF9TSUdURVJNEAESGgoWUFJPQ0VTU19TSUdOQUxfU0lHS0lMTBACEhkKFVBST0NFU1NfU0lHTkFMX1NJR0lOVBADEhkKFVBST0NFU1NfU0lHTkFMX1NJR0hVUBAEMqcBCg5Qcm9jZXNzU2VydmljZRJGCgNSdW4SHS5jcm93bmVzdC5hZ2VudC52MS5SdW5SZXF1ZXN0Gh4uY3Jvd25lc3QuYWdlbnQudjEuUnVuUmVzcG9uc2UwARJNCgZTaWduYWwSIC5jcm93bmVzdC5hZ2VudC52MS5TaWduYWxSZXF1ZXN0GiEuY3Jvd25lc3QuYWdlbnQudjEuU2lnbmFsUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch9jcm93bmVzdC9hZ2VudC92MS9wcm9jZXNzLnByb3RvEhFjcm93bmVzdC5hZ2VudC52MSINCgtJbmZvUmVxdWVzdCI1CgxJbmZvUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIUCgxjYXBhYmlsaXRpZXMYAiADKAkinwEKClJ1blJlcXVlc3QSDwoHY29tbWFuZBgBIAEoCRILCgNjd2QYAiABKAkSMwoDZW52GAMgAygLMiYuY3Jvd25lc3QuYWdlbnQudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRISCgp0aW1lb3V0X21zGAQgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTgoOUHJvY2Vzc1N0YXJ0ZWQSCwoDcGlkGAEgASgNEi8KC2Nsb2NrX3N0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMCgtQcm9jZXNzRXhpdBIRCgRjb2RlGAEgASgFSACIAQESDgoGc2lnbmFsGAIgASgJEhEKCXRpbWVkX291dBgDIAEoCEIHCgVfY29kZSKgAQoLUnVuUmVzcG9uc2USNAoHc3RhcnRlZBgBIAEoCzIhLmNyb3duZXN0LmFnZW50LnYxLlByb2Nlc3NTdGFydGVkSAASEAoGc3Rkb3V0GAIgASgMSAASEAoGc3RkZXJyGAMgASgMSAASLgoEZXhpdBgEIAEoCzIeLmNyb3duZXN0LmFnZW50LnYxLlByb2Nlc3NFeGl0SABCBwoFZXZlbnQiTgoNU2lnbmFsUmVxdWVzdBILCgNwaWQYASABKA0SMAoGc2lnbmFsGAIgASgOMiAuY3Jvd25lc3QuYWdlbnQudjEuUHJvY2Vzc1NpZ25hbCIQCg5TaWduYWxSZXNwb25zZSqdAQoNUHJvY2Vzc1NpZ25hbBIeChpQUk9DRVNTX1NJR05BTF9VTlNQRUNJRklFRBAAEhoKFlBST0NFU1NfU0lHTkFMX1NJR1RFUk0QARIaChZQUk9DRVNTX1NJR05BTF9TSUdLSUxMEAISGQoVUFJPQ0VTU19TSUdOQUxfU0lHSU5UEAMSGQoVUFJPQ0VTU19TSUdOQUxfU0lHSFVQEAQy8AEKDlByb2Nlc3NTZXJ2aWNlEkYKA1J1bhIdLmNyb3duZXN0LmFnZW50LnYxLlJ1blJlcXVlc3QaHi5jcm93bmVzdC5hZ2VudC52MS5SdW5SZXNwb25zZTABEk0KBlNpZ25hbBIgLmNyb3duZXN0LmFnZW50LnYxLlNpZ25hbFJlcXVlc3QaIS5jcm93bmVzdC5hZ2VudC52MS5TaWduYWxSZXNwb25zZRJHCgRJbmZvEh4uY3Jvd25lc3QuYWdlbnQudjEuSW5mb1JlcXVlc3QaHy5jcm93bmVzdC5hZ2VudC52MS5JbmZvUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message crownest.agent.v1.InfoRequest
+ */
+export type InfoRequest = Message<"crownest.agent.v1.InfoRequest"> & {
+};
+
+/**
+ * Describes the message crownest.agent.v1.InfoRequest.
+ * Use `create(InfoRequestSchema)` to create a new message.
+ */
+export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_process, 0);
+
+/**
+ * @generated from message crownest.agent.v1.InfoResponse
+ */
+export type InfoResponse = Message<"crownest.agent.v1.InfoResponse"> & {
+  /**
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * Features beyond the first protocol: "changed" (ProcessStarted.clock_start
+   * and GlobRequest.changed_since).
+   *
+   * @generated from field: repeated string capabilities = 2;
+   */
+  capabilities: string[];
+};
+
+/**
+ * Describes the message crownest.agent.v1.InfoResponse.
+ * Use `create(InfoResponseSchema)` to create a new message.
+ */
+export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_process, 1);
 
 /**
  * @generated from message crownest.agent.v1.RunRequest
@@ -50,7 +90,7 @@ export type RunRequest = Message<"crownest.agent.v1.RunRequest"> & {
  * Use `create(RunRequestSchema)` to create a new message.
  */
 export const RunRequestSchema: GenMessage<RunRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 0);
+  messageDesc(file_crownest_agent_v1_process, 2);
 
 /**
  * @generated from message crownest.agent.v1.ProcessStarted
@@ -60,6 +100,15 @@ export type ProcessStarted = Message<"crownest.agent.v1.ProcessStarted"> & {
    * @generated from field: uint32 pid = 1;
    */
   pid: number;
+
+  /**
+   * The agent's clock as the workspace's file system stamps status-change
+   * times, taken just before the command started: a file the command
+   * creates or changes has a ctime at or after it.
+   *
+   * @generated from field: google.protobuf.Timestamp clock_start = 2;
+   */
+  clockStart?: Timestamp | undefined;
 };
 
 /**
@@ -67,7 +116,7 @@ export type ProcessStarted = Message<"crownest.agent.v1.ProcessStarted"> & {
  * Use `create(ProcessStartedSchema)` to create a new message.
  */
 export const ProcessStartedSchema: GenMessage<ProcessStarted> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 1);
+  messageDesc(file_crownest_agent_v1_process, 3);
 
 /**
  * @generated from message crownest.agent.v1.ProcessExit
@@ -98,7 +147,7 @@ export type ProcessExit = Message<"crownest.agent.v1.ProcessExit"> & {
  * Use `create(ProcessExitSchema)` to create a new message.
  */
 export const ProcessExitSchema: GenMessage<ProcessExit> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 2);
+  messageDesc(file_crownest_agent_v1_process, 4);
 
 /**
  * @generated from message crownest.agent.v1.RunResponse
@@ -139,7 +188,7 @@ export type RunResponse = Message<"crownest.agent.v1.RunResponse"> & {
  * Use `create(RunResponseSchema)` to create a new message.
  */
 export const RunResponseSchema: GenMessage<RunResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 3);
+  messageDesc(file_crownest_agent_v1_process, 5);
 
 /**
  * @generated from message crownest.agent.v1.SignalRequest
@@ -163,7 +212,7 @@ export type SignalRequest = Message<"crownest.agent.v1.SignalRequest"> & {
  * Use `create(SignalRequestSchema)` to create a new message.
  */
 export const SignalRequestSchema: GenMessage<SignalRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 4);
+  messageDesc(file_crownest_agent_v1_process, 6);
 
 /**
  * @generated from message crownest.agent.v1.SignalResponse
@@ -176,7 +225,7 @@ export type SignalResponse = Message<"crownest.agent.v1.SignalResponse"> & {
  * Use `create(SignalResponseSchema)` to create a new message.
  */
 export const SignalResponseSchema: GenMessage<SignalResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_process, 5);
+  messageDesc(file_crownest_agent_v1_process, 7);
 
 /**
  * @generated from enum crownest.agent.v1.ProcessSignal
@@ -241,6 +290,17 @@ export const ProcessService: GenService<{
     methodKind: "unary";
     input: typeof SignalRequestSchema;
     output: typeof SignalResponseSchema;
+  },
+  /**
+   * Info names the agent's version and what it can do, so the controller can
+   * refuse a request this agent cannot serve instead of serving it wrongly.
+   *
+   * @generated from rpc crownest.agent.v1.ProcessService.Info
+   */
+  info: {
+    methodKind: "unary";
+    input: typeof InfoRequestSchema;
+    output: typeof InfoResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_crownest_agent_v1_process, 0);
