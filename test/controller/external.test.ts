@@ -58,7 +58,8 @@ describe("a registered sandbox", () => {
   it("never shows the agent token", async () => {
     const res = await call("GET", `/v1/sandboxes/${id}`);
     expect(res.text).not.toContain(agent.token);
-    expect(Object.keys(res.json).sort()).toEqual(["createdAt", "expiresAt", "id", "status"]);
+    expect(Object.keys(res.json).sort()).toEqual(["createdAt", "expiresAt", "id", "image", "status"]);
+    expect(res.json.image).toBeNull();
   });
 
   describe("when its agent is gone", () => {

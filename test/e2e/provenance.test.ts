@@ -79,7 +79,7 @@ describe("statements", () => {
         buildDefinition: {
           buildType: "urn:crownest:export:v1",
           externalParameters: { export: { path: "out/report.txt" } },
-          internalParameters: { artifactId: a.id, sandboxId: sbx, sourcePath: "/workspace/out/report.txt", image: null, isolation: ctl.deps.runtime.isolation, agentVersion: null },
+          internalParameters: { artifactId: a.id, sandboxId: sbx, sourcePath: "/workspace/out/report.txt", image: "host", isolation: ctl.deps.runtime.isolation, agentVersion: null },
         },
         runDetails: { builder: { id: ctl.httpUrl }, metadata: { invocationId: a.id } },
       },

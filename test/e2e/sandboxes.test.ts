@@ -30,6 +30,8 @@ describe("one controller", () => {
       status: "running",
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       expiresAt: expect.stringMatching(/Z$/),
+      // No image asked for: the default, the built-in host layout.
+      image: "host",
     });
     const createdAt = Date.parse(created.json.createdAt);
     expect(createdAt).toBeGreaterThanOrEqual(before - 1000);
