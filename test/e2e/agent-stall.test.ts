@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { openMetadataStore } from "../../controller/db/factory.js";
 import { bwrapUnusable } from "../../controller/runtime/isolation/bwrap.js";
-import { api, processTable, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
+import { api, sandboxProcessesOf, startControllerProcess, type ControllerProcess } from "../helpers/controller.js";
 import { blobDirOf, expectError, filesUnder, newSandbox, sha256Of, workspaceOf, writeRandomFile, writeWorkspaceFile, type Call } from "../helpers/artifacts.js";
 
 const MiB = 1024 * 1024;
@@ -30,20 +30,13 @@ let call: Call;
 const frozen = new Set<number>();
 
 
-/** Every process of the sandbox: the bwrap process that names its directory, and everything below it. */
+/**
+ * Every process of the sandbox: the bwrap process the controller launched
+ * (its pid and start time recorded in the sandbox's directory), and
+ * everything below it (bwrap's PID 1, the agent, its commands).
+ */
 async function sandboxPids(sandboxId: string): Promise<number[]> {
-  const dir = join(ctl.dataDir, "sandboxes", sandboxId);
-  const table = await processTable();
-  const roots = [...table].filter(([, p]) => p.args.some((a) => a === dir || a.startsWith(`${dir}/`))).map(([pid]) => pid);
-  const out = new Set<number>();
-  const queue = [...roots];
-  while (queue.length > 0) {
-    const pid = queue.shift()!;
-    if (out.has(pid)) continue;
-    out.add(pid);
-    for (const [child, c] of table) if (c.ppid === pid) queue.push(child);
-  }
-  return [...out];
+  return sandboxProcessesOf(ctl.dataDir, sandboxId);
 }
 
 /** SIGSTOP every process of the sandbox, again until no new one appears (a fork between listing and stopping). */

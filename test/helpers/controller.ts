@@ -13,6 +13,8 @@ import { startController, type Controller } from "../../controller/app.js";
 import { loadConfig } from "../../controller/config.js";
 import { createLogger, silentLogger } from "../../controller/log.js";
 import type { Clock } from "../../controller/clock.js";
+import { AGENT_EXE_INSIDE, AGENT_LIB_INSIDE, WORKSPACE_INSIDE } from "../../controller/runtime/isolation/layout.js";
+import { startTimeOf } from "../../controller/runtime/isolation/recognise.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -322,25 +324,68 @@ export async function processTable(): Promise<Map<number, { ppid: number; args: 
 }
 
 /**
- * Pid of the local agent serving a sandbox of this data dir, found in /proc
- * as the runtime does; undefined when none runs. A plain agent names its
- * workspace after --workspace; an isolated sandbox names it in bwrap's bind
- * mount (or runsc's bundle), and the agent is the node process inside, a
- * descendant of that process.
+ * The pid of a sandbox's launched process, as the controller recognises it:
+ * the pid and kernel start time it wrote at launch into the sandbox's
+ * directory (the `launched` record, controller/runtime/isolation/recognise.ts),
+ * still matching a running process (pids get reused). Undefined when there
+ * is no record or its process is gone.
  */
-export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
-  const dir = join(dataDir, "sandboxes", sandboxId);
-  const marks = [join(dir, "workspace"), join(dir, "bundle")];
+export async function launchedPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
+  const text = await readFile(join(dataDir, "sandboxes", sandboxId, "launched"), "utf8").catch(() => undefined);
+  const m = text && /^(\d+) (\d+)\n?$/.exec(text);
+  if (!m) return undefined;
+  const pid = Number(m[1]);
+  return (await startTimeOf(pid)) === m[2] && isRunning(pid) ? pid : undefined;
+}
+
+/** The launched process of the sandbox and every process below it (isolated: bwrap, the agent, its children); [] when none runs. */
+export async function sandboxProcessesOf(dataDir: string, sandboxId: string): Promise<number[]> {
+  const root = await launchedPidOf(dataDir, sandboxId);
+  if (root === undefined) return [];
   const table = await processTable();
-  const plain = [...table].find(([, p]) => p.args[p.args.indexOf("--workspace") + 1] === marks[0] && p.args.includes("--workspace"));
-  if (plain && isRunning(plain[0])) return plain[0];
-  const roots = [...table].filter(([, p]) => p.args.some((a) => marks.includes(a))).map(([pid]) => pid);
-  // Breadth-first below the sandbox's processes: the isolated agent is `node /opt/crownest/agent.mjs`.
-  const queue = [...roots];
+  const out: number[] = [];
+  const queue = [root];
   while (queue.length > 0) {
     const pid = queue.shift()!;
+    if (out.includes(pid)) continue;
+    out.push(pid);
+    for (const [child, c] of table) if (c.ppid === pid) queue.push(child);
+  }
+  return out.filter(isRunning);
+}
+
+/**
+ * Pid of the local agent serving a sandbox of this data dir, found from the
+ * sandbox's launch record as the runtime does; undefined when none runs. A
+ * plain agent (isolation none) is the launched process itself, naming its
+ * host workspace after --workspace. In an isolated sandbox the launched
+ * process is bwrap (or runsc) and the agent is the first process below it
+ * (breadth first) that runs the agent executable through its loader:
+ * `/run/crownest/lib/<loader> --library-path /run/crownest/lib
+ * /run/crownest/agent … --workspace /workspace`. Anything sandbox code starts
+ * is below the agent, so never found before it.
+ */
+export async function agentPidOf(dataDir: string, sandboxId: string): Promise<number | undefined> {
+  const root = await launchedPidOf(dataDir, sandboxId);
+  if (root === undefined) return undefined;
+  const workspace = join(dataDir, "sandboxes", sandboxId, "workspace");
+  const table = await processTable();
+  const isPlainAgent = (args: string[]) => args.includes("--workspace") && args[args.indexOf("--workspace") + 1] === workspace;
+  const isIsolatedAgent = (args: string[]) =>
+    args[0]!.startsWith(`${AGENT_LIB_INSIDE}/`) &&
+    args.includes(AGENT_EXE_INSIDE) &&
+    args[args.indexOf("--workspace") + 1] === WORKSPACE_INSIDE &&
+    args.includes("--workspace");
+  const rootArgs = table.get(root)?.args ?? [];
+  if (isPlainAgent(rootArgs)) return root;
+  const seen = new Set<number>();
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
     const p = table.get(pid);
-    if (p && p.args[1] === "/opt/crownest/agent.mjs" && isRunning(pid)) return pid;
+    if (p && pid !== root && isIsolatedAgent(p.args) && isRunning(pid)) return pid;
     for (const [child, c] of table) if (c.ppid === pid) queue.push(child);
   }
   return undefined;
