@@ -139,14 +139,20 @@ interface Item {
  * like exportPath's would be. At most `concurrency` files are stored at once.
  */
 export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: number): Promise<ArtifactRow>[] {
-  const slots = new Slots(Math.max(1, concurrency));
   const items: Item[] = [];
   // Several files of one request: the small ones share pack blobs (off when the limit is 0).
   const first = inputs[0];
+  // Exports without a command count against the account's exports in flight, and a member is pending
+  // (in flight) until its pack is written: such a member keeps its slot while it waits, and a pack is
+  // written once every slot's file waits in it. A command's collection counts as its command: its members
+  // free their slots and wait for packs as large as the limits allow.
+  const counted = inputs.some((input) => (input.commandId ?? null) === null);
+  const slotCount = Math.max(1, concurrency);
   const packs =
     first !== undefined && inputs.length > 1 && deps.config.packMaxMemberBytes > 0
-      ? new PackWriter(deps, first.accountId, first.sandbox.id)
+      ? new PackWriter(deps, first.accountId, first.sandbox.id, counted ? slotCount : undefined)
       : undefined;
+  const slots = new Slots(slotCount);
   const results = inputs.map((input) => {
     let sourcePath: string;
     try {
@@ -158,9 +164,9 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
     let resolve!: (o: Outcome) => void;
     const outcome = new Promise<Outcome>((r) => (resolve = r));
     items.push({ input, sourcePath, resolve });
-    // Joining a pack frees the file's slot: it waits for its pack without holding up the stream.
+    // Joining a pack frees the file's slot (unless it counts in flight, above): it waits for its pack without holding up the stream.
     let releaseSlot: (() => void) | undefined;
-    const seat = packs?.seat(() => releaseSlot?.());
+    const seat = packs?.seat(counted ? undefined : () => releaseSlot?.());
     return instrumented(deps, input, async (progress) => {
       try {
         return await exportItem(progress);

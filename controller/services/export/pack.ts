@@ -78,10 +78,19 @@ export class PackWriter {
   /** Pack blobs written (the bench's store-write count reads the blob metrics instead). */
   written = 0;
 
+  /**
+   * `maxMembers`: a pack is written once this many members wait in it. Set
+   * for exports that count against the account's exports in flight (no
+   * command): a member is pending until its pack is written, so it keeps
+   * its slot while it waits, and a pack of at most `concurrency` members
+   * keeps the request within its slots instead of holding every file of the
+   * request pending at once (which the in-flight cap refuses).
+   */
   constructor(
     private readonly deps: Deps,
     private readonly accountId: string,
     private readonly sandboxId: string,
+    private readonly maxMembers?: number,
   ) {}
 
   get maxMemberBytes(): number {
@@ -125,7 +134,9 @@ export class PackWriter {
     const place = { key: pack.key, offset: pack.size, length: size };
     pack.parts.push(...parts);
     pack.size += size;
-    return new Promise<boolean>((resolve, reject) => pack.members.push({ id, ready, place, event, resolve, reject }));
+    const joined = new Promise<boolean>((resolve, reject) => pack.members.push({ id, ready, place, event, resolve, reject }));
+    if (this.maxMembers !== undefined && pack.members.length >= this.maxMembers) this.seal();
+    return joined;
   }
 
   private seal(): void {
