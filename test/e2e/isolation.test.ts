@@ -179,13 +179,18 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
 
   it("a fork loop past CROWNEST_SANDBOX_MAX_PROCESSES fails inside while the controller keeps serving", async () => {
     const sbx = await newSandbox(call);
-    const cmd = await run(
-      `n=0; while [ $n -lt ${MAX_PROCESSES * 3} ]; do sleep 300 & n=$((n+1)); done 2>/dev/null; echo "past the loop"`,
-      sbx,
-      { timeoutMs: 20_000 },
-    );
-    // The shell itself cannot fork any more: it dies or reports it; it never starts them all.
-    expect(cmd.stdout).not.toContain("past the loop");
+    const loop = `n=0; while [ $n -lt ${MAX_PROCESSES * 3} ]; do sleep 300 & n=$((n+1)); done 2>/dev/null; echo "past the loop"`;
+    const res = await call("POST", `/v1/sandboxes/${sbx}/commands/run`, { command: loop, timeoutMs: 20_000 });
+    if (mode === "gvisor" && res.status === 503) {
+      // runsc 20221219 (Debian's) can lose the whole sandbox when its process limit is hit: its
+      // sentry panics starting a thread ("resource temporarily unavailable"). That sandbox is
+      // then gone (agent_unavailable); the limit still held, and nothing outside noticed.
+      expect(res.json.error.code).toBe("agent_unavailable");
+    } else {
+      expect(res.status, res.text).toBe(200);
+      // The shell itself cannot fork any more: it dies or reports it; it never starts them all.
+      expect(res.json.stdout).not.toContain("past the loop");
+    }
     const health = await fetch(`${ctl.httpUrl}/healthz`);
     expect(health.status).toBe(200);
     expect((await run("echo still here")).stdout.trim()).toBe("still here");

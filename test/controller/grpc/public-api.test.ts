@@ -65,6 +65,12 @@ describe("SandboxService", () => {
   });
 
   it("WatchWorkspace: ready, then the add event of a file written through REST", async () => {
+    // The directory must exist to be watched. It is made through the API, as a sandbox's
+    // files are: one the test wrote on the host as root would belong, inside the sandbox's
+    // user namespace, to an unmapped owner (nobody), and the agent, root only inside it,
+    // could not write in it (EACCES, answered as file_not_found "not readable").
+    const keep = await rest("PUT", `/v1/sandboxes/${sandboxId}/files?path=${encodeURIComponent("/workspace/watched/.keep")}`, new Uint8Array());
+    expect(keep.status, keep.text).toBe(201);
     const call = grpc.serverStream(S.watchWorkspace, { sandboxId, path: "watched" }, auth);
     const seen: { case: string | undefined; value?: any }[] = [];
     const ended = new Promise<unknown>((resolve) => {
@@ -72,8 +78,6 @@ describe("SandboxService", () => {
       call.on("end", () => resolve(undefined));
     });
     call.on("data", (res: { event: { case: string | undefined; value?: unknown } }) => seen.push(res.event));
-    // The directory must exist to be watched.
-    await writeWorkspaceFile(workspace, "watched/.keep", "");
     await eventually("the watch is ready", () => seen.some((e) => e.case === "ready"));
     expect(seen[0]).toMatchObject({ case: "ready" });
     const put = await rest("PUT", `/v1/sandboxes/${sandboxId}/files?path=${encodeURIComponent("/workspace/watched/new.txt")}`, new TextEncoder().encode("hello"));
