@@ -4,9 +4,8 @@
 // a field it would silently ignore.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { InfoResponseSchema } from "../../gen/crownest/agent/v1/process_pb.js";
-import pkg from "../../package.json" with { type: "json" };
+import { AGENT_VERSION } from "../version.js";
 
-export const AGENT_VERSION: string = pkg.version;
 /** "changed": ProcessStarted.clock_start and GlobRequest.changed_since. */
 export const AGENT_CAPABILITIES = ["changed"] as const;
 

@@ -14,6 +14,7 @@ export async function attestArtifact(
   origin: ExportOrigin,
   sandbox: SandboxRow,
   startedOn: Date,
+  agentVersion: string | null,
 ): Promise<AttestationRow> {
   const key = deps.config.attestation.current;
   const statement = provenanceStatement({
@@ -21,7 +22,7 @@ export async function attestArtifact(
     origin,
     sandbox,
     isolation: deps.runtime.kind === "external" ? "external" : (deps.runtime.isolation ?? "none"),
-    agentVersion: null,
+    agentVersion,
     builderId: deps.config.publicUrl ?? `http://${deps.config.httpAddr.host}:${deps.config.httpAddr.port}`,
     startedOn,
     finishedOn: artifact.createdAt,

@@ -3,6 +3,7 @@
 // file and a glob archive; the bundle and key routes; an independent
 // verifier (Python's cryptography); and `crownest artifacts verify` with
 // each kind of bad input failing with its own message (exit 5).
+import pkg from "../../package.json" with { type: "json" };
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -58,6 +59,9 @@ function cli(args: string[]) {
   return runCli(args, { env: { CROWNEST_URL: ctl.httpUrl, CROWNEST_API_KEY: ctl.apiKey } });
 }
 
+/** What the sandbox's agent reports (ProcessService.Info), named in its statements. */
+const PACKAGE_VERSION = pkg.version;
+
 describe("statements", () => {
   it("an explicit export: the subject is the artifact's bytes; the request, sandbox, builder and times are named", async () => {
     const started = Date.now();
@@ -79,7 +83,7 @@ describe("statements", () => {
         buildDefinition: {
           buildType: "urn:crownest:export:v1",
           externalParameters: { export: { path: "out/report.txt" } },
-          internalParameters: { artifactId: a.id, sandboxId: sbx, sourcePath: "/workspace/out/report.txt", image: "host", isolation: ctl.deps.runtime.isolation, agentVersion: null },
+          internalParameters: { artifactId: a.id, sandboxId: sbx, sourcePath: "/workspace/out/report.txt", image: "host", isolation: ctl.deps.runtime.isolation, agentVersion: PACKAGE_VERSION },
         },
         runDetails: { builder: { id: ctl.httpUrl }, metadata: { invocationId: a.id } },
       },

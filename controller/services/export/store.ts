@@ -10,6 +10,7 @@ import type { EventDraft } from "../../db/event-types.js";
 import type { Deps } from "../../deps.js";
 import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
+import { agentInfo } from "../../runtime/agent-capabilities.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
 import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
 import { storedArchiveBytes } from "./archive.js";
@@ -22,6 +23,7 @@ import type { ExportProgress } from "./metrics.js";
 import { contentTypeFor, defaultArtifactName, validateArtifactName } from "./naming.js";
 import type { ExportSource } from "./source.js";
 import { rateLimited } from "../limits.js";
+import { agentOf } from "../sandboxes.js";
 import { artifactView } from "../artifact-view.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -242,7 +244,9 @@ export async function storeExport(
     };
     const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
     // Signed before it is ready, stored in the ready mark's transaction (a pack's too): never visible without its attestation.
-    const attestation = await attestArtifact(deps, made, originOf(input, sourcePath, format), sandbox, pending.createdAt);
+    // The version the agent reported (once per agent, cached); null when it reports none or does not answer.
+    const agentVersion = await agentInfo(agentOf(deps, sandbox)).then((info) => info.version, () => null);
+    const attestation = await attestArtifact(deps, made, originOf(input, sourcePath, format), sandbox, pending.createdAt, agentVersion);
     const created: EventDraft = { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt };
     const signed = { ...ready, attestation };
     const marked = packed ? await seat.join(id, signed, parts, result.size, created) : await deps.db.markArtifactReady(id, signed, created);
