@@ -11,7 +11,7 @@
 // The result is renamed into place, so a concurrent reader never sees half a file.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -24,6 +24,8 @@ const outfile = values.outfile ?? join(root, "dist", "crownest-agent");
 const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
 const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
+// A fresh clone has no dist/ yet.
+mkdirSync(dirname(outfile), { recursive: true });
 const work = mkdtempSync(join(tmpdir(), "crownest-agent-exe-"));
 const run = (file, args) => execFileSync(file, args, { cwd: work, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
 try {
@@ -73,7 +75,10 @@ try {
   if (check !== `crownest-agent ${version}`) throw new Error(`the built executable answers --version with ${JSON.stringify(check)}`);
 
   // Beside it, the addon for `node dist/agent.mjs` running as PID 1.
-  copyFileSync(addon, join(dirname(outfile), "crownest-reaper.node"));
+  // Renamed into place too: several controllers may build at once (a test suite's workers).
+  const addonTmp = join(dirname(outfile), `crownest-reaper.node.${process.pid}.tmp`);
+  copyFileSync(addon, addonTmp);
+  renameSync(addonTmp, join(dirname(outfile), "crownest-reaper.node"));
   const tmp = `${outfile}.${process.pid}.tmp`;
   copyFileSync(exe, tmp);
   chmodSync(tmp, 0o755);

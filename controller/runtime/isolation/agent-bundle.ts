@@ -3,7 +3,7 @@
 // built from the sources when missing or older than them.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, renameSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -56,6 +56,7 @@ function builtFresh(built: string, script: string): boolean {
 
 /** Runs a build script into a temporary file renamed into place: concurrent starts never see half a file. */
 function buildInto(target: string, script: string): string {
+  mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
   const r = spawnSync(process.execPath, [join(REPO_ROOT, "scripts", script), "--outfile", tmp], { cwd: REPO_ROOT, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`building ${target} failed: ${(r.stderr || r.error?.message || "").trim()}`);
