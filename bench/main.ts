@@ -1,26 +1,17 @@
 // `npm run bench`: every performance figure measured against real processes in
 // one run, printed as a table and written to bench/results/latest.json.
 // Options: see bench/options.ts (BENCH_QUICK=1 for tiny sizes).
+// Each suite's module is imported only when the suite runs, so bench/ab.ts can run
+// this bench against an older tree that lacks what a newer suite needs.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { benchAgent, type AgentBenchRow } from "./agent.js";
-import { benchAgentExecutable } from "./agent-exe.js";
-import { benchArchiveEntry, benchGzipEntry } from "./archive-entry.js";
-import { benchCollect } from "./collect.js";
-import { benchConcurrentExports } from "./concurrent.js";
-import { benchDownload } from "./download.js";
-import { benchEvents } from "./events.js";
-import { benchFileExport } from "./file-export.js";
-import { benchGlobCollect, benchGlobTree } from "./globs.js";
-import { benchChangedTree, benchLabelPage } from "./changed.js";
+import type { AgentBenchRow } from "./agent.js";
 import { BenchController } from "./harness.js";
 import { REPO_ROOT, describeOptions, parseOptions, type BenchOptions } from "./options.js";
 import { failedRow, formatTable, writeResults, type BenchRow, type BenchRun } from "./report.js";
-import { benchIsolation } from "./isolation.js";
-import { benchS3Export } from "./s3-export.js";
 import { MiB } from "./stats.js";
 
 function log(line: string): void {
@@ -73,29 +64,29 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     try {
       if (opts.suites.has("file")) {
         log("file store exports");
-        rows.push(...(await benchFileExport(ctl, opts, notes, log)));
+        rows.push(...(await (await import("./file-export.js")).benchFileExport(ctl, opts, notes, log)));
       }
       if (opts.suites.has("collect")) {
         log("collection");
-        rows.push(...(await benchCollect(ctl, opts, log)));
+        rows.push(...(await (await import("./collect.js")).benchCollect(ctl, opts, log)));
       }
       if (opts.suites.has("concurrent")) {
         log("concurrent exports");
-        rows.push(...(await benchConcurrentExports(ctl, opts, log)));
+        rows.push(...(await (await import("./concurrent.js")).benchConcurrentExports(ctl, opts, log)));
       }
       if (opts.suites.has("download")) {
         log("download");
-        rows.push(...(await benchDownload(ctl, opts, log)));
+        rows.push(...(await (await import("./download.js")).benchDownload(ctl, opts, log)));
       }
       if (opts.suites.has("globs")) {
         log("collection by glob");
-        rows.push(...(await benchGlobCollect(ctl, opts, log)));
+        rows.push(...(await (await import("./globs.js")).benchGlobCollect(ctl, opts, log)));
         log("agent glob");
-        rows.push(...(await benchGlobTree(opts, log)));
+        rows.push(...(await (await import("./globs.js")).benchGlobTree(opts, log)));
         log("changed walk");
-        rows.push(...(await benchChangedTree(opts, log)));
+        rows.push(...(await (await import("./changed.js")).benchChangedTree(opts, log)));
         log("label-filtered page");
-        rows.push(...(await benchLabelPage(opts, log)));
+        rows.push(...(await (await import("./changed.js")).benchLabelPage(opts, log)));
       }
     } finally {
       await ctl.stop();
@@ -106,8 +97,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     log("archive entries");
     const ctl = await BenchController.start("archives");
     try {
-      rows.push(...(await benchArchiveEntry(ctl, opts, log)));
-      rows.push(...(await benchGzipEntry(ctl, opts, log)));
+      rows.push(...(await (await import("./archive-entry.js")).benchArchiveEntry(ctl, opts, log)));
+      rows.push(...(await (await import("./archive-entry.js")).benchGzipEntry(ctl, opts, log)));
     } finally {
       await ctl.stop();
     }
@@ -115,12 +106,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   if (opts.suites.has("s3")) {
     if (!opts.suites.has("file")) ensureAgentBundle(notes);
     log("S3 store exports");
-    rows.push(...(await benchS3Export(opts, notes, log)));
+    rows.push(...(await (await import("./s3-export.js")).benchS3Export(opts, notes, log)));
   }
   if (opts.suites.has("agent")) {
     log("agent");
     try {
-      const agentRows = await benchAgent({
+      const agentRows = await (await import("./agent.js")).benchAgent({
         sizeBytes: opts.quick ? 4 * MiB : 1024 * MiB,
         runs: opts.reps,
         starts: opts.agentStarts,
@@ -132,7 +123,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     }
     log("agent executable");
     try {
-      rows.push(...(await benchAgentExecutable({ starts: opts.agentStarts, log })).map(agentRow));
+      rows.push(...(await (await import("./agent-exe.js")).benchAgentExecutable({ starts: opts.agentStarts, log })).map(agentRow));
     } catch (err) {
       rows.push(failedRow("agent executable: size, start to ready, idle RSS", "≤ 300 ms, ≤ 60 MiB", err));
     }
@@ -141,12 +132,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   if (opts.suites.has("events")) {
     ensureAgentBundle(notes);
     log("events and webhooks");
-    rows.push(...(await benchEvents(opts, log)));
+    rows.push(...(await (await import("./events.js")).benchEvents(opts, log)));
   }
 
   if (opts.suites.has("isolation")) {
     log("sandbox isolation modes");
-    rows.push(...(await benchIsolation(opts, log)));
+    rows.push(...(await (await import("./isolation.js")).benchIsolation(opts, log)));
   }
 
   const cpu = cpus();
