@@ -54,11 +54,20 @@ async function exportsInFlight(trx: Executor, accountId: string, since: Date): P
   return fromInt(r.n);
 }
 
+/**
+ * Turns a group commit waits while more calls keep arriving: a collection's
+ * files reach their reservation a few per turn, and each transaction costs a
+ * sum over the account's rows and a commit.
+ */
+const SETTLE_TURNS = 16;
+
 /** Reservations, group-committed: `submit` one, get its own result. */
 export function reservationCommit(ctx: Ctx, run: Run): GroupCommit<Reservation, ReservationResult> {
   return new GroupCommit<Reservation, ReservationResult>(
     (batch) => run(() => reserveMany(ctx, batch)),
     (r) => run(() => reserveOne(ctx, r)),
+    undefined,
+    SETTLE_TURNS,
   );
 }
 
@@ -183,6 +192,8 @@ export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<Rea
     (batch) => run(() => markAll(batch)),
     // Alone, without an event or an attestation to store with it: one statement, no transaction.
     (mark) => run(async () => (mark.event === undefined && !mark.ready.attestation ? markReady(db, mark.id, mark.ready) : (await markAll([mark]))[0]!)),
+    undefined,
+    SETTLE_TURNS,
   );
 }
 
