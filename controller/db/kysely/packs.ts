@@ -8,7 +8,8 @@ import type { EventDraft } from "../event-types.js";
 import type { PackPlace, PackRow } from "../types.js";
 import { appendEvent } from "./events.js";
 import type { Ctx, Executor } from "./context.js";
-import { markReady, type ReadyFigures } from "./reservations.js";
+import { markMembersReady } from "./pack-members.js";
+import type { ReadyFigures } from "./reservations.js";
 
 export interface PackMemberReady {
   id: string;
@@ -26,17 +27,14 @@ export interface PackMemberReady {
  */
 export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
   return db.transaction().execute(async (trx) => {
-    const done: boolean[] = [];
+    const done = await markMembersReady(trx, members);
     let liveMembers = 0;
     let liveBytes = 0;
-    for (const m of members) {
-      const ok = await markReady(trx, m.id, m.ready, m.place);
-      done.push(ok);
-      if (ok && m.event) await appendEvent(trx, dialect, m.event);
-      if (ok) {
-        liveMembers++;
-        liveBytes += m.place.length;
-      }
+    for (const [i, m] of members.entries()) {
+      if (!done[i]) continue;
+      if (m.event) await appendEvent(trx, dialect, m.event);
+      liveMembers++;
+      liveBytes += m.place.length;
     }
     if (liveMembers > 0) {
       await trx

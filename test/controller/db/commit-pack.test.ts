@@ -1,0 +1,147 @@
+// commitPack on both dialects: a pack's members are marked ready at their
+// places (with their modes, times and attestations) in chunked statements,
+// exactly as one markReady each would; a record that is gone or no longer
+// pending is false and gets nothing; the pack row counts the live members.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { DatabaseConfig } from "../../../controller/config.js";
+import { openMetadataStore } from "../../../controller/db/factory.js";
+import type { ArtifactRow, MetadataStore, ReadyFigures, SandboxRow } from "../../../controller/db/types.js";
+import { newId } from "../../../controller/ids.js";
+import { freshPostgresUrl } from "../../helpers/pg.js";
+import { heldBytes, insertPending, insertSandbox } from "../../helpers/rows.js";
+
+const implementations: { name: string; create(): Promise<{ config: DatabaseConfig; cleanup(): Promise<void> }> }[] = [
+  {
+    name: "sqlite",
+    async create() {
+      const dir = mkdtempSync(join(tmpdir(), "crownest-db-"));
+      return { config: { kind: "sqlite", file: join(dir, "meta.db") }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: "postgres",
+    async create() {
+      const db = await freshPostgresUrl();
+      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
+    },
+  },
+];
+
+const T0 = Date.parse("2030-01-01T00:00:00.000Z");
+const at = (ms: number) => new Date(T0 + ms);
+
+describe.each(implementations)("commitPack: $name", (impl) => {
+  let env: { config: DatabaseConfig; cleanup(): Promise<void> };
+  let store: MetadataStore;
+  let sb: SandboxRow;
+
+  beforeEach(async () => {
+    env = await impl.create();
+    store = openMetadataStore(env.config, {});
+    await store.migrate();
+    const accountId = newId("acct");
+    await store.createAccount({ id: accountId, plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: at(0) });
+    sb = {
+      id: newId("sbx"),
+      accountId,
+      status: "running",
+      runtime: "local",
+      agentUrl: "http://127.0.0.1:40001",
+      agentToken: "t",
+      agentPid: 1,
+      createdAt: at(0),
+      expiresAt: at(3_600_000),
+      destroyedAt: null,
+    };
+    await insertSandbox(store, sb);
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await env.cleanup();
+  });
+
+  function pending(i: number): ArtifactRow {
+    const id = newId("art");
+    return {
+      id,
+      accountId: sb.accountId,
+      sandboxId: sb.id,
+      commandId: null,
+      name: `f${i}`,
+      sourcePath: `/workspace/f${i}`,
+      sizeBytes: 100,
+      contentType: "application/octet-stream",
+      sha256: "",
+      storageKey: `${sb.accountId}/${sb.id}/${id}`,
+      state: "pending",
+      createdAt: at(0),
+      expiresAt: null,
+    };
+  }
+
+  it("marks 600 members ready at their places in one call (more than one statement's chunk), each with its own figures", async () => {
+    const rows = Array.from({ length: 600 }, (_, i) => pending(i));
+    for (const r of rows) await insertPending(store, r);
+    // A member whose record is gone, and one already ready: both false, neither gets anything.
+    const gone = pending(9999);
+    const already = rows[5]!;
+    expect(await store.markArtifactReady(already.id, { sizeBytes: 7, sha256: "e".repeat(64), contentType: "x/y", createdAt: at(1), expiresAt: at(2) })).toBe(true);
+    const key = `${sb.accountId}/${sb.id}/${newId("pack")}`;
+    const ready = (i: number): ReadyFigures => ({
+      sizeBytes: 3 + i,
+      sha256: i.toString(16).padStart(64, "0"),
+      contentType: i % 2 ? "text/plain" : "application/octet-stream",
+      createdAt: at(10 + i),
+      expiresAt: at(86_400_000 + i),
+      // Modes and times, null ones too (an agent that gave none), and one mark that leaves them as they are.
+      ...(i === 7 ? {} : { mode: i % 3 === 0 ? null : 0o640 + (i % 8), mtime: i % 4 === 0 ? null : at(-1000 * i) }),
+      ...(i % 5 === 0 ? {} : { attestation: { keyId: "k".repeat(64), envelope: `{"n":${i}}`, createdAt: at(20 + i) } }),
+    });
+    let offset = 0;
+    const members = [...rows, gone].map((r, i) => {
+      const m = { id: r.id, ready: ready(i), place: { key, offset, length: 3 + i } };
+      offset += 3 + i;
+      return m;
+    });
+    const done = await store.commitPack({ key, accountId: sb.accountId, sizeBytes: offset, createdAt: at(30) }, members);
+    expect(done).toEqual(members.map((m) => m.id !== gone.id && m.id !== already.id));
+
+    for (const [i, r] of rows.entries()) {
+      const got = await store.getArtifact(r.id);
+      const attestation = await store.getAttestation(r.id);
+      if (r.id === already.id) {
+        expect(got).toMatchObject({ state: "ready", sizeBytes: 7, sha256: "e".repeat(64) });
+        expect(got?.pack).toBeUndefined();
+        expect(attestation).toBeUndefined();
+        continue;
+      }
+      const want = ready(i);
+      expect(got).toMatchObject({
+        state: "ready",
+        sizeBytes: want.sizeBytes,
+        sha256: want.sha256,
+        contentType: want.contentType,
+        createdAt: want.createdAt,
+        expiresAt: want.expiresAt,
+        pack: members[i]!.place,
+      });
+      if (i === 7) {
+        expect(got?.mode ?? null).toBeNull();
+        expect(got?.mtime ?? null).toBeNull();
+      } else {
+        expect(got?.mode ?? null).toBe(want.mode);
+        expect(got?.mtime ?? null).toEqual(want.mtime);
+      }
+      if (want.attestation) expect(attestation).toEqual(want.attestation);
+      else expect(attestation).toBeUndefined();
+    }
+    expect(await store.getArtifact(gone.id)).toBeUndefined();
+    // The pack holds the live members only: its dead bytes are the two that did not make it.
+    expect(await store.packDeadBytes()).toBe(members[5]!.place.length + members.at(-1)!.place.length);
+    expect(await heldBytes(store, sb.accountId)).toBe(members.reduce((n, m, i) => n + (done[i] ? m.ready.sizeBytes : 0), 0) + 7);
+  });
+});
