@@ -1,7 +1,10 @@
-// ReadFiles: many regular files through one call, one after another. Each
-// path goes through ReadFile's own handler (same confinement, same checks,
-// same trailer), re-labelled with its index; a path that fails becomes an
-// `error` event for that path and the stream goes on with the next one.
+// ReadFiles: many regular files through one call, one after another. A
+// small regular file is walked to and read synchronously (confine-sync.ts,
+// read-small.ts: ReadFile's confinement and checks as plain syscalls); any
+// other path goes through ReadFile's own handler (same confinement, same
+// checks, same trailer), re-labelled with its index. A path that fails
+// becomes an `error` event for that path and the stream goes on with the
+// next one.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { ReadFileRequestSchema, type ReadFilesRequest, type ReadFilesResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
@@ -9,7 +12,7 @@ import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
 import { createHash } from "node:crypto";
-import { at, resolveInsideWorkspace } from "../confine.js";
+import { atFd, resolveInsideWorkspaceSync } from "../confine-sync.js";
 import { readFile } from "./read-file.js";
 import { readSmallFileSync, SMALL_FILE_BYTES } from "./read-small.js";
 import { fileInfo } from "./stat.js";
@@ -29,14 +32,14 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
     // readFile sets callPath to the normalized path once it knows it; until then errors name the raw one.
     ctx.values.set(callPath, path);
     try {
-      // Small regular files: one synchronous read after the confined walk (read-small.ts).
-      const entry = await resolveInsideWorkspace(deps.root, path, req.noFollow ? { followFinal: false } : {});
+      // Small regular files: the confined walk and one read, all synchronous (confine-sync.ts, read-small.ts).
+      const entry = resolveInsideWorkspaceSync(deps.root, path, req.noFollow ? { followFinal: false } : {});
       ctx.values.set(callPath, entry.path);
       let small;
       try {
-        small = entry.stats?.isFile() && entry.stats.size <= BigInt(SMALL_FILE_BYTES) ? readSmallFileSync(at(entry.dir, entry.name), entry.stats, entry.path) : undefined;
+        small = entry.stats.isFile() && entry.stats.size <= BigInt(SMALL_FILE_BYTES) ? readSmallFileSync(atFd(entry.dir, entry.name), entry.stats, entry.path) : undefined;
       } finally {
-        await entry.close();
+        entry.close();
       }
       if (small !== undefined) {
         yield { event: { case: "start", value: { index, header: fileInfo(entry.path, small.stats) } } };

@@ -10,7 +10,7 @@ import { basename, join, relative } from "node:path";
 import { ConnectError } from "@connectrpc/connect";
 import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ErrorCode } from "../../common/errors.js";
+import { ERROR_CODES, type ErrorCode } from "../../common/errors.js";
 import { FileType } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../helpers/agent.js";
 import { chunksOf, everything, expectRefused, outcomeOf, type Outcome } from "./support.js";
@@ -63,8 +63,19 @@ afterAll(async () => {
   if (outside) rmSync(outside, { recursive: true, force: true });
 });
 
-type Rpc = "stat" | "readFile" | "readArchive" | "watch" | "runCwd" | "writeFile";
-const RPCS: Rpc[] = ["stat", "readFile", "readArchive", "watch", "runCwd", "writeFile"];
+type Rpc = "stat" | "readFile" | "readFiles" | "readArchive" | "watch" | "runCwd" | "writeFile";
+const RPCS: Rpc[] = ["stat", "readFile", "readFiles", "readArchive", "watch", "runCwd", "writeFile"];
+
+/** ReadFiles refuses a path with an error event, not by failing the call: that event, as the refusal a client sees. */
+function refusalOfReadFiles(outcome: Outcome): Outcome {
+  for (const m of outcome.messages as { event: { case: string; value: { code: string; message: string } } }[]) {
+    if (m.event.case === "error") {
+      const code = m.event.value.code as ErrorCode;
+      return { messages: outcome.messages, error: new ConnectError(`${code}: ${m.event.value.message}`, ERROR_CODES[code]?.connect) };
+    }
+  }
+  return outcome;
+}
 
 async function call(rpc: Rpc, path: string): Promise<Outcome> {
   switch (rpc) {
@@ -72,6 +83,9 @@ async function call(rpc: Rpc, path: string): Promise<Outcome> {
       return outcomeOf(() => c.workspace.stat({ path }, CALL));
     case "readFile":
       return outcomeOf(() => c.workspace.readFile({ path }, CALL));
+    case "readFiles":
+      // Its small files take the synchronous walk (agent/confine-sync.ts).
+      return refusalOfReadFiles(await outcomeOf(() => c.workspace.readFiles({ paths: [path] }, CALL)));
     case "readArchive":
       return outcomeOf(() => c.workspace.readArchive({ path }, CALL));
     case "watch":
@@ -274,7 +288,7 @@ describe("confinement under a race: a symlink swapped between inside and the can
     }
   });
 
-  it("ReadFile and ReadArchive while a real directory is swapped for a symlink to outside never leak", async () => {
+  it("ReadFile, ReadFiles and ReadArchive while a real directory is swapped for a symlink to outside never leak", async () => {
     mkdirSync(join(agent.workspace, "flip"));
     writeFileSync(join(agent.workspace, "flip", "f"), INSIDE);
     swapper = startSwapper(`
@@ -285,7 +299,17 @@ describe("confinement under a race: a symlink swapped between inside and the can
       }`);
     const files = await hammer(() => call("readFile", "flip/f"), 200);
     const archives = await hammer(() => call("readArchive", "flip"), 100);
+    // ReadFiles walks synchronously (agent/confine-sync.ts): the directory level is raced too.
+    const batches = await hammer(() => outcomeOf(() => c.workspace.readFiles({ paths: ["flip/f", "flip/f", "flip/f", "flip/f"] }, CALL)), 100);
     swapper.kill("SIGKILL");
+    for (const o of batches) {
+      expect(o.error).toBeUndefined();
+      expect(everything(o)).not.toContain(CANARY);
+      for (const m of o.messages as { event: { case: string; value: any } }[]) {
+        if (m.event.case === "chunk") expect(Buffer.from(m.event.value).toString()).toBe(INSIDE);
+        if (m.event.case === "error") expect(["path_outside_workspace", "file_not_found", "file_changed"]).toContain(m.event.value.code);
+      }
+    }
     for (const o of files) {
       expect(everything(o)).not.toContain(CANARY);
       if (!o.error) expect(chunksOf(o).toString()).toBe(INSIDE);
