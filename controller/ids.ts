@@ -2,9 +2,24 @@ import { randomBytes } from "node:crypto";
 
 export type IdPrefix = "sbx" | "art" | "cmd" | "acct" | "key" | "req" | "evt" | "whk" | "dlv" | "pack";
 
+/**
+ * Random bytes drawn 4 KiB at a time: randomBytes(12) per id cost ~4 µs of
+ * CPU (a native call and a buffer each), and a collected file takes several
+ * ids; from a pool, ~0.2 µs. The bytes are the same CSPRNG's, each used once.
+ */
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let used = 0;
+
 /** Opaque ids with a type prefix; 96 random bits in hex. */
 export function newId(prefix: IdPrefix): string {
-  return `${prefix}_${randomBytes(12).toString("hex")}`;
+  if (used + 12 > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    used = 0;
+  }
+  const hex = pool.toString("hex", used, used + 12);
+  used += 12;
+  return `${prefix}_${hex}`;
 }
 
 // The request id rule, one for the REST and the gRPC/Connect listeners: a

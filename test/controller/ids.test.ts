@@ -24,4 +24,10 @@ describe("requestIdFrom", () => {
   it("newId prefixes 96 random bits", () => {
     expect(newId("art")).toMatch(/^art_[0-9a-f]{24}$/);
   });
+
+  it("newId never repeats, across many refills of its random pool", () => {
+    const ids = Array.from({ length: 5000 }, () => newId("evt"));
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^evt_[0-9a-f]{24}$/);
+  });
 });
