@@ -81,6 +81,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
       if (opts.suites.has("globs")) {
         log("collection by glob");
         rows.push(...(await (await import("./globs.js")).benchGlobCollect(ctl, opts, log)));
+        log("collection of many small files by one glob");
+        rows.push(...(await (await import("./globs.js")).benchGlobCollectMany(ctl, opts, log)));
         log("agent glob");
         rows.push(...(await (await import("./globs.js")).benchGlobTree(opts, log)));
         log("changed walk");
