@@ -4,10 +4,11 @@
 // other path goes through ReadFile's own handler (same confinement, same
 // checks, same trailer), re-labelled with its index. A path that fails
 // becomes an `error` event for that path and the stream goes on with the
-// next one.
+// next one. A caller that asks for whole files gets the small ones whole,
+// several to a `wholes` message, in order with everything else.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { ReadFileRequestSchema, type ReadFilesRequest, type ReadFilesResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { ReadFileRequestSchema, type FileWholeSchema, type ReadFilesRequest, type ReadFilesResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
@@ -22,11 +23,25 @@ import type { WorkspaceDeps } from "./deps.js";
 export const MAX_READ_FILES_PATHS = 1000;
 
 type Response = MessageInitShape<typeof ReadFilesResponseSchema>;
+type Whole = MessageInitShape<typeof FileWholeSchema>;
+
+/** A `wholes` message holds at most this many files or bytes (one small file alone may reach the bytes). */
+const WHOLES_FILES = 64;
+const WHOLES_BYTES = SMALL_FILE_BYTES;
 
 export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext): AsyncGenerator<Response> {
   if (req.paths.length > MAX_READ_FILES_PATHS) {
     throw new CrowNestError("invalid_request", `at most ${MAX_READ_FILES_PATHS} paths per call`);
   }
+  // Small files sent whole, gathered into one message (when the caller takes them); sent before anything else is.
+  let wholes: Whole[] = [];
+  let wholeBytes = 0;
+  const gathered = (): Response => {
+    const files = wholes;
+    wholes = [];
+    wholeBytes = 0;
+    return { event: { case: "wholes", value: { files } } };
+  };
   for (let index = 0; index < req.paths.length; index++) {
     const path = req.paths[index]!;
     // readFile sets callPath to the normalized path once it knows it; until then errors name the raw one.
@@ -42,12 +57,20 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
         entry.close();
       }
       if (small !== undefined) {
-        yield { event: { case: "start", value: { index, header: fileInfo(entry.path, small.stats) } } };
+        const header = fileInfo(entry.path, small.stats);
+        const trailer = { size: BigInt(small.data.byteLength), sha256: createHash("sha256").update(small.data).digest("hex") };
+        if (req.wholeFiles) {
+          if (wholes.length > 0 && (wholes.length >= WHOLES_FILES || wholeBytes + small.data.byteLength > WHOLES_BYTES)) yield gathered();
+          wholes.push({ index, header, data: small.data, trailer });
+          wholeBytes += small.data.byteLength;
+          continue;
+        }
+        yield { event: { case: "start", value: { index, header } } };
         if (small.data.byteLength > 0) yield { event: { case: "chunk", value: small.data } };
-        const sha256 = createHash("sha256").update(small.data).digest("hex");
-        yield { event: { case: "end", value: { index, trailer: { size: BigInt(small.data.byteLength), sha256 } } } };
+        yield { event: { case: "end", value: { index, trailer } } };
         continue;
       }
+      if (wholes.length > 0) yield gathered();
       for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow })) {
         const event = message.event!;
         if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };
@@ -58,7 +81,9 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
       // The client went away: nothing more to say to it (readFile already closed its descriptor).
       if (ctx.signal.aborted) throw err;
       const e = agentError(err, ctx.values.get(callPath));
+      if (wholes.length > 0) yield gathered();
       yield { event: { case: "error", value: { index, code: e.code, message: e.message } } };
     }
   }
+  if (wholes.length > 0) yield gathered();
 }

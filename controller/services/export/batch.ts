@@ -11,7 +11,7 @@ import type { Deps } from "../../deps.js";
 import { fromAgentCode, fromAgentError } from "../../runtime/agent-errors.js";
 import { agentOf } from "../sandboxes.js";
 import { watchForStalls } from "../../runtime/agent-stream.js";
-import { ReadFilesFraming } from "../../runtime/read-files-framing.js";
+import { ReadFilesFraming, readFilesIntegrity } from "../../runtime/read-files-framing.js";
 import { exportPath, runExport } from "./pipeline.js";
 import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
 import { instrumented, type ExportProgress } from "./metrics.js";
@@ -244,22 +244,44 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
   let current: FileFeed | undefined;
   try {
     const agent = agentOf(deps, batch[0]!.input.sandbox);
-    const call = agent.workspace.readFiles({ paths: batch.map((b) => b.sourcePath), noFollow: batch[0]!.input.regularFileOnly === true }, { signal });
+    const call = agent.workspace.readFiles(
+      { paths: batch.map((b) => b.sourcePath), noFollow: batch[0]!.input.regularFileOnly === true, wholeFiles: true },
+      { signal },
+    );
+    /** The next file starts: its export gets a feed of its own. */
+    const startFile = async (index: number, given: FileInfo | undefined): Promise<FileFeed> => {
+      const header = framing.start(index, given);
+      const feed = new FileFeed();
+      const fileAbort = new AbortController();
+      // A file's export that fails stops reading its share; the stream skips the rest of it.
+      fileAbort.signal.addEventListener("abort", () => feed.discard(), { once: true });
+      const release = await slots.acquire();
+      current = feed;
+      batch[framing.next]!.resolve({ kind: "file", header, feed, abort: fileAbort, release });
+      await feed.push({ event: { case: "header", value: header } });
+      return feed;
+    };
     for await (const message of watchForStalls(call, deps.config.exportStallMs, onStall)) {
       const event = message.event;
       switch (event.case) {
-        case "start": {
-          const header = framing.start(event.value.index, event.value.header);
-          const feed = new FileFeed();
-          const fileAbort = new AbortController();
-          // A file's export that fails stops reading its share; the stream skips the rest of it.
-          fileAbort.signal.addEventListener("abort", () => feed.discard(), { once: true });
-          const release = await slots.acquire();
-          current = feed;
-          batch[framing.next]!.resolve({ kind: "file", header, feed, abort: fileAbort, release });
-          await feed.push({ event: { case: "header", value: header } });
+        case "start":
+          await startFile(event.value.index, event.value.header);
           break;
-        }
+        case "wholes":
+          // Small files, each whole: the same events, checked the same way, as start, chunk and end would give.
+          if (event.value.files.length === 0) throw readFilesIntegrity("sent an empty group of files");
+          for (const whole of event.value.files) {
+            const feed = await startFile(whole.index, whole.header);
+            if (whole.data.byteLength > 0) {
+              framing.chunk();
+              await feed.push({ event: { case: "chunk", value: whole.data } });
+            }
+            await feed.push({ event: { case: "trailer", value: framing.end(whole.index, whole.trailer) } });
+            feed.end();
+            current = undefined;
+            framing.done();
+          }
+          break;
         case "chunk":
           framing.chunk();
           if (!current!.wanted) {

@@ -60,6 +60,19 @@ function perFile(messages: ReadFilesResponse[], count: number): PerFile[] {
       files[current!]!.end = e.value.trailer as PerFile["end"];
       current = undefined;
       next++;
+    } else if (e.case === "wholes") {
+      // Small files sent whole: the same as start, chunk and end each.
+      expect(current).toBeUndefined();
+      expect(e.value.files.length).toBeGreaterThan(0);
+      for (const w of e.value.files) {
+        expect(w.index).toBe(next);
+        const f = files[next]!;
+        f.starts++;
+        f.header = w.header as PerFile["header"];
+        if (w.data.byteLength > 0) f.bytes.push(Buffer.from(w.data));
+        f.end = w.trailer as PerFile["end"];
+        next++;
+      }
     } else if (e.case === "error") {
       expect(e.value.index).toBe(next);
       expect(current === undefined || current === next).toBe(true);
@@ -76,8 +89,10 @@ function perFile(messages: ReadFilesResponse[], count: number): PerFile[] {
 }
 
 describe("ReadFiles", () => {
-  it("streams each file with its own header and trailer, and names each refusal without ending the stream", async () => {
+  it.each([false, true])("streams each file with its own header and trailer, and names each refusal without ending the stream (whole files: %s)", async (wholeFiles) => {
     const ws = agent.workspace;
+    rmSync(join(ws, "rf"), { recursive: true, force: true });
+    for (const n of readdirSync(ws)) if (n.startsWith("rf-")) rmSync(join(ws, n), { recursive: true, force: true });
     const a = randomBytes(4096);
     const b = randomBytes(700 * 1024); // several chunks
     writeFileSync(join(ws, "rf-a.txt"), a);
@@ -88,9 +103,13 @@ describe("ReadFiles", () => {
     symlinkSync("../../../../../../../../" + join(outside, "canary.txt"), join(ws, "rf-out-rel"));
     execFileSync("mkfifo", [join(ws, "rf-fifo")]);
     const paths = ["rf-a.txt", "rf-missing", "/workspace/rf-out", "rf-fifo", "rf-dir", "rf-b.bin", "../etc/passwd", "rf-out-rel", "rf-empty", "rf-a.txt"];
-    const outcome = await outcomeOf(() => c.workspace.readFiles({ paths }));
+    const outcome = await outcomeOf(() => c.workspace.readFiles({ paths, wholeFiles }));
     expect(outcome.error).toBeUndefined();
     const files = perFile(outcome.messages as ReadFilesResponse[], paths.length);
+    // Whole files only when asked for: the small ones then, never the 700 KiB one.
+    const cases = (outcome.messages as ReadFilesResponse[]).map((m) => m.event.case);
+    expect(cases.includes("wholes")).toBe(wholeFiles);
+    if (wholeFiles) expect(cases.filter((k) => k === "start")).toHaveLength(1);
 
     const ok = (i: number, content: Buffer, path: string) => {
       const f = files[i]!;
@@ -121,6 +140,29 @@ describe("ReadFiles", () => {
     // Messages name the client's path, never the host's.
     expect(everything(outcome)).not.toContain(outside);
     expect(everything(outcome)).not.toContain(ws);
+  });
+
+  it("whole files go several to a message, at most 64 files or 256 KiB of data each, in order", async () => {
+    const ws = agent.workspace;
+    mkdirSync(join(ws, "wh"), { recursive: true });
+    const contents = Array.from({ length: 150 }, (_, i) => randomBytes(i % 10 === 0 ? 100 * 1024 : 1000 + i));
+    contents.forEach((b, i) => writeFileSync(join(ws, "wh", `f${i}`), b));
+    const paths = contents.map((_, i) => `wh/f${i}`);
+    const outcome = await outcomeOf(() => c.workspace.readFiles({ paths, wholeFiles: true }));
+    expect(outcome.error).toBeUndefined();
+    const messages = outcome.messages as ReadFilesResponse[];
+    const files = perFile(messages, paths.length);
+    contents.forEach((b, i) => {
+      expect(Buffer.concat(files[i]!.bytes).equals(b)).toBe(true);
+      expect(files[i]!.end).toMatchObject({ size: BigInt(b.length), sha256: sha256(b) });
+    });
+    for (const m of messages) {
+      expect(m.event.case).toBe("wholes");
+      if (m.event.case !== "wholes") continue;
+      expect(m.event.value.files.length).toBeLessThanOrEqual(64);
+      if (m.event.value.files.length > 1) expect(m.event.value.files.reduce((n, w) => n + w.data.byteLength, 0)).toBeLessThanOrEqual(256 * 1024);
+    }
+    expect(messages.length).toBeLessThan(paths.length / 2);
   });
 
   it("an empty request is an empty stream; more than 1000 paths is invalid_request", async () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file crownest/agent/v1/workspace.proto.
  */
 export const file_crownest_agent_v1_workspace: GenFile = /*@__PURE__*/
-  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCI0ChBSZWFkRmlsZXNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJEhEKCW5vX2ZvbGxvdxgCIAEoCCJHCglGaWxlU3RhcnQSDQoFaW5kZXgYASABKA0SKwoGaGVhZGVyGAIgASgLMhsuY3Jvd25lc3QuYWdlbnQudjEuRmlsZUluZm8iRQoHRmlsZUVuZBINCgVpbmRleBgBIAEoDRIrCgd0cmFpbGVyGAIgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuVHJhaWxlciI5CglGaWxlRXJyb3ISDQoFaW5kZXgYASABKA0SDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIrYBChFSZWFkRmlsZXNSZXNwb25zZRItCgVzdGFydBgBIAEoCzIcLmNyb3duZXN0LmFnZW50LnYxLkZpbGVTdGFydEgAEg8KBWNodW5rGAIgASgMSAASKQoDZW5kGAMgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuRmlsZUVuZEgAEi0KBWVycm9yGAQgASgLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZUVycm9ySABCBwoFZXZlbnQiJwoHVHJhaWxlchIMCgRzaXplGAEgASgEEg4KBnNoYTI1NhgCIAEoCSIiChJSZWFkQXJjaGl2ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJnCg1BcmNoaXZlSGVhZGVyEgwKBHBhdGgYASABKAkSDwoHZW50cmllcxgCIAEoBBIMCgRtb2RlGAMgASgNEikKBW10aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKSAQoTUmVhZEFyY2hpdmVSZXNwb25zZRIyCgZoZWFkZXIYASABKAsyIC5jcm93bmVzdC5hZ2VudC52MS5BcmNoaXZlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABItCgd0cmFpbGVyGAMgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuVHJhaWxlckgAQgcKBWV2ZW50IikKC1dyaXRlSGVhZGVyEgwKBHBhdGgYASABKAkSDAoEbW9kZRgCIAEoDSJeChBXcml0ZUZpbGVSZXF1ZXN0EjAKBmhlYWRlchgBIAEoCzIeLmNyb3duZXN0LmFnZW50LnYxLldyaXRlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIHCgVldmVudCI/ChFXcml0ZUZpbGVSZXNwb25zZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQSDgoGc2hhMjU2GAMgASgJIhwKDFdhdGNoUmVxdWVzdBIMCgRwYXRoGAEgASgJIhoKCldhdGNoUmVhZHkSDAoEcGF0aBgBIAEoCSJLCgpXYXRjaEV2ZW50Ei8KBHR5cGUYASABKA4yIS5jcm93bmVzdC5hZ2VudC52MS5XYXRjaEV2ZW50VHlwZRIMCgRwYXRoGAIgASgJInsKDVdhdGNoUmVzcG9uc2USLgoFcmVhZHkYASABKAsyHS5jcm93bmVzdC5hZ2VudC52MS5XYXRjaFJlYWR5SAASMQoIZnNfZXZlbnQYAiABKAsyHS5jcm93bmVzdC5hZ2VudC52MS5XYXRjaEV2ZW50SABCBwoFZXZlbnQidwoLR2xvYlJlcXVlc3QSDAoEZ2xvYhgBIAEoCRIPCgdleGNsdWRlGAIgAygJEhYKDmluY2x1ZGVfaGlkZGVuGAMgASgIEjEKDWNoYW5nZWRfc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKCUdsb2JNYXRjaBIMCgRwYXRoGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSI9CgxHbG9iUmVzcG9uc2USLQoHbWF0Y2hlcxgBIAMoCzIcLmNyb3duZXN0LmFnZW50LnYxLkdsb2JNYXRjaCqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBCrFAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhgKFFdBVENIX0VWRU5UX1RZUEVfQUREEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAhIbChdXQVRDSF9FVkVOVF9UWVBFX1VOTElOSxADEhwKGFdBVENIX0VWRU5UX1RZUEVfQUREX0RJUhAEEh8KG1dBVENIX0VWRU5UX1RZUEVfVU5MSU5LX0RJUhAFMt8EChBXb3Jrc3BhY2VTZXJ2aWNlEkcKBFN0YXQSHi5jcm93bmVzdC5hZ2VudC52MS5TdGF0UmVxdWVzdBofLmNyb3duZXN0LmFnZW50LnYxLlN0YXRSZXNwb25zZRJVCghSZWFkRmlsZRIiLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBojLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJYCglSZWFkRmlsZXMSIy5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZXNSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVzUmVzcG9uc2UwARJeCgtSZWFkQXJjaGl2ZRIlLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVxdWVzdBomLmNyb3duZXN0LmFnZW50LnYxLlJlYWRBcmNoaXZlUmVzcG9uc2UwARJYCglXcml0ZUZpbGUSIy5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0GiQuY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2UoARJMCgVXYXRjaBIfLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVxdWVzdBogLmNyb3duZXN0LmFnZW50LnYxLldhdGNoUmVzcG9uc2UwARJJCgRHbG9iEh4uY3Jvd25lc3QuYWdlbnQudjEuR2xvYlJlcXVlc3QaHy5jcm93bmVzdC5hZ2VudC52MS5HbG9iUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiFjcm93bmVzdC9hZ2VudC92MS93b3Jrc3BhY2UucHJvdG8SEWNyb3duZXN0LmFnZW50LnYxIooBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEikKBHR5cGUYAiABKA4yGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SKQoFbXRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKC1N0YXRSZXF1ZXN0EgwKBHBhdGgYASABKAkiOQoMU3RhdFJlc3BvbnNlEikKBGluZm8YASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mbyIfCg9SZWFkRmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSKKAQoQUmVhZEZpbGVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5jcm93bmVzdC5hZ2VudC52MS5GaWxlSW5mb0gAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCJJChBSZWFkRmlsZXNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJEhEKCW5vX2ZvbGxvdxgCIAEoCBITCgt3aG9sZV9maWxlcxgDIAEoCCJHCglGaWxlU3RhcnQSDQoFaW5kZXgYASABKA0SKwoGaGVhZGVyGAIgASgLMhsuY3Jvd25lc3QuYWdlbnQudjEuRmlsZUluZm8iRQoHRmlsZUVuZBINCgVpbmRleBgBIAEoDRIrCgd0cmFpbGVyGAIgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuVHJhaWxlciI5CglGaWxlRXJyb3ISDQoFaW5kZXgYASABKA0SDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIoIBCglGaWxlV2hvbGUSDQoFaW5kZXgYASABKA0SKwoGaGVhZGVyGAIgASgLMhsuY3Jvd25lc3QuYWdlbnQudjEuRmlsZUluZm8SDAoEZGF0YRgDIAEoDBIrCgd0cmFpbGVyGAQgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuVHJhaWxlciI5CgpGaWxlV2hvbGVzEisKBWZpbGVzGAEgAygLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZVdob2xlIucBChFSZWFkRmlsZXNSZXNwb25zZRItCgVzdGFydBgBIAEoCzIcLmNyb3duZXN0LmFnZW50LnYxLkZpbGVTdGFydEgAEg8KBWNodW5rGAIgASgMSAASKQoDZW5kGAMgASgLMhouY3Jvd25lc3QuYWdlbnQudjEuRmlsZUVuZEgAEi0KBWVycm9yGAQgASgLMhwuY3Jvd25lc3QuYWdlbnQudjEuRmlsZUVycm9ySAASLwoGd2hvbGVzGAUgASgLMh0uY3Jvd25lc3QuYWdlbnQudjEuRmlsZVdob2xlc0gAQgcKBWV2ZW50IicKB1RyYWlsZXISDAoEc2l6ZRgBIAEoBBIOCgZzaGEyNTYYAiABKAkiIgoSUmVhZEFyY2hpdmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiZwoNQXJjaGl2ZUhlYWRlchIMCgRwYXRoGAEgASgJEg8KB2VudHJpZXMYAiABKAQSDAoEbW9kZRgDIAEoDRIpCgVtdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikgEKE1JlYWRBcmNoaXZlUmVzcG9uc2USMgoGaGVhZGVyGAEgASgLMiAuY3Jvd25lc3QuYWdlbnQudjEuQXJjaGl2ZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASLQoHdHJhaWxlchgDIAEoCzIaLmNyb3duZXN0LmFnZW50LnYxLlRyYWlsZXJIAEIHCgVldmVudCIpCgtXcml0ZUhlYWRlchIMCgRwYXRoGAEgASgJEgwKBG1vZGUYAiABKA0iXgoQV3JpdGVGaWxlUmVxdWVzdBIwCgZoZWFkZXIYASABKAsyHi5jcm93bmVzdC5hZ2VudC52MS5Xcml0ZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBwoFZXZlbnQiPwoRV3JpdGVGaWxlUmVzcG9uc2USDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgEEg4KBnNoYTI1NhgDIAEoCSIcCgxXYXRjaFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIaCgpXYXRjaFJlYWR5EgwKBHBhdGgYASABKAkiSwoKV2F0Y2hFdmVudBIvCgR0eXBlGAEgASgOMiEuY3Jvd25lc3QuYWdlbnQudjEuV2F0Y2hFdmVudFR5cGUSDAoEcGF0aBgCIAEoCSJ7Cg1XYXRjaFJlc3BvbnNlEi4KBXJlYWR5GAEgASgLMh0uY3Jvd25lc3QuYWdlbnQudjEuV2F0Y2hSZWFkeUgAEjEKCGZzX2V2ZW50GAIgASgLMh0uY3Jvd25lc3QuYWdlbnQudjEuV2F0Y2hFdmVudEgAQgcKBWV2ZW50IncKC0dsb2JSZXF1ZXN0EgwKBGdsb2IYASABKAkSDwoHZXhjbHVkZRgCIAMoCRIWCg5pbmNsdWRlX2hpZGRlbhgDIAEoCBIxCg1jaGFuZ2VkX3NpbmNlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4CglHbG9iTWF0Y2gSDAoEcGF0aBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiPQoMR2xvYlJlc3BvbnNlEi0KB21hdGNoZXMYASADKAsyHC5jcm93bmVzdC5hZ2VudC52MS5HbG9iTWF0Y2gqgQEKCEZpbGVUeXBlEhkKFUZJTEVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUZJTEVfVFlQRV9SRUdVTEFSEAESFwoTRklMRV9UWVBFX0RJUkVDVE9SWRACEhUKEUZJTEVfVFlQRV9TWU1MSU5LEAMSEwoPRklMRV9UWVBFX09USEVSEAQqxQEKDldhdGNoRXZlbnRUeXBlEiAKHFdBVENIX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIYChRXQVRDSF9FVkVOVF9UWVBFX0FERBABEhsKF1dBVENIX0VWRU5UX1RZUEVfQ0hBTkdFEAISGwoXV0FUQ0hfRVZFTlRfVFlQRV9VTkxJTksQAxIcChhXQVRDSF9FVkVOVF9UWVBFX0FERF9ESVIQBBIfChtXQVRDSF9FVkVOVF9UWVBFX1VOTElOS19ESVIQBTLfBAoQV29ya3NwYWNlU2VydmljZRJHCgRTdGF0Eh4uY3Jvd25lc3QuYWdlbnQudjEuU3RhdFJlcXVlc3QaHy5jcm93bmVzdC5hZ2VudC52MS5TdGF0UmVzcG9uc2USVQoIUmVhZEZpbGUSIi5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZVJlcXVlc3QaIy5jcm93bmVzdC5hZ2VudC52MS5SZWFkRmlsZVJlc3BvbnNlMAESWAoJUmVhZEZpbGVzEiMuY3Jvd25lc3QuYWdlbnQudjEuUmVhZEZpbGVzUmVxdWVzdBokLmNyb3duZXN0LmFnZW50LnYxLlJlYWRGaWxlc1Jlc3BvbnNlMAESXgoLUmVhZEFyY2hpdmUSJS5jcm93bmVzdC5hZ2VudC52MS5SZWFkQXJjaGl2ZVJlcXVlc3QaJi5jcm93bmVzdC5hZ2VudC52MS5SZWFkQXJjaGl2ZVJlc3BvbnNlMAESWAoJV3JpdGVGaWxlEiMuY3Jvd25lc3QuYWdlbnQudjEuV3JpdGVGaWxlUmVxdWVzdBokLmNyb3duZXN0LmFnZW50LnYxLldyaXRlRmlsZVJlc3BvbnNlKAESTAoFV2F0Y2gSHy5jcm93bmVzdC5hZ2VudC52MS5XYXRjaFJlcXVlc3QaIC5jcm93bmVzdC5hZ2VudC52MS5XYXRjaFJlc3BvbnNlMAESSQoER2xvYhIeLmNyb3duZXN0LmFnZW50LnYxLkdsb2JSZXF1ZXN0Gh8uY3Jvd25lc3QuYWdlbnQudjEuR2xvYlJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message crownest.agent.v1.FileInfo
@@ -160,6 +160,16 @@ export type ReadFilesRequest = Message<"crownest.agent.v1.ReadFilesRequest"> & {
    * @generated from field: bool no_follow = 2;
    */
   noFollow: boolean;
+
+  /**
+   * The caller takes `wholes` events: small files sent whole, several to a
+   * message, instead of start, chunk and end each (the per-message cost of
+   * a stream was most of a small file's). An agent that does not know the
+   * field sends the three events, which the caller still takes.
+   *
+   * @generated from field: bool whole_files = 3;
+   */
+  wholeFiles: boolean;
 };
 
 /**
@@ -245,6 +255,60 @@ export const FileErrorSchema: GenMessage<FileError> = /*@__PURE__*/
   messageDesc(file_crownest_agent_v1_workspace, 8);
 
 /**
+ * One small file, whole: what its start, chunk and end would carry.
+ *
+ * @generated from message crownest.agent.v1.FileWhole
+ */
+export type FileWhole = Message<"crownest.agent.v1.FileWhole"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: crownest.agent.v1.FileInfo header = 2;
+   */
+  header?: FileInfo | undefined;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * @generated from field: crownest.agent.v1.Trailer trailer = 4;
+   */
+  trailer?: Trailer | undefined;
+};
+
+/**
+ * Describes the message crownest.agent.v1.FileWhole.
+ * Use `create(FileWholeSchema)` to create a new message.
+ */
+export const FileWholeSchema: GenMessage<FileWhole> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 9);
+
+/**
+ * Consecutive files, each whole, in index order (only when asked for with
+ * whole_files). At most 1 MiB of data to a message.
+ *
+ * @generated from message crownest.agent.v1.FileWholes
+ */
+export type FileWholes = Message<"crownest.agent.v1.FileWholes"> & {
+  /**
+   * @generated from field: repeated crownest.agent.v1.FileWhole files = 1;
+   */
+  files: FileWhole[];
+};
+
+/**
+ * Describes the message crownest.agent.v1.FileWholes.
+ * Use `create(FileWholesSchema)` to create a new message.
+ */
+export const FileWholesSchema: GenMessage<FileWholes> = /*@__PURE__*/
+  messageDesc(file_crownest_agent_v1_workspace, 10);
+
+/**
  * @generated from message crownest.agent.v1.ReadFilesResponse
  */
 export type ReadFilesResponse = Message<"crownest.agent.v1.ReadFilesResponse"> & {
@@ -277,6 +341,12 @@ export type ReadFilesResponse = Message<"crownest.agent.v1.ReadFilesResponse"> &
      */
     value: FileError;
     case: "error";
+  } | {
+    /**
+     * @generated from field: crownest.agent.v1.FileWholes wholes = 5;
+     */
+    value: FileWholes;
+    case: "wholes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -285,7 +355,7 @@ export type ReadFilesResponse = Message<"crownest.agent.v1.ReadFilesResponse"> &
  * Use `create(ReadFilesResponseSchema)` to create a new message.
  */
 export const ReadFilesResponseSchema: GenMessage<ReadFilesResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 9);
+  messageDesc(file_crownest_agent_v1_workspace, 11);
 
 /**
  * Trailer closes every byte stream: what was actually sent.
@@ -311,7 +381,7 @@ export type Trailer = Message<"crownest.agent.v1.Trailer"> & {
  * Use `create(TrailerSchema)` to create a new message.
  */
 export const TrailerSchema: GenMessage<Trailer> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 10);
+  messageDesc(file_crownest_agent_v1_workspace, 12);
 
 /**
  * @generated from message crownest.agent.v1.ReadArchiveRequest
@@ -328,7 +398,7 @@ export type ReadArchiveRequest = Message<"crownest.agent.v1.ReadArchiveRequest">
  * Use `create(ReadArchiveRequestSchema)` to create a new message.
  */
 export const ReadArchiveRequestSchema: GenMessage<ReadArchiveRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 11);
+  messageDesc(file_crownest_agent_v1_workspace, 13);
 
 /**
  * @generated from message crownest.agent.v1.ArchiveHeader
@@ -366,7 +436,7 @@ export type ArchiveHeader = Message<"crownest.agent.v1.ArchiveHeader"> & {
  * Use `create(ArchiveHeaderSchema)` to create a new message.
  */
 export const ArchiveHeaderSchema: GenMessage<ArchiveHeader> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 12);
+  messageDesc(file_crownest_agent_v1_workspace, 14);
 
 /**
  * @generated from message crownest.agent.v1.ReadArchiveResponse
@@ -401,7 +471,7 @@ export type ReadArchiveResponse = Message<"crownest.agent.v1.ReadArchiveResponse
  * Use `create(ReadArchiveResponseSchema)` to create a new message.
  */
 export const ReadArchiveResponseSchema: GenMessage<ReadArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 13);
+  messageDesc(file_crownest_agent_v1_workspace, 15);
 
 /**
  * @generated from message crownest.agent.v1.WriteHeader
@@ -425,7 +495,7 @@ export type WriteHeader = Message<"crownest.agent.v1.WriteHeader"> & {
  * Use `create(WriteHeaderSchema)` to create a new message.
  */
 export const WriteHeaderSchema: GenMessage<WriteHeader> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 14);
+  messageDesc(file_crownest_agent_v1_workspace, 16);
 
 /**
  * @generated from message crownest.agent.v1.WriteFileRequest
@@ -454,7 +524,7 @@ export type WriteFileRequest = Message<"crownest.agent.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 15);
+  messageDesc(file_crownest_agent_v1_workspace, 17);
 
 /**
  * @generated from message crownest.agent.v1.WriteFileResponse
@@ -481,7 +551,7 @@ export type WriteFileResponse = Message<"crownest.agent.v1.WriteFileResponse"> &
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 16);
+  messageDesc(file_crownest_agent_v1_workspace, 18);
 
 /**
  * @generated from message crownest.agent.v1.WatchRequest
@@ -500,7 +570,7 @@ export type WatchRequest = Message<"crownest.agent.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 17);
+  messageDesc(file_crownest_agent_v1_workspace, 19);
 
 /**
  * @generated from message crownest.agent.v1.WatchReady
@@ -517,7 +587,7 @@ export type WatchReady = Message<"crownest.agent.v1.WatchReady"> & {
  * Use `create(WatchReadySchema)` to create a new message.
  */
 export const WatchReadySchema: GenMessage<WatchReady> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 18);
+  messageDesc(file_crownest_agent_v1_workspace, 20);
 
 /**
  * @generated from message crownest.agent.v1.WatchEvent
@@ -541,7 +611,7 @@ export type WatchEvent = Message<"crownest.agent.v1.WatchEvent"> & {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 19);
+  messageDesc(file_crownest_agent_v1_workspace, 21);
 
 /**
  * @generated from message crownest.agent.v1.WatchResponse
@@ -572,7 +642,7 @@ export type WatchResponse = Message<"crownest.agent.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 20);
+  messageDesc(file_crownest_agent_v1_workspace, 22);
 
 /**
  * @generated from message crownest.agent.v1.GlobRequest
@@ -617,7 +687,7 @@ export type GlobRequest = Message<"crownest.agent.v1.GlobRequest"> & {
  * Use `create(GlobRequestSchema)` to create a new message.
  */
 export const GlobRequestSchema: GenMessage<GlobRequest> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 21);
+  messageDesc(file_crownest_agent_v1_workspace, 23);
 
 /**
  * @generated from message crownest.agent.v1.GlobMatch
@@ -650,7 +720,7 @@ export type GlobMatch = Message<"crownest.agent.v1.GlobMatch"> & {
  * Use `create(GlobMatchSchema)` to create a new message.
  */
 export const GlobMatchSchema: GenMessage<GlobMatch> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 22);
+  messageDesc(file_crownest_agent_v1_workspace, 24);
 
 /**
  * @generated from message crownest.agent.v1.GlobResponse
@@ -669,7 +739,7 @@ export type GlobResponse = Message<"crownest.agent.v1.GlobResponse"> & {
  * Use `create(GlobResponseSchema)` to create a new message.
  */
 export const GlobResponseSchema: GenMessage<GlobResponse> = /*@__PURE__*/
-  messageDesc(file_crownest_agent_v1_workspace, 23);
+  messageDesc(file_crownest_agent_v1_workspace, 25);
 
 /**
  * @generated from enum crownest.agent.v1.FileType
