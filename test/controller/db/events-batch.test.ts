@@ -4,39 +4,18 @@
 // sequence is consecutive in member order, each account counts on its own, a
 // member that did not take writes no event, every wanting webhook gets one
 // delivery per event, and a batch bigger than one insert's rows loses nothing.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import type { EventDraft } from "../../../controller/db/event-types.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import type { ArtifactRow, MetadataStore, SandboxRow } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
-import { freshPostgresUrl } from "../../helpers/pg.js";
+import { databases } from "../../helpers/databases.js";
 import { insertPending, insertSandbox } from "../../helpers/rows.js";
-
-const implementations: { name: string; create(): Promise<{ config: DatabaseConfig; cleanup(): Promise<void> }> }[] = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-evb-"));
-      return { config: { kind: "sqlite", file: join(dir, "meta.db") }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
-    },
-  },
-];
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);
 
-describe.each(implementations)("events written in batches: $name", (impl) => {
+describe.each(databases)("events written in batches: $name", (impl) => {
   let store: MetadataStore;
   let cleanup: () => Promise<void>;
 
