@@ -2,39 +2,18 @@
 // places (with their modes, times and attestations) in chunked statements,
 // exactly as one markReady each would; a record that is gone or no longer
 // pending is false and gets nothing; the pack row counts the live members.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import type { ArtifactRow, MetadataStore, ReadyFigures, SandboxRow } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
-import { freshPostgresUrl } from "../../helpers/pg.js";
+import { databases, type TestDatabase } from "../../helpers/databases.js";
 import { heldBytes, insertPending, insertSandbox } from "../../helpers/rows.js";
-
-const implementations: { name: string; create(): Promise<{ config: DatabaseConfig; cleanup(): Promise<void> }> }[] = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-db-"));
-      return { config: { kind: "sqlite", file: join(dir, "meta.db") }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
-    },
-  },
-];
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);
 
-describe.each(implementations)("commitPack: $name", (impl) => {
-  let env: { config: DatabaseConfig; cleanup(): Promise<void> };
+describe.each(databases)("commitPack: $name", (impl) => {
+  let env: TestDatabase;
   let store: MetadataStore;
   let sb: SandboxRow;
 
