@@ -2,7 +2,6 @@
 // in-flight cap, grown while an archive streams, marked ready at the end.
 // Reservations and ready marks arriving together are group-committed: one
 // transaction per batch, a failed batch retried one call at a time.
-import { sql } from "kysely";
 import type { EventDraft } from "../event-types.js";
 import { GroupCommit } from "../group-commit.js";
 import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
@@ -132,25 +131,14 @@ function reserveMany({ db, dialect }: Ctx, batch: Reservation[]): Promise<Reserv
       results.push({ inserted: true, otherBytes });
     }
     if (accepted.length > 0) {
-      await insertPendingRows(trx, accepted);
+      await trx
+        .insertInto("artifacts")
+        .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
+        .execute();
       await insertLabels(trx, accepted);
     }
     return results;
   });
-}
-
-/**
- * The accepted rows in one multi-row insert, as plain SQL: Kysely's parsing of
- * a values list cost more CPU than the statement itself (profile of a
- * 1,000-file collection: 107 ms of its 245 ms in reservations). The columns
- * are artifactToDb's, every row with all of them; INSERT's parameters take
- * their columns' types on both dialects.
- */
-async function insertPendingRows(trx: Executor, rows: ArtifactRow[]): Promise<void> {
-  const values = rows.map((row) => ({ ...artifactToDb(row), state: "pending" as const }));
-  const columns = Object.keys(values[0]!) as (keyof (typeof values)[number])[];
-  const tuples = values.map((v) => sql`(${sql.join(columns.map((c) => v[c] ?? null))})`);
-  await sql`insert into artifacts (${sql.join(columns.map((c) => sql.ref(c)))}) values ${sql.join(tuples)}`.execute(trx);
 }
 
 export function growArtifactReservation(
