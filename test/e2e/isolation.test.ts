@@ -105,6 +105,52 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     expect(cmd.stdout).not.toContain("SIGNALLED");
   });
 
+  it("cannot read the agent's /proc/<pid>/environ, maps or fd links; under gvisor cannot see the agent's process at all", async () => {
+    // The agent is the process whose argv names its token file; a positive control reads the command's own files.
+    const cmd = await run(
+      [
+        // (/proc files have size 0: `test -s` cannot tell; read a little instead.)
+        "readable() { [ -n \"$(head -c 64 \"$1\" 2>/dev/null | tr -d '\\0')\" ]; }",
+        "readable /proc/self/environ && readable /proc/self/maps && echo OWN-READABLE",
+        "for d in /proc/[0-9]*; do p=${d#/proc/}; if tr '\\0' ' ' < $d/cmdline 2>/dev/null | grep -q -- '--token-[f]ile'; then echo \"AGENT-VISIBLE $p\";",
+        "  for f in environ maps; do if readable $d/$f; then echo \"READ $f of $p\"; fi; done;",
+        "  for l in $d/fd/*; do if readlink $l >/dev/null 2>&1; then echo \"READ fd of $p\"; break; fi; done;",
+        "fi; done",
+      ].join("\n"),
+    );
+    expect(cmd.stdout).toContain("OWN-READABLE");
+    expect(cmd.stdout).not.toContain("READ ");
+    if (mode === "gvisor") expect(cmd.stdout).not.toContain("AGENT-VISIBLE");
+  });
+
+  it("commands keep their exit status, signals, timeouts and background processes, and see each other's", async () => {
+    const marker = String(100000 + Math.floor(Math.random() * 800000));
+    expect((await run("exit 7")).exitCode).toBe(7);
+    const killed = await run("kill -TERM $$");
+    expect(killed.status).toBe("exited");
+    expect(killed.exitCode).toBeNull();
+    // A timeout kills the command's group: its sleep is gone afterwards.
+    const timed = await run(`sleep ${marker}1`, sandboxId, { timeoutMs: 1000 });
+    expect(timed.status).toBe("timed_out");
+    // A background process outlives its command, and a later command sees and signals it.
+    expect((await run(`sleep ${marker}2 >/dev/null 2>&1 & echo $! > bg.pid`)).exitCode).toBe(0);
+    const seen = await run(
+      `for d in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $d/cmdline 2>/dev/null); case "$c" in "sleep ${marker}1 ") echo LEFT;; "sleep ${marker}2 ") echo BG;; esac; done; kill $(cat bg.pid) && echo SIGNALLED`,
+    );
+    expect(seen.stdout).not.toContain("LEFT");
+    expect(seen.stdout).toContain("BG");
+    expect(seen.stdout).toContain("SIGNALLED");
+    // Started asynchronously, it still ends with its own status.
+    const started = await call("POST", `/v1/sandboxes/${sandboxId}/commands`, { command: "echo async; exit 3" });
+    expect(started.status, started.text).toBe(202);
+    const done = await eventually("the async command ends", async () => {
+      const c = (await call("GET", `/v1/sandboxes/${sandboxId}/commands/${started.json.id}`)).json;
+      return c.status === "running" ? undefined : c;
+    });
+    expect(done.exitCode).toBe(3);
+    expect(done.stdout).toBe("async\n");
+  });
+
   it("cannot write the system directories; /tmp is private and size-limited", async () => {
     const cmd = await run(
       [

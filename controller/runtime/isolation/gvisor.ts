@@ -6,7 +6,10 @@
 // CROWNEST_SANDBOX_NETWORK=host); the agent listens on a Unix socket it
 // creates in its host directory (`--host-uds=create`). As with bwrap the
 // agent runs as root inside with a few capabilities and commands as uid
-// 1000 with none.
+// 1000 with none. Commands live in a PID namespace of their own with a /proc
+// of it (crownest-nsinit, agent/init/nsinit.c): gVisor's /proc serves any
+// process's environ, maps and fd links to any uid, so the agent must not be
+// in a command's /proc at all.
 import { spawn } from "node:child_process";
 import { mkdir, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -43,6 +46,12 @@ export async function runscUnusable(runsc = "runsc"): Promise<string | undefined
   if (r.code !== 0) return `runsc failed: ${(r.stderr || `exit ${r.code}`).trim().split("\n").pop()}`;
   return undefined;
 }
+
+/** Inside: the commands' helper, their seccomp filter, the helper's socket and the commands' root (all in the agent's closed directory). */
+const NSINIT_INSIDE = `${AGENT_DIR_INSIDE}/nsinit`;
+const COMMANDS_SECCOMP_INSIDE = `${AGENT_DIR_INSIDE}/seccomp.bpf`;
+/** The agent's capabilities under gVisor: also mounting and chroot, for the commands' namespace and its root. */
+const GVISOR_AGENT_CAPS = [...AGENT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_CHROOT"];
 
 function bundleDir(layout: SandboxLayout): string {
   return join(layout.dir, "bundle");
@@ -87,8 +96,16 @@ export class GvisorIsolation implements Isolation {
   async prepare(layout: SandboxLayout, token: string, image: string): Promise<void> {
     // gVisor's kernel keeps its own ids (the agent root, commands 1000) and its gofer serves the host files as those ids.
     await prepareHostDirs(layout, token, this.setup.agent, (id) => id);
+    const { commandsInit, seccompFile } = this.setup;
+    if (!commandsInit || !seccompFile) throw new Error("gvisor needs crownest-nsinit and the seccomp filter");
+    for (const name of ["nsinit", "seccomp.bpf"]) await writeFile(join(layout.agentDir, name), "", { mode: 0o400 });
     const root = rootOf(this.setup, image);
-    const mounts = [...root.mounts, ...sandboxMounts(layout, this.setup.agent, this.config.tmpMb * 1024 * 1024)];
+    const mounts: Mount[] = [
+      ...root.mounts,
+      ...sandboxMounts(layout, this.setup.agent, this.config.tmpMb * 1024 * 1024),
+      { kind: "bind", source: commandsInit, target: NSINIT_INSIDE, readonly: true },
+      { kind: "bind", source: seccompFile, target: COMMANDS_SECCOMP_INSIDE, readonly: true },
+    ];
     const rootfs = join(bundleDir(layout), "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
     // Mount points must exist in the (read-only) root; symlinks are entries of it. Those inside the agent's directory exist already.
@@ -108,10 +125,10 @@ export class GvisorIsolation implements Isolation {
       process: {
         terminal: false,
         user: { uid: 0, gid: 0 },
-        args: agentArgsInside(this.setup.agent),
+        args: [...agentArgsInside(this.setup.agent), "--commands-pidns", NSINIT_INSIDE, "--commands-seccomp", COMMANDS_SECCOMP_INSIDE],
         env: Object.entries(agentEnvInside()).map(([k, v]) => `${k}=${v}`),
         cwd: WORKSPACE_INSIDE,
-        capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, AGENT_CAPS])),
+        capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, GVISOR_AGENT_CAPS])),
         // Inherited by commands (uid 1000): gVisor's kernel counts their processes; the agent (root) is exempt.
         rlimits: [
           { type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 },
@@ -128,8 +145,8 @@ export class GvisorIsolation implements Isolation {
         ...ociMounts(mounts),
       ],
       linux: {
-        // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp).
-        seccomp: ociSeccomp(),
+        // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp); commands get the full filter on top.
+        seccomp: ociSeccomp({ agentMakesCommandsNamespace: true }),
         namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
       },
     };
