@@ -283,7 +283,7 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
     for (const call of ["keyctl", "bpf", "setns"]) expect(cmd.stdout).toMatch(new RegExp(`^${call} -1 1$`, "m"));
   });
 
-  it("no process of the sandbox holds CAP_DAC_READ_SEARCH; under bwrap its root is an unprivileged host uid of its own range", async () => {
+  it("no process of the sandbox holds CAP_DAC_READ_SEARCH; its root is an unprivileged host uid of its own range", async () => {
     const cmd = await run("grep -h '^CapEff' /proc/[0-9]*/status 2>/dev/null; echo MAP; cat /proc/self/uid_map; echo file > /workspace/owned.txt");
     const caps = cmd.stdout.split("MAP")[0]!.trim().split("\n").map((l) => BigInt(`0x${l.split(/\s+/)[1]}`));
     expect(caps.length).toBeGreaterThan(0);
@@ -299,6 +299,20 @@ describe.runIf(MODES.length > 0).each(MODES)("isolation %s: attacks from inside 
       // Another sandbox has another range.
       const other = await run("cat /proc/self/uid_map", otherId);
       expect(Number(other.stdout.trim().split(/\s+/)[1])).not.toBe(base);
+    } else {
+      // gVisor's kernel keeps its own ids inside; on the host its gofer runs as the range's base and the command's file is base+1000.
+      const base = Number(await readFile(join(ctl.dataDir, "sandboxes", sandboxId, "userns-base"), "utf8"));
+      expect(base).toBeGreaterThanOrEqual(200000);
+      expect((await stat(join(ctl.dataDir, "sandboxes", sandboxId, "workspace", "owned.txt"))).uid).toBe(base + 1000);
+      const gofers = [];
+      for (const pid of await sandboxHostProcesses(ctl.dataDir, sandboxId)) {
+        const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+        const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+        if (cmdline.startsWith("runsc-gofer")) gofers.push(Number(/^Uid:\s+(\d+)/m.exec(status)![1]));
+      }
+      expect(gofers.length).toBeGreaterThan(0);
+      for (const uid of gofers) expect(uid).toBe(base);
+      expect(Number(await readFile(join(ctl.dataDir, "sandboxes", otherId, "userns-base"), "utf8"))).not.toBe(base);
     }
   });
 

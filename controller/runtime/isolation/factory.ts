@@ -63,7 +63,7 @@ export async function openIsolation(config: SandboxConfig, log: Logger, options:
       } catch (err) {
         throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `gvisor: ${(err as Error).message.split("\n")[0]!}`);
       }
-      isolation = new GvisorIsolation(config, await detectCgroups(), setup);
+      isolation = new GvisorIsolation(config, await detectCgroups(), setup, join(options.dataDir, "sandboxes"));
       log.info(
         { isolation: "gvisor", seccomp: `in gVisor's kernel (OCI seccomp), the agent allowed mount and a PID namespace; commands also get the full filter: ${seccompSummary()}` },
         "sandbox seccomp filter",

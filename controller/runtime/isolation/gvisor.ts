@@ -11,7 +11,7 @@
 // process's environ, maps and fd links to any uid, so the agent must not be
 // in a command's /proc at all.
 import { spawn } from "node:child_process";
-import { mkdir, stat, symlink, writeFile } from "node:fs/promises";
+import { chown, mkdir, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { SandboxConfig } from "../../config.js";
 import { type SandboxCgroups, SandboxCgroupSlots, inCgroups } from "./cgroups.js";
@@ -20,6 +20,7 @@ import { AGENT_DIR_INSIDE, WORKSPACE_INSIDE, agentArgsInside, agentEnvInside, is
 import { childrenOf, kill } from "./procs.js";
 import type { Recognition } from "./recognise.js";
 import { ociSeccomp } from "./seccomp.js";
+import { STAGE_DIR, USERNS_RANGE, UsernsRanges } from "./userns.js";
 import type { ImageChoice, Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 /**
@@ -53,6 +54,17 @@ const COMMANDS_SECCOMP_INSIDE = `${AGENT_DIR_INSIDE}/seccomp.bpf`;
 /** The agent's capabilities under gVisor: also mounting and chroot, for the commands' namespace and its root. */
 const GVISOR_AGENT_CAPS = [...AGENT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_CHROOT"];
 
+/** In runsc's own mount namespace: a tmpfs on STAGE_DIR, the bundle at bundle/, source i at i/; then runsc (the launched pid stays runsc's). */
+const STAGE_AND_RUN = [
+  "set -e",
+  'stage=$1 bundle=$2 n=$3; shift 3',
+  'mount -t tmpfs -o mode=0755,size=1m crownest-stage "$stage"',
+  'mkdir "$stage/bundle"; mount --bind "$bundle" "$stage/bundle"',
+  "i=0",
+  'while [ "$i" -lt "$n" ]; do if [ -d "$1" ]; then mkdir "$stage/$i"; else : > "$stage/$i"; fi; mount --bind "$1" "$stage/$i"; i=$((i+1)); shift; done',
+  'exec "$@"',
+].join("\n");
+
 function bundleDir(layout: SandboxLayout): string {
   return join(layout.dir, "bundle");
 }
@@ -78,12 +90,17 @@ export class GvisorIsolation implements Isolation {
   readonly images: ImageChoice;
   private readonly cgroups: SandboxCgroupSlots;
   private readonly recognise: Recognition;
+  private readonly ranges: UsernsRanges;
+  /** Each prepared sandbox's host paths, bound at STAGE_DIR/<i> (the bundle at STAGE_DIR/bundle) when it launches. */
+  private readonly staged = new Map<string, string[]>();
 
   constructor(
     private readonly config: SandboxConfig,
     cgroups: SandboxCgroups,
     private readonly setup: IsolatedSetup,
+    sandboxesDir: string,
   ) {
+    this.ranges = new UsernsRanges(sandboxesDir);
     this.cgroups = new SandboxCgroupSlots(cgroups);
     this.images = setup.images;
     this.recognise = recognition(["runsc"], cgroups);
@@ -94,11 +111,16 @@ export class GvisorIsolation implements Isolation {
   }
 
   async prepare(layout: SandboxLayout, token: string, image: string): Promise<void> {
-    // gVisor's kernel keeps its own ids (the agent root, commands 1000) and its gofer serves the host files as those ids.
-    await prepareHostDirs(layout, token, this.setup.agent, (id) => id);
+    // gVisor's kernel keeps its own ids (the agent root, commands 1000); with the user namespace below its gofer runs as
+    // host uid `base` and serves the host files of the sandbox's range as those ids (base+1000 is the commands' 1000).
+    const ids = await this.ranges.allocate(layout.sandboxId, layout.dir);
+    await prepareHostDirs(layout, token, this.setup.agent, ids.host);
     const { commandsInit, seccompFile } = this.setup;
     if (!commandsInit || !seccompFile) throw new Error("gvisor needs crownest-nsinit and the seccomp filter");
-    for (const name of ["nsinit", "seccomp.bpf"]) await writeFile(join(layout.agentDir, name), "", { mode: 0o400 });
+    for (const name of ["nsinit", "seccomp.bpf"]) {
+      await writeFile(join(layout.agentDir, name), "", { mode: 0o400 });
+      await chown(join(layout.agentDir, name), ids.base, ids.base);
+    }
     const root = rootOf(this.setup, image);
     const mounts: Mount[] = [
       ...root.mounts,
@@ -106,6 +128,12 @@ export class GvisorIsolation implements Isolation {
       { kind: "bind", source: commandsInit, target: NSINIT_INSIDE, readonly: true },
       { kind: "bind", source: seccompFile, target: COMMANDS_SECCOMP_INSIDE, readonly: true },
     ];
+    // The gofer, an unprivileged host uid, cannot walk the 0700 data dir: runsc starts in a mount namespace of its own
+    // where every source (and the bundle) is bound under STAGE_DIR, and the spec names those paths.
+    const sources: string[] = [];
+    const stagedMounts = mounts.map((m) => (m.kind === "bind" ? { ...m, source: `${STAGE_DIR}/${sources.push(m.source) - 1}` } : m));
+    this.staged.set(layout.sandboxId, sources);
+    await mkdir(STAGE_DIR, { recursive: true, mode: 0o755 });
     const rootfs = join(bundleDir(layout), "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
     // Mount points must exist in the (read-only) root; symlinks are entries of it. Those inside the agent's directory exist already.
@@ -142,12 +170,14 @@ export class GvisorIsolation implements Isolation {
         { destination: "/proc", type: "proc", source: "proc", options: [] },
         { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
         { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-        ...ociMounts(mounts),
+        ...ociMounts(stagedMounts),
       ],
       linux: {
         // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp); commands get the full filter on top.
         seccomp: ociSeccomp({ agentMakesCommandsNamespace: true }),
-        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
+        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "user" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
+        uidMappings: [{ containerID: 0, hostID: ids.base, size: USERNS_RANGE }],
+        gidMappings: [{ containerID: 0, hostID: ids.base, size: USERNS_RANGE }],
       },
     };
     await writeFile(join(bundleDir(layout), "config.json"), JSON.stringify(spec, null, 1));
@@ -160,6 +190,9 @@ export class GvisorIsolation implements Isolation {
 
   launch(layout: SandboxLayout): LaunchPlan {
     const procs = this.cgroups.take(layout.sandboxId);
+    const sources = this.staged.get(layout.sandboxId);
+    if (!sources) throw new Error(`sandbox ${layout.sandboxId} was not prepared`);
+    this.staged.delete(layout.sandboxId);
     const args = [
       "--root",
       stateDir(layout),
@@ -170,10 +203,10 @@ export class GvisorIsolation implements Isolation {
       "--oci-seccomp",
       "run",
       "--bundle",
-      bundleDir(layout),
+      `${STAGE_DIR}/bundle`,
       layout.sandboxId,
     ];
-    const wrapped = inCgroups(procs, "runsc", args);
+    const wrapped = inCgroups(procs, "unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", STAGE_AND_RUN, "sh", STAGE_DIR, bundleDir(layout), String(sources.length), ...sources, "runsc", ...args]);
     return { ...wrapped, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, agentUrl: (line) => isolatedAgentUrl(layout, line) };
   }
 
@@ -187,6 +220,8 @@ export class GvisorIsolation implements Isolation {
   }
 
   async release(layout: SandboxLayout): Promise<void> {
+    this.staged.delete(layout.sandboxId);
+    this.ranges.release(layout.sandboxId);
     await this.cgroups.release(layout.sandboxId);
   }
 

@@ -48,6 +48,8 @@ export async function prepareHostDirs(layout: SandboxLayout, token: string, agen
   for (const { name, file } of agentMountPoints(agent)) {
     if (file) await writeFile(join(layout.agentDir, name), "", { mode: 0o500 });
     else await mkdir(join(layout.agentDir, name), { mode: 0o500 });
+    // The agent's root owns them: gVisor's gofer, run as that host uid, opens each mount point.
+    await chown(join(layout.agentDir, name), hostId(0), hostId(0));
   }
   await writeFile(tokenFileOnHost(layout), token, { mode: 0o600 });
   await chown(tokenFileOnHost(layout), hostId(0), hostId(0));
