@@ -24,10 +24,21 @@ import { STAGE_DIR, USERNS_RANGE, UsernsRanges } from "./userns.js";
 import type { ImageChoice, Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 /**
- * gVisor's own processes and threads (Sentry, gofer, ptrace stubs) count
- * against the host cgroup: room for them on top of the sandbox's limits.
+ * The host cgroup's pids limit is a backstop for gVisor itself; the sandbox's
+ * process limit is RLIMIT_NPROC inside (commands, uid 1000). Each process
+ * inside costs the host about 5 tasks under the ptrace platform (its stub
+ * and the Sentry's threads: measured 37 host tasks idle, 134 with 20
+ * sleeping processes, 538 with 100), so the former flat headroom of 256
+ * (304 in all for 48 processes) was below what 48 processes and the agent
+ * need; the host limit grows with the limit inside instead.
  */
-const RUNSC_PIDS_HEADROOM = 256;
+export function runscHostPids(maxProcesses: number): number {
+  return RUNSC_HOST_TASKS_BASE + RUNSC_HOST_TASKS_PER_TASK * (maxProcesses + AGENT_TASKS);
+}
+const RUNSC_HOST_TASKS_BASE = 64;
+const RUNSC_HOST_TASKS_PER_TASK = 6;
+/** Tasks of root inside, outside RLIMIT_NPROC: the agent's threads, crownest-nsinit, one run helper per running command. */
+const AGENT_TASKS = 64;
 const RUNSC_MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024;
 
 function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string; error?: Error }> {
@@ -106,7 +117,9 @@ export class GvisorIsolation implements Isolation {
     this.recognise = recognition(["runsc"], cgroups);
     this.limits = limitReport(config, cgroups, "tmpfs size inside gVisor");
     this.limits.enforced = this.limits.enforced.map((l) =>
-      l.startsWith("processes") ? `${l}, plus RLIMIT_NPROC ${config.maxProcesses} for commands inside gVisor` : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
+      l.startsWith("processes")
+        ? `processes ${config.maxProcesses} (RLIMIT_NPROC for commands inside gVisor; the host pids cgroup allows gVisor ${runscHostPids(config.maxProcesses)} tasks)`
+        : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
     );
   }
 
@@ -183,7 +196,7 @@ export class GvisorIsolation implements Isolation {
     await writeFile(join(bundleDir(layout), "config.json"), JSON.stringify(spec, null, 1));
     await mkdir(stateDir(layout), { recursive: true, mode: 0o700 });
     await this.cgroups.create(layout.sandboxId, {
-      maxProcesses: this.config.maxProcesses + RUNSC_PIDS_HEADROOM,
+      maxProcesses: runscHostPids(this.config.maxProcesses),
       memoryBytes: this.config.memoryMb * 1024 * 1024 + RUNSC_MEMORY_HEADROOM_BYTES,
     });
   }
