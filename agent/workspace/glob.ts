@@ -166,23 +166,29 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** After any await: a cancel may have closed the walk's descriptors meanwhile, so it ends here. */
+/** After every await: a cancel may have closed the walk's descriptors meanwhile, so it ends here. */
 function resume(walk: Walk): void {
   walk.signal.throwIfAborted();
 }
 
-/** Gives the event loop a turn when the walk has held it for TURN_MS. */
+/** The walk has held the event loop for TURN_MS: time to await turn(). */
+function due(walk: Walk): boolean {
+  return performance.now() - walk.turnAt >= TURN_MS;
+}
+
+/** Gives the event loop a turn (the caller resumes after it). */
 async function turn(walk: Walk): Promise<void> {
-  if (performance.now() - walk.turnAt < TURN_MS) return;
   await new Promise((r) => setImmediate(r));
-  resume(walk);
   walk.turnAt = performance.now();
 }
 
 /** Depth-first, names sorted; yields batches of matches as they fill up, and what a directory found once it is read. */
 async function* walkDir(walk: Walk, dir: number, prefix: string, opened: Set<number>): AsyncGenerator<Match[]> {
   resume(walk);
-  await turn(walk);
+  if (due(walk)) {
+    await turn(walk);
+    resume(walk);
+  }
   let entries: Dirent[];
   try {
     entries = readdirSync(at(dir, ""), { withFileTypes: true });
@@ -247,7 +253,10 @@ async function changedFiles(walk: Walk, dir: number, prefix: string, entries: Di
   // Number stats are cheaper than bigint ones; only a ctime within a microsecond of the start needs the exact nanoseconds.
   const sinceMs = Number(since) / 1e6;
   for (let from = 0; from < candidates.length; from += STAT_BATCH) {
-    if (from > 0) await turn(walk);
+    if (from > 0 && due(walk)) {
+      await turn(walk);
+      resume(walk);
+    }
     const names = candidates.slice(from, from + STAT_BATCH);
     let current = "";
     try {
