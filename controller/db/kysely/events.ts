@@ -18,47 +18,85 @@ export const EVENTS_CHANNEL = "crownest_events";
 
 /** Writes `draft` as the account's next event, and a pending delivery for each of its webhooks that wants it. */
 export async function appendEvent(trx: Executor, dialect: Dialect, draft: EventDraft): Promise<EventRow> {
-  const { rows } = await sql<{ event_sequence: number | string }>`update accounts set event_sequence = event_sequence + 1 where id = ${draft.accountId} returning event_sequence`.execute(trx);
-  if (rows.length === 0) throw new Error(`no account ${draft.accountId} for an event`);
-  const row: EventRow = {
-    id: newId("evt"),
-    accountId: draft.accountId,
-    sequence: fromInt(rows[0]!.event_sequence),
-    type: draft.type,
-    createdAt: draft.createdAt,
-    data: draft.data,
-  };
-  const at = toMillis(draft.createdAt, "event.createdAt");
-  await trx
-    .insertInto("events")
-    .values({ id: row.id, account_id: row.accountId, sequence: row.sequence, type: row.type, created_at: at, data: JSON.stringify(row.data) })
-    .execute();
-  const hooks = await trx.selectFrom("webhooks").select(["id", "types"]).where("account_id", "=", draft.accountId).execute();
-  const wanting = hooks.filter((h) => (JSON.parse(h.types) as string[]).includes(draft.type));
-  if (wanting.length > 0) {
-    await trx
-      .insertInto("webhook_deliveries")
-      .values(
-        wanting.map((h) => ({
-          id: newId("dlv"),
-          webhook_id: h.id,
-          account_id: draft.accountId,
-          event_id: row.id,
-          event_type: row.type,
-          status: "pending",
-          attempts: 0,
-          last_status_code: null,
-          last_error: null,
-          next_attempt_at: at,
-          lease_until: null,
-          created_at: at,
-        })),
-      )
-      .execute();
+  return (await appendEvents(trx, dialect, [draft]))[0]!;
+}
+
+// Rows per multi-row insert: far below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const EVENT_ROWS_PER_INSERT = 500;
+const DELIVERY_ROWS_PER_INSERT = 250;
+
+/**
+ * Writes `drafts` as their accounts' next events, in the order given: per
+ * account, one counter update that takes the whole range, one webhook lookup,
+ * multi-row inserts, and one notification. A collection's ready marks (or a
+ * pack's members) cost a handful of statements, not three per artifact.
+ */
+export async function appendEvents(trx: Executor, dialect: Dialect, drafts: readonly EventDraft[]): Promise<EventRow[]> {
+  const byAccount = new Map<string, number[]>();
+  drafts.forEach((d, i) => {
+    const list = byAccount.get(d.accountId);
+    if (list) list.push(i);
+    else byAccount.set(d.accountId, [i]);
+  });
+  const out: EventRow[] = new Array(drafts.length);
+  // Accounts in sorted order, as the lock helper takes them: two writers cannot wait on each other.
+  for (const accountId of [...byAccount.keys()].sort()) {
+    const indexes = byAccount.get(accountId)!;
+    const n = indexes.length;
+    const { rows } = await sql<{ event_sequence: number | string }>`update accounts set event_sequence = event_sequence + ${n} where id = ${accountId} returning event_sequence`.execute(trx);
+    if (rows.length === 0) throw new Error(`no account ${accountId} for an event`);
+    const first = fromInt(rows[0]!.event_sequence) - n + 1;
+    const written = indexes.map((i, k): EventRow => {
+      const d = drafts[i]!;
+      const row: EventRow = { id: newId("evt"), accountId, sequence: first + k, type: d.type, createdAt: d.createdAt, data: d.data };
+      out[i] = row;
+      return row;
+    });
+    for (let k = 0; k < written.length; k += EVENT_ROWS_PER_INSERT) {
+      await trx
+        .insertInto("events")
+        .values(
+          written.slice(k, k + EVENT_ROWS_PER_INSERT).map((row) => ({
+            id: row.id,
+            account_id: accountId,
+            sequence: row.sequence,
+            type: row.type,
+            created_at: toMillis(row.createdAt, "event.createdAt"),
+            data: JSON.stringify(row.data),
+          })),
+        )
+        .execute();
+    }
+    const hooks = await trx.selectFrom("webhooks").select(["id", "types"]).where("account_id", "=", accountId).execute();
+    const wants = hooks.map((h) => ({ id: h.id, types: new Set(JSON.parse(h.types) as string[]) }));
+    const deliveries = written.flatMap((row) =>
+      wants
+        .filter((h) => h.types.has(row.type))
+        .map((h) => {
+          const at = toMillis(row.createdAt, "event.createdAt");
+          return {
+            id: newId("dlv"),
+            webhook_id: h.id,
+            account_id: accountId,
+            event_id: row.id,
+            event_type: row.type,
+            status: "pending",
+            attempts: 0,
+            last_status_code: null,
+            last_error: null,
+            next_attempt_at: at,
+            lease_until: null,
+            created_at: at,
+          };
+        }),
+    );
+    for (let k = 0; k < deliveries.length; k += DELIVERY_ROWS_PER_INSERT) {
+      await trx.insertInto("webhook_deliveries").values(deliveries.slice(k, k + DELIVERY_ROWS_PER_INSERT)).execute();
+    }
+    // Delivered by PostgreSQL at commit (and never for a rollback): other replicas' streams wake.
+    if (dialect === "postgres") await sql`select pg_notify(${EVENTS_CHANNEL}, ${accountId})`.execute(trx);
   }
-  // Delivered by PostgreSQL at commit (and never for a rollback): other replicas' streams wake.
-  if (dialect === "postgres") await sql`select pg_notify(${EVENTS_CHANNEL}, ${draft.accountId})`.execute(trx);
-  return row;
+  return out;
 }
 
 interface EventDbRow {

@@ -6,7 +6,7 @@ import { sql } from "kysely";
 import { fromInt, toMillis, toWhole } from "../mapper.js";
 import type { EventDraft } from "../event-types.js";
 import type { PackPlace, PackRow } from "../types.js";
-import { appendEvent } from "./events.js";
+import { appendEvent, appendEvents } from "./events.js";
 import type { Ctx, Executor } from "./context.js";
 import { markReady, type ReadyFigures } from "./reservations.js";
 
@@ -27,17 +27,20 @@ export interface PackMemberReady {
 export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
   return db.transaction().execute(async (trx) => {
     const done: boolean[] = [];
+    const events: EventDraft[] = [];
     let liveMembers = 0;
     let liveBytes = 0;
     for (const m of members) {
       const ok = await markReady(trx, m.id, m.ready, m.place);
       done.push(ok);
-      if (ok && m.event) await appendEvent(trx, dialect, m.event);
+      if (ok && m.event) events.push(m.event);
       if (ok) {
         liveMembers++;
         liveBytes += m.place.length;
       }
     }
+    // The members' artifact.created events, in member order, in this transaction.
+    if (events.length > 0) await appendEvents(trx, dialect, events);
     if (liveMembers > 0) {
       await trx
         .insertInto("packs")

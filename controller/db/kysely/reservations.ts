@@ -8,7 +8,7 @@ import { artifactToDb, fromInt, toMillis, toWhole } from "../mapper.js";
 import type { ArtifactRow, InFlightLimit, MetadataStore, PackPlace } from "../types.js";
 import type { Ctx, Executor } from "./context.js";
 import { lastBeat } from "./pending-beat.js";
-import { appendEvent } from "./events.js";
+import { appendEvents } from "./events.js";
 import { lockAccount } from "./locking.js";
 import { insertLabels } from "./labels.js";
 
@@ -172,11 +172,14 @@ export function readyMarkCommit({ db, dialect }: Ctx, run: Run): GroupCommit<Rea
       const accounts = [...new Set(batch.flatMap((m) => (m.event ? [m.event.accountId] : [])))].sort();
       for (const accountId of accounts) await lockAccount(dialect, trx, accountId);
       const done: boolean[] = [];
+      const events: EventDraft[] = [];
       for (const { id, ready, event } of batch) {
         const marked = await markReady(trx, id, ready);
-        if (marked && event) await appendEvent(trx, dialect, event);
+        if (marked && event) events.push(event);
         done.push(marked);
       }
+      // The artifact.created events of the marks that took, in batch order, in this transaction.
+      if (events.length > 0) await appendEvents(trx, dialect, events);
       return done;
     });
   return new GroupCommit<ReadyMark, boolean>(

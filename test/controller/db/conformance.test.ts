@@ -3,15 +3,11 @@
 // server. Each test gets a fresh, migrated database so global queries (the
 // sweeper's claim, the reconciler's lists) see only what the test wrote.
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CrowNestError } from "../../../common/errors.js";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import { KyselyMetadataStore } from "../../../controller/db/store.js";
 import type { StoreOptions } from "../../../controller/db/store.js";
@@ -26,32 +22,11 @@ import type {
 } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
 import { freshPostgresUrl } from "../../helpers/pg.js";
+import { databases, type TestDatabase } from "../../helpers/databases.js";
 import { heldBytes, insertCommand, insertPending, insertSandbox } from "../../helpers/rows.js";
 
-interface Env {
-  config: DatabaseConfig;
-  cleanup(): Promise<void>;
-}
-
-const implementations: { name: "sqlite" | "postgres"; create(): Promise<Env> }[] = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-db-"));
-      return {
-        config: { kind: "sqlite", file: join(dir, "meta.db") },
-        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
-    },
-  },
-];
+type Env = TestDatabase;
+const implementations = databases;
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);

@@ -3,41 +3,20 @@
 // 10,000 artifacts of one sandbox is answered through the
 // artifact_labels_lookup index (EXPLAIN says so), on SQLite and PostgreSQL.
 // How long that page takes is measured by the bench, never asserted here.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { CompiledQuery } from "kysely";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import type { Ctx } from "../../../controller/db/kysely/context.js";
 import { listArtifactsQuery } from "../../../controller/db/kysely/artifacts.js";
 import type { ArtifactRow, MetadataStore, SandboxRow } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
-import { freshPostgresUrl } from "../../helpers/pg.js";
+import { databases } from "../../helpers/databases.js";
 import { insertSandbox } from "../../helpers/rows.js";
-
-const implementations: { name: string; create(): Promise<{ config: DatabaseConfig; cleanup(): Promise<void> }> }[] = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-db-"));
-      return { config: { kind: "sqlite", file: join(dir, "meta.db") }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return { config: { kind: "postgres", url: db.url }, cleanup: db.cleanup };
-    },
-  },
-];
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const NOW = new Date(T0 + 1000);
 
-describe.each(implementations)("labels on $name", (impl) => {
+describe.each(databases)("labels on $name", (impl) => {
   let env: Awaited<ReturnType<typeof impl.create>>;
   let db: MetadataStore;
   let sb: SandboxRow;
