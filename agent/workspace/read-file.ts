@@ -15,8 +15,12 @@ import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./deps.js";
 
-/** Bytes per message: large enough to amortize framing, small enough to keep memory flat. */
-export const CHUNK_BYTES = 256 * 1024;
+/**
+ * Bytes per message: large enough to amortize framing, small enough to keep memory flat. 1 MiB, not
+ * 256 KiB: every chunk costs a read dispatched to the thread pool, a hash call, a message, and on the
+ * controller a decode and a write, whatever its size (issue 26); the controller accepts up to 4 MiB.
+ */
+export const CHUNK_BYTES = 1024 * 1024;
 
 type Response = MessageInitShape<typeof ReadFileResponseSchema>;
 
