@@ -1,15 +1,12 @@
 // Changed collection: the agent's Glob with changed_since over a tree of
 // 100,000 files (the walk a `changed` collect item takes: an lstat per
 // candidate file), against the plain Glob over the same tree, alternated;
-// a command touches 1,000 of them and the walk must find exactly those. And
-// a label-filtered page among 10,000 artifacts of one sandbox (SQLite).
+// a command touches 1,000 of them and the walk must find exactly those.
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { agentClients } from "../controller/runtime/agent-client.js";
-import { openMetadataStore } from "../controller/db/factory.js";
-import { newId } from "../controller/ids.js";
 import { startBundle } from "./agent.js";
 import type { BenchOptions } from "./options.js";
 import { REPO_ROOT } from "./options.js";
@@ -17,7 +14,6 @@ import { failedRow, type BenchRow } from "./report.js";
 import { median, round } from "./stats.js";
 
 const CHANGED_SECONDS_GOAL = 1;
-const LABEL_PAGE_MS_GOAL = 50;
 const FILES_PER_DIR = 100;
 
 type Workspace = ReturnType<typeof agentClients>["workspace"];
@@ -80,54 +76,5 @@ export async function benchChangedTree(opts: BenchOptions, log: (line: string) =
   } finally {
     await agent?.stop();
     await rm(root, { recursive: true, force: true });
-  }
-}
-
-export async function benchLabelPage(opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
-  const count = 10_000;
-  const name = `label-filtered page among ${count.toLocaleString("en")} artifacts (SQLite)`;
-  const goal = `≤ ${LABEL_PAGE_MS_GOAL} ms`;
-  const dir = await mkdtemp(join(tmpdir(), "crownest-bench-labels-"));
-  const db = await openMetadataStore({ kind: "sqlite", file: join(dir, "meta.db") });
-  try {
-    await db.migrate();
-    const t0 = Date.parse("2030-01-01T00:00:00Z");
-    const accountId = newId("acct");
-    await db.createAccount({ id: accountId, plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: new Date(t0) });
-    const sandboxId = newId("sbx");
-    await db.createSandboxWithinLimit(
-      { id: sandboxId, accountId, status: "running", runtime: "local", agentUrl: "http://127.0.0.1:1", agentToken: "t", agentPid: null, createdAt: new Date(t0), expiresAt: new Date(t0 + 3_600_000), destroyedAt: null },
-      10,
-      new Date(t0),
-    );
-    for (let from = 0; from < count; from += 2000) {
-      const rows = Array.from({ length: 2000 }, (_, k) => {
-        const i = from + k;
-        const id = newId("art");
-        return {
-          id, accountId, sandboxId, commandId: null, name: `f${i}`, sourcePath: `/workspace/f${i}`, sizeBytes: 1, contentType: "text/plain", sha256: "",
-          storageKey: `${accountId}/${sandboxId}/${id}`, state: "pending" as const, createdAt: new Date(t0 + i), expiresAt: null,
-          labels: { n: String(i % 100), build: `b${i % 10}` },
-        };
-      });
-      await Promise.all(rows.map((r) => db.insertPendingArtifactWithinQuota(r, Number.MAX_SAFE_INTEGER)));
-      await Promise.all(rows.map((r) => db.markArtifactReady(r.id, { sizeBytes: 1, sha256: "a".repeat(64), contentType: "text/plain", createdAt: r.createdAt, expiresAt: new Date(t0 + 86_400_000) })));
-    }
-    const now = new Date(t0 + count + 1);
-    const times: number[] = [];
-    for (let rep = 0; rep < Math.max(5, opts.reps); rep++) {
-      const s = process.hrtime.bigint();
-      const page = await db.listArtifacts(sandboxId, now, 51, undefined, undefined, { n: "7", build: "b7" });
-      times.push(Number(process.hrtime.bigint() - s) / 1e6);
-      if (page.length !== 51) throw new Error(`a page of ${page.length}`);
-    }
-    const ms = median(times);
-    log(`label page: ${round(ms)} ms`);
-    return [{ name, measured: `${round(ms)} ms for a page of 50 (+1), median of ${times.length}`, goal, ratio: ms / LABEL_PAGE_MS_GOAL, ok: ms <= LABEL_PAGE_MS_GOAL, values: { artifacts: count, pageMsMedian: ms } }];
-  } catch (err) {
-    return [failedRow(name, goal, err)];
-  } finally {
-    await db.close();
-    await rm(dir, { recursive: true, force: true });
   }
 }

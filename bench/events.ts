@@ -1,4 +1,5 @@
-// Events and webhooks: collection with a webhook whose receiver hangs against
+// Events and webhooks: what event writes cost a pack commit (in-process),
+// collection with a webhook whose receiver hangs against
 // none (alternated in one run: a receiver must not slow a collection),
 // commit-to-stream latency on one replica and across two on PostgreSQL, and
 // webhook delivery throughput to a loopback receiver.
@@ -9,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { freshPostgresUrl } from "../test/helpers/pg.js";
 import { startReceiver } from "../test/helpers/receiver.js";
 import { openSse } from "../test/helpers/sse.js";
+import { benchEventCost } from "./event-cost.js";
 import { BenchController } from "./harness.js";
 import type { BenchOptions } from "./options.js";
 import { failedRow, type BenchRow } from "./report.js";
@@ -126,6 +128,7 @@ async function deliveryThroughputRow(ctl: BenchController, opts: BenchOptions): 
 export async function benchEvents(opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const samples = opts.quick ? 10 : 100;
+  rows.push(await benchEventCost(opts));
   const ctl = await BenchController.start("events", WEBHOOK_ENV);
   try {
     rows.push(await hangingReceiverRow(ctl, opts, log));

@@ -86,7 +86,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
         log("changed walk");
         rows.push(...(await (await import("./changed.js")).benchChangedTree(opts, log)));
         log("label-filtered page");
-        rows.push(...(await (await import("./changed.js")).benchLabelPage(opts, log)));
+        rows.push(...(await (await import("./labels.js")).benchLabelPage(opts, log)));
       }
     } finally {
       await ctl.stop();

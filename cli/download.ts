@@ -6,28 +6,13 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { ArtifactAsRead } from "../common/artifact-view.js";
 import { Api, apiError } from "./api.js";
 import { CliError, EXIT } from "./exit.js";
 import { send } from "./http.js";
 import type { Progress } from "./progress.js";
 
-export interface Artifact {
-  id: string;
-  sandboxId: string;
-  commandId: string | null;
-  name: string;
-  sourcePath: string;
-  sizeBytes: number;
-  contentType: string;
-  sha256: string;
-  createdAt: string;
-  expiresAt: string;
-  /** Octal permission bits ("0755"); null or absent from servers that do not record them. */
-  mode?: string | null;
-  /** RFC 3339; null or absent from servers that do not record it. */
-  mtime?: string | null;
-  labels?: Record<string, string>;
-}
+export type Artifact = ArtifactAsRead;
 
 export interface DownloadLink {
   url: string;

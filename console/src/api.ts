@@ -2,6 +2,8 @@
 // an Authorization header (never in a URL), nothing cached by the browser.
 // A 401 anywhere forgets the key and returns to sign-in.
 
+import type { ArtifactAsRead } from "../../common/artifact-view.js";
+
 const STORAGE_KEY = "crownest.apiKey";
 
 export interface Sandbox {
@@ -12,19 +14,7 @@ export interface Sandbox {
   image?: string | null;
 }
 
-export interface Artifact {
-  id: string;
-  sandboxId: string;
-  commandId: string | null;
-  name: string;
-  sourcePath: string;
-  sizeBytes: number;
-  contentType: string;
-  sha256: string;
-  createdAt: string;
-  expiresAt: string;
-  labels?: Record<string, string>;
-}
+export type Artifact = ArtifactAsRead;
 
 export interface CollectError {
   path: string | null;

@@ -1,25 +1,20 @@
 // MetadataStore on Kysely: one query layer, SQLite or PostgreSQL underneath.
-// This class only opens the database and routes each method to its query
-// module in kysely/ (one per table), classifying outages on the way out. The
+// This class routes each method to its query module in kysely/ (one per
+// table); opening the database, classifying outages and the events and
+// webhooks part live in its base, event-store.ts. The
 // few places where the dialects differ are marked where they happen:
 // kysely/dialect.ts (opening), kysely/locking.ts (account locks, the
 // migrator's schema), kysely/artifacts.ts (the sweeper's row locks).
-import { resolve } from "node:path";
 import type { DatabaseConfig } from "../config.js";
 import type { CommandPatch } from "./mapper.js";
-import type { ClaimedDelivery, DeliveryOutcome, DeliveryRow, EventDraft, EventPage, EventType, WebhookRow } from "./event-types.js";
-import * as events from "./kysely/events.js";
-import { EventSignal } from "./kysely/notify.js";
-import * as webhooks from "./kysely/webhooks.js";
+import type { EventDraft } from "./event-types.js";
+import { KyselyEventStore } from "./event-store.js";
 import * as accounts from "./kysely/accounts.js";
 import * as artifacts from "./kysely/artifacts.js";
 import * as commands from "./kysely/commands.js";
 import { ping } from "./kysely/context.js";
-import type { Ctx } from "./kysely/context.js";
-import { openPostgres, openSqlite } from "./kysely/dialect.js";
 import type { StoreOptions } from "./kysely/dialect.js";
 import * as entries from "./kysely/entries.js";
-import { classify } from "./kysely/errors.js";
 import * as idempotency from "./kysely/idempotency.js";
 import * as listings from "./kysely/listings.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
@@ -48,60 +43,24 @@ import type {
 
 export type { StoreOptions } from "./kysely/dialect.js";
 
-export class KyselyMetadataStore implements MetadataStore {
-  readonly dialect: "sqlite" | "postgres";
-  private readonly ctx: Ctx;
-  readonly #sqliteFile: string | undefined;
+export class KyselyMetadataStore extends KyselyEventStore implements MetadataStore {
   // Concurrent reservations (a collection stores many files at once) and
   // ready marks (its files finishing together) share one transaction each.
   private readonly reservations: ReturnType<typeof reservations.reservationCommit>;
   private readonly readyMarks: ReturnType<typeof reservations.readyMarkCommit>;
-  private readonly signal: EventSignal;
-  // Webhook attempts finishing together record their outcomes in one transaction.
-  private readonly deliveryFinishes: ReturnType<typeof webhooks.finishCommit>;
 
   constructor(config: DatabaseConfig, opts: StoreOptions = {}) {
-    this.dialect = config.kind;
-    this.#sqliteFile = config.kind === "sqlite" ? resolve(config.file) : undefined;
-    try {
-      const db = config.kind === "sqlite" ? openSqlite(config.file, opts) : openPostgres(config.url, opts);
-      this.ctx = { db, dialect: this.dialect };
-    } catch (err) {
-      throw classify(err);
-    }
-    this.signal = new EventSignal(config.kind === "postgres" ? config.url : undefined);
-    this.deliveryFinishes = webhooks.finishCommit(this.ctx, this.run);
+    super(config, opts);
     this.reservations = reservations.reservationCommit(this.ctx, this.run);
     this.readyMarks = reservations.readyMarkCommit(this.ctx, this.run);
   }
 
-  /** Every public method runs through here so outages surface as one error code. */
-  private readonly run = async <T>(work: () => Promise<T>): Promise<T> => {
-    try {
-      return await work();
-    } catch (err) {
-      throw classify(err);
-    }
-  };
-
   migrate(): Promise<void> {
-    return migrateInTurn(this.#sqliteFile, () => this.run(() => migrate(this.ctx)));
+    return migrateInTurn(this.sqliteFile, () => this.run(() => migrate(this.ctx)));
   }
 
   ping(): Promise<void> {
     return this.run(() => ping(this.ctx));
-  }
-
-  async close(): Promise<void> {
-    await this.signal.close();
-    await this.ctx.db.destroy();
-  }
-
-  /** After a write that may have committed `event`: this process's readers wake at once. */
-  private async announcing<T>(event: EventDraft | undefined, write: Promise<T>): Promise<T> {
-    const result = await write;
-    if (event !== undefined) this.signal.emit(event.accountId);
-    return result;
   }
 
   createAccount(row: AccountRow): Promise<void> {
@@ -321,57 +280,5 @@ export class KyselyMetadataStore implements MetadataStore {
 
   releaseAbandonedIdempotency(startedBefore: Date): Promise<number> {
     return this.run(() => idempotency.releaseAbandonedIdempotency(this.ctx, startedBefore));
-  }
-
-  listEvents(accountId: string, after: number, types: readonly EventType[], limit: number): Promise<EventPage> {
-    return this.run(() => events.listEvents(this.ctx, accountId, after, types, limit));
-  }
-
-  lastEventSequence(accountId: string): Promise<number> {
-    return this.run(() => events.lastEventSequence(this.ctx, accountId));
-  }
-
-  sweepEvents(before: Date, limit: number): Promise<number> {
-    return this.run(() => events.sweepEvents(this.ctx, before, limit));
-  }
-
-  onEvents(listener: (accountId: string) => void): () => void {
-    return this.signal.on(listener);
-  }
-
-  createWebhookWithinLimit(row: WebhookRow, limit: number): Promise<boolean> {
-    return this.run(() => webhooks.createWebhookWithinLimit(this.ctx, row, limit));
-  }
-
-  listWebhooks(accountId: string): Promise<WebhookRow[]> {
-    return this.run(() => webhooks.listWebhooks(this.ctx, accountId));
-  }
-
-  getWebhook(id: string): Promise<WebhookRow | undefined> {
-    return this.run(() => webhooks.getWebhook(this.ctx, id));
-  }
-
-  deleteWebhook(id: string): Promise<boolean> {
-    return this.run(() => webhooks.deleteWebhook(this.ctx, id));
-  }
-
-  listDeliveries(webhookId: string, limit: number, after?: { createdAt: Date; id: string }): Promise<DeliveryRow[]> {
-    return this.run(() => webhooks.listDeliveries(this.ctx, webhookId, limit, after));
-  }
-
-  retryDelivery(webhookId: string, deliveryId: string, now: Date): Promise<boolean> {
-    return this.run(() => webhooks.retryDelivery(this.ctx, webhookId, deliveryId, now));
-  }
-
-  claimDueDeliveries(now: Date, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-    return this.run(() => webhooks.claimDueDeliveries(this.ctx, now, limit, leaseMs));
-  }
-
-  finishDeliveryAttempt(id: string, outcome: DeliveryOutcome): Promise<void> {
-    return this.deliveryFinishes.submit({ id, outcome });
-  }
-
-  countPendingDeliveries(): Promise<number> {
-    return this.run(() => webhooks.countPendingDeliveries(this.ctx));
   }
 }

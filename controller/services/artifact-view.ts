@@ -1,23 +1,8 @@
 // The public shape of an artifact, one for REST, gRPC and events.
+import type { ArtifactView } from "../../common/artifact-view.js";
 import type { ArtifactRow } from "../db/types.js";
 
-export interface ArtifactView {
-  id: string;
-  sandboxId: string;
-  commandId: string | null;
-  name: string;
-  sourcePath: string;
-  sizeBytes: number;
-  contentType: string;
-  sha256: string;
-  createdAt: string;
-  expiresAt: string;
-  /** Permission bits as an octal string ("0755"); null for artifacts made before they were recorded. */
-  mode: string | null;
-  /** RFC 3339; null for artifacts made before it was recorded. */
-  mtime: string | null;
-  labels: Record<string, string>;
-}
+export type { ArtifactView };
 
 /** Permission bits as the four-digit octal string people write ("0755"). */
 export function octalMode(mode: number): string {

@@ -32,6 +32,9 @@ const EXPECTED_ROWS: RegExp[] = [
   /^archive entry: one .+ entry out of a .+ archive$/,
   /^agent Glob over a tree of [\d,]+ files$/,
   /^collect of \d+ × .+ files: one glob vs \d+ path entries$/,
+  /^label-filtered page among [\d,]+ artifacts \(SQLite\)$/,
+  /^label-filtered page among [\d,]+ artifacts \(PostgreSQL\)$/,
+  /^event writes in a pack commit of \d+ members/,
 ];
 
 /**

@@ -27,13 +27,14 @@ export function listArtifactsQuery(
   commandId?: string,
   labels?: Record<string, string>,
 ) {
+  const labelled = labels !== undefined && Object.keys(labels).length > 0;
+  // With labels, the sandbox is named by the label lookup (see hasLabels), not here.
   let q = db
     .selectFrom("artifacts")
     .selectAll()
-    .where("sandbox_id", "=", sandboxId)
+    .where(labelled ? hasLabels(sandboxId, labels) : (eb) => eb("sandbox_id", "=", sandboxId))
     .where(visibleArtifactCondition(now));
   if (commandId !== undefined) q = q.where("command_id", "=", commandId);
-  if (labels !== undefined && Object.keys(labels).length > 0) q = q.where(hasLabels(sandboxId, labels));
   if (after !== undefined) {
     // Keyset: strictly after the cursor in (created_at desc, id desc) order.
     const at = toMillis(after.createdAt, "cursor.createdAt");

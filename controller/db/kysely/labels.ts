@@ -43,21 +43,40 @@ function sortedLabels(labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** A where-condition on artifacts: carries every label (each an `id in (index lookup)`). */
+/**
+ * A where-condition on artifacts: of `sandboxId` and carrying every label.
+ * The first label is an index lookup on (sandbox_id, key, value) that also
+ * names the sandbox (a label row carries its artifact's sandbox, written in
+ * the artifact's transaction); the others are a primary-key probe each. The
+ * caller leaves `artifacts.sandbox_id` out of the query: with it there,
+ * PostgreSQL on a table it has not analysed yet (a burst of new artifacts)
+ * walked the sandbox's artifacts and probed the label index for each
+ * (558 ms for a page among 10,000; 2 ms this way).
+ */
 export function hasLabels(sandboxId: string, labels: Record<string, string>) {
+  const [first, ...rest] = Object.entries(labels);
+  if (first === undefined) throw new Error("hasLabels needs at least one label");
   return (eb: ExpressionBuilder<Database, "artifacts">) =>
-    eb.and(
-      Object.entries(labels).map(([key, value]) =>
-        eb(
-          "id",
-          "in",
+    eb.and([
+      eb(
+        "artifacts.id",
+        "in",
+        eb
+          .selectFrom("artifact_labels")
+          .select("artifact_labels.artifact_id")
+          .where("artifact_labels.sandbox_id", "=", sandboxId)
+          .where("artifact_labels.key", "=", first[0])
+          .where("artifact_labels.value", "=", first[1]),
+      ),
+      ...rest.map(([key, value]) =>
+        eb.exists(
           eb
-            .selectFrom("artifact_labels")
-            .select("artifact_labels.artifact_id")
-            .where("artifact_labels.sandbox_id", "=", sandboxId)
-            .where("artifact_labels.key", "=", key)
-            .where("artifact_labels.value", "=", value),
+            .selectFrom("artifact_labels as l")
+            .select("l.artifact_id")
+            .whereRef("l.artifact_id", "=", "artifacts.id")
+            .where("l.key", "=", key)
+            .where("l.value", "=", value),
         ),
       ),
-    );
+    ]);
 }
