@@ -20,12 +20,10 @@ const cache = new Map<string, AgentClients>();
  * (64 KiB per stream and per session) makes a ReadFile wait on a
  * WINDOW_UPDATE round trip every 64 KiB: measured 2.4x slower on 1 GiB
  * (BENCHMARKS.md). Backpressure still holds: the windows reopen only as the
- * blob store consumes, so they also bound what one stream and one agent's
- * session (16 MiB each) can buffer here. A stream gets the whole session
- * window (it was 4 MiB): a 1 GiB export is one stream, and a pause of the
- * store (a GC, a slow write) should not stop the agent after four chunks.
+ * blob store consumes, so they also bound what one stream (4 MiB) and one
+ * agent's session (16 MiB) can buffer here.
  */
-export const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 export const SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
 
 /**
