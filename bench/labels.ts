@@ -51,11 +51,12 @@ async function pageRow(label: string, config: DatabaseConfig, opts: BenchOptions
       const s = process.hrtime.bigint();
       const page = await db.listArtifacts(sandboxId, now, 51, undefined, undefined, { n: "7", build: "b7" });
       times.push(Number(process.hrtime.bigint() - s) / 1e6);
-      if (page.length !== 51) throw new Error(`a page of ${page.length}`);
+      // Every 100th artifact carries both labels: a full page of 50 (+1) at 10,000, 10 at 1,000.
+      if (page.length !== Math.min(51, COUNT / 100)) throw new Error(`a page of ${page.length}`);
     }
     const ms = median(times);
     log(`label page (${label}): ${round(ms)} ms`);
-    return { name, measured: `${round(ms)} ms for a page of 50 (+1), median of ${times.length}`, goal, ratio: ms / LABEL_PAGE_MS_GOAL, ok: ms <= LABEL_PAGE_MS_GOAL, values: { artifacts: COUNT, pageMsMedian: ms } };
+    return { name, measured: `${round(ms)} ms for a page of ${Math.min(51, COUNT / 100)}, median of ${times.length}`, goal, ratio: ms / LABEL_PAGE_MS_GOAL, ok: ms <= LABEL_PAGE_MS_GOAL, values: { artifacts: COUNT, pageMsMedian: ms } };
   } catch (err) {
     return failedRow(name, goal, err);
   } finally {
