@@ -19,8 +19,8 @@ const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 const MAX_SYMLINKS = 40;
 
 /** The path of `name` inside an open directory: the openat(2) of a path-only API. */
-export function at(dir: FileHandle, name: string): string {
-  return `/proc/self/fd/${dir.fd}/${name === "" ? "." : name}`;
+export function at(dir: FileHandle | number, name: string): string {
+  return `/proc/self/fd/${typeof dir === "number" ? dir : dir.fd}/${name === "" ? "." : name}`;
 }
 
 /** The entry a client path leads to, found inside the workspace. */

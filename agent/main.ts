@@ -11,6 +11,7 @@ import { createSecureContext } from "node:tls";
 import { parseArgs } from "node:util";
 import { startOrphanReaper } from "./init/pid1.js";
 import { startMainProcess } from "./init/supervise.js";
+import { startCommandsNamespace } from "./process/pidns.js";
 import { DEFAULT_MAX_WATCHED_DIRECTORIES } from "./workspace/deps.js";
 import { createAgentLog, parseLogLevel } from "./log.js";
 import { startAgentServer } from "./server.js";
@@ -30,6 +31,10 @@ flags:
   --tls-key FILE         the certificate's PEM private key (with --tls-cert)
   --run-as UID:GID       run commands (and CMD) as this identity, not the agent's
   --max-watched-dirs N   directories all watches together may hold (default 8192)
+  --commands-pidns HELPER  run commands in a PID namespace of their own through HELPER
+                         (crownest-nsinit; needs --run-as; its socket and the commands'
+                         root are made beside it)
+  --commands-seccomp FILE  the seccomp filter (struct sock_filter[]) HELPER gives commands
   -h, --help             print this text
   --version              print "crownest-agent VERSION"
 
@@ -141,6 +146,8 @@ async function main(): Promise<void> {
       "tls-key": { type: "string" },
       "run-as": { type: "string" },
       "max-watched-dirs": { type: "string" },
+      "commands-pidns": { type: "string" },
+      "commands-seccomp": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean" },
     },
@@ -163,6 +170,9 @@ async function main(): Promise<void> {
   const tls = await readTls(values["tls-cert"], values["tls-key"]);
   const root = await workspaceRoot(values.workspace);
   const maxWatchedDirs = parseMaxWatchedDirs(values["max-watched-dirs"]);
+  const pidnsHelper = values["commands-pidns"];
+  if (pidnsHelper !== undefined && (!pidnsHelper.startsWith("/") || !runAs)) throw new UsageError("--commands-pidns: expected an absolute path, with --run-as");
+  if (values["commands-seccomp"] !== undefined && pidnsHelper === undefined) throw new UsageError("--commands-seccomp goes with --commands-pidns");
 
   let level;
   try {
@@ -172,7 +182,8 @@ async function main(): Promise<void> {
   }
   const log = createAgentLog({ name: "crownest-agent", level });
   startOrphanReaper(log);
-  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, maxWatchedDirs, ...(tls ? { tls } : {}) });
+  const commandsNs = pidnsHelper ? await startCommandsNamespace({ helper: pidnsHelper, seccomp: values["commands-seccomp"], runAs: runAs!, log }) : undefined;
+  const server = await startAgentServer({ root, token, listen, log, env: { ...process.env }, runAs, maxWatchedDirs, commandsNs, ...(tls ? { tls } : {}) });
   process.stdout.write(`${JSON.stringify({ listening: server.url })}\n`);
   log.info({ url: server.url, workspace: root }, "agent listening");
 

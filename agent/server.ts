@@ -20,6 +20,7 @@ import { processService } from "./process/service.js";
 import { workspaceService } from "./workspace/service.js";
 import { DEFAULT_MAX_WATCHED_DIRECTORIES, WatchBudget } from "./workspace/deps.js";
 import { grpcReadFile, isPlainGrpcReadFile } from "./workspace/read-file-grpc.js";
+import type { CommandsNamespace } from "./process/pidns.js";
 
 export interface AgentServerOptions {
   /** Real path of the workspace root. */
@@ -36,6 +37,8 @@ export interface AgentServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Commands run as this user; files the agent writes are given to it. */
   runAs?: { uid: number; gid: number };
+  /** Commands run in a PID namespace of their own through this helper (--commands-pidns). */
+  commandsNs?: CommandsNamespace;
 }
 
 export interface AgentServer {
@@ -69,7 +72,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const health = { serving: true };
   const processes = new Map<number, ChildProcess>();
   const watchBudget = new WatchBudget(options.maxWatchedDirs ?? DEFAULT_MAX_WATCHED_DIRECTORIES);
-  const processDeps = { root, env: options.env, processes, runAs: options.runAs };
+  const processDeps = { root, env: options.env, processes, runAs: options.runAs, commandsNs: options.commandsNs };
 
   const handler = connectNodeAdapter({
     routes(router) {

@@ -245,8 +245,12 @@ export async function benchAgent(options: AgentBenchOptions = {}): Promise<Agent
         name: "agent ReadFile vs plain read",
         value: Math.round((agentRate / plainRate) * 100),
         unit: "%",
-        goal: "≥ 70 %",
-        ok: agentRate / plainRate >= 0.7,
+        // Context, not a target: the agent hashes every byte for its trailer (sha256 costs ~3× a
+        // plain read), so a plain read is not its floor. Its goal is held against the floor
+        // that includes the hash: "agent CPU per GiB against its floor" in the file suite.
+        goal: "",
+        ok: null,
+        detail: "the agent hashes what it sends; its goal is against its floor (file suite)",
       });
       rows.push({
         name: "agent RSS growth during ReadFile",

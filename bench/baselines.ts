@@ -4,7 +4,7 @@
 // and `tar` of the same files (collection). Each returns seconds and removes
 // what it wrote afterwards (outside the timed part).
 import { spawn } from "node:child_process";
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -93,32 +93,5 @@ export async function tarWithFsync(cwd: string, names: string[], destDir: string
   } finally {
     await rm(dest, { force: true });
     await rm(list, { force: true });
-  }
-}
-
-/**
- * The least a controller that verifies what it stores must spend: `src` read
- * with 1 MiB buffers, each buffer hashed (sha256) and written to `destDir`,
- * then fsynced, in this process: seconds and this process's CPU seconds.
- */
-export async function hashAndCopyFloor(src: string, destDir: string): Promise<{ seconds: number; cpuSeconds: number }> {
-  const dest = join(destDir, `.bench-floor-${randomUUID()}`);
-  const out = await open(dest, "wx", 0o600);
-  try {
-    const cpu0 = process.cpuUsage();
-    const started = performance.now();
-    const hash = createHash("sha256");
-    for await (const chunk of createReadStream(src, { highWaterMark: COPY_BUFFER_BYTES })) {
-      hash.update(chunk as Buffer);
-      await out.write(chunk as Buffer);
-    }
-    await out.sync();
-    hash.digest();
-    const seconds = (performance.now() - started) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
-  } finally {
-    await out.close();
-    await rm(dest, { force: true });
   }
 }

@@ -1,10 +1,13 @@
 // File-store exports through the real controller and agent: the big file
-// against a plain stream copy + fsync into the same blob directory
-// (alternated, medians), the RSS growth of both processes during it, and the
-// cost growth over sizes (seconds per GiB, RSS growth per size).
+// against its bound (issue 26: the lesser of a plain stream copy + fsync into
+// the same blob directory, alternated with the exports, and what the two
+// ends' CPU floors allow on this machine's cores, bench/floors.ts), each
+// end's CPU beside its floor, the RSS growth of both processes during it,
+// and the cost growth over sizes (seconds per GiB, RSS growth per size).
 import { join } from "node:path";
-import { copyWithFsync, hashAndCopyFloor } from "./baselines.js";
+import { copyWithFsync } from "./baselines.js";
 import { randomFile, syncDisks } from "./fixtures.js";
+import { describeFloors, measureFloors } from "./floors.js";
 import type { BenchController } from "./harness.js";
 import type { BenchOptions } from "./options.js";
 import { failedRow, type BenchRow } from "./report.js";
@@ -12,9 +15,11 @@ import type { RssGrowth } from "./rss.js";
 import { GiB, MiB, formatSize, median, mibPerSecond, round } from "./stats.js";
 
 const RSS_LIMIT = 64 * MiB;
+/** The export's share of the bound measured in the same run. */
 const THROUGHPUT_GOAL = 0.8;
-/** The controller's CPU per exported GiB (receive, sha256, write): the cost that decides what a busy machine gets. */
-const CONTROLLER_CPU_GOAL = 1.0;
+/** Each end's CPU per exported GiB over its floor (same run): the cost that decides what a busy machine gets. */
+const CONTROLLER_CPU_GOAL = 1.15;
+const AGENT_CPU_GOAL = 1.25;
 /**
  * CPU seconds per GiB of the largest size may exceed the next size's by this much and still count as
  * linear. CPU time, not wall time: on a shared machine wall time swings by 2x between runs, CPU time
@@ -74,12 +79,16 @@ export async function benchFileExport(
     throughput: `export of one ${big} file, file store`,
     controllerRss: `peak RSS growth, controller (${big} export)`,
     controllerCpu: `controller CPU per GiB exported (${big} export)`,
+    agentCpu: `agent CPU per GiB exported (${big} export)`,
+    floors: `floors of the ${big} export (same file, same run)`,
     agentRss: `peak RSS growth, agent (${big} export)`,
     growth: `cost growth: exports of ${[...opts.growthBytes, opts.bigFileBytes].map(formatSize).join(", ")}`,
   };
   const goals = {
-    throughput: "≥ 80 % of stream copy (1 MiB buffers) + fsync",
-    cpu: `≤ ${CONTROLLER_CPU_GOAL} CPU-s per GiB`,
+    throughput: "≥ 80 % of the bound: min(stream copy (1 MiB buffers) + fsync, cores ÷ (controller floor + agent floor))",
+    cpu: `≤ ${CONTROLLER_CPU_GOAL} × its floor (receive + sha256 + write + fsync)`,
+    agentCpu: `≤ ${AGENT_CPU_GOAL} × its floor (read + sha256 + send)`,
+    floors: "— (the figures the rows above are held against)",
     rss: "≤ 64 MiB",
     growth: "time linear in size, memory flat",
   };
@@ -103,10 +112,9 @@ export async function benchFileExport(
       log(`file store rep ${rep + 1}: copy ${round(mibPerSecond(opts.bigFileBytes, copySeconds.at(-1)!))} MiB/s`);
     });
     bigResult.exportSeconds.forEach((s, i) => log(`file store rep ${i + 1}: export ${round(mibPerSecond(opts.bigFileBytes, s))} MiB/s`));
-    // What stands in the way of the CPU goal: the same bytes read, hashed, written and fsynced in one
-    // plain loop (measured while the workspace still exists).
+    // The floors of the same bytes, measured while the workspace still exists.
     await syncDisks();
-    const floor = await hashAndCopyFloor(bigPath, ctl.blobDir);
+    const floors = await measureFloors(bigPath, ctl.blobDir, log);
 
     const bySize: SizeResult[] = [];
     for (const bytes of opts.growthBytes) {
@@ -118,38 +126,70 @@ export async function benchFileExport(
     bySize.push(bigResult);
     await ctl.deleteSandbox(sandboxId);
 
+    const gib = opts.bigFileBytes / GiB;
     const exportRate = mibPerSecond(opts.bigFileBytes, median(bigResult.exportSeconds));
     const copyRate = mibPerSecond(opts.bigFileBytes, median(copySeconds));
-    const ratio = exportRate / copyRate;
+    const bound = Math.min(copyRate, floors.cpuBoundMiBps);
+    const share = exportRate / bound;
+    const controllerCpuPerGiB = median(bigResult.controllerCpu) / gib;
+    const agentCpuPerGiB = median(bigResult.agentCpu) / gib;
     const rows: BenchRow[] = [
       {
         name: names.throughput,
-        measured: `${round(exportRate)} MiB/s (copy+fsync ${round(copyRate)} MiB/s), median of ${opts.reps}; CPU-s/GiB controller ${round(median(bigResult.controllerCpu) / (opts.bigFileBytes / GiB))}, agent ${round(median(bigResult.agentCpu) / (opts.bigFileBytes / GiB))}`,
+        measured: `${round(exportRate)} MiB/s, median of ${opts.reps}; bound ${round(bound)} MiB/s = min(copy+fsync ${round(copyRate)}, CPU ${round(floors.cpuBoundMiBps)}); share ${round(share * 100)} %`,
         goal: goals.throughput,
-        ratio,
-        ok: ratio >= THROUGHPUT_GOAL,
+        ratio: share,
+        ok: share >= THROUGHPUT_GOAL,
         values: {
           bytes: opts.bigFileBytes,
           exportMiBps: exportRate,
           copyMiBps: copyRate,
+          cpuBoundMiBps: floors.cpuBoundMiBps,
+          boundMiBps: bound,
+          shareOfBound: share,
           exportSecondsMedian: median(bigResult.exportSeconds),
           copySecondsMedian: median(copySeconds),
           // CPU per GiB says what the pipeline costs whatever else the machine is doing.
-          controllerCpuSecondsPerGiB: median(bigResult.controllerCpu) / (opts.bigFileBytes / GiB),
-          agentCpuSecondsPerGiB: median(bigResult.agentCpu) / (opts.bigFileBytes / GiB),
+          controllerCpuSecondsPerGiB: controllerCpuPerGiB,
+          agentCpuSecondsPerGiB: agentCpuPerGiB,
+        },
+      },
+      {
+        name: names.controllerCpu,
+        measured: `${round(controllerCpuPerGiB)} CPU-s/GiB (utime + stime, median of ${opts.reps}) = ${round(controllerCpuPerGiB / floors.controller)} × floor ${round(floors.controller)} (receive ${round(floors.receive)} + sha256 ${round(floors.sha256)} + write+fsync ${round(floors.writeFsync)})`,
+        goal: goals.cpu,
+        ratio: controllerCpuPerGiB / floors.controller,
+        ok: controllerCpuPerGiB <= CONTROLLER_CPU_GOAL * floors.controller,
+        values: { controllerCpuSecondsPerGiB: controllerCpuPerGiB, floorCpuSecondsPerGiB: floors.controller, overFloor: controllerCpuPerGiB / floors.controller },
+      },
+      {
+        name: names.agentCpu,
+        measured: `${round(agentCpuPerGiB)} CPU-s/GiB (utime + stime, median of ${opts.reps}) = ${round(agentCpuPerGiB / floors.agent)} × floor ${round(floors.agent)} (read ${round(floors.read)} + sha256 ${round(floors.sha256)} + send ${round(floors.send)})`,
+        goal: goals.agentCpu,
+        ratio: agentCpuPerGiB / floors.agent,
+        ok: agentCpuPerGiB <= AGENT_CPU_GOAL * floors.agent,
+        values: { agentCpuSecondsPerGiB: agentCpuPerGiB, floorCpuSecondsPerGiB: floors.agent, overFloor: agentCpuPerGiB / floors.agent },
+      },
+      {
+        name: names.floors,
+        measured: describeFloors(floors),
+        goal: goals.floors,
+        ratio: null,
+        ok: null,
+        values: {
+          receiveCpuSecondsPerGiB: floors.receive,
+          sendCpuSecondsPerGiB: floors.send,
+          sha256CpuSecondsPerGiB: floors.sha256,
+          writeFsyncCpuSecondsPerGiB: floors.writeFsync,
+          readCpuSecondsPerGiB: floors.read,
+          controllerFloorCpuSecondsPerGiB: floors.controller,
+          agentFloorCpuSecondsPerGiB: floors.agent,
+          cores: floors.cores,
+          cpuBoundMiBps: floors.cpuBoundMiBps,
+          copyMiBps: copyRate,
         },
       },
     ];
-    const controllerCpuPerGiB = median(bigResult.controllerCpu) / (opts.bigFileBytes / GiB);
-    const floorPerGiB = floor.cpuSeconds / (opts.bigFileBytes / GiB);
-    rows.push({
-      name: names.controllerCpu,
-      measured: `${round(controllerCpuPerGiB)} CPU-s/GiB (utime + stime, median of ${opts.reps}); agent ${round(median(bigResult.agentCpu) / (opts.bigFileBytes / GiB))}; floor (read + sha256 + write + fsync in one loop, same run) ${round(floorPerGiB)}`,
-      goal: goals.cpu,
-      ratio: controllerCpuPerGiB / CONTROLLER_CPU_GOAL,
-      ok: controllerCpuPerGiB <= CONTROLLER_CPU_GOAL,
-      values: { controllerCpuSecondsPerGiB: controllerCpuPerGiB, floorCpuSecondsPerGiB: floorPerGiB },
-    });
     for (const [key, list] of [
       ["controllerRss", bigResult.controllerRss],
       ["agentRss", bigResult.agentRss],
@@ -199,6 +239,14 @@ export async function benchFileExport(
     });
     return rows;
   } catch (err) {
-    return [failedRow(names.throughput, goals.throughput, err), failedRow(names.controllerRss, goals.rss, err), failedRow(names.agentRss, goals.rss, err), failedRow(names.growth, goals.growth, err)];
+    return [
+      failedRow(names.throughput, goals.throughput, err),
+      failedRow(names.controllerCpu, goals.cpu, err),
+      failedRow(names.agentCpu, goals.agentCpu, err),
+      failedRow(names.floors, goals.floors, err),
+      failedRow(names.controllerRss, goals.rss, err),
+      failedRow(names.agentRss, goals.rss, err),
+      failedRow(names.growth, goals.growth, err),
+    ];
   }
 }

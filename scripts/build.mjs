@@ -5,11 +5,13 @@
 //       dependencies only, no tsx and no TypeScript;
 //   dist/console/        the web console (scripts/build-console.mjs);
 //   dist/agent.mjs       the agent in one file for `node` (scripts/build-agent.mjs);
-//   dist/crownest-agent  the agent as one executable (scripts/build-agent-exe.mjs).
+//   dist/crownest-agent  the agent as one executable (scripts/build-agent-exe.mjs);
+//   dist/crownest-nsinit the gVisor commands' PID-namespace helper (agent/init/nsinit.c,
+//       `cc -static`; the controller also builds it on demand when it is missing).
 //   node scripts/build.mjs [--no-exe]   (--no-exe: what `npm start` needs, in seconds)
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -45,7 +47,18 @@ await build({
 const node = (script, ...args) => execFileSync(process.execPath, [join(root, "scripts", script), ...args], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
 node("build-console.mjs");
 node("build-agent.mjs");
-if (!values["no-exe"]) node("build-agent-exe.mjs");
+if (!values["no-exe"]) {
+  node("build-agent-exe.mjs");
+  // Only gVisor sandboxes need it; a machine without a C compiler still builds the rest.
+  const nsinit = join(root, "dist", "crownest-nsinit");
+  try {
+    execFileSync(process.env.CC ?? "cc", ["-static", "-O2", "-Wall", "-Werror", "-o", `${nsinit}.tmp`, join(root, "agent", "init", "nsinit.c")], { stdio: ["ignore", "ignore", "pipe"] });
+    renameSync(`${nsinit}.tmp`, nsinit);
+  } catch (err) {
+    rmSync(`${nsinit}.tmp`, { force: true });
+    process.stderr.write(`build: dist/crownest-nsinit not built (cc -static: ${String(err.stderr ?? err.message).trim().split("\n")[0]}); gVisor sandboxes need it\n`);
+  }
+}
 // Written last: `npm start` compares it with the sources.
 writeFileSync(join(root, "dist", "BUILD"), `${JSON.stringify({ version, builtAt: new Date().toISOString() })}\n`);
 process.stdout.write(`${JSON.stringify({ dist: join(root, "dist"), seconds: (Date.now() - t0) / 1000, exe: !values["no-exe"] })}\n`);

@@ -2,6 +2,7 @@
 // process group is signalled. Its own module, so the handlers and the file
 // that mounts them do not import each other.
 import type { ChildProcess } from "node:child_process";
+import type { CommandsNamespace } from "./pidns.js";
 
 export interface ProcessDeps {
   /** Real path of the workspace root (default cwd). */
@@ -12,6 +13,8 @@ export interface ProcessDeps {
   processes: Map<number, ChildProcess>;
   /** Commands run as this user instead of the agent's own (isolated sandboxes: uid 1000). */
   runAs?: { uid: number; gid: number };
+  /** Commands run in a PID namespace of their own through this helper, which also sets their identity (gvisor). */
+  commandsNs?: CommandsNamespace;
 }
 
 /** Sends a signal to a whole process group; a group already gone is not an error. */

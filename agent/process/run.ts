@@ -13,6 +13,7 @@ import { callPath } from "../context.js";
 import { EventQueue } from "../queue.js";
 import { killGroup, type ProcessDeps } from "./groups.js";
 import { fileSystemNow } from "./clock.js";
+import { commandLine } from "./pidns.js";
 
 type Response = MessageInitShape<typeof RunResponseSchema>;
 
@@ -29,12 +30,15 @@ export async function* run(deps: ProcessDeps, req: RunRequest, ctx: HandlerConte
   const cwd = await workingDirectory(deps, req.cwd, ctx);
   // Taken before the spawn: whatever the command writes is stamped at or after it.
   const clockStart = await fileSystemNow(deps.root);
-  const child = spawn("/bin/sh", ["-c", req.command], {
+  // In a PID namespace of its own (gvisor) the helper is the process group signalled here; it forwards to the command's.
+  const line = commandLine(deps.commandsNs, "/bin/sh", ["-c", req.command]);
+  const child = spawn(line.file, line.args, {
     cwd,
     env: { ...deps.env, ...req.env, PWD: cwd },
     detached: true, // its own process group, so the timeout and cancel reach grandchildren
     // Another identity than the agent's: the command can neither read the agent's memory or /proc files nor signal it.
-    ...(deps.runAs ? { uid: deps.runAs.uid, gid: deps.runAs.gid } : {}),
+    // (Through the namespace's helper, the helper sets it.)
+    ...(deps.runAs && !deps.commandsNs ? { uid: deps.runAs.uid, gid: deps.runAs.gid } : {}),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const pid = child.pid;

@@ -9,10 +9,13 @@
 // it is a match carrying path_outside_workspace. Reads of the matches go
 // through ReadFile/ReadFiles afterwards, confined again. With changed_since,
 // only regular files whose ctime is at or after it match (symlinks never):
-// the files a command created or changed (changedFiles below: how their
-// lstat stays cheap and confined).
-import { constants, lstatSync, type BigIntStats, type Dirent, type Stats } from "node:fs";
-import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
+// the files a command created or changed, each lstat'ed relative to the
+// directory held open (stat-at.ts). The walk's file system calls are
+// synchronous, a directory at a time (a promise and a thread-pool round trip
+// per call cost more than the calls), and it gives the event loop a turn
+// every few milliseconds: other calls are served and a cancel is seen
+// meanwhile.
+import { closeSync, constants, openSync, readdirSync, type Dirent } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -26,6 +29,7 @@ import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { agentError } from "../errors.js";
 import type { WorkspaceDeps } from "./deps.js";
+import { statAt } from "./stat-at.js";
 
 type Response = MessageInitShape<typeof GlobResponseSchema>;
 type Match = MessageInitShape<typeof GlobMatchSchema>;
@@ -36,8 +40,10 @@ const MESSAGE_MATCHES = 512;
 const FLUSH_MS = 50;
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
-/** lstat calls in flight per directory while looking for changed files (the libuv pool has 4 threads). */
-const STAT_CONCURRENCY = 16;
+/** The walk runs this long at most before the event loop gets a turn. */
+const TURN_MS = 10;
+/** lstat calls in one synchronous stretch (a few milliseconds), so even a huge directory gives other calls a turn. */
+const STAT_BATCH = 2048;
 
 type Test = (rel: string) => boolean;
 
@@ -64,6 +70,8 @@ interface Walk {
   pending: Match[];
   /** performance.now() of the last message sent. */
   sentAt: number;
+  /** performance.now() when the walk last gave the event loop a turn. */
+  turnAt: number;
 }
 
 export async function* glob(deps: WorkspaceDeps, req: GlobRequest, ctx: HandlerContext): AsyncGenerator<Response> {
@@ -86,28 +94,38 @@ export async function* glob(deps: WorkspaceDeps, req: GlobRequest, ctx: HandlerC
     found: 0,
     pending: [],
     sentAt: performance.now(),
+    turnAt: performance.now(),
   };
 
   // Start at the pattern's literal leading directories ("reports" of "reports/**/*.xml"), not at the root.
   const start = literalBase(pattern);
-  const opened: FileHandle[] = [];
-  const unlisten = onAbort(ctx.signal, () => Promise.all(opened.map((fh) => fh.close())));
+  // Descriptors are plain numbers: one closed here must never be used again
+  // (its number may be another file's by then), so whoever closes one takes
+  // it out of this set first, and the walk checks the signal after every
+  // await before it touches a descriptor (resume below).
+  const opened = new Set<number>();
+  const closeAll = () => {
+    for (const fd of opened) closeQuietly(fd);
+    opened.clear();
+  };
+  const unlisten = onAbort(ctx.signal, closeAll);
   try {
-    let dir = await openDir(deps.root);
-    if (!dir) return;
-    opened.push(dir);
+    let dir = openDir(deps.root, opened);
+    if (dir === undefined) return;
     for (const name of start) {
       if (!walk.includeHidden && name.startsWith(".")) return;
-      const child = await openDir(at(dir, name));
-      if (!child) return; // missing, not a directory, or a symlink: nothing can match below it
-      opened.push(child);
+      const child = openDir(at(dir, name), opened);
+      if (child === undefined) return; // missing, not a directory, or a symlink: nothing can match below it
       dir = child;
     }
-    for await (const batch of walkDir(walk, dir, start.join("/"), opened)) yield { matches: batch };
+    for await (const batch of walkDir(walk, dir, start.join("/"), opened)) {
+      yield { matches: batch };
+      resume(walk);
+    }
     if (walk.pending.length > 0) yield { matches: walk.pending.splice(0) };
   } finally {
     unlisten();
-    await Promise.all(opened.map((fh) => fh.close().catch(() => {})));
+    closeAll();
   }
 }
 
@@ -123,163 +141,141 @@ function literalBase(pattern: string): string[] {
 }
 
 /** Opens a directory without following a symlink; undefined when it is not (or no longer) a directory. */
-async function openDir(path: string): Promise<FileHandle | undefined> {
+function openDir(path: string, opened: Set<number>): number | undefined {
+  let fd: number;
   try {
-    return await open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    fd = openSync(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP") return undefined;
     throw err;
   }
+  opened.add(fd);
+  return fd;
+}
+
+function closeDir(fd: number, opened: Set<number>): void {
+  if (opened.delete(fd)) closeQuietly(fd);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closing a directory descriptor cannot lose data
+  }
+}
+
+/** After every await: a cancel may have closed the walk's descriptors meanwhile, so it ends here. */
+function resume(walk: Walk): void {
+  walk.signal.throwIfAborted();
+}
+
+/** The walk has held the event loop for TURN_MS: time to await turn(). */
+function due(walk: Walk): boolean {
+  return performance.now() - walk.turnAt >= TURN_MS;
+}
+
+/** Gives the event loop a turn (the caller resumes after it). */
+async function turn(walk: Walk): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  walk.turnAt = performance.now();
 }
 
 /** Depth-first, names sorted; yields batches of matches as they fill up, and what a directory found once it is read. */
-async function* walkDir(walk: Walk, dir: FileHandle, prefix: string, opened: FileHandle[]): AsyncGenerator<Match[]> {
-  walk.signal.throwIfAborted();
+async function* walkDir(walk: Walk, dir: number, prefix: string, opened: Set<number>): AsyncGenerator<Match[]> {
+  resume(walk);
+  if (due(walk)) {
+    await turn(walk);
+    resume(walk);
+  }
   let entries: Dirent[];
   try {
-    entries = await readdir(at(dir, ""), { withFileTypes: true });
+    entries = readdirSync(at(dir, ""), { withFileTypes: true });
   } catch (err) {
     throw agentError(err, prefix === "" ? WORKSPACE : `${WORKSPACE}/${prefix}`);
   }
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const changed = walk.changedSince === undefined ? undefined : await changedFiles(walk, dir, prefix, entries);
+  let changed: Set<string> | undefined;
+  if (walk.changedSince !== undefined) {
+    changed = await changedFiles(walk, dir, prefix, entries);
+    resume(walk);
+  }
   for (const entry of entries) {
     const name = entry.name;
     if (!walk.includeHidden && name.startsWith(".")) continue;
     const rel = prefix === "" ? name : `${prefix}/${name}`;
     if (entry.isDirectory()) {
       if (walk.isPruned(rel)) continue;
-      const child = await openDir(at(dir, name));
-      if (!child) continue; // replaced by a symlink or removed since the listing: not descended
-      opened.push(child);
+      const child = openDir(at(dir, name), opened);
+      if (child === undefined) continue; // replaced by a symlink or removed since the listing: not descended
       try {
         yield* walkDir(walk, child, rel, opened);
       } finally {
-        opened.splice(opened.indexOf(child), 1);
-        await child.close();
+        closeDir(child, opened);
       }
+      resume(walk);
     } else if (entry.isFile()) {
       if (changed ? changed.has(name) : walk.isMatch(rel) && !walk.isExcluded(rel)) add(walk, { path: `${WORKSPACE}/${rel}` });
     } else if (entry.isSymbolicLink() && !changed) {
       if (walk.isMatch(rel) && !walk.isExcluded(rel)) {
         const match = await resolveLink(walk.root, `${WORKSPACE}/${rel}`);
+        resume(walk);
         if (match) add(walk, match);
       }
     }
     // FIFOs, sockets and devices never match: only regular files do.
-    if (walk.pending.length >= MESSAGE_MATCHES) yield sent(walk);
+    if (walk.pending.length >= MESSAGE_MATCHES) {
+      yield sent(walk);
+      resume(walk);
+    }
   }
   if (walk.pending.length > 0 && performance.now() - walk.sentAt >= FLUSH_MS) yield sent(walk);
 }
 
 /**
  * The names of the directory's matching regular files whose ctime is at or
- * after walk.changedSince (still regular files now). An lstat through
- * /proc/self/fd/<dir>/<name> costs a /proc lookup per file (5x the walk
- * itself on 100,000 files), so the names are lstat'ed under the path the
- * kernel gives for the open directory, and the directory must still be
- * that very directory afterwards; if it moved meanwhile, the directory is
- * done again the slow way, through its descriptor. Either way this only
- * chooses matches: reading them goes through the confined ReadFiles again,
- * without following a symlink.
+ * after walk.changedSince (still regular files when stat'ed: one replaced
+ * by a symlink or a FIFO since the listing is no match, and never
+ * followed). Each is lstat'ed relative to the directory held open, never
+ * through a path another process could redirect. Reading the matches goes
+ * through the confined ReadFiles again, without following a symlink.
  */
-async function changedFiles(walk: Walk, dir: FileHandle, prefix: string, entries: Dirent[]): Promise<Set<string>> {
+async function changedFiles(walk: Walk, dir: number, prefix: string, entries: Dirent[]): Promise<Set<string>> {
   const since = walk.changedSince!;
-  const candidates = entries.filter((e) => {
-    if (!e.isFile() || (!walk.includeHidden && e.name.startsWith("."))) return false;
+  const candidates: string[] = [];
+  for (const e of entries) {
+    if (!e.isFile() || (!walk.includeHidden && e.name.startsWith("."))) continue;
     const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
-    return walk.isMatch(rel) && !walk.isExcluded(rel);
-  });
-  if (candidates.length === 0) return new Set();
-  const where = (name: string) => `${WORKSPACE}/${prefix === "" ? name : `${prefix}/${name}`}`;
-  const fast = await directoryPath(dir);
-  if (fast) {
-    const changed = new Set<string>();
-    // Number stats are about twice as cheap as bigint ones; only a ctime within a microsecond of the start needs the exact nanoseconds.
-    const sinceMs = Number(since) / 1e6;
-    for (let i = 0; i < candidates.length; i++) {
-      const name = candidates[i]!.name;
-      const path = `${fast.path}/${name}`;
-      const rough = lstatNumberOrUndefined(path, where(name));
-      if (rough?.isFile()) {
-        if (rough.ctimeMs > sinceMs + 0.001) changed.add(name);
-        else if (rough.ctimeMs >= sinceMs - 0.001) {
-          const st = lstatOrUndefined(path, where(name));
-          if (st?.isFile() && st.ctimeNs >= since) changed.add(name);
-        }
-      }
-      // A huge directory gives other calls a turn now and then.
-      if (i % 2048 === 2047) {
-        await new Promise((r) => setImmediate(r));
-        walk.signal.throwIfAborted();
-      }
-    }
-    if (sameDirectory(lstatOrUndefined(fast.path, WORKSPACE), fast.identity)) return changed;
+    if (walk.isMatch(rel) && !walk.isExcluded(rel)) candidates.push(e.name);
   }
-  return changedFilesThroughDescriptor(walk, dir, candidates, since, where);
-}
-
-/** The path the kernel names for an open directory, with its identity (dev, ino); undefined when it has none (deleted). */
-async function directoryPath(dir: FileHandle): Promise<{ path: string; identity: BigIntStats } | undefined> {
-  try {
-    const path = await readlink(`/proc/self/fd/${dir.fd}`);
-    if (!path.startsWith("/") || path.endsWith(" (deleted)")) return undefined;
-    const identity = await dir.stat({ bigint: true });
-    return sameDirectory(lstatOrUndefined(path, WORKSPACE), identity) ? { path, identity } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function sameDirectory(st: BigIntStats | undefined, identity: BigIntStats): boolean {
-  return st !== undefined && st.isDirectory() && st.dev === identity.dev && st.ino === identity.ino;
-}
-
-function lstatNumberOrUndefined(path: string, clientPath: string): Stats | undefined {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
-    throw agentError(err, clientPath);
-  }
-}
-
-function lstatOrUndefined(path: string, clientPath: string): BigIntStats | undefined {
-  try {
-    return lstatSync(path, { bigint: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
-    throw agentError(err, clientPath);
-  }
-}
-
-/** The slow, always exact way: an lstat of each name relative to the directory's descriptor, a few at a time. */
-async function changedFilesThroughDescriptor(
-  walk: Walk,
-  dir: FileHandle,
-  candidates: Dirent[],
-  since: bigint,
-  where: (name: string) => string,
-): Promise<Set<string>> {
   const changed = new Set<string>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < candidates.length) {
-      walk.signal.throwIfAborted();
-      const name = candidates[next++]!.name;
-      try {
-        const st = await lstat(at(dir, name), { bigint: true });
-        // Replaced by a symlink or a FIFO since the listing: not a match (and never followed).
-        if (st.isFile() && st.ctimeNs >= since) changed.add(name);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== "ENOENT" && code !== "ENOTDIR") throw agentError(err, where(name));
-      }
+  // Number stats are cheaper than bigint ones; only a ctime within a microsecond of the start needs the exact nanoseconds.
+  const sinceMs = Number(since) / 1e6;
+  for (let from = 0; from < candidates.length; from += STAT_BATCH) {
+    if (from > 0 && due(walk)) {
+      await turn(walk);
+      resume(walk);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(STAT_CONCURRENCY, candidates.length) }, worker));
+    const names = candidates.slice(from, from + STAT_BATCH);
+    let current = "";
+    try {
+      statAt(dir, (at) => {
+        for (const name of names) {
+          current = name;
+          const rough = at.lstat(name);
+          if (!rough?.isFile()) continue;
+          if (rough.ctimeMs > sinceMs + 0.001) changed.add(name);
+          else if (rough.ctimeMs >= sinceMs - 0.001) {
+            const st = at.lstatExact(name);
+            if (st?.isFile() && st.ctimeNs >= since) changed.add(name);
+          }
+        }
+      });
+    } catch (err) {
+      throw agentError(err, `${WORKSPACE}/${prefix === "" ? current : `${prefix}/${current}`}`);
+    }
+  }
   return changed;
 }
 

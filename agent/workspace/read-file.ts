@@ -15,8 +15,12 @@ import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./deps.js";
 
-/** Bytes per message: large enough to amortize framing, small enough to keep memory flat. */
-export const CHUNK_BYTES = 256 * 1024;
+/**
+ * Bytes per message: large enough to amortize framing, small enough to keep memory flat. 1 MiB, not
+ * 256 KiB: every chunk costs a read dispatched to the thread pool, a hash call, a message, and on the
+ * controller a decode and a write, whatever its size (issue 26); the controller accepts up to 4 MiB.
+ */
+export const CHUNK_BYTES = 1024 * 1024;
 
 type Response = MessageInitShape<typeof ReadFileResponseSchema>;
 
@@ -60,17 +64,30 @@ export async function* readFile(
  * Given the size the file should have, a buffer is no bigger than what is left plus one byte (the byte
  * that tells a file that grew): a 4 KiB file then costs 4 KiB instead of a whole chunk, and collecting
  * many small files no longer drives the garbage collector (BENCHMARKS.md).
+ * One read runs ahead: the next chunk is read on the thread pool while the consumer hashes and sends
+ * this one, so reading no longer waits for the send and the send for the read (the same reads in the
+ * same order, started earlier; one more chunk held).
  */
 export async function* readChunks(fh: FileHandle, signal: AbortSignal, expectedBytes?: bigint, chunkBytes = CHUNK_BYTES): AsyncGenerator<Buffer> {
   let left = expectedBytes;
-  for (;;) {
-    signal.throwIfAborted();
+  const readNext = async (): Promise<Buffer | undefined> => {
     const size = left === undefined || left >= BigInt(chunkBytes) ? chunkBytes : Number(left) + 1;
     const buf = Buffer.allocUnsafe(size);
     const { bytesRead } = await fh.read(buf, 0, size, null);
-    if (bytesRead === 0) return;
+    if (bytesRead === 0) return undefined;
     if (left !== undefined) left = left > BigInt(bytesRead) ? left - BigInt(bytesRead) : 0n;
-    yield bytesRead === size ? buf : buf.subarray(0, bytesRead);
+    return bytesRead === size ? buf : buf.subarray(0, bytesRead);
+  };
+  signal.throwIfAborted();
+  let next = readNext();
+  for (;;) {
+    const chunk = await next;
+    if (chunk === undefined) return;
+    signal.throwIfAborted();
+    next = readNext();
+    // Awaited on the next turn; a consumer that stops first (an abort, a failed send) must not leave it unhandled.
+    next.catch(() => undefined);
+    yield chunk;
   }
 }
 

@@ -27,7 +27,7 @@ export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 export const SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
 
 /**
- * The largest message an agent may send us. Its chunks are 256 KiB; a
+ * The largest message an agent may send us. Its chunks are 1 MiB; a
  * message that declares more is refused from its 5-byte length prefix,
  * before any of it is buffered (a hostile agent declaring 4 GiB gets a
  * ResourceExhausted error, mapped to agent_unavailable).

@@ -18,6 +18,8 @@ const EXPECTED_ROWS: RegExp[] = [
   /^peak RSS growth, controller \(.+ export\)$/,
   /^peak RSS growth, agent \(.+ export\)$/,
   /^controller CPU per GiB exported \(.+ export\)$/,
+  /^agent CPU per GiB exported \(.+ export\)$/,
+  /^floors of the .+ export \(same file, same run\)$/,
   /^download of one .+ artifact, file store$/,
   /^cost growth: exports of /,
   /^export of one .+ file, S3 store \(s3rver\)$/,

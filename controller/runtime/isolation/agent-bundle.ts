@@ -1,9 +1,9 @@
 // Isolated sandboxes run the built agent: dist/agent.mjs (one file, node
 // alone) or dist/crownest-agent (one executable, no node at all). Each is
 // built from the sources when missing or older than them.
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -97,4 +97,29 @@ export function ensureAgentExecutable(): string {
 export function agentProgram(kind: "executable" | "node" = "executable"): { executable: string; script?: string } {
   if (kind === "node") return { executable: process.execPath, script: ensureAgentBundle() };
   return { executable: ensureAgentExecutable() };
+}
+
+export const COMMANDS_INIT = join(REPO_ROOT, "dist", "crownest-nsinit");
+const COMMANDS_INIT_SOURCE = join(REPO_ROOT, "agent", "init", "nsinit.c");
+
+/**
+ * crownest-nsinit (agent/init/nsinit.c): the helper that gives a gVisor
+ * sandbox's commands a PID namespace of their own. A static executable, so
+ * it runs in any image; compiled with `cc -static` when missing or older
+ * than its source.
+ */
+export function ensureCommandsInit(): string {
+  const fresh = existsSync(COMMANDS_INIT) && (!existsSync(COMMANDS_INIT_SOURCE) || statSync(COMMANDS_INIT_SOURCE).mtimeMs <= statSync(COMMANDS_INIT).mtimeMs);
+  if (fresh) return COMMANDS_INIT;
+  mkdirSync(dirname(COMMANDS_INIT), { recursive: true });
+  const tmp = `${COMMANDS_INIT}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    execFileSync(process.env.CC ?? "cc", ["-static", "-O2", "-Wall", "-Werror", "-o", tmp, COMMANDS_INIT_SOURCE], { stdio: ["ignore", "ignore", "pipe"], timeout: 120_000 });
+    renameSync(tmp, COMMANDS_INIT);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`building ${COMMANDS_INIT} (cc -static) failed: ${stderr || (err as Error).message}`);
+  }
+  return COMMANDS_INIT;
 }

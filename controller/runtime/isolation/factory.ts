@@ -3,12 +3,12 @@
 // but unusable stops the start (ConfigError: exit 2). The isolated modes'
 // shared setup (image roots, the agent and its libraries, the seccomp
 // filter) is made here once, under <dataDir>/isolation.
-import { writeFile } from "node:fs/promises";
+import { chmod, writeFile } from "node:fs/promises";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { ConfigError, type SandboxConfig } from "../../config.js";
-import { agentProgram } from "./agent-bundle.js";
+import { agentProgram, ensureCommandsInit } from "./agent-bundle.js";
 import { prepareAgentRuntime } from "./agent-runtime.js";
 import { BwrapIsolation, bwrapUnusable } from "./bwrap.js";
 import { detectCgroups } from "./cgroups.js";
@@ -56,8 +56,18 @@ export async function openIsolation(config: SandboxConfig, log: Logger, options:
     case "gvisor": {
       const why = await runscUnusable();
       if (why) throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `gvisor is not usable: ${why}`);
-      isolation = new GvisorIsolation(config, await detectCgroups(), await isolatedSetup(config, options.dataDir, false));
-      log.info({ isolation: "gvisor", seccomp: `in gVisor's kernel (OCI seccomp): ${seccompSummary()}` }, "sandbox seccomp filter");
+      const setup = await isolatedSetup(config, options.dataDir, true);
+      if (!setup.seccompFile) throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", "gvisor needs x86-64 here (the commands' seccomp filter is built from its syscall table)");
+      try {
+        setup.commandsInit = ensureCommandsInit();
+      } catch (err) {
+        throw new ConfigError("CROWNEST_SANDBOX_ISOLATION", `gvisor: ${(err as Error).message.split("\n")[0]!}`);
+      }
+      isolation = new GvisorIsolation(config, await detectCgroups(), setup, join(options.dataDir, "sandboxes"));
+      log.info(
+        { isolation: "gvisor", seccomp: `in gVisor's kernel (OCI seccomp), the agent allowed mount and a PID namespace; commands also get the full filter: ${seccompSummary()}` },
+        "sandbox seccomp filter",
+      );
       break;
     }
   }
@@ -80,7 +90,9 @@ async function isolatedSetup(config: SandboxConfig, dataDir: string, withSeccomp
   let seccompFile: string | undefined;
   if (withSeccompFile && seccompSupported()) {
     seccompFile = join(stateDir, "seccomp.bpf");
-    await writeFile(seccompFile, buildSeccompFilter(), { mode: 0o600 });
+    // Readable by all: under gvisor the gofer, an unprivileged host uid, serves it to the sandbox (it holds no secret).
+    await writeFile(seccompFile, buildSeccompFilter(), { mode: 0o644 });
+    await chmod(seccompFile, 0o644);
   }
   return { roots, images: { names: [...roots.keys()], defaultName: config.defaultImage ?? HOST_IMAGE }, agent, seccompFile };
 }

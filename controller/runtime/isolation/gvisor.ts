@@ -6,9 +6,12 @@
 // CROWNEST_SANDBOX_NETWORK=host); the agent listens on a Unix socket it
 // creates in its host directory (`--host-uds=create`). As with bwrap the
 // agent runs as root inside with a few capabilities and commands as uid
-// 1000 with none.
+// 1000 with none. Commands live in a PID namespace of their own with a /proc
+// of it (crownest-nsinit, agent/init/nsinit.c): gVisor's /proc serves any
+// process's environ, maps and fd links to any uid, so the agent must not be
+// in a command's /proc at all.
 import { spawn } from "node:child_process";
-import { mkdir, stat, symlink, writeFile } from "node:fs/promises";
+import { chown, mkdir, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { SandboxConfig } from "../../config.js";
 import { type SandboxCgroups, SandboxCgroupSlots, inCgroups } from "./cgroups.js";
@@ -17,13 +20,25 @@ import { AGENT_DIR_INSIDE, WORKSPACE_INSIDE, agentArgsInside, agentEnvInside, is
 import { childrenOf, kill } from "./procs.js";
 import type { Recognition } from "./recognise.js";
 import { ociSeccomp } from "./seccomp.js";
+import { STAGE_DIR, USERNS_RANGE, UsernsRanges } from "./userns.js";
 import type { ImageChoice, Isolation, LaunchPlan, LimitReport } from "./types.js";
 
 /**
- * gVisor's own processes and threads (Sentry, gofer, ptrace stubs) count
- * against the host cgroup: room for them on top of the sandbox's limits.
+ * The host cgroup's pids limit is a backstop for gVisor itself; the sandbox's
+ * process limit is RLIMIT_NPROC inside (commands, uid 1000). Each process
+ * inside costs the host about 5 tasks under the ptrace platform (its stub
+ * and the Sentry's threads: measured 37 host tasks idle, 134 with 20
+ * sleeping processes, 538 with 100), so the former flat headroom of 256
+ * (304 in all for 48 processes) was below what 48 processes and the agent
+ * need; the host limit grows with the limit inside instead.
  */
-const RUNSC_PIDS_HEADROOM = 256;
+export function runscHostPids(maxProcesses: number): number {
+  return RUNSC_HOST_TASKS_BASE + RUNSC_HOST_TASKS_PER_TASK * (maxProcesses + AGENT_TASKS);
+}
+const RUNSC_HOST_TASKS_BASE = 64;
+const RUNSC_HOST_TASKS_PER_TASK = 6;
+/** Tasks of root inside, outside RLIMIT_NPROC: the agent's threads, crownest-nsinit, one run helper per running command. */
+const AGENT_TASKS = 64;
 const RUNSC_MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024;
 
 function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string; error?: Error }> {
@@ -43,6 +58,23 @@ export async function runscUnusable(runsc = "runsc"): Promise<string | undefined
   if (r.code !== 0) return `runsc failed: ${(r.stderr || `exit ${r.code}`).trim().split("\n").pop()}`;
   return undefined;
 }
+
+/** Inside: the commands' helper, their seccomp filter, the helper's socket and the commands' root (all in the agent's closed directory). */
+const NSINIT_INSIDE = `${AGENT_DIR_INSIDE}/nsinit`;
+const COMMANDS_SECCOMP_INSIDE = `${AGENT_DIR_INSIDE}/seccomp.bpf`;
+/** The agent's capabilities under gVisor: also mounting and chroot, for the commands' namespace and its root. */
+const GVISOR_AGENT_CAPS = [...AGENT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_CHROOT"];
+
+/** In runsc's own mount namespace: a tmpfs on STAGE_DIR, the bundle at bundle/, source i at i/; then runsc (the launched pid stays runsc's). */
+const STAGE_AND_RUN = [
+  "set -e",
+  'stage=$1 bundle=$2 n=$3; shift 3',
+  'mount -t tmpfs -o mode=0755,size=1m crownest-stage "$stage"',
+  'mkdir "$stage/bundle"; mount --bind "$bundle" "$stage/bundle"',
+  "i=0",
+  'while [ "$i" -lt "$n" ]; do if [ -d "$1" ]; then mkdir "$stage/$i"; else : > "$stage/$i"; fi; mount --bind "$1" "$stage/$i"; i=$((i+1)); shift; done',
+  'exec "$@"',
+].join("\n");
 
 function bundleDir(layout: SandboxLayout): string {
   return join(layout.dir, "bundle");
@@ -69,26 +101,52 @@ export class GvisorIsolation implements Isolation {
   readonly images: ImageChoice;
   private readonly cgroups: SandboxCgroupSlots;
   private readonly recognise: Recognition;
+  private readonly ranges: UsernsRanges;
+  /** Each prepared sandbox's host paths, bound at STAGE_DIR/<i> (the bundle at STAGE_DIR/bundle) when it launches. */
+  private readonly staged = new Map<string, string[]>();
 
   constructor(
     private readonly config: SandboxConfig,
     cgroups: SandboxCgroups,
     private readonly setup: IsolatedSetup,
+    sandboxesDir: string,
   ) {
+    this.ranges = new UsernsRanges(sandboxesDir);
     this.cgroups = new SandboxCgroupSlots(cgroups);
     this.images = setup.images;
     this.recognise = recognition(["runsc"], cgroups);
     this.limits = limitReport(config, cgroups, "tmpfs size inside gVisor");
     this.limits.enforced = this.limits.enforced.map((l) =>
-      l.startsWith("processes") ? `${l}, plus RLIMIT_NPROC ${config.maxProcesses} for commands inside gVisor` : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
+      l.startsWith("processes")
+        ? `processes ${config.maxProcesses} (RLIMIT_NPROC for commands inside gVisor; the host pids cgroup allows gVisor ${runscHostPids(config.maxProcesses)} tasks)`
+        : l.startsWith("memory") ? `${l}, plus gVisor's own overhead` : l,
     );
   }
 
   async prepare(layout: SandboxLayout, token: string, image: string): Promise<void> {
-    // gVisor's kernel keeps its own ids (the agent root, commands 1000) and its gofer serves the host files as those ids.
-    await prepareHostDirs(layout, token, this.setup.agent, (id) => id);
+    // gVisor's kernel keeps its own ids (the agent root, commands 1000); with the user namespace below its gofer runs as
+    // host uid `base` and serves the host files of the sandbox's range as those ids (base+1000 is the commands' 1000).
+    const ids = await this.ranges.allocate(layout.sandboxId, layout.dir);
+    await prepareHostDirs(layout, token, this.setup.agent, ids.host);
+    const { commandsInit, seccompFile } = this.setup;
+    if (!commandsInit || !seccompFile) throw new Error("gvisor needs crownest-nsinit and the seccomp filter");
+    for (const name of ["nsinit", "seccomp.bpf"]) {
+      await writeFile(join(layout.agentDir, name), "", { mode: 0o400 });
+      await chown(join(layout.agentDir, name), ids.base, ids.base);
+    }
     const root = rootOf(this.setup, image);
-    const mounts = [...root.mounts, ...sandboxMounts(layout, this.setup.agent, this.config.tmpMb * 1024 * 1024)];
+    const mounts: Mount[] = [
+      ...root.mounts,
+      ...sandboxMounts(layout, this.setup.agent, this.config.tmpMb * 1024 * 1024),
+      { kind: "bind", source: commandsInit, target: NSINIT_INSIDE, readonly: true },
+      { kind: "bind", source: seccompFile, target: COMMANDS_SECCOMP_INSIDE, readonly: true },
+    ];
+    // The gofer, an unprivileged host uid, cannot walk the 0700 data dir: runsc starts in a mount namespace of its own
+    // where every source (and the bundle) is bound under STAGE_DIR, and the spec names those paths.
+    const sources: string[] = [];
+    const stagedMounts = mounts.map((m) => (m.kind === "bind" ? { ...m, source: `${STAGE_DIR}/${sources.push(m.source) - 1}` } : m));
+    this.staged.set(layout.sandboxId, sources);
+    await mkdir(STAGE_DIR, { recursive: true, mode: 0o755 });
     const rootfs = join(bundleDir(layout), "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
     // Mount points must exist in the (read-only) root; symlinks are entries of it. Those inside the agent's directory exist already.
@@ -108,10 +166,10 @@ export class GvisorIsolation implements Isolation {
       process: {
         terminal: false,
         user: { uid: 0, gid: 0 },
-        args: agentArgsInside(this.setup.agent),
+        args: [...agentArgsInside(this.setup.agent), "--commands-pidns", NSINIT_INSIDE, "--commands-seccomp", COMMANDS_SECCOMP_INSIDE],
         env: Object.entries(agentEnvInside()).map(([k, v]) => `${k}=${v}`),
         cwd: WORKSPACE_INSIDE,
-        capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, AGENT_CAPS])),
+        capabilities: Object.fromEntries(["bounding", "effective", "inheritable", "permitted"].map((k) => [k, GVISOR_AGENT_CAPS])),
         // Inherited by commands (uid 1000): gVisor's kernel counts their processes; the agent (root) is exempt.
         rlimits: [
           { type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 },
@@ -125,24 +183,29 @@ export class GvisorIsolation implements Isolation {
         { destination: "/proc", type: "proc", source: "proc", options: [] },
         { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
         { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-        ...ociMounts(mounts),
+        ...ociMounts(stagedMounts),
       ],
       linux: {
-        // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp).
-        seccomp: ociSeccomp(),
-        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
+        // Enforced by gVisor's kernel for the agent and every command (runsc --oci-seccomp); commands get the full filter on top.
+        seccomp: ociSeccomp({ agentMakesCommandsNamespace: true }),
+        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "user" }, ...(this.config.network === "none" ? [{ type: "network" }] : [])],
+        uidMappings: [{ containerID: 0, hostID: ids.base, size: USERNS_RANGE }],
+        gidMappings: [{ containerID: 0, hostID: ids.base, size: USERNS_RANGE }],
       },
     };
     await writeFile(join(bundleDir(layout), "config.json"), JSON.stringify(spec, null, 1));
     await mkdir(stateDir(layout), { recursive: true, mode: 0o700 });
     await this.cgroups.create(layout.sandboxId, {
-      maxProcesses: this.config.maxProcesses + RUNSC_PIDS_HEADROOM,
+      maxProcesses: runscHostPids(this.config.maxProcesses),
       memoryBytes: this.config.memoryMb * 1024 * 1024 + RUNSC_MEMORY_HEADROOM_BYTES,
     });
   }
 
   launch(layout: SandboxLayout): LaunchPlan {
     const procs = this.cgroups.take(layout.sandboxId);
+    const sources = this.staged.get(layout.sandboxId);
+    if (!sources) throw new Error(`sandbox ${layout.sandboxId} was not prepared`);
+    this.staged.delete(layout.sandboxId);
     const args = [
       "--root",
       stateDir(layout),
@@ -153,10 +216,10 @@ export class GvisorIsolation implements Isolation {
       "--oci-seccomp",
       "run",
       "--bundle",
-      bundleDir(layout),
+      `${STAGE_DIR}/bundle`,
       layout.sandboxId,
     ];
-    const wrapped = inCgroups(procs, "runsc", args);
+    const wrapped = inCgroups(procs, "unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", STAGE_AND_RUN, "sh", STAGE_DIR, bundleDir(layout), String(sources.length), ...sources, "runsc", ...args]);
     return { ...wrapped, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, agentUrl: (line) => isolatedAgentUrl(layout, line) };
   }
 
@@ -170,6 +233,8 @@ export class GvisorIsolation implements Isolation {
   }
 
   async release(layout: SandboxLayout): Promise<void> {
+    this.staged.delete(layout.sandboxId);
+    this.ranges.release(layout.sandboxId);
     await this.cgroups.release(layout.sandboxId);
   }
 

@@ -16,8 +16,10 @@ export interface IsolatedSetup {
   roots: Map<string, SandboxRoot>;
   images: ImageChoice;
   agent: AgentRuntime;
-  /** The seccomp filter (bwrap), a file of struct sock_filter. */
+  /** The seccomp filter (bwrap; gvisor: the commands' own), a file of struct sock_filter. */
   seccompFile: string | undefined;
+  /** crownest-nsinit on the host (gvisor: the commands' PID namespace). */
+  commandsInit?: string;
 }
 
 /** What the agent keeps: serve files of any owner in the workspace, give new files to uid 1000, start and signal commands as uid 1000. No CAP_DAC_READ_SEARCH: CAP_DAC_OVERRIDE covers reading, and the former opens open_by_handle_at. */
@@ -46,6 +48,8 @@ export async function prepareHostDirs(layout: SandboxLayout, token: string, agen
   for (const { name, file } of agentMountPoints(agent)) {
     if (file) await writeFile(join(layout.agentDir, name), "", { mode: 0o500 });
     else await mkdir(join(layout.agentDir, name), { mode: 0o500 });
+    // The agent's root owns them: gVisor's gofer, run as that host uid, opens each mount point.
+    await chown(join(layout.agentDir, name), hostId(0), hostId(0));
   }
   await writeFile(tokenFileOnHost(layout), token, { mode: 0o600 });
   await chown(tokenFileOnHost(layout), hostId(0), hostId(0));

@@ -124,21 +124,29 @@ export function buildSeccompFilter(): Buffer {
   return out;
 }
 
+/** Linux's CLONE_NEWPID. */
+export const CLONE_NEWPID = 0x20000000;
+
 /**
  * The same refusals as an OCI `linux.seccomp` section (gVisor enforces it in
  * its own kernel with `--oci-seccomp`). clone3 is left to gVisor, which
- * answers ENOSYS itself.
+ * answers ENOSYS itself. With `agentMakesCommandsNamespace` the agent (and
+ * crownest-nsinit, its helper) may still call mount and unshare(CLONE_NEWPID):
+ * that is how the commands' PID namespace and its /proc are made, and every
+ * command then runs under the full filter of buildSeccompFilter() as well,
+ * installed by the helper before exec, so commands meet the same refusals.
  */
-export function ociSeccomp(): Record<string, unknown> {
+export function ociSeccomp(opts: { agentMakesCommandsNamespace?: boolean } = {}): Record<string, unknown> {
   const bits = (mask: number) => Array.from({ length: 31 }, (_, i) => 1 << i).filter((b) => (mask & b) !== 0);
+  const allowed = opts.agentMakesCommandsNamespace ? { syscalls: new Set(["mount"]), unshareFlags: CLONE_NEWPID } : { syscalls: new Set<string>(), unshareFlags: 0 };
   return {
     defaultAction: "SCMP_ACT_ALLOW",
     architectures: ["SCMP_ARCH_X86_64"],
     syscalls: [
-      { names: Object.keys(REFUSED_SYSCALLS), action: "SCMP_ACT_ERRNO", errnoRet: EPERM },
+      { names: Object.keys(REFUSED_SYSCALLS).filter((n) => !allowed.syscalls.has(n)), action: "SCMP_ACT_ERRNO", errnoRet: EPERM },
       // One rule per namespace flag: any one of them set refuses the call.
       ...Object.entries(NAMESPACE_CHECKED_SYSCALLS).flatMap(([name, { flags }]) =>
-        bits(flags).map((flag) => ({
+        bits(name === "unshare" ? flags & ~allowed.unshareFlags : flags).map((flag) => ({
           names: [name],
           action: "SCMP_ACT_ERRNO",
           errnoRet: EPERM,

@@ -3,10 +3,11 @@
 // directories never descended, symlinks to files resolved by the physical
 // rule (inside: a match; outside: that match's path_outside_workspace), the
 // 10,000-match bound, bad patterns refused with their codes, cancellation.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GlobResponse } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../../helpers/agent.js";
@@ -150,6 +151,43 @@ describe("Glob", () => {
     const exactly = await globOf("many/*.txt");
     expect(exactly).toHaveLength(10_000);
     rmSync(dir, { recursive: true });
+  });
+
+  it.each([
+    ["a plain walk", {}],
+    ["a changed walk", { changedSince: { seconds: 0n, nanos: 0 } }],
+  ])("%s cancelled mid-stream releases every directory it held, and the next walk works", async (_, extra) => {
+    // More matches than an HTTP/2 window holds (~300 KiB of paths): the walk waits for the client mid-tree.
+    const name = "a-name-long-enough-to-fill-the-window";
+    for (let d = 0; d < 100; d++) for (let f = 0; f < 50; f++) put(`held/d${d}/${name}-${f}.txt`, "");
+    // The agent's descriptors that name something in the workspace: the walk's directories.
+    const held = () =>
+      readdirSync(`/proc/${agent.pid}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${agent.pid}/fd/${fd}`).startsWith(agent.workspace);
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    const abort = new AbortController();
+    let first = 0;
+    await expect(
+      (async () => {
+        for await (const m of c.workspace.glob({ glob: "held/**", ...extra }, { signal: abort.signal })) {
+          first = m.matches.length;
+          abort.abort(); // after the first message: the walk is parked mid-tree, directories open
+        }
+      })(),
+    ).rejects.toThrow();
+    expect(first).toBeGreaterThan(0);
+    let left = held();
+    for (let i = 0; i < 100 && left > 0; i++) {
+      await sleep(20);
+      left = held();
+    }
+    expect(left).toBe(0);
+    expect(paths(await globOf("held/**"))).toHaveLength(5000);
+    rmSync(join(agent.workspace, "held"), { recursive: true });
   });
 
   it("stops walking when the client cancels", async () => {

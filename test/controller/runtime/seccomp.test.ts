@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bwrapUnusable } from "../../../controller/runtime/isolation/bwrap.js";
-import { REFUSED_SYSCALLS, buildSeccompFilter, ociSeccomp, seccompSupported } from "../../../controller/runtime/isolation/seccomp.js";
+import { CLONE_NEWPID, REFUSED_SYSCALLS, buildSeccompFilter, ociSeccomp, seccompSupported } from "../../../controller/runtime/isolation/seccomp.js";
 
 const usable = seccompSupported() && bwrapUnusable() === undefined && spawnSync("python3", ["-c", "1"]).status === 0;
 
@@ -33,6 +33,17 @@ describe("the seccomp filter", () => {
     const oci = ociSeccomp() as { syscalls: Array<{ names: string[] }> };
     const names = new Set(oci.syscalls.flatMap((s) => s.names));
     for (const name of [...Object.keys(REFUSED_SYSCALLS), "clone", "unshare"]) expect(names.has(name)).toBe(true);
+  });
+
+  it("lets gVisor's agent mount and make a PID namespace (for the commands' own), and nothing else more", () => {
+    type Rule = { names: string[]; args?: Array<{ value: number }> };
+    const strict = (ociSeccomp() as { syscalls: Rule[] }).syscalls;
+    const relaxed = (ociSeccomp({ agentMakesCommandsNamespace: true }) as { syscalls: Rule[] }).syscalls;
+    const plain = (rules: Rule[]) => new Set(rules.filter((r) => !r.args).flatMap((r) => r.names));
+    const flags = (rules: Rule[], name: string) => new Set(rules.filter((r) => r.names.includes(name) && r.args).map((r) => r.args![0]!.value));
+    expect([...plain(strict)].filter((n) => !plain(relaxed).has(n))).toEqual(["mount"]);
+    expect([...flags(strict, "unshare")].filter((f) => !flags(relaxed, "unshare").has(f))).toEqual([CLONE_NEWPID]);
+    expect(flags(relaxed, "clone")).toEqual(flags(strict, "clone"));
   });
 
   describe.runIf(usable)("loaded into bwrap", () => {
