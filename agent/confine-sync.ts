@@ -14,16 +14,12 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, typ
 import { posix } from "node:path";
 import { CrowNestError, fromErrno } from "../common/errors.js";
 import { normalizeWorkspacePath, relativeToWorkspace } from "../common/paths.js";
+import { at } from "./confine.js";
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
 
 /** Linux's limit on symlinks followed in one lookup (confine.ts's). */
 const MAX_SYMLINKS = 40;
-
-/** The path of `name` inside an open directory descriptor: openat(2) for path-only APIs. */
-export function atFd(dir: number, name: string): string {
-  return `/proc/self/fd/${dir}/${name === "" ? "." : name}`;
-}
 
 /** What confine.ts's Located says, with a plain descriptor. */
 export interface LocatedSync {
@@ -80,7 +76,7 @@ export function resolveInsideWorkspaceSync(root: string, clientPath: string, opt
       const isLast = pending.length === 0;
       let stats: BigIntStats;
       try {
-        stats = lstatSync(atFd(top, name), { bigint: true });
+        stats = lstatSync(at(top, name), { bigint: true });
       } catch (err) {
         if (errnoOf(err) !== "ENOENT") throw fromErrno(err, path);
         throw new CrowNestError("file_not_found", `no such file: ${path}`, { path });
@@ -89,7 +85,7 @@ export function resolveInsideWorkspaceSync(root: string, clientPath: string, opt
         if (++links > MAX_SYMLINKS) throw outside(path, "has too many levels of symbolic links");
         let target: string;
         try {
-          target = readlinkSync(atFd(top, name));
+          target = readlinkSync(at(top, name));
         } catch (err) {
           // No longer a symlink (EINVAL): it changed under us; look again (the link budget bounds this).
           if (errnoOf(err) === "EINVAL") {
@@ -115,7 +111,7 @@ export function resolveInsideWorkspaceSync(root: string, clientPath: string, opt
       if (!stats.isDirectory()) throw new CrowNestError("file_not_found", `no such file: ${path}`, { path });
       let fd: number;
       try {
-        fd = openDirectoryAt(atFd(top, name));
+        fd = openDirectoryAt(at(top, name));
       } catch (err) {
         // Swapped for a symlink since the lstat: refuse rather than follow.
         throw fromErrno(err, path);

@@ -13,7 +13,8 @@ import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
 import { createHash } from "node:crypto";
-import { atFd, resolveInsideWorkspaceSync } from "../confine-sync.js";
+import { at } from "../confine.js";
+import { resolveInsideWorkspaceSync } from "../confine-sync.js";
 import { readFile } from "./read-file.js";
 import { readSmallFileSync, SMALL_FILE_BYTES } from "./read-small.js";
 import { fileInfo } from "./stat.js";
@@ -52,7 +53,7 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
       ctx.values.set(callPath, entry.path);
       let small;
       try {
-        small = entry.stats.isFile() && entry.stats.size <= BigInt(SMALL_FILE_BYTES) ? readSmallFileSync(atFd(entry.dir, entry.name), entry.stats, entry.path) : undefined;
+        small = entry.stats.isFile() && entry.stats.size <= BigInt(SMALL_FILE_BYTES) ? readSmallFileSync(at(entry.dir, entry.name), entry.stats, entry.path) : undefined;
       } finally {
         entry.close();
       }
