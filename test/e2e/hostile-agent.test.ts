@@ -305,6 +305,38 @@ describe("every path that reads from an agent goes through the one reader", () =
     for (const o of outcomes) if (o.status === "fulfilled") await call("DELETE", `/v1/artifacts/${o.value.id}`);
   });
 
+  it.each(cases)("collection batch [good, %s, good] sent as whole files → %s for it", async (name, code) => {
+    const sandbox = (await ctl.deps.db.getSandbox(sbx))!;
+    const input = (path: string) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null });
+    agent.wholes = "one-each";
+    try {
+      const outcomes = await Promise.allSettled(exportFiles(ctl.deps, [input("good.bin"), input(name), input("good.bin")], 4));
+      const codes = outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code));
+      if (code !== "agent_unavailable") expect(codes[0]).toBe("ok");
+      expect(codes[1]).toBe(code);
+      for (const o of outcomes) if (o.status === "fulfilled") await call("DELETE", `/v1/artifacts/${o.value.id}`);
+    } finally {
+      agent.wholes = "off";
+    }
+  });
+
+  it.each(["empty-group", "skip-index"] as const)("whole files with a broken frame (%s): the batch fails integrity_error, nothing kept", async (mode) => {
+    const sandbox = (await ctl.deps.db.getSandbox(sbx))!;
+    const input = (path: string) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null });
+    agent.wholes = mode;
+    try {
+      const outcomes = await Promise.allSettled(exportFiles(ctl.deps, [input("good.bin"), input("good.bin")], 4));
+      for (const o of outcomes) {
+        expect(o.status).toBe("rejected");
+        expect(((o as PromiseRejectedResult).reason as CrowNestError).code).toBe("integrity_error");
+      }
+    } finally {
+      agent.wholes = "off";
+    }
+    expect((await call("GET", `/v1/sandboxes/${sbx}/artifacts`)).json.artifacts).toEqual([]);
+    await stillServing();
+  });
+
   it("Stat that never answers: GET /files is 503 agent_unavailable", async () => {
     expect(await getFile("stat-stall.bin")).toEqual({ status: 503, code: "agent_unavailable" });
   });

@@ -138,13 +138,42 @@ export interface HostileAgent {
   raw: Map<string, RawBehaviour>;
   /** ReadFiles error items carry this code for a missing file (a hostile agent may send any string). */
   missingCode: string;
+  /**
+   * When the caller asks ReadFiles for whole files: "off" answers in start/chunk/end events as an
+   * older agent would; "one-each" sends each file as a `wholes` message of one, with the script's
+   * lies; "empty-group" first sends a group of no files; "skip-index" numbers every file one too high.
+   */
+  wholes: WholesMode;
   close(): Promise<void>;
 }
 
+export type WholesMode = "off" | "one-each" | "empty-group" | "skip-index";
+
 export async function startHostileAgent(): Promise<HostileAgent> {
-  const state = { missingCode: "file_not_found" };
+  const state: { missingCode: string; wholes: WholesMode } = { missingCode: "file_not_found", wholes: "off" };
   const archives = new Map<string, ArchiveScript>();
   const scriptOf = (path: string) => SCRIPTS[path.split("/").pop()!];
+  /** ReadFiles asked for whole files: each script's events as one `wholes` message of one file (its lies kept). */
+  async function* wholeFiles(paths: string[], signal: AbortSignal) {
+    if (state.wholes === "empty-group") yield { event: { case: "wholes" as const, value: { files: [] } } };
+    for (const [at, path] of paths.entries()) {
+      const index = state.wholes === "skip-index" ? at + 1 : at;
+      const script = scriptOf(path);
+      if (!script) {
+        yield { event: { case: "error" as const, value: { index, code: state.missingCode, message: `no such file: ${path}` } } };
+        continue;
+      }
+      let header: ReturnType<typeof fileInfo> | undefined;
+      let trailer: { size: bigint; sha256: string } | undefined;
+      const data: Uint8Array[] = [];
+      for await (const e of script.events(signal, path)) {
+        if (e.case === "header") header = e.value;
+        else if (e.case === "chunk") data.push(e.value);
+        else trailer = e.value;
+      }
+      yield { event: { case: "wholes" as const, value: { files: [{ index, header, data: Buffer.concat(data), trailer }] } } };
+    }
+  }
   const archiveOf = (path: string) => archives.get(path.split("/").pop()!);
   const workspace: Partial<ServiceImpl<typeof WorkspaceService>> = {
     async stat(req, ctx) {
@@ -180,6 +209,10 @@ export async function startHostileAgent(): Promise<HostileAgent> {
       for await (const event of script.events(ctx.signal, req.path)) yield { event };
     },
     async *readFiles(req, ctx) {
+      if (req.wholeFiles && state.wholes !== "off") {
+        yield* wholeFiles(req.paths, ctx.signal);
+        return;
+      }
       for (const [index, path] of req.paths.entries()) {
         const script = scriptOf(path);
         if (!script) {
@@ -248,6 +281,12 @@ export async function startHostileAgent(): Promise<HostileAgent> {
     },
     set missingCode(code: string) {
       state.missingCode = code;
+    },
+    get wholes() {
+      return state.wholes;
+    },
+    set wholes(mode: WholesMode) {
+      state.wholes = mode;
     },
     close: async () => {
       for (const s of sessions) s.destroy();
