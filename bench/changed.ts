@@ -3,12 +3,13 @@
 // candidate file), against the plain Glob over the same tree, alternated;
 // a command touches 1,000 of them and the walk must find exactly those
 // (wall time, and the agent's CPU seconds beside it).
-import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, realpath, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { agentClients } from "../controller/runtime/agent-client.js";
 import { startBundle } from "./agent.js";
+import { makeTree } from "./globs.js";
 import type { BenchOptions } from "./options.js";
 import { REPO_ROOT } from "./options.js";
 import { failedRow, type BenchRow } from "./report.js";
@@ -39,12 +40,7 @@ export async function benchChangedTree(opts: BenchOptions, log: (line: string) =
   const root = await realpath(await mkdtemp(join(tmpdir(), "crownest-bench-changed-")));
   let agent: Awaited<ReturnType<typeof startBundle>> | undefined;
   try {
-    const dirs = Math.ceil(files / FILES_PER_DIR);
-    for (let d = 0; d < dirs; d++) {
-      const dir = join(root, `d${String(Math.floor(d / 100)).padStart(2, "0")}`, `d${d}`);
-      await mkdir(dir, { recursive: true });
-      await Promise.all(Array.from({ length: Math.min(FILES_PER_DIR, files - d * FILES_PER_DIR) }, (_, i) => writeFile(join(dir, `f${i}.txt`), "")));
-    }
+    await makeTree(root, files);
     await new Promise((r) => setTimeout(r, 50)); // older than the coarse clock's tick
     agent = await startBundle(join(REPO_ROOT, "dist", "agent.mjs"), root);
     const clients = agentClients({ url: agent.url, token: agent.token });
@@ -54,7 +50,8 @@ export async function benchChangedTree(opts: BenchOptions, log: (line: string) =
       if (m.event.case === "started") clockStart = m.event.value.clockStart;
     }
     if (!clockStart) throw new Error("the agent reported no clock_start");
-    const changed = dirs;
+    // One file in each directory of the tree (f7.txt).
+    const changed = Math.ceil(files / FILES_PER_DIR);
     const pid = agent.pid;
     await timeWalk(clients.workspace, pid, { glob: "**", changedSince: clockStart }, changed); // warm
     const changedSeconds: number[] = [];

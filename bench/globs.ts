@@ -33,6 +33,16 @@ async function timeGlob(client: ReturnType<typeof agentClients>["workspace"], pa
   return seconds;
 }
 
+/** `files` empty files under `root`: 100 a directory, 100 directories under each of the parents d00, d01, … */
+export async function makeTree(root: string, files: number): Promise<void> {
+  const dirs = Math.ceil(files / FILES_PER_DIR);
+  for (let d = 0; d < dirs; d++) {
+    const dir = join(root, `d${String(Math.floor(d / 100)).padStart(2, "0")}`, `d${d}`);
+    await mkdir(dir, { recursive: true });
+    await Promise.all(Array.from({ length: Math.min(FILES_PER_DIR, files - d * FILES_PER_DIR) }, (_, i) => writeFile(join(dir, `f${i}.txt`), "")));
+  }
+}
+
 export async function benchGlobTree(opts: BenchOptions, log: (line: string) => void): Promise<BenchRow[]> {
   const files = opts.globTreeFiles;
   const name = `agent Glob over a tree of ${files.toLocaleString("en")} files`;
@@ -40,12 +50,7 @@ export async function benchGlobTree(opts: BenchOptions, log: (line: string) => v
   const root = await realpath(await mkdtemp(join(tmpdir(), "crownest-bench-glob-")));
   let agent: Awaited<ReturnType<typeof startBundle>> | undefined;
   try {
-    const dirs = Math.ceil(files / FILES_PER_DIR);
-    for (let d = 0; d < dirs; d++) {
-      const dir = join(root, `d${String(Math.floor(d / 100)).padStart(2, "0")}`, `d${d}`);
-      await mkdir(dir, { recursive: true });
-      await Promise.all(Array.from({ length: Math.min(FILES_PER_DIR, files - d * FILES_PER_DIR) }, (_, i) => writeFile(join(dir, `f${i}.txt`), "")));
-    }
+    await makeTree(root, files);
     // One file in ten matches: 10,000 of 100,000, the most one glob may have.
     const pattern = "**/*7.txt";
     const expected = Math.floor(files / 10);
