@@ -2,28 +2,43 @@
 // loop costs ~0.2-0.4 ms of its time per artifact; in libuv's thread pool a
 // signature waits behind the blob store's fsyncs, and a collection's files
 // each wait that long (the collect bench fell from ~110 to ~40 files/s).
-// One dedicated thread holds the key and answers each request in order.
+// One dedicated thread holds the key and answers the requests in order.
+// Requests made in one turn of the event loop go in one message and come
+// back in one: a collection asks for hundreds of signatures at once, and a
+// postMessage per signature cost the event loop more than the signing
+// (~13-22 ms per 1,000 files against ECDSA's ~25 µs each, on the other core).
 import { Worker } from "node:worker_threads";
 import type { KeyObject } from "node:crypto";
 
 // Plain CommonJS, evaluated in the worker: no loader, no TypeScript.
+// In: { first, data: Uint8Array[] }. Out: { first, sigs: (Uint8Array | string)[] }, a string being that request's error.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { sign } = require("node:crypto");
-parentPort.on("message", ({ id, data }) => {
-  try {
-    const sig = sign("sha256", Buffer.from(data.buffer, data.byteOffset, data.byteLength), { key: workerData.key, dsaEncoding: "der" });
-    parentPort.postMessage({ id, sig });
-  } catch (err) {
-    parentPort.postMessage({ id, error: String(err && err.message || err) });
-  }
+parentPort.on("message", ({ first, data }) => {
+  const sigs = data.map((d) => {
+    try {
+      return sign("sha256", Buffer.from(d.buffer, d.byteOffset, d.byteLength), { key: workerData.key, dsaEncoding: "der" });
+    } catch (err) {
+      return String((err && err.message) || err);
+    }
+  });
+  parentPort.postMessage({ first, sigs });
 });
 `;
 
+interface Waiting {
+  resolve: (sig: Buffer) => void;
+  reject: (err: Error) => void;
+}
+
 export class Signer {
   private worker: Worker | undefined;
+  /** The id of the next request; a message's requests have consecutive ids. */
   private next = 0;
-  private readonly waiting = new Map<number, { resolve: (sig: Buffer) => void; reject: (err: Error) => void }>();
+  private readonly waiting = new Map<number, Waiting>();
+  /** Requests of this turn, not yet posted: [first id, payloads]. */
+  private gathering: { first: number; data: Uint8Array[] } | undefined;
 
   constructor(private readonly key: KeyObject) {}
 
@@ -34,7 +49,17 @@ export class Signer {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       if (this.waiting.size === 1) worker.ref();
-      worker.postMessage({ id, data });
+      if (this.gathering) {
+        this.gathering.data.push(data);
+        return;
+      }
+      const batch = (this.gathering = { first: id, data: [data] });
+      // Posted once the requests of this turn (and its microtasks) are in.
+      setImmediate(() => {
+        if (this.gathering === batch) this.gathering = undefined;
+        // The worker may have died since: its failure already rejected these requests.
+        if (this.worker === worker) worker.postMessage(batch);
+      });
     });
   }
 
@@ -42,17 +67,21 @@ export class Signer {
     if (this.worker) return this.worker;
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { key: this.key } });
     worker.unref();
-    worker.on("message", ({ id, sig, error }: { id: number; sig?: Uint8Array; error?: string }) => {
-      const w = this.waiting.get(id);
-      if (!w) return;
-      this.waiting.delete(id);
+    worker.on("message", ({ first, sigs }: { first: number; sigs: (Uint8Array | string)[] }) => {
+      sigs.forEach((sig, k) => {
+        const w = this.waiting.get(first + k);
+        if (!w) return;
+        this.waiting.delete(first + k);
+        if (typeof sig === "string") w.reject(new Error(`signing failed: ${sig}`));
+        else w.resolve(Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength));
+      });
       // Idle, the thread never keeps the process alive.
       if (this.waiting.size === 0) worker.unref();
-      if (error !== undefined || !sig) w.reject(new Error(`signing failed: ${error ?? "no signature"}`));
-      else w.resolve(Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength));
     });
     const fail = (err: Error) => {
+      if (this.worker !== worker) return;
       this.worker = undefined;
+      this.gathering = undefined;
       for (const w of this.waiting.values()) w.reject(err);
       this.waiting.clear();
     };
