@@ -167,18 +167,41 @@ export class AgentStreamReader {
     const trailer = this.trailer!;
     const declared = this.declaredSize;
     if (Number(trailer.size) !== this.bytes || (this.options.sizedByHeader && declared !== undefined && declared !== this.bytes)) {
-      throw new CrowNestError("integrity_error", `the bytes of ${this.options.path} differ from what the agent reported`, {
-        path: this.options.path,
-        receivedBytes: this.bytes,
-        reportedBytes: Number(trailer.size),
-      });
+      throw sizesDiffer(this.options.path, this.bytes, trailer);
     }
   }
 
   /** Compares the trailer's sha256 with the digest of the bytes received (the reader's own, or the consumer's). */
   checkDigest(sha256: string): void {
-    if (!this.trailer || !sameSha256(this.trailer.sha256, sha256)) {
-      throw new CrowNestError("integrity_error", `the bytes of ${this.options.path} differ from what the agent reported`, { path: this.options.path });
-    }
+    if (!this.trailer || !sameSha256(this.trailer.sha256, sha256)) throw digestDiffers(this.options.path);
   }
+}
+
+function sizesDiffer(path: string, receivedBytes: number, trailer: AgentTrailer): CrowNestError {
+  return new CrowNestError("integrity_error", `the bytes of ${path} differ from what the agent reported`, {
+    path,
+    receivedBytes,
+    reportedBytes: Number(trailer.size),
+  });
+}
+
+function digestDiffers(path: string): CrowNestError {
+  return new CrowNestError("integrity_error", `the bytes of ${path} differ from what the agent reported`, { path });
+}
+
+/**
+ * A file that arrived whole (its header, bytes and trailer in one ReadFiles
+ * message), checked as AgentStreamReader checks a file's stream, in its
+ * order and with its errors: no more bytes than the header declared, the
+ * trailer's size and the header's equal to the bytes, the trailer's sha256
+ * that of the bytes. Returns the digest (hex).
+ */
+export function checkWholeFile(path: string, header: { size?: bigint }, data: Uint8Array, trailer: AgentTrailer): string {
+  const declared = header.size === undefined ? undefined : Number(header.size);
+  const bytes = data.byteLength;
+  if (declared !== undefined && bytes > declared) throw integrity(path, `sent more than the ${declared} bytes its header declared`);
+  if (Number(trailer.size) !== bytes || (declared !== undefined && declared !== bytes)) throw sizesDiffer(path, bytes, trailer);
+  const sha256 = createHash("sha256").update(data).digest("hex");
+  if (!sameSha256(trailer.sha256, sha256)) throw digestDiffers(path);
+  return sha256;
 }

@@ -12,6 +12,7 @@ import { fromAgentCode, fromAgentError } from "../../runtime/agent-errors.js";
 import { agentOf } from "../sandboxes.js";
 import { watchForStalls } from "../../runtime/agent-stream.js";
 import { ReadFilesFraming, readFilesIntegrity } from "../../runtime/read-files-framing.js";
+import type { AgentTrailer } from "../../runtime/agent-stream.js";
 import { exportPath, runExport } from "./pipeline.js";
 import { accountLimits, checkExportInput, type ExportInput } from "./input.js";
 import { instrumented, type ExportProgress } from "./metrics.js";
@@ -24,7 +25,14 @@ export const BATCH_CALLS = 2;
 /** Bytes one file's share may hold before the stream waits for its consumer (backpressure). */
 const FEED_BYTES = 512 * 1024;
 
-type Event = { event: { case: "header"; value: FileInfo } | { case: "chunk"; value: Uint8Array } | { case: "trailer"; value: { size: bigint; sha256: string } } };
+type Event = { event: { case: "header"; value: FileInfo } | { case: "chunk"; value: Uint8Array } | { case: "trailer"; value: AgentTrailer } };
+
+/** A whole file's events, as its start, chunk and end would have given them (for a file stored on its own). */
+async function* wholeEvents(header: FileInfo, data: Uint8Array, trailer: AgentTrailer): AsyncGenerator<Event> {
+  yield { event: { case: "header", value: header } };
+  if (data.byteLength > 0) yield { event: { case: "chunk", value: data } };
+  yield { event: { case: "trailer", value: trailer } };
+}
 
 /**
  * One file's events inside a shared stream: the stream pushes, the file's
@@ -125,6 +133,8 @@ class Slots {
 /** What the stream said about one path before its export can go on. */
 type Outcome =
   | { kind: "file"; header: FileInfo; feed: FileFeed; abort: AbortController; release: () => void }
+  /** Arrived whole in one message: no feed, the bytes are in hand. */
+  | { kind: "whole"; header: FileInfo; data: Uint8Array; trailer: AgentTrailer; release: () => void }
   | { kind: "single" }
   | { kind: "error"; error: CrowNestError };
 
@@ -190,6 +200,27 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
         }
       }
       releaseSlot = o.release;
+      if (o.kind === "whole") {
+        try {
+          const limits = await accountLimits(deps, input);
+          const abort = new AbortController();
+          // A member of a pack is checked from the bytes in hand and stored with its pack: no signal reaches a write of its own.
+          const ownBlob = seat === undefined || Number(o.header.size) > seat.maxMemberBytes;
+          const signal = ownBlob && input.signal ? AbortSignal.any([input.signal, abort.signal]) : abort.signal;
+          return await storeExport(deps, input, limits, progress, {
+            sourcePath,
+            isDirectory: false,
+            header: o.header,
+            events: wholeEvents(o.header, o.data, o.trailer),
+            whole: { data: o.data, trailer: o.trailer },
+            abort,
+            signal,
+            ...(seat ? { pack: seat } : {}),
+          });
+        } finally {
+          o.release();
+        }
+      }
       try {
         const limits = await accountLimits(deps, input);
         const signal = input.signal ? AbortSignal.any([input.signal, o.abort.signal]) : o.abort.signal;
@@ -270,15 +301,13 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
         case "wholes":
           // Small files, each whole: the same events, checked the same way, as start, chunk and end would give.
           if (event.value.files.length === 0) throw readFilesIntegrity("sent an empty group of files");
+          // Each is handed to its export whole: no feed, no per-file abort (its bytes are all here).
           for (const whole of event.value.files) {
-            const feed = await startFile(whole.index, whole.header);
-            if (whole.data.byteLength > 0) {
-              framing.chunk();
-              await feed.push({ event: { case: "chunk", value: whole.data } });
-            }
-            await feed.push({ event: { case: "trailer", value: framing.end(whole.index, whole.trailer) } });
-            feed.end();
-            current = undefined;
+            const header = framing.start(whole.index, whole.header);
+            if (whole.data.byteLength > 0) framing.chunk();
+            const trailer = framing.end(whole.index, whole.trailer);
+            const release = await slots.acquire();
+            batch[framing.next]!.resolve({ kind: "whole", header, data: whole.data, trailer, release });
             framing.done();
           }
           break;

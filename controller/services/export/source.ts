@@ -6,7 +6,7 @@ import { FileType } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import type { ArchiveHeader, FileInfo } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import type { Deps } from "../../deps.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
-import { watchForStalls } from "../../runtime/agent-stream.js";
+import { watchForStalls, type AgentTrailer } from "../../runtime/agent-stream.js";
 import type { ExportInput } from "./input.js";
 import type { PackSeat } from "./pack.js";
 import { agentOf } from "../sandboxes.js";
@@ -23,6 +23,12 @@ export interface ExportSource {
   /** The file's header when already received (a directory's comes in `events`). */
   header?: FileInfo;
   events: AsyncIterable<{ event: unknown }>;
+  /**
+   * The file arrived whole (one ReadFiles message held its header, bytes and
+   * trailer): a packed member is checked and hashed straight from these
+   * bytes, without reading `events` (which replays the same three events).
+   */
+  whole?: { data: Uint8Array; trailer: AgentTrailer };
   abort: AbortController;
   signal: AbortSignal;
   /** The request's packs (a batch of files): a small file joins one instead of being a blob of its own. */

@@ -12,7 +12,7 @@ import { TarIndexer, indexArchive } from "../../archive/index-stream.js";
 import { newId } from "../../ids.js";
 import { agentInfo } from "../../runtime/agent-capabilities.js";
 import { fromAgentError } from "../../runtime/agent-errors.js";
-import { AgentStreamReader, integrity } from "../../runtime/agent-stream.js";
+import { AgentStreamReader, checkWholeFile, integrity } from "../../runtime/agent-stream.js";
 import { storedArchiveBytes } from "./archive.js";
 import type { ExportInput } from "./input.js";
 import { retentionFor } from "./limits.js";
@@ -139,9 +139,11 @@ export async function storeExport(
   const indexBytes = () => indexer?.indexBytes ?? 0;
   const restartPoints: RestartPoint[] = [];
 
+  // A packed member that arrived whole is checked from the bytes in hand (checkWholeFile: the reader's checks).
+  const whole = packed ? source.whole : undefined;
   // The one agent-stream reader checks framing, sizes and the trailer; the
   // blob store hashes the bytes anyway, so the reader compares its digest.
-  const reader = new AgentStreamReader(source.events, {
+  const reader = whole ? undefined : new AgentStreamReader(source.events, {
     path: sourcePath,
     sizedByHeader: !isDirectory,
     // The source has its own stall guard (it covers the call, not only this file).
@@ -161,7 +163,7 @@ export async function storeExport(
   const stopHeartbeat = startHeartbeat(deps, id, fail);
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
-    const chunks = reader.chunks();
+    const chunks = reader!.chunks();
     try {
       for (;;) {
         let step: IteratorResult<Uint8Array>;
@@ -184,7 +186,11 @@ export async function storeExport(
   try {
     let result: { size: number; sha256: string };
     try {
-      if (packed) {
+      if (whole) {
+        const sha256 = checkWholeFile(sourcePath, header!, whole.data, whole.trailer);
+        parts.push(whole.data);
+        result = { size: whole.data.byteLength, sha256 };
+      } else if (packed) {
         // Gathered and hashed here; stored with the rest of its pack once verified.
         const hash = createHash("sha256");
         let size = 0;
@@ -199,7 +205,7 @@ export async function storeExport(
         // the record); compression, where asked for, comes after it, so the index's offsets are in the plain tar.
         // Index rows are written only once the quota has room for them.
         const storeEntries = async (entries: Parameters<typeof deps.db.insertArtifactEntries>[1]) => {
-          await checkLimits(reader.bytes, indexBytes());
+          await checkLimits(reader!.bytes, indexBytes());
           await deps.db.insertArtifactEntries(id, entries);
         };
         const body = indexer
@@ -219,16 +225,18 @@ export async function storeExport(
     }
     blobWritten = true;
     if (seen.failure) throw seen.failure;
-    // The reader ended cleanly: one header, one trailer, its sizes agreed (and, when it hashed, its digest).
-    if (!reader.trailer) throw integrity(sourcePath, "ended without a trailer");
-    if (format === "tar" && result.size !== reader.bytes) {
-      throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
-        storedBytes: result.size,
-        reportedBytes: Number(reader.trailer.size),
-      });
+    if (reader) {
+      // The reader ended cleanly: one header, one trailer, its sizes agreed (and, when it hashed, its digest).
+      if (!reader.trailer) throw integrity(sourcePath, "ended without a trailer");
+      if (format === "tar" && result.size !== reader.bytes) {
+        throw new CrowNestError("integrity_error", "the bytes stored differ from what the agent reported", {
+          storedBytes: result.size,
+          reportedBytes: Number(reader.trailer.size),
+        });
+      }
+      // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
+      if (format === "tar") reader.checkDigest(result.sha256);
     }
-    // Stored as sent: the store's digest must be the trailer's. Compressed: the reader checked what was sent.
-    if (format === "tar") reader.checkDigest(result.sha256);
     // The limits hold for what is stored (a compressed archive may come out slightly larger than its tar) and its index.
     await checkLimits(result.size, indexBytes());
     if (restartPoints.length > 0) await deps.db.insertRestartPoints(id, restartPoints);
@@ -240,7 +248,7 @@ export async function storeExport(
       createdAt,
       expiresAt: new Date(createdAt.getTime() + retentionDays * DAY_MS),
       ...(indexer ? { indexBytes: indexer.indexBytes } : {}),
-      ...sourceModes(reader.header),
+      ...sourceModes(reader ? reader.header : header),
     };
     const made: ArtifactRow = { ...pending, ...ready, state: "ready" };
     // Signed before it is ready, stored in the ready mark's transaction (a pack's too): never visible without its attestation.
