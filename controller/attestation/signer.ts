@@ -11,19 +11,33 @@ import { Worker } from "node:worker_threads";
 import type { KeyObject } from "node:crypto";
 
 // Plain CommonJS, evaluated in the worker: no loader, no TypeScript.
-// In: { first, data: Uint8Array[] }. Out: { first, sigs: (Uint8Array | string)[] }, a string being that request's error.
+// In: { first, bytes, lengths }: the payloads one after another in one
+// transferred buffer (a list of small Buffers would each clone the 8 KiB
+// pool slab they live in). Out: { first, sigs, lengths, errors }: the
+// signatures one after another in one buffer, and for a request that failed
+// a length of -1 and its error at the same place in errors.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { sign } = require("node:crypto");
-parentPort.on("message", ({ first, data }) => {
-  const sigs = data.map((d) => {
+parentPort.on("message", ({ first, bytes, lengths }) => {
+  const all = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const out = [];
+  const errors = [];
+  const sizes = lengths.map((n) => {
+    const d = all.subarray(at, (at += n));
     try {
-      return sign("sha256", Buffer.from(d.buffer, d.byteOffset, d.byteLength), { key: workerData.key, dsaEncoding: "der" });
+      const sig = sign("sha256", d, { key: workerData.key, dsaEncoding: "der" });
+      out.push(sig);
+      errors.push("");
+      return sig.length;
     } catch (err) {
-      return String((err && err.message) || err);
+      errors.push(String((err && err.message) || err));
+      return -1;
     }
   });
-  parentPort.postMessage({ first, sigs });
+  const sigs = new Uint8Array(Buffer.concat(out));
+  parentPort.postMessage({ first, sigs, lengths: sizes, errors }, [sigs.buffer]);
 });
 `;
 
@@ -58,7 +72,15 @@ export class Signer {
       setImmediate(() => {
         if (this.gathering === batch) this.gathering = undefined;
         // The worker may have died since: its failure already rejected these requests.
-        if (this.worker === worker) worker.postMessage(batch);
+        if (this.worker !== worker) return;
+        // A fresh buffer of its own (never the pool), moved to the thread rather than copied.
+        const bytes = new Uint8Array(batch.data.reduce((n, d) => n + d.byteLength, 0));
+        let at = 0;
+        for (const d of batch.data) {
+          bytes.set(d, at);
+          at += d.byteLength;
+        }
+        worker.postMessage({ first: batch.first, bytes, lengths: batch.data.map((d) => d.byteLength) }, [bytes.buffer]);
       });
     });
   }
@@ -67,13 +89,16 @@ export class Signer {
     if (this.worker) return this.worker;
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { key: this.key } });
     worker.unref();
-    worker.on("message", ({ first, sigs }: { first: number; sigs: (Uint8Array | string)[] }) => {
-      sigs.forEach((sig, k) => {
+    worker.on("message", ({ first, sigs, lengths, errors }: { first: number; sigs: Uint8Array; lengths: number[]; errors: string[] }) => {
+      const all = Buffer.from(sigs.buffer, sigs.byteOffset, sigs.byteLength);
+      let at = 0;
+      lengths.forEach((n, k) => {
         const w = this.waiting.get(first + k);
+        const sig = n >= 0 ? all.subarray(at, (at += n)) : undefined;
         if (!w) return;
         this.waiting.delete(first + k);
-        if (typeof sig === "string") w.reject(new Error(`signing failed: ${sig}`));
-        else w.resolve(Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength));
+        if (sig === undefined) w.reject(new Error(`signing failed: ${errors[k]}`));
+        else w.resolve(sig);
       });
       // Idle, the thread never keeps the process alive.
       if (this.waiting.size === 0) worker.unref();
