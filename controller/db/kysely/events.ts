@@ -12,6 +12,7 @@ import { newId } from "../../ids.js";
 import type { EventDraft, EventPage, EventRow, EventType } from "../event-types.js";
 import { fromInt, toMillis, toWhole } from "../mapper.js";
 import type { Ctx, Dialect, Executor } from "./context.js";
+import { insertRows } from "./rows-insert.js";
 
 /** The channel replicas LISTEN on; the payload is the account id. */
 export const EVENTS_CHANNEL = "crownest_events";
@@ -24,6 +25,7 @@ export async function appendEvent(trx: Executor, dialect: Dialect, draft: EventD
 // Rows per multi-row insert: far below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 const EVENT_ROWS_PER_INSERT = 500;
 const DELIVERY_ROWS_PER_INSERT = 250;
+const EVENT_COLUMNS = ["id", "account_id", "sequence", "type", "created_at", "data"] as const;
 
 /**
  * Writes `drafts` as their accounts' next events, in the order given: per
@@ -53,19 +55,12 @@ export async function appendEvents(trx: Executor, dialect: Dialect, drafts: read
       return row;
     });
     for (let k = 0; k < written.length; k += EVENT_ROWS_PER_INSERT) {
-      await trx
-        .insertInto("events")
-        .values(
-          written.slice(k, k + EVENT_ROWS_PER_INSERT).map((row) => ({
-            id: row.id,
-            account_id: accountId,
-            sequence: row.sequence,
-            type: row.type,
-            created_at: toMillis(row.createdAt, "event.createdAt"),
-            data: JSON.stringify(row.data),
-          })),
-        )
-        .execute();
+      // Plain text (rows-insert.ts): a collection's pack writes hundreds of these at once.
+      const parameters: unknown[] = [];
+      for (const row of written.slice(k, k + EVENT_ROWS_PER_INSERT)) {
+        parameters.push(row.id, accountId, row.sequence, row.type, toMillis(row.createdAt, "event.createdAt"), JSON.stringify(row.data));
+      }
+      await insertRows(trx, dialect, "events", EVENT_COLUMNS, parameters);
     }
     const hooks = await trx.selectFrom("webhooks").select(["id", "types"]).where("account_id", "=", accountId).execute();
     const wants = hooks.map((h) => ({ id: h.id, types: new Set(JSON.parse(h.types) as string[]) }));

@@ -27,7 +27,7 @@ export interface PackMemberReady {
  */
 export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
   return db.transaction().execute(async (trx) => {
-    const done = await markMembersReady(trx, members);
+    const done = await markMembersReady(trx, dialect, members);
     const events: EventDraft[] = [];
     let liveMembers = 0;
     let liveBytes = 0;

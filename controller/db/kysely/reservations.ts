@@ -11,6 +11,7 @@ import { lastBeat } from "./pending-beat.js";
 import { appendEvents } from "./events.js";
 import { lockAccount } from "./locking.js";
 import { insertLabels } from "./labels.js";
+import { insertRows } from "./rows-insert.js";
 
 export type ReservationResult = Awaited<ReturnType<MetadataStore["insertPendingArtifactWithinQuota"]>>;
 export type ReadyFigures = Parameters<MetadataStore["markArtifactReady"]>[1];
@@ -131,10 +132,13 @@ function reserveMany({ db, dialect }: Ctx, batch: Reservation[]): Promise<Reserv
       results.push({ inserted: true, otherBytes });
     }
     if (accepted.length > 0) {
-      await trx
-        .insertInto("artifacts")
-        .values(accepted.map((row) => ({ ...artifactToDb(row), state: "pending" as const })))
-        .execute();
+      // Plain text, one shape per row count (rows-insert.ts): the batch is up to 256 rows of 20 values.
+      // The columns are those artifactToDb gives (the same for every row it makes).
+      const records = accepted.map((row): Record<string, unknown> => ({ ...artifactToDb(row), state: "pending" }));
+      const columns = Object.keys(records[0]!);
+      const parameters: unknown[] = [];
+      for (const record of records) for (const column of columns) parameters.push(record[column] ?? null);
+      await insertRows(trx, dialect, "artifacts", columns, parameters);
       await insertLabels(trx, accepted);
     }
     return results;
