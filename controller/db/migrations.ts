@@ -270,6 +270,28 @@ const provider: MigrationProvider = {
  * database and can mistake another deployment's for ours.
  */
 export async function runMigrations(db: AnyDb, schema: string | undefined): Promise<void> {
+  // Kysely's check for its bookkeeping table lists the tables of every schema the
+  // role may use, testing each schema's privilege by name: a schema another
+  // deployment drops meanwhile fails that listing ("schema … does not exist",
+  // 3F000), though ours is untouched. Such a failure is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrateOnce(db, schema);
+    } catch (err) {
+      if (attempt >= 5 || !anotherSchemaWentAway(err, schema)) throw err;
+    }
+  }
+}
+
+/** A 3F000 (invalid_schema_name) naming a schema that is not ours. */
+function anotherSchemaWentAway(err: unknown, ours: string | undefined): boolean {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  if (cause?.code !== "3F000" || typeof cause.message !== "string") return false;
+  const named = /^schema "(.*)" does not exist$/.exec(cause.message)?.[1];
+  return named !== undefined && named !== ours;
+}
+
+async function migrateOnce(db: AnyDb, schema: string | undefined): Promise<void> {
   const migrator = new Migrator({
     db,
     provider,
