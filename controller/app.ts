@@ -109,7 +109,7 @@ export async function startController(config: Config, options: StartOptions = {}
   };
 
   try {
-    db = openMetadataStore(cfg.database);
+    db = openMetadataStore(cfg.database, { onWarning: (message) => log.warn(message) });
     try {
       await db.migrate();
     } catch (err) {

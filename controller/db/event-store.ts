@@ -18,6 +18,8 @@ export class KyselyEventStore implements EventStore {
   protected readonly ctx: Ctx;
   protected readonly sqliteFile: string | undefined;
   protected readonly signal: EventSignal;
+  /** What runs beside the database handle (SQLite's checkpoint thread), stopped before it closes. */
+  private readonly stopBeside: (() => Promise<void>) | undefined;
   // Webhook attempts finishing together record their outcomes in one transaction.
   private readonly deliveryFinishes: ReturnType<typeof webhooks.finishCommit>;
 
@@ -25,8 +27,13 @@ export class KyselyEventStore implements EventStore {
     this.dialect = config.kind;
     this.sqliteFile = config.kind === "sqlite" ? resolve(config.file) : undefined;
     try {
-      const db = config.kind === "sqlite" ? openSqlite(config.file, opts) : openPostgres(config.url, opts);
-      this.ctx = { db, dialect: this.dialect };
+      if (config.kind === "sqlite") {
+        const opened = openSqlite(config.file, opts);
+        this.ctx = { db: opened.db, dialect: this.dialect };
+        this.stopBeside = opened.stop;
+      } else {
+        this.ctx = { db: openPostgres(config.url, opts), dialect: this.dialect };
+      }
     } catch (err) {
       throw classify(err);
     }
@@ -45,6 +52,7 @@ export class KyselyEventStore implements EventStore {
 
   async close(): Promise<void> {
     await this.signal.close();
+    await this.stopBeside?.();
     await this.ctx.db.destroy();
   }
 

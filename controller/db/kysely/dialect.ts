@@ -8,6 +8,7 @@ import { CompiledQuery, Kysely, PostgresDialect, SqliteAdapter, SqliteDialect, S
 import type { DatabaseConnection, DialectAdapter, Driver, SqliteDialectConfig } from "kysely";
 import pg from "pg";
 import { fromInt } from "../mapper.js";
+import { startCheckpointer } from "./sqlite-checkpoint.js";
 import type { Database } from "../schema.js";
 
 export interface StoreOptions {
@@ -17,6 +18,10 @@ export interface StoreOptions {
   connectTimeoutMs?: number;
   /** SQLite: how long a writer waits for another process's lock. */
   busyTimeoutMs?: number;
+  /** SQLite: WAL checkpoints on a thread of their own (the default); false: the committing connection's (SQLite's default). */
+  checkpointThread?: boolean;
+  /** Problems worth an operator's attention that fail no call (a checkpoint thread that could not start). */
+  onWarning?: (message: string) => void;
 }
 
 const INT8_OID = 20;
@@ -106,7 +111,8 @@ function ownerOnly(file: string): void {
   }
 }
 
-export function openSqlite(file: string, opts: StoreOptions): Kysely<Database> {
+/** An open SQLite database, and how to stop what runs beside it (its checkpoint thread) before closing it. */
+export function openSqlite(file: string, opts: StoreOptions): { db: Kysely<Database>; stop: () => Promise<void> } {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   ownerOnly(file);
   const database = new BetterSqlite3(file);
@@ -117,7 +123,12 @@ export function openSqlite(file: string, opts: StoreOptions): Kysely<Database> {
   database.pragma("synchronous = NORMAL");
   database.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
   database.pragma("foreign_keys = ON");
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(database) }) });
+  const checkpoints =
+    opts.checkpointThread === false ? undefined : startCheckpointer(file, database, opts.onWarning ?? ((message) => process.emitWarning(message)));
+  return {
+    db: new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachingStatements(database) }) }),
+    stop: async () => checkpoints?.stop(),
+  };
 }
 
 export function openPostgres(url: string, opts: StoreOptions): Kysely<Database> {
