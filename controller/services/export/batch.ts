@@ -130,6 +130,22 @@ class Slots {
   }
 }
 
+/**
+ * One slot shared by `count` files: each gets a release of its own (called
+ * once or more), and the slot goes back when every one of them has released.
+ */
+function sharedSlot(release: () => void, count: number): () => () => void {
+  let left = count;
+  return () => {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--left === 0) release();
+    };
+  };
+}
+
 /** What the stream said about one path before its export can go on. */
 type Outcome =
   | { kind: "file"; header: FileInfo; feed: FileFeed; abort: AbortController; release: () => void }
@@ -245,17 +261,21 @@ export function exportFiles(deps: Deps, inputs: ExportInput[], concurrency: numb
     for (let i = 0; i < kind.length; i += BATCH_PATHS) batches.push(kind.slice(i, i + BATCH_PATHS));
   }
   let next = 0;
+  // A command's collection: the files of one whole-files message share a slot (their bytes are all in
+  // hand, a message holds at most 1 MiB), so hundreds reach their reservation and signature together.
+  // Exports counted in flight keep a slot each: a member holds its slot until its pack is written.
+  const slotPerMessage = !counted;
   const caller = async (): Promise<void> => {
-    while (next < batches.length) await readBatch(deps, batches[next++]!, slots);
+    while (next < batches.length) await readBatch(deps, batches[next++]!, slots, slotPerMessage);
   };
   void Promise.all(Array.from({ length: Math.min(BATCH_CALLS, batches.length) }, caller));
   return results;
 }
 
 /** Reads a batch to its end; never throws (every path's outcome goes to its export). */
-async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void> {
+async function readBatch(deps: Deps, batch: Item[], slots: Slots, slotPerMessage: boolean): Promise<void> {
   let from = 0;
-  while (from < batch.length) from = await readCall(deps, batch, from, slots);
+  while (from < batch.length) from = await readCall(deps, batch, from, slots, slotPerMessage);
 }
 
 /**
@@ -265,7 +285,7 @@ async function readBatch(deps: Deps, batch: Item[], slots: Slots): Promise<void>
  * then cancelled rather than reading bytes nobody wants: a file over the
  * plan's limit may be gigabytes).
  */
-async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Promise<number> {
+async function readCall(deps: Deps, all: Item[], from: number, slots: Slots, slotPerMessage: boolean): Promise<number> {
   const batch = all.slice(from);
   const abort = new AbortController();
   const signals = batch.map((b) => b.input.signal).filter((s): s is AbortSignal => s !== undefined);
@@ -302,13 +322,21 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots): Pr
           // Small files, each whole: the same events, checked the same way, as start, chunk and end would give.
           if (event.value.files.length === 0) throw readFilesIntegrity("sent an empty group of files");
           // Each is handed to its export whole: no feed, no per-file abort (its bytes are all here).
-          for (const whole of event.value.files) {
-            const header = framing.start(whole.index, whole.header);
-            if (whole.data.byteLength > 0) framing.chunk();
-            const trailer = framing.end(whole.index, whole.trailer);
-            const release = await slots.acquire();
-            batch[framing.next]!.resolve({ kind: "whole", header, data: whole.data, trailer, release });
-            framing.done();
+          const share = slotPerMessage ? sharedSlot(await slots.acquire(), event.value.files.length) : undefined;
+          let handed = 0;
+          try {
+            for (const whole of event.value.files) {
+              const header = framing.start(whole.index, whole.header);
+              if (whole.data.byteLength > 0) framing.chunk();
+              const trailer = framing.end(whole.index, whole.trailer);
+              const release = share ? share() : await slots.acquire();
+              handed++;
+              batch[framing.next]!.resolve({ kind: "whole", header, data: whole.data, trailer, release });
+              framing.done();
+            }
+          } finally {
+            // A message that broke the framing part-way: the shares nobody got are given back.
+            if (share) for (; handed < event.value.files.length; handed++) share()();
           }
           break;
         case "chunk":
