@@ -51,20 +51,33 @@ function openDirectoryAt(path: string): number {
  * synchronously. Throws invalid_path / path_outside_workspace /
  * file_not_found (CrowNestError). The caller must close() the result.
  */
-export function resolveInsideWorkspaceSync(root: string, clientPath: string, options: { followFinal?: boolean } = {}): LocatedSync {
+export function resolveInsideWorkspaceSync(
+  root: string,
+  clientPath: string,
+  options: {
+    followFinal?: boolean;
+    /**
+     * An open descriptor of `root` (openWorkspaceRootSync) that the caller
+     * keeps for many lookups, instead of an open and a close of the root
+     * per lookup; it is never closed here, nor by the result's close().
+     */
+    rootFd?: number;
+  } = {},
+): LocatedSync {
   const path = normalizeWorkspacePath(clientPath);
   const followFinal = options.followFinal ?? true;
   const pending = relativeToWorkspace(path).split("/").filter((c) => c !== "");
   // The directories from the root down to where we are; `..` pops, never above the root.
   const stack: number[] = [];
   let links = 0;
+  const rootFd = options.rootFd;
   try {
-    stack.push(openDirectoryAt(root));
+    stack.push(rootFd ?? openDirectoryAt(root));
     for (;;) {
       const top = stack[stack.length - 1]!;
       if (pending.length === 0) {
         // The entry is the directory we are in (the root, or reached through "." or a symlink).
-        return located(path, stack.pop()!, "", fstatSync(top, { bigint: true }));
+        return located(path, stack.pop()!, "", fstatSync(top, { bigint: true }), rootFd);
       }
       const name = pending.shift()!;
       if (name === ".") continue;
@@ -107,7 +120,7 @@ export function resolveInsideWorkspaceSync(root: string, clientPath: string, opt
         }
         continue;
       }
-      if (isLast) return located(path, stack.pop()!, name, stats);
+      if (isLast) return located(path, stack.pop()!, name, stats, rootFd);
       if (!stats.isDirectory()) throw new CrowNestError("file_not_found", `no such file: ${path}`, { path });
       let fd: number;
       try {
@@ -119,12 +132,18 @@ export function resolveInsideWorkspaceSync(root: string, clientPath: string, opt
       stack.push(fd);
     }
   } finally {
-    for (const fd of stack) closeSync(fd);
+    for (const fd of stack) if (fd !== rootFd) closeSync(fd);
   }
 }
 
-function located(path: string, dir: number, name: string, stats: BigIntStats): LocatedSync {
-  let open = true;
+/** The workspace root, opened for resolveInsideWorkspaceSync's `rootFd` (the caller closes it). */
+export function openWorkspaceRootSync(root: string): number {
+  return openDirectoryAt(root);
+}
+
+function located(path: string, dir: number, name: string, stats: BigIntStats, keep: number | undefined): LocatedSync {
+  // The caller's root descriptor stays open for its next lookup.
+  let open = dir !== keep;
   return {
     path,
     dir,

@@ -13,8 +13,9 @@ import { CrowNestError } from "../../common/errors.js";
 import { agentError } from "../errors.js";
 import { callPath } from "../context.js";
 import { createHash } from "node:crypto";
+import { closeSync } from "node:fs";
 import { at } from "../confine.js";
-import { resolveInsideWorkspaceSync } from "../confine-sync.js";
+import { openWorkspaceRootSync, resolveInsideWorkspaceSync } from "../confine-sync.js";
 import { readFile } from "./read-file.js";
 import { readSmallFileSync, SMALL_FILE_BYTES } from "./read-small.js";
 import { fileInfo } from "./stat.js";
@@ -26,14 +27,44 @@ export const MAX_READ_FILES_PATHS = 1000;
 type Response = MessageInitShape<typeof ReadFilesResponseSchema>;
 type Whole = MessageInitShape<typeof FileWholeSchema>;
 
-/** A `wholes` message holds at most this many files or bytes (one small file alone may reach the bytes). */
-const WHOLES_FILES = 64;
-const WHOLES_BYTES = SMALL_FILE_BYTES;
+/**
+ * A `wholes` message holds at most this many files or bytes (the protocol's
+ * bound is 1 MiB of data; one small file is at most SMALL_FILE_BYTES): a
+ * message costs both ends a frame, a decode and a hand-off whatever it
+ * holds, so 4 KiB files go 256 to a message rather than 64.
+ */
+export const WHOLES_FILES = 256;
+export const WHOLES_BYTES = 1024 * 1024;
 
 export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext): AsyncGenerator<Response> {
   if (req.paths.length > MAX_READ_FILES_PATHS) {
     throw new CrowNestError("invalid_request", `at most ${MAX_READ_FILES_PATHS} paths per call`);
   }
+  // The workspace root, opened once for the call's confined walks (a root that cannot be opened
+  // now leaves each walk to open it, and to fail, on its own).
+  let rootFd: number | undefined;
+  try {
+    rootFd = openWorkspaceRootSync(deps.root);
+  } catch {
+    rootFd = undefined;
+  }
+  // Closed once, at the end or when the client goes away (a cancelled stream may never resume this generator).
+  const closeRoot = (): void => {
+    const fd = rootFd;
+    rootFd = undefined;
+    if (fd !== undefined) closeSync(fd);
+  };
+  ctx.signal.addEventListener("abort", closeRoot, { once: true });
+  try {
+    // Read at each walk, never kept: once closed (the client gone), a walk opens the root itself rather than use a number the process may have reused.
+    yield* readEach(deps, req, ctx, () => rootFd);
+  } finally {
+    ctx.signal.removeEventListener("abort", closeRoot);
+    closeRoot();
+  }
+}
+
+async function* readEach(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext, openRoot: () => number | undefined): AsyncGenerator<Response> {
   // Small files sent whole, gathered into one message (when the caller takes them); sent before anything else is.
   let wholes: Whole[] = [];
   let wholeBytes = 0;
@@ -49,7 +80,8 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
     ctx.values.set(callPath, path);
     try {
       // Small regular files: the confined walk and one read, all synchronous (confine-sync.ts, read-small.ts).
-      const entry = resolveInsideWorkspaceSync(deps.root, path, req.noFollow ? { followFinal: false } : {});
+      const rootFd = openRoot();
+      const entry = resolveInsideWorkspaceSync(deps.root, path, { ...(req.noFollow ? { followFinal: false } : {}), ...(rootFd !== undefined ? { rootFd } : {}) });
       ctx.values.set(callPath, entry.path);
       let small;
       try {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ReadFilesResponse } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../../helpers/agent.js";
 import { everything, expectRefused, outcomeOf } from "../support.js";
+import { WHOLES_BYTES, WHOLES_FILES } from "../../../agent/workspace/read-files.js";
 
 let agent: StartedAgent;
 let c: AgentTestClients;
@@ -142,10 +143,11 @@ describe("ReadFiles", () => {
     expect(everything(outcome)).not.toContain(ws);
   });
 
-  it("whole files go several to a message, at most 64 files or 256 KiB of data each, in order", async () => {
+  it("whole files go several to a message, at most 256 files or 1 MiB of data each, in order", async () => {
     const ws = agent.workspace;
     mkdirSync(join(ws, "wh"), { recursive: true });
-    const contents = Array.from({ length: 150 }, (_, i) => randomBytes(i % 10 === 0 ? 100 * 1024 : 1000 + i));
+    // 600 files: many under 1 KiB (the file count binds) and every tenth 100 KiB (the bytes bind).
+    const contents = Array.from({ length: 600 }, (_, i) => randomBytes(i % 10 === 0 ? 100 * 1024 : 200 + i));
     contents.forEach((b, i) => writeFileSync(join(ws, "wh", `f${i}`), b));
     const paths = contents.map((_, i) => `wh/f${i}`);
     const outcome = await outcomeOf(() => c.workspace.readFiles({ paths, wholeFiles: true }));
@@ -159,10 +161,12 @@ describe("ReadFiles", () => {
     for (const m of messages) {
       expect(m.event.case).toBe("wholes");
       if (m.event.case !== "wholes") continue;
-      expect(m.event.value.files.length).toBeLessThanOrEqual(64);
-      if (m.event.value.files.length > 1) expect(m.event.value.files.reduce((n, w) => n + w.data.byteLength, 0)).toBeLessThanOrEqual(256 * 1024);
+      expect(m.event.value.files.length).toBeLessThanOrEqual(WHOLES_FILES);
+      if (m.event.value.files.length > 1) expect(m.event.value.files.reduce((n, w) => n + w.data.byteLength, 0)).toBeLessThanOrEqual(WHOLES_BYTES);
     }
-    expect(messages.length).toBeLessThan(paths.length / 2);
+    // 60 files of 100 KiB (5.9 MiB) and 540 small ones: at least 6 messages by the bytes, far fewer than one per file.
+    expect(messages.length).toBeGreaterThanOrEqual(6);
+    expect(messages.length).toBeLessThan(paths.length / 20);
   });
 
   it("an empty request is an empty stream; more than 1000 paths is invalid_request", async () => {
