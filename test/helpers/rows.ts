@@ -2,6 +2,7 @@
 // (the ones services call), so the MetadataStore interface carries no
 // test-only writers. Each one fails loudly when the production rule refused.
 import type { ArtifactRow, CommandRow, MetadataStore, SandboxRow } from "../../controller/db/types.js";
+import { newId } from "../../controller/ids.js";
 
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
@@ -45,4 +46,45 @@ export async function heldBytes(db: MetadataStore, accountId: string): Promise<n
   const reserved = await db.insertPendingArtifactWithinQuota(probe, 0);
   if (reserved.inserted) throw new Error("the probe reservation was inserted");
   return reserved.otherBytes;
+}
+
+/** An account (free plan, no overrides) and a running sandbox of it, created at `at`, for rows that hang off one. */
+export async function seedSandbox(db: MetadataStore, at: Date): Promise<SandboxRow> {
+  const accountId = newId("acct");
+  await db.createAccount({ id: accountId, plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: at });
+  const sb: SandboxRow = {
+    id: newId("sbx"),
+    accountId,
+    status: "running",
+    runtime: "local",
+    agentUrl: "http://127.0.0.1:40001",
+    agentToken: "t",
+    agentPid: 1,
+    createdAt: at,
+    expiresAt: new Date(at.getTime() + 3_600_000),
+    destroyedAt: null,
+  };
+  await insertSandbox(db, sb);
+  return sb;
+}
+
+/** A pending artifact row of `sb` as an export would reserve it (not stored). */
+export function pendingRow(sb: SandboxRow, over: Partial<ArtifactRow> = {}): ArtifactRow {
+  const id = over.id ?? newId("art");
+  return {
+    id,
+    accountId: sb.accountId,
+    sandboxId: sb.id,
+    commandId: null,
+    name: "out.bin",
+    sourcePath: "/workspace/out.bin",
+    sizeBytes: 0,
+    contentType: "application/octet-stream",
+    sha256: "",
+    storageKey: `${sb.accountId}/${sb.id}/${id}`,
+    state: "pending",
+    createdAt: sb.createdAt,
+    expiresAt: null,
+    ...over,
+  };
 }

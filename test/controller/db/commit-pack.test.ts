@@ -7,7 +7,7 @@ import { openMetadataStore } from "../../../controller/db/factory.js";
 import type { ArtifactRow, MetadataStore, ReadyFigures, SandboxRow } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
 import { databases, type TestDatabase } from "../../helpers/databases.js";
-import { heldBytes, insertPending, insertSandbox } from "../../helpers/rows.js";
+import { heldBytes, insertPending, seedSandbox } from "../../helpers/rows.js";
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);
@@ -21,21 +21,7 @@ describe.each(databases)("commitPack: $name", (impl) => {
     env = await impl.create();
     store = openMetadataStore(env.config, {});
     await store.migrate();
-    const accountId = newId("acct");
-    await store.createAccount({ id: accountId, plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: at(0) });
-    sb = {
-      id: newId("sbx"),
-      accountId,
-      status: "running",
-      runtime: "local",
-      agentUrl: "http://127.0.0.1:40001",
-      agentToken: "t",
-      agentPid: 1,
-      createdAt: at(0),
-      expiresAt: at(3_600_000),
-      destroyedAt: null,
-    };
-    await insertSandbox(store, sb);
+    sb = await seedSandbox(store, at(0));
   });
 
   afterEach(async () => {

@@ -8,9 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openMetadataStore } from "../../../controller/db/factory.js";
 import { insertRows, shapedText } from "../../../controller/db/kysely/rows-insert.js";
 import type { ArtifactRow, MetadataStore, SandboxRow } from "../../../controller/db/types.js";
-import { newId } from "../../../controller/ids.js";
 import { databases, type TestDatabase } from "../../helpers/databases.js";
-import { insertSandbox } from "../../helpers/rows.js";
+import { pendingRow, seedSandbox } from "../../helpers/rows.js";
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);
@@ -33,21 +32,7 @@ describe.each(databases)("plain-text multi-row statements: $name", (impl) => {
     env = await impl.create();
     store = openMetadataStore(env.config, {});
     await store.migrate();
-    const accountId = newId("acct");
-    await store.createAccount({ id: accountId, plan: "free", retentionDays: null, maxArtifactBytes: null, quotaBytes: null, createdAt: at(0) });
-    sb = {
-      id: newId("sbx"),
-      accountId,
-      status: "running",
-      runtime: "local",
-      agentUrl: "http://127.0.0.1:40001",
-      agentToken: "t",
-      agentPid: 1,
-      createdAt: at(0),
-      expiresAt: at(3_600_000),
-      destroyedAt: null,
-    };
-    await insertSandbox(store, sb);
+    sb = await seedSandbox(store, at(0));
   });
 
   afterEach(async () => {
@@ -55,24 +40,8 @@ describe.each(databases)("plain-text multi-row statements: $name", (impl) => {
     await env.cleanup();
   });
 
-  function pending(i: number, sizeBytes: number): ArtifactRow {
-    const id = newId("art");
-    return {
-      id,
-      accountId: sb.accountId,
-      sandboxId: sb.id,
-      commandId: null,
-      name: `f ${i} 'quoted' "double" é ✓.bin`,
-      sourcePath: `/workspace/out/f${i}`,
-      sizeBytes,
-      contentType: "application/octet-stream",
-      sha256: "",
-      storageKey: `${sb.accountId}/${sb.id}/${id}`,
-      state: "pending",
-      createdAt: at(i),
-      expiresAt: null,
-    };
-  }
+  const pending = (i: number, sizeBytes: number): ArtifactRow =>
+    pendingRow(sb, { name: `f ${i} 'quoted' "double" é ✓.bin`, sourcePath: `/workspace/out/f${i}`, sizeBytes, createdAt: at(i) });
 
   it("decides 300 reservations submitted at once in order against the quota and stores each as written", async () => {
     // 2^40 bytes each (past 32 bits), a quota with room for exactly 250 of them.
