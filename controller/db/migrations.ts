@@ -273,15 +273,20 @@ export async function runMigrations(db: AnyDb, schema: string | undefined): Prom
   // Kysely's check for its bookkeeping table lists the tables of every schema the
   // role may use, testing each schema's privilege by name: a schema another
   // deployment drops meanwhile fails that listing ("schema … does not exist",
-  // 3F000), though ours is untouched. Such a failure is tried again.
+  // 3F000), though ours is untouched. Such a failure is tried again, after a
+  // pause that grows (a database whose schemas churn that fast is a test farm).
   for (let attempt = 1; ; attempt++) {
     try {
       return await migrateOnce(db, schema);
     } catch (err) {
-      if (attempt >= 5 || !anotherSchemaWentAway(err, schema)) throw err;
+      if (attempt >= MIGRATE_ATTEMPTS || !anotherSchemaWentAway(err, schema)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 10 * attempt + Math.random() * 40));
     }
   }
 }
+
+/** Tries of a migration that another schema's drop interrupted (about 1.5 s of pauses in all). */
+const MIGRATE_ATTEMPTS = 20;
 
 /** A 3F000 (invalid_schema_name) naming a schema that is not ours. */
 function anotherSchemaWentAway(err: unknown, ours: string | undefined): boolean {
