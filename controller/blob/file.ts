@@ -3,8 +3,9 @@
 // holds either nothing or every byte; the directory is fsynced after the
 // rename so the name survives a crash too. The steps live beside this file:
 // file-layout.ts (key to path), file-durable.ts (fsync, rename, directory
-// sync), file-small-write.ts (a small body in one writev) and
-// file-stream-write.ts (any other body, streamed).
+// sync), file-small-write.ts (a small body in one writev),
+// file-loop-write.ts (a larger async iterable, written by a plain loop) and
+// file-stream-write.ts (a Readable, streamed).
 import { closeSync, constants as fsConstants, createReadStream, fstat, open as openCallback } from "node:fs";
 import { promisify } from "node:util";
 import { access, mkdir, open, opendir, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
@@ -16,6 +17,7 @@ import { DurablePublisher } from "./file-durable.js";
 import { TMP_DIR, dirOfKey, isMissing, pathOfKey, storageError, tmpPrefixOf } from "./file-layout.js";
 import { SMALL_BODY_BYTES, gather, writeGathered } from "./file-small-write.js";
 import { writeStreamed } from "./file-stream-write.js";
+import { writeLooped } from "./file-loop-write.js";
 import { validatePrefix } from "./key.js";
 import { resolveRange } from "./range.js";
 import { abortReason, raceAbort } from "./streams.js";
@@ -84,7 +86,9 @@ export class FileBlobStore implements BlobStore {
       if (gathered.rest === undefined) return writeGathered(this.publisher, this.tmpDir, key, finalPath, gathered.chunks, signal);
       body = gathered.rest;
     }
-    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
+    // An async iterable (an export's bytes) is written by a plain loop; a Readable is streamed.
+    if (body instanceof Readable) return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
+    return writeLooped(this.publisher, this.tmpDir, key, finalPath, body, signal);
   }
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
