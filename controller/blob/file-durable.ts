@@ -9,8 +9,7 @@ import { Writable } from "node:stream";
 import { errnoOf, storageError } from "./file-layout.js";
 import { abortReason } from "./streams.js";
 
-/** Bytes gathered into one write (and the streamed sink's buffer). */
-export const WRITE_BUFFER = 1024 * 1024;
+const WRITE_BUFFER = 1024 * 1024;
 /** Bounds the memory of durableDirs; forgetting only costs a few extra fsyncs. */
 const MAX_DURABLE_DIRS = 10_000;
 

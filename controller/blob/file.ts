@@ -3,9 +3,8 @@
 // holds either nothing or every byte; the directory is fsynced after the
 // rename so the name survives a crash too. The steps live beside this file:
 // file-layout.ts (key to path), file-durable.ts (fsync, rename, directory
-// sync), file-small-write.ts (a small body in one writev),
-// file-loop-write.ts (a larger async iterable, written by a plain loop) and
-// file-stream-write.ts (a Readable, streamed).
+// sync), file-small-write.ts (a small body in one writev) and
+// file-stream-write.ts (any other body, streamed).
 import { closeSync, constants as fsConstants, createReadStream, fstat, open as openCallback } from "node:fs";
 import { promisify } from "node:util";
 import { access, mkdir, open, opendir, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
@@ -17,7 +16,6 @@ import { DurablePublisher } from "./file-durable.js";
 import { TMP_DIR, dirOfKey, isMissing, pathOfKey, storageError, tmpPrefixOf } from "./file-layout.js";
 import { SMALL_BODY_BYTES, gather, writeGathered } from "./file-small-write.js";
 import { writeStreamed } from "./file-stream-write.js";
-import { writeLooped } from "./file-loop-write.js";
 import { validatePrefix } from "./key.js";
 import { resolveRange } from "./range.js";
 import { abortReason, raceAbort } from "./streams.js";
@@ -86,9 +84,7 @@ export class FileBlobStore implements BlobStore {
       if (gathered.rest === undefined) return writeGathered(this.publisher, this.tmpDir, key, finalPath, gathered.chunks, signal);
       body = gathered.rest;
     }
-    // An async iterable (an export's bytes) is written by a plain loop; a Readable is streamed.
-    if (body instanceof Readable) return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
-    return writeLooped(this.publisher, this.tmpDir, key, finalPath, body, signal);
+    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
   }
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {
