@@ -24,7 +24,8 @@ import { callPath } from "../context.js";
 import { toWire } from "../errors.js";
 import type { AgentLog } from "../log.js";
 import type { WorkspaceDeps } from "./deps.js";
-import { readFile } from "./read-file.js";
+import { CHUNK_BYTES, readFile } from "./read-file.js";
+import { ChunkBuffers } from "./chunk-buffers.js";
 
 export const READ_FILE_PATH = `/${WorkspaceService.typeName}/${WorkspaceService.method.readFile.name}`;
 const PROCEDURE = `${WorkspaceService.typeName}/${WorkspaceService.method.readFile.name}`;
@@ -143,13 +144,17 @@ export function grpcReadFile(options: GrpcReadFileOptions): (req: Http2ServerReq
       }
       const request = fromBinary(ReadFileRequestSchema, await readRequest(req, signal));
       res.writeHead(200, { "content-type": "application/grpc+proto" });
-      for await (const message of readFile(deps, request, ctx)) {
+      // The read buffers come back once HTTP/2 has written them (the write callback: the bytes are on the socket).
+      const buffers = new ChunkBuffers(CHUNK_BYTES);
+      for await (const message of readFile(deps, request, ctx, { buffers })) {
         const event = message.event!;
         let wantsMore: boolean;
         if (event.case === "chunk") {
           const chunk = event.value as Uint8Array;
           res.write(chunkPrefix(chunk.byteLength));
-          wantsMore = res.write(chunk);
+          wantsMore = res.write(chunk, (err) => {
+            if (!err) buffers.give(chunk);
+          });
         } else {
           wantsMore = res.write(envelope(toBinary(ReadFileResponseSchema, create(ReadFileResponseSchema, message))));
         }

@@ -13,6 +13,7 @@ import { openRegularFile, resolveInsideWorkspace } from "../confine.js";
 import { onAbort } from "../abort.js";
 import { callPath } from "../context.js";
 import { fileInfo } from "./stat.js";
+import type { ChunkBuffers } from "./chunk-buffers.js";
 import type { WorkspaceDeps } from "./deps.js";
 
 /**
@@ -28,7 +29,7 @@ export async function* readFile(
   deps: WorkspaceDeps,
   req: ReadFileRequest,
   ctx: HandlerContext,
-  options: { noFollow?: boolean } = {},
+  options: { noFollow?: boolean; buffers?: ChunkBuffers } = {},
 ): AsyncGenerator<Response> {
   // noFollow: a final symlink is lstat'ed, not followed, and so refused below as not a regular file.
   const entry = await resolveInsideWorkspace(deps.root, req.path, options.noFollow ? { followFinal: false } : {});
@@ -45,7 +46,7 @@ export async function* readFile(
     yield { event: { case: "header", value: fileInfo(entry.path, stats) } };
     const hash = createHash("sha256");
     let sent = 0n;
-    for await (const chunk of readChunks(fh, ctx.signal, stats.size)) {
+    for await (const chunk of readChunks(fh, ctx.signal, stats.size, CHUNK_BYTES, options.buffers)) {
       sent += BigInt(chunk.byteLength);
       if (sent > stats.size) throw changed(entry.path, "grew");
       hash.update(chunk);
@@ -67,12 +68,21 @@ export async function* readFile(
  * One read runs ahead: the next chunk is read on the thread pool while the consumer hashes and sends
  * this one, so reading no longer waits for the send and the send for the read (the same reads in the
  * same order, started earlier; one more chunk held).
+ * With `buffers` (of chunkBytes each), full-size reads go into buffers the consumer gives back once
+ * it has sent them, instead of fresh ones: a chunk must then not be kept after it is given back.
  */
-export async function* readChunks(fh: FileHandle, signal: AbortSignal, expectedBytes?: bigint, chunkBytes = CHUNK_BYTES): AsyncGenerator<Buffer> {
+export async function* readChunks(
+  fh: FileHandle,
+  signal: AbortSignal,
+  expectedBytes?: bigint,
+  chunkBytes = CHUNK_BYTES,
+  buffers?: ChunkBuffers,
+): AsyncGenerator<Buffer> {
   let left = expectedBytes;
+  const pooled = buffers !== undefined && buffers.bytes === chunkBytes;
   const readNext = async (): Promise<Buffer | undefined> => {
     const size = left === undefined || left >= BigInt(chunkBytes) ? chunkBytes : Number(left) + 1;
-    const buf = Buffer.allocUnsafe(size);
+    const buf = pooled && size === chunkBytes ? buffers.take() : Buffer.allocUnsafe(size);
     const { bytesRead } = await fh.read(buf, 0, size, null);
     if (bytesRead === 0) return undefined;
     if (left !== undefined) left = left > BigInt(bytesRead) ? left - BigInt(bytesRead) : 0n;

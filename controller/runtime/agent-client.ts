@@ -1,5 +1,7 @@
 // The only way the controller talks to an agent: the generated Connect
-// clients over gRPC (h2c), with the agent's bearer token on every call.
+// clients over gRPC (h2c), with the agent's bearer token on every call;
+// ReadFile alone speaks the same gRPC itself over the same sessions
+// (read-file-direct.ts).
 import type { ClientHttp2Stream, Http2Session, ClientSessionRequestOptions, OutgoingHttpHeaders } from "node:http2";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -7,6 +9,7 @@ import type { CreateConnection } from "./agent-network.js";
 import { agentTarget } from "./agent-address.js";
 import { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { directReadFile } from "./read-file-direct.js";
 
 export interface AgentClients {
   workspace: Client<typeof WorkspaceService>;
@@ -113,7 +116,11 @@ export function agentClients(endpoint: { url: string; token: string }, options: 
     sessionManager,
   });
   const clients: AgentClients = {
-    workspace: createClient(WorkspaceService, transport),
+    // ReadFile (a file's bytes, most of what an agent sends) is read without Connect's copies, over the same sessions: read-file-direct.ts.
+    workspace: {
+      ...createClient(WorkspaceService, transport),
+      readFile: directReadFile({ sessionManager, token: endpoint.token, readMaxBytes: AGENT_READ_MAX_BYTES }),
+    },
     process: createClient(ProcessService, transport),
   };
   cache.set(cacheKey, clients);

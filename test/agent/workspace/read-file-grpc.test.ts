@@ -66,6 +66,27 @@ describe("ReadFile: direct gRPC path and Connect path", () => {
     expect(viaGrpc).toEqual(viaConnect);
   });
 
+  it("a file of many chunks read by a slow client arrives byte-exact (read buffers are reused only once sent)", async () => {
+    // Every chunk differs: a buffer read over before its bytes left would show as a wrong digest.
+    const big = randomBytes(20 * CHUNK_BYTES + 999);
+    writeFileSync(join(agent.workspace, "many.bin"), big);
+    const hash = createHash("sha256");
+    let size = 0;
+    let trailer: { size: bigint; sha256: string } | undefined;
+    for await (const m of grpc.workspace.readFile({ path: "many.bin" })) {
+      if (m.event.case === "chunk") {
+        hash.update(m.event.value);
+        size += m.event.value.byteLength;
+        // Slower than the agent now and then: its writes queue up behind the stream's window.
+        if (size % (3 * CHUNK_BYTES) === 0) await new Promise((r) => setTimeout(r, 30));
+      } else if (m.event.case === "trailer") trailer = m.event.value;
+    }
+    const digest = createHash("sha256").update(big).digest("hex");
+    expect(size).toBe(big.length);
+    expect(hash.digest("hex")).toBe(digest);
+    expect(trailer?.sha256).toBe(digest);
+  });
+
   it("a deadline that passes mid-read ends the call with deadline_exceeded on the direct path", async () => {
     writeFileSync(join(agent.workspace, "big.bin"), randomBytes(64 * 1024 * 1024));
     const started = Date.now();
