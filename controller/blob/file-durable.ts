@@ -61,16 +61,11 @@ class DirSyncer {
   }
 }
 
-/**
- * Writes every byte of `chunks` at the handle's position, or from `position`
- * when given (a short write is legal: it resumes).
- */
-export async function writeFully(fh: FileHandle, chunks: Uint8Array[], position?: number): Promise<void> {
+/** Writes every byte of `chunks` at the handle's position (a short write is legal: it resumes). */
+export async function writeFully(fh: FileHandle, chunks: Uint8Array[]): Promise<void> {
   let pending = chunks.filter((c) => c.byteLength > 0);
-  let at = position;
   while (pending.length > 0) {
-    let { bytesWritten } = at === undefined ? await fh.writev(pending) : await fh.writev(pending, at);
-    if (at !== undefined) at += bytesWritten;
+    let { bytesWritten } = await fh.writev(pending);
     while (pending.length > 0 && bytesWritten >= pending[0]!.byteLength) bytesWritten -= pending.shift()!.byteLength;
     if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
   }
@@ -89,116 +84,52 @@ export async function writeFully(fh: FileHandle, chunks: Uint8Array[], position?
 export const SYNC_AHEAD_BYTES = 32 * 1024 * 1024;
 
 /**
- * Writes the sink may have on the thread pool at once (each at its own
- * offset). With one write at a time, every chunk waited for the previous
- * write's completion to reach the main thread, and that thread was busy
- * receiving and hashing the next chunk: in a timeline of a 1 GiB export the
- * writes were in flight 85-95 % of the wall time at 2-7 ms per MiB, the same
- * writes alone take 0.4-2 ms (BENCHMARKS.md, round three, issue 26, "the
- * export's timeline"). Several in flight keep the thread pool writing while
- * the main thread works; the kernel still applies them to the file in turn.
- */
-export const WRITES_IN_FLIGHT = 3;
-/** ... and at most this many bytes in them (the chunks are held until written). */
-export const WRITE_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
-
-/**
- * Writes a new file from offset 0 through an open FileHandle and fsyncs it
- * before "finish", so a finished pipeline means durable bytes.
- * (FileHandle.createWriteStream cannot do this: with autoClose off, close()
- * then waits on the stream forever.) Up to WRITES_IN_FLIGHT positioned writes
- * run at once: a chunk is accepted as soon as its write is started while
- * there is room, so the next one can be produced meanwhile; a failed write
- * fails the stream at its next write or at its end, never later than the
- * fsync. Writes past SYNC_AHEAD_BYTES start a datasync behind them (one at a
- * time); its failure fails the write.
+ * Writes to an open FileHandle and fsyncs it before "finish", so a finished
+ * pipeline means durable bytes. (FileHandle.createWriteStream cannot do this:
+ * with autoClose off, close() then waits on the stream forever.) Writes past
+ * SYNC_AHEAD_BYTES start a datasync behind them (one at a time); its failure
+ * fails the write.
  */
 export class SyncedFileSink extends Writable {
-  private position = 0;
   private unsynced = 0;
   private syncing: Promise<void> | undefined;
-  private failure: Error | undefined;
-  private inFlight = 0;
-  private inFlightBytes = 0;
-  /** The writes in flight, for _final to wait on. */
-  private readonly writes = new Set<Promise<void>>();
-  /** A write's callback held back while the writes in flight are at their limit. */
-  private held: ((error?: Error | null) => void) | undefined;
+  private syncFailure: Error | undefined;
 
   constructor(private readonly fh: FileHandle) {
     super({ highWaterMark: WRITE_BUFFER });
   }
 
-  private fail(err: unknown): void {
-    this.failure ??= err instanceof Error ? err : new Error(String(err));
-  }
-
-  /** Starts a write at the next offset; calls back at once while there is room, else when a write ends. */
-  private start(list: Uint8Array[], callback: (error?: Error | null) => void): void {
-    if (this.failure) {
-      callback(this.failure);
-      return;
+  private written(bytes: number, callback: (error?: Error | null) => void): void {
+    this.unsynced += bytes;
+    if (this.unsynced >= SYNC_AHEAD_BYTES && this.syncing === undefined && this.syncFailure === undefined) {
+      this.unsynced = 0;
+      // FileHandle.close() waits for it like for any operation in flight, so a failed write cannot close under it.
+      this.syncing = this.fh.datasync().then(
+        () => {
+          this.syncing = undefined;
+        },
+        (err: unknown) => {
+          this.syncing = undefined;
+          this.syncFailure = err instanceof Error ? err : new Error(String(err));
+        },
+      );
     }
-    const bytes = list.reduce((n, c) => n + c.byteLength, 0);
-    const at = this.position;
-    this.position += bytes;
-    this.inFlight++;
-    this.inFlightBytes += bytes;
-    const write: Promise<void> = writeFully(this.fh, list, at).then(
-      () => this.ended(write, bytes),
-      (err: unknown) => {
-        this.fail(err);
-        this.ended(write, bytes);
-      },
-    );
-    this.writes.add(write);
-    if (this.inFlight < WRITES_IN_FLIGHT && this.inFlightBytes < WRITE_BYTES_IN_FLIGHT) callback();
-    else this.held = callback;
-  }
-
-  private ended(write: Promise<void>, bytes: number): void {
-    this.writes.delete(write);
-    this.inFlight--;
-    this.inFlightBytes -= bytes;
-    if (this.failure === undefined) {
-      this.unsynced += bytes;
-      if (this.unsynced >= SYNC_AHEAD_BYTES && this.syncing === undefined) {
-        this.unsynced = 0;
-        // FileHandle.close() waits for it like for any operation in flight, so a failed write cannot close under it.
-        this.syncing = this.fh.datasync().then(
-          () => {
-            this.syncing = undefined;
-          },
-          (err: unknown) => {
-            this.syncing = undefined;
-            this.fail(err);
-          },
-        );
-      }
-    }
-    const held = this.held;
-    if (held !== undefined && (this.failure !== undefined || (this.inFlight < WRITES_IN_FLIGHT && this.inFlightBytes < WRITE_BYTES_IN_FLIGHT))) {
-      this.held = undefined;
-      held(this.failure ?? null);
-    }
+    callback(this.syncFailure ?? null);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.start([chunk], callback);
+    writeFully(this.fh, [chunk]).then(() => this.written(chunk.byteLength, callback), callback);
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.start(
-      chunks.map((c) => c.chunk),
-      callback,
-    );
+    const list = chunks.map((c) => c.chunk);
+    writeFully(this.fh, list).then(() => this.written(list.reduce((n, c) => n + c.byteLength, 0), callback), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     (async () => {
-      while (this.writes.size > 0) await Promise.all(this.writes);
       await this.syncing;
-      if (this.failure) throw this.failure;
+      if (this.syncFailure) throw this.syncFailure;
       await this.fh.sync();
     })().then(() => callback(), callback);
   }
