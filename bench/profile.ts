@@ -17,6 +17,7 @@ import { formatSummary, summarizeProfileFile } from "./cpuprofile.js";
 import { randomFile, syncDisks } from "./fixtures.js";
 import { startS3rverProcess, type S3rverProcess } from "./harness.js";
 import { REPO_ROOT } from "./options.js";
+import { formatSched, sampleSched, schedBetween } from "./schedstat.js";
 import { MiB, round } from "./stats.js";
 
 const { values } = parseArgs({
@@ -100,11 +101,21 @@ try {
       for (const a of res.json.artifacts) await call("DELETE", `/v1/artifacts/${a.id}`);
       continue;
     }
+    const schedBefore = [sampleSched(agent.pid), sampleSched(ctl.child.pid!)] as const;
+    const exportStarted = performance.now();
     const res = await call<{ id: string }>("POST", `/v1/sandboxes/${sandbox.json.id}/artifacts`, { path: "big.bin" });
+    const exportMs = performance.now() - exportStarted;
+    const schedAfter = [sampleSched(agent.pid), sampleSched(ctl.child.pid!)] as const;
     const seconds = (performance.now() - started) / 1000;
     await toggleProfilers();
     if (res.status !== 201) throw new Error(`export: ${res.text}`);
     process.stderr.write(`profile: export ${i + 1}: ${round(bytes / MiB / seconds)} MiB/s (${round(seconds)} s)\n`);
+    // Where the profiles' "idle" went: sleeping (waiting for an event) or runnable without a core.
+    for (const [k, label, pid] of [[0, "agent", agent.pid], [1, "controller", ctl.child.pid!]] as const) {
+      const b = schedBefore[k];
+      const a = schedAfter[k];
+      if (b && a) process.stderr.write(`profile: export ${i + 1}: ${formatSched(label, schedBetween(pid, b, a), exportMs)}\n`);
+    }
     await call("DELETE", `/v1/artifacts/${res.json.id}`);
   }
 } finally {
