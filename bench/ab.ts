@@ -2,7 +2,9 @@
 // exported (git archive) into a directory of its own with *this* tree's bench/ copied in (so
 // both sides are measured the same way), then the suites run A, B, B, A, A, B, …
 // and the medians of every value are printed side by side.
-//   npx tsx bench/ab.ts --rev before=<commit> --rev after=HEAD [--only file,collect] [--rounds 3] [--out FILE]
+//   npx tsx bench/ab.ts --rev before=<commit> --rev after=HEAD [--only file,collect] [--rounds 3] [--reps 1] [--out FILE]
+// --reps: repetitions inside each round (the suite's median of them). With 1, each figure is the
+// first run of a fresh controller and agent (cold code); with 3, the median leans on warm runs.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +19,7 @@ const { values } = parseArgs({
     rev: { type: "string", multiple: true },
     only: { type: "string", default: "file,collect,download" },
     rounds: { type: "string", default: "3" },
+    reps: { type: "string", default: "1" },
     out: { type: "string" },
   },
   strict: true,
@@ -27,6 +30,7 @@ const revs = (values.rev ?? []).map((r) => {
 });
 if (revs.length < 2) throw new Error("give at least two --rev label=commit");
 const rounds = Number(values.rounds);
+if (!/^[1-9][0-9]*$/.test(values.reps!)) throw new Error("--reps takes a positive whole number");
 const root = mkdtempSync(join(tmpdir(), "crownest-ab-"));
 const log = (s: string) => process.stderr.write(`ab: ${s}\n`);
 
@@ -49,7 +53,7 @@ try {
     for (const t of order) {
       const out = join(root, `${t.label}-${round}.json`);
       log(`round ${round + 1}: ${t.label}`);
-      const r = spawnSync(process.execPath, ["--import", "tsx", join(t.dir, "bench", "main.ts"), "--only", values.only!, "--reps", "1", "--out", out], {
+      const r = spawnSync(process.execPath, ["--import", "tsx", join(t.dir, "bench", "main.ts"), "--only", values.only!, "--reps", values.reps!, "--out", out], {
         cwd: t.dir,
         stdio: ["ignore", "ignore", "inherit"],
       });
