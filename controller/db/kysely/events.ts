@@ -26,6 +26,20 @@ export async function appendEvent(trx: Executor, dialect: Dialect, draft: EventD
 const EVENT_ROWS_PER_INSERT = 500;
 const DELIVERY_ROWS_PER_INSERT = 250;
 const EVENT_COLUMNS = ["id", "account_id", "sequence", "type", "created_at", "data"] as const;
+const DELIVERY_COLUMNS = [
+  "id",
+  "webhook_id",
+  "account_id",
+  "event_id",
+  "event_type",
+  "status",
+  "attempts",
+  "last_status_code",
+  "last_error",
+  "next_attempt_at",
+  "lease_until",
+  "created_at",
+] as const;
 
 /**
  * Writes `drafts` as their accounts' next events, in the order given: per
@@ -64,29 +78,17 @@ export async function appendEvents(trx: Executor, dialect: Dialect, drafts: read
     }
     const hooks = await trx.selectFrom("webhooks").select(["id", "types"]).where("account_id", "=", accountId).execute();
     const wants = hooks.map((h) => ({ id: h.id, types: new Set(JSON.parse(h.types) as string[]) }));
-    const deliveries = written.flatMap((row) =>
-      wants
-        .filter((h) => h.types.has(row.type))
-        .map((h) => {
-          const at = toMillis(row.createdAt, "event.createdAt");
-          return {
-            id: newId("dlv"),
-            webhook_id: h.id,
-            account_id: accountId,
-            event_id: row.id,
-            event_type: row.type,
-            status: "pending",
-            attempts: 0,
-            last_status_code: null,
-            last_error: null,
-            next_attempt_at: at,
-            lease_until: null,
-            created_at: at,
-          };
-        }),
-    );
-    for (let k = 0; k < deliveries.length; k += DELIVERY_ROWS_PER_INSERT) {
-      await trx.insertInto("webhook_deliveries").values(deliveries.slice(k, k + DELIVERY_ROWS_PER_INSERT)).execute();
+    // One pending delivery per (event, webhook that wants it), as plain text (rows-insert.ts) like the events.
+    const deliveries: unknown[] = [];
+    for (const row of written) {
+      const at = toMillis(row.createdAt, "event.createdAt");
+      for (const h of wants) {
+        if (h.types.has(row.type)) deliveries.push(newId("dlv"), h.id, accountId, row.id, row.type, "pending", 0, null, null, at, null, at);
+      }
+    }
+    const perRow = DELIVERY_COLUMNS.length;
+    for (let k = 0; k < deliveries.length; k += DELIVERY_ROWS_PER_INSERT * perRow) {
+      await insertRows(trx, dialect, "webhook_deliveries", DELIVERY_COLUMNS, deliveries.slice(k, k + DELIVERY_ROWS_PER_INSERT * perRow));
     }
     // Delivered by PostgreSQL at commit (and never for a rollback): other replicas' streams wake.
     if (dialect === "postgres") await sql`select pg_notify(${EVENTS_CHANNEL}, ${accountId})`.execute(trx);
