@@ -318,7 +318,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots, slo
         case "start":
           await startFile(event.value.index, event.value.header);
           break;
-        case "wholes":
+        case "wholes": {
           // Small files, each whole: the same events, checked the same way, as start, chunk and end would give.
           if (event.value.files.length === 0) throw readFilesIntegrity("sent an empty group of files");
           // Each is handed to its export whole: no feed, no per-file abort (its bytes are all here).
@@ -339,6 +339,7 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots, slo
             if (share) for (; handed < event.value.files.length; handed++) share()();
           }
           break;
+        }
         case "chunk":
           framing.chunk();
           if (!current!.wanted) {
