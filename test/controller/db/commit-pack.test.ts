@@ -2,46 +2,32 @@
 // places (with their modes, times and attestations) in chunked statements,
 // exactly as one markReady each would; a record that is gone or no longer
 // pending is false and gets nothing; the pack row counts the live members.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openMetadataStore } from "../../../controller/db/factory.js";
-import type { ArtifactRow, MetadataStore, ReadyFigures, SandboxRow } from "../../../controller/db/types.js";
+import { describe, expect, it } from "vitest";
+import type { ArtifactRow, ReadyFigures } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
-import { databases, type TestDatabase } from "../../helpers/databases.js";
-import { heldBytes, insertPending, seedSandbox } from "../../helpers/rows.js";
+import { databases } from "../../helpers/databases.js";
+import { heldBytes, insertPending } from "../../helpers/rows.js";
+import { freshStoreEachTest } from "../../helpers/store-fixture.js";
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const at = (ms: number) => new Date(T0 + ms);
 
 describe.each(databases)("commitPack: $name", (impl) => {
-  let env: TestDatabase;
-  let store: MetadataStore;
-  let sb: SandboxRow;
-
-  beforeEach(async () => {
-    env = await impl.create();
-    store = openMetadataStore(env.config, {});
-    await store.migrate();
-    sb = await seedSandbox(store, at(0));
-  });
-
-  afterEach(async () => {
-    await store.close();
-    await env.cleanup();
-  });
+  const fx = freshStoreEachTest(impl, at(0));
 
   function pending(i: number): ArtifactRow {
     const id = newId("art");
     return {
       id,
-      accountId: sb.accountId,
-      sandboxId: sb.id,
+      accountId: fx.sb.accountId,
+      sandboxId: fx.sb.id,
       commandId: null,
       name: `f${i}`,
       sourcePath: `/workspace/f${i}`,
       sizeBytes: 100,
       contentType: "application/octet-stream",
       sha256: "",
-      storageKey: `${sb.accountId}/${sb.id}/${id}`,
+      storageKey: `${fx.sb.accountId}/${fx.sb.id}/${id}`,
       state: "pending",
       createdAt: at(0),
       expiresAt: null,
@@ -50,12 +36,12 @@ describe.each(databases)("commitPack: $name", (impl) => {
 
   it("marks 600 members ready at their places in one call (more than one statement's chunk), each with its own figures", async () => {
     const rows = Array.from({ length: 600 }, (_, i) => pending(i));
-    for (const r of rows) await insertPending(store, r);
+    for (const r of rows) await insertPending(fx.store, r);
     // A member whose record is gone, and one already ready: both false, neither gets anything.
     const gone = pending(9999);
     const already = rows[5]!;
-    expect(await store.markArtifactReady(already.id, { sizeBytes: 7, sha256: "e".repeat(64), contentType: "x/y", createdAt: at(1), expiresAt: at(2) })).toBe(true);
-    const key = `${sb.accountId}/${sb.id}/${newId("pack")}`;
+    expect(await fx.store.markArtifactReady(already.id, { sizeBytes: 7, sha256: "e".repeat(64), contentType: "x/y", createdAt: at(1), expiresAt: at(2) })).toBe(true);
+    const key = `${fx.sb.accountId}/${fx.sb.id}/${newId("pack")}`;
     const ready = (i: number): ReadyFigures => ({
       sizeBytes: 3 + i,
       sha256: i.toString(16).padStart(64, "0"),
@@ -72,12 +58,12 @@ describe.each(databases)("commitPack: $name", (impl) => {
       offset += 3 + i;
       return m;
     });
-    const done = await store.commitPack({ key, accountId: sb.accountId, sizeBytes: offset, createdAt: at(30) }, members);
+    const done = await fx.store.commitPack({ key, accountId: fx.sb.accountId, sizeBytes: offset, createdAt: at(30) }, members);
     expect(done).toEqual(members.map((m) => m.id !== gone.id && m.id !== already.id));
 
     for (const [i, r] of rows.entries()) {
-      const got = await store.getArtifact(r.id);
-      const attestation = await store.getAttestation(r.id);
+      const got = await fx.store.getArtifact(r.id);
+      const attestation = await fx.store.getAttestation(r.id);
       if (r.id === already.id) {
         expect(got).toMatchObject({ state: "ready", sizeBytes: 7, sha256: "e".repeat(64) });
         expect(got?.pack).toBeUndefined();
@@ -104,9 +90,9 @@ describe.each(databases)("commitPack: $name", (impl) => {
       if (want.attestation) expect(attestation).toEqual(want.attestation);
       else expect(attestation).toBeUndefined();
     }
-    expect(await store.getArtifact(gone.id)).toBeUndefined();
+    expect(await fx.store.getArtifact(gone.id)).toBeUndefined();
     // The pack holds the live members only: its dead bytes are the two that did not make it.
-    expect(await store.packDeadBytes()).toBe(members[5]!.place.length + members.at(-1)!.place.length);
-    expect(await heldBytes(store, sb.accountId)).toBe(members.reduce((n, m, i) => n + (done[i] ? m.ready.sizeBytes : 0), 0) + 7);
+    expect(await fx.store.packDeadBytes()).toBe(members[5]!.place.length + members.at(-1)!.place.length);
+    expect(await heldBytes(fx.store, fx.sb.accountId)).toBe(members.reduce((n, m, i) => n + (done[i] ? m.ready.sizeBytes : 0), 0) + 7);
   });
 });
