@@ -1,11 +1,7 @@
-// ReadFile over gRPC without Connect's client stack: the mirror of the
-// agent's direct server path (agent/workspace/read-file-grpc.ts). A file's
-// bytes are most of what an agent ever sends us, and Connect's client copied
-// every byte twice on the way in: its response iterator reads the HTTP/2
-// stream with Readable.read(), which joins everything buffered into one new
-// buffer, then its envelope decoder copies each message into a buffer of its
-// own (BENCHMARKS.md, round three, issue 26: both in the profile of a 1 GiB
-// export, with the garbage they leave).
+// ReadFile over gRPC without Connect's client stack, the mirror of the
+// agent's direct server path (agent/workspace/read-file-grpc.ts). Connect's
+// client copied every byte twice on the way in: Readable.read() joining the
+// buffered HTTP/2 frames, then its envelope decoder (BENCHMARKS.md, issue 26).
 //
 // Here the HTTP/2 stream of the same session (the same address, TLS, checked
 // socket, windows and keep-alive, from AgentSessionManager) is read in flowing
@@ -14,9 +10,7 @@
 // lies whole in one chunk is not copied at all), then decoded with
 // fromBinary. The wire bytes are the same as Connect's (same headers, same
 // token, no compression, the same 4 MiB bound per message), and so are the
-// errors: grpc-status and grpc-message from trailers or a trailers-only
-// response, resets, transport failures and aborts become the ConnectErrors
-// Connect would throw, so fromAgentError maps them to the same API codes.
+// errors (grpc-call-errors.ts): the ConnectErrors Connect would throw.
 // Every other call still goes through Connect.
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { constants as h2 } from "node:http2";
@@ -30,6 +24,7 @@ import {
   WorkspaceService,
   type ReadFileResponse,
 } from "../../gen/crownest/agent/v1/workspace_pb.js";
+import { abortError, fromNodeReason, fromResetCode, webHeaders } from "./grpc-call-errors.js";
 
 export const READ_FILE_PATH = `/${WorkspaceService.typeName}/${WorkspaceService.method.readFile.name}`;
 
@@ -353,79 +348,3 @@ class DirectReadFileCall implements AsyncIterator<ReadFileResponse> {
     this.wakeUp();
   }
 }
-
-function abortError(): Error {
-  const e = new Error("This operation was aborted");
-  e.name = "AbortError";
-  return e;
-}
-
-function webHeaders(headers: IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const [key, value] of Object.entries(headers)) {
-    if (key.startsWith(":") || value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.set(key, String(value));
-  }
-  return out;
-}
-
-/** As connect-node's connectErrorFromNodeReason: the node error kept as the cause (fromAgentError looks for its errno). */
-function fromNodeReason(reason: unknown): ConnectError {
-  if (reason instanceof ConnectError) return reason;
-  const codes: string[] = [];
-  for (let e = reason, depth = 0; e instanceof Error && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === "string") codes.push(code);
-  }
-  let code = Code.Internal;
-  if (codes.some((c) => c === "ERR_STREAM_WRITE_AFTER_END" || c === "ERR_STREAM_DESTROYED" || c === "ERR_HTTP2_INVALID_STREAM" || c === "ECONNRESET")) {
-    code = Code.Aborted;
-  } else if (codes.some((c) => c === "ETIMEDOUT" || c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "ECONNREFUSED")) {
-    code = Code.Unavailable;
-  }
-  const ce = ConnectError.from(reason, code);
-  if (ce !== reason) ce.cause = reason;
-  return ce;
-}
-
-/** As connect-node's connectErrorFromH2ResetCode: a stream reset by the peer, as a ConnectError (NO_ERROR and STREAM_CLOSED are none). */
-function fromResetCode(rstCode: number | undefined): ConnectError | undefined {
-  const name = (c: number) => `http/2 stream closed with error code ${RESET_NAMES[c]} (0x${c.toString(16)})`;
-  switch (rstCode) {
-    case h2.NGHTTP2_PROTOCOL_ERROR:
-    case h2.NGHTTP2_INTERNAL_ERROR:
-    case h2.NGHTTP2_FLOW_CONTROL_ERROR:
-    case h2.NGHTTP2_SETTINGS_TIMEOUT:
-    case h2.NGHTTP2_FRAME_SIZE_ERROR:
-    case h2.NGHTTP2_COMPRESSION_ERROR:
-    case h2.NGHTTP2_CONNECT_ERROR:
-      return new ConnectError(name(rstCode), Code.Internal);
-    case h2.NGHTTP2_REFUSED_STREAM:
-      return new ConnectError(name(rstCode), Code.Unavailable);
-    case h2.NGHTTP2_CANCEL:
-      return new ConnectError(name(rstCode), Code.Canceled);
-    case h2.NGHTTP2_ENHANCE_YOUR_CALM:
-      return new ConnectError(name(rstCode), Code.ResourceExhausted);
-    case h2.NGHTTP2_INADEQUATE_SECURITY:
-    case h2.NGHTTP2_HTTP_1_1_REQUIRED:
-      return new ConnectError(name(rstCode), Code.PermissionDenied);
-    default:
-      return undefined;
-  }
-}
-
-const RESET_NAMES: Record<number, string> = {
-  1: "PROTOCOL_ERROR",
-  2: "INTERNAL_ERROR",
-  3: "FLOW_CONTROL_ERROR",
-  4: "SETTINGS_TIMEOUT",
-  6: "FRAME_SIZE_ERROR",
-  7: "REFUSED_STREAM",
-  8: "CANCEL",
-  9: "COMPRESSION_ERROR",
-  10: "CONNECT_ERROR",
-  11: "ENHANCE_YOUR_CALM",
-  12: "INADEQUATE_SECURITY",
-  13: "HTTP_1_1_REQUIRED",
-};
