@@ -46,6 +46,8 @@ await mkdir(agentDir, { recursive: true });
 const cpuProf = (dir: string) => ({
   NODE_OPTIONS: `--import ${join(REPO_ROOT, "bench", "cpu-profiler.mjs")}`,
   BENCH_CPU_PROF_DIR: dir,
+  // Finer sampling when asked (see bench/cpu-profiler.mjs).
+  ...(process.env.BENCH_CPU_PROF_INTERVAL_US ? { BENCH_CPU_PROF_INTERVAL_US: process.env.BENCH_CPU_PROF_INTERVAL_US } : {}),
 });
 
 let s3: S3rverProcess | undefined;
