@@ -9,7 +9,7 @@ import type { CollectEntry } from "../db/types.js";
 import { requireScopes, type Caller } from "./caller.js";
 import { beginExecution } from "./commands/execution.js";
 import { parseCommandRequest, type CommandRequestBody } from "./commands/request.js";
-import { commandView, visibleArtifacts, type CommandView } from "./commands/view.js";
+import { commandView, finishedView, visibleArtifacts, type CommandView } from "./commands/view.js";
 import { limitsFor, retentionFor } from "./export/limits.js";
 import { requireRunningSandbox } from "./sandboxes.js";
 import { checkChangedSupported } from "./commands/changed.js";
@@ -32,7 +32,8 @@ export async function runCommand(deps: Deps, caller: Caller, sandboxId: string, 
   await checkChangedSupported(deps, sandbox, request.collect);
   const execution = await beginExecution(deps, sandbox, request);
   const row = await execution.done;
-  return commandView(row, await visibleArtifacts(deps, row.id));
+  // The collection's artifacts as its command.finished event listed them (read once, when the command finished).
+  return finishedView(row) ?? commandView(row, await visibleArtifacts(deps, row.id));
 }
 
 /** POST …/commands: returns once the process started; the rest happens in the background of this controller. */

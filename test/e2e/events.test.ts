@@ -64,7 +64,10 @@ describe("events", () => {
     // The command as GET returns it, collection done.
     const got = await call("GET", `/v1/sandboxes/${sandboxId}/commands/${cmd.json.id}`);
     expect(finished.data).toEqual(got.json);
+    // The run answered its caller with that same command, artifacts and all.
+    expect(cmd.json).toEqual(finished.data);
     expect(finished.data.collectStatus).toBe("succeeded");
+    expect(finished.data.artifacts.map((a: { name: string }) => a.name)).toEqual(["out.txt"]);
     expect(events[4].data).toMatchObject({ id: made.json.id, reason: "deleted" });
     expect(events[5].data).toMatchObject({ id: sandboxId, status: "destroyed", reason: "deleted" });
   }, 60_000);

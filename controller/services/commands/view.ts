@@ -44,9 +44,23 @@ export function commandView(row: CommandRow, artifacts: ArtifactRow[]): CommandV
   };
 }
 
+/** The view each command.finished event carried, by the row it was made from (see finishedView). */
+const finishedViews = new WeakMap<CommandRow, CommandView>();
+
 /** command.finished: the command as GET returns it, collection done. */
 export function finishedEvent(row: CommandRow, artifacts: ArtifactRow[], at: Date): EventDraft {
-  return { accountId: row.accountId, type: "command.finished", data: { ...commandView(row, artifacts) }, createdAt: at };
+  const view = commandView(row, artifacts);
+  finishedViews.set(row, view);
+  return { accountId: row.accountId, type: "command.finished", data: { ...view }, createdAt: at };
+}
+
+/**
+ * The view the command.finished event of this very row carried: what a run
+ * answers its caller, the same artifacts as the event, without reading and
+ * mapping them a second time (a collection's thousands of rows).
+ */
+export function finishedView(row: CommandRow): CommandView | undefined {
+  return finishedViews.get(row);
 }
 
 /** The command's artifacts as clients may see them: ready, unexpired, in the order they were made. */
