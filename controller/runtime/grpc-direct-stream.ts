@@ -62,8 +62,6 @@ export function directServerStream<I extends DescMessage, O extends DescMessage>
 class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncIterator<MessageShape<O>> {
   private stream: ClientHttp2Stream | undefined;
   private started: Promise<void> | undefined;
-  /** The response's headers were valid and the body is being read: next() may hand out queued messages at once. */
-  private reading = false;
   private readonly queue: MessageShape<O>[] = [];
   /** The encoded size of each queued message, in the same order. */
   private readonly sizes: number[] = [];
@@ -104,10 +102,9 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
   }
 
   next(): Promise<IteratorResult<MessageShape<O>>> {
-    // A message already decoded: no await, no waiter (the common case once the body flows).
-    if (this.reading && this.queue.length > 0 && !this.finished && this.signal?.aborted !== true) {
-      return Promise.resolve({ done: false, value: this.take() });
-    }
+    // A message already decoded: no await, no waiter (the common case once the body flows). The queue is
+    // emptied by a failure from outside (abort, deadline, reset); one read from the body is put behind it.
+    if (this.queue.length > 0) return Promise.resolve({ done: false, value: this.take() });
     return this.nextSlow();
   }
 
@@ -215,15 +212,22 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
     if (headerError) throw headerError;
     this.statusInHeader = foundStatus;
     stream.on("data", this.onData);
-    this.reading = true;
   }
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.failure) return;
+    const before = this.queue.length;
     try {
       this.envelopes.parse(chunk);
     } catch (err) {
-      this.fail(err instanceof ConnectError ? err : ConnectError.from(err, Code.Internal));
+      // A bad envelope or message: the messages before it are handed out first, as Connect's client does;
+      // but a prefix over the bound refuses the whole chunk (Connect splits a chunk into envelopes first).
+      this.failure = err instanceof ConnectError ? err : ConnectError.from(err, Code.Internal);
+      if (this.failure.code === Code.ResourceExhausted) {
+        for (const size of this.sizes.splice(before)) this.queuedBytes -= size;
+        this.queue.length = before;
+      }
+      this.close();
       return;
     }
     // Keep-alive: bytes from the agent prove the session alive (as Connect tells the manager on each read).
