@@ -80,6 +80,8 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
   private readonly signal: AbortSignal | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlineError: ConnectError | undefined;
+  /** When the session manager was last told that bytes came (keep-alive). */
+  private aliveAt = 0;
   private readonly envelopes: EnvelopeParser;
 
   constructor(
@@ -230,8 +232,13 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
       this.close();
       return;
     }
-    // Keep-alive: bytes from the agent prove the session alive (as Connect tells the manager on each read).
-    this.options.sessionManager.notifyResponseByteRead(this.stream!);
+    // Keep-alive: bytes from the agent prove the session alive (Connect tells the manager on each read, which
+    // restarts its 15 s ping timer each time; once a second is as good and costs a timer per call, not per chunk).
+    const now = Date.now();
+    if (now - this.aliveAt >= 1000) {
+      this.aliveAt = now;
+      this.options.sessionManager.notifyResponseByteRead(this.stream!);
+    }
     if (this.queuedBytes >= QUEUED_BYTES_HIGH && !this.paused) {
       this.paused = true;
       this.stream!.pause();
@@ -274,6 +281,8 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
   };
 
   private readonly onClose = (): void => {
+    // The call is over (its end read, or failed): a reset now is only our own cancel, not worth an error.
+    if (this.finished) return;
     const reset = fromResetCode(this.stream!.rstCode);
     if (reset) this.fail(reset);
     else if (!this.ended) {
