@@ -139,6 +139,8 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
 
   /** The consumer stopped early (or gave up after a stall): the stream is cancelled at once, even with a next() pending. */
   async return(): Promise<IteratorResult<MessageShape<O>>> {
+    this.queue.length = 0;
+    this.sizes.length = 0;
     if (!this.finished) {
       this.failure ??= new ConnectError("the call was cancelled", Code.Canceled);
       this.close();

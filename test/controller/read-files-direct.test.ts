@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_READ_MAX_BYTES, agentClients } from "../../controller/runtime/agent-client.js";
 import { CHUNK_BYTES } from "../../agent/workspace/read-file.js";
@@ -117,6 +117,16 @@ describe("direct ReadFiles against a real agent", () => {
     const again = await outcomeOf(() => read({ paths: small.slice(0, 10), wholeFiles: true }));
     expect(again.error).toBeUndefined();
     expect(read.sessionManager.streams.length).toBe(2);
+  });
+
+  it("after return(), the iterator hands out nothing more (even messages already queued)", async () => {
+    // Connect's iterator has no return(): a consumer that stops early cannot cancel its call.
+    const it = direct(agent)({ paths: ["small/f0.bin", "big.bin", ...small.slice(0, 300)], wholeFiles: true })[Symbol.asyncIterator]();
+    await it.next();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await it.return!()).toEqual({ done: true, value: undefined });
+    const rest = await outcomeOf(() => ({ [Symbol.asyncIterator]: () => it }));
+    expect(observed(rest)).toEqual({ messages: [], error: { code: Code.Canceled, rawMessage: "the call was cancelled" } });
   });
 
   it("the agent SIGKILLed mid-stream: agent_unavailable, as through Connect", async () => {
