@@ -1,10 +1,10 @@
 // ReadFiles (many files in one stream, export/batch.ts's collections) over
 // gRPC without Connect's client stack, as ReadFile is (read-file-direct.ts):
 // the same call (grpc-direct-stream.ts) over the agent's same HTTP/2
-// sessions, with the same wire bytes, bound and errors as Connect's. For
-// thousands of small files Connect's per-call and per-message machinery
-// (signals, async-iterable plumbing, its envelope copies) was most of the
-// controller's cost of reading the stream.
+// sessions, with the same wire bytes, bound and errors as Connect's. In
+// profiles of collections Connect's client machinery for these calls
+// (async-iterable plumbing, signals, its envelope decoder) cost more than the
+// decoding itself; what removing it gained is in BENCHMARKS.md (small).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CallOptions } from "@connectrpc/connect";
 import {
