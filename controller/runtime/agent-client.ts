@@ -1,7 +1,7 @@
 // The only way the controller talks to an agent: the generated Connect
 // clients over gRPC (h2c), with the agent's bearer token on every call;
-// ReadFile alone speaks the same gRPC itself over the same sessions
-// (read-file-direct.ts).
+// ReadFile, and ReadFiles for batch.ts, speak the same gRPC themselves over
+// the same sessions (read-file-direct.ts, read-files-direct.ts).
 import type { ClientHttp2Stream, Http2Session, ClientSessionRequestOptions, OutgoingHttpHeaders } from "node:http2";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -10,10 +10,13 @@ import { agentTarget } from "./agent-address.js";
 import { ProcessService } from "../../gen/crownest/agent/v1/process_pb.js";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { directReadFile } from "./read-file-direct.js";
+import { directReadFiles, type ReadFilesFn } from "./read-files-direct.js";
 
 export interface AgentClients {
   workspace: Client<typeof WorkspaceService>;
   process: Client<typeof ProcessService>;
+  /** ReadFiles read directly over the same sessions (read-files-direct.ts); without it, workspace.readFiles (Connect). */
+  readFilesDirect?: ReadFilesFn;
 }
 
 const cache = new Map<string, AgentClients>();
@@ -115,13 +118,16 @@ export function agentClients(endpoint: { url: string; token: string }, options: 
     readMaxBytes: AGENT_READ_MAX_BYTES,
     sessionManager,
   });
+  const direct = { sessionManager, token: endpoint.token, readMaxBytes: AGENT_READ_MAX_BYTES };
   const clients: AgentClients = {
     // ReadFile (a file's bytes, most of what an agent sends) is read without Connect's copies, over the same sessions: read-file-direct.ts.
     workspace: {
       ...createClient(WorkspaceService, transport),
-      readFile: directReadFile({ sessionManager, token: endpoint.token, readMaxBytes: AGENT_READ_MAX_BYTES }),
+      readFile: directReadFile(direct),
     },
     process: createClient(ProcessService, transport),
+    // ReadFiles as batch.ts reads it: thousands of small files, where Connect's per-call machinery showed (read-files-direct.ts).
+    readFilesDirect: directReadFiles(direct),
   };
   cache.set(cacheKey, clients);
   return clients;

@@ -172,7 +172,8 @@ async function readCall(deps: Deps, all: Item[], from: number, slots: Slots, slo
   let current: FileFeed | undefined;
   try {
     const agent = agentOf(deps, batch[0]!.input.sandbox);
-    const call = agent.workspace.readFiles(
+    // Read directly over the agent's sessions when its clients can (read-files-direct.ts), else through Connect.
+    const call = (agent.readFilesDirect ?? agent.workspace.readFiles)(
       { paths: batch.map((b) => b.sourcePath), noFollow: batch[0]!.input.regularFileOnly === true, wholeFiles: true },
       { signal },
     );
