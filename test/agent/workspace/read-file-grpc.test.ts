@@ -6,9 +6,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Http2ServerRequest } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpcJs from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ReadFileResponseSchema } from "../../../gen/crownest/agent/v1/workspace_pb.js";
+import { ReadFileRequestSchema, ReadFileResponseSchema } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import { READ_FILE_PATH, chunkPrefix, isPlainGrpcReadFile } from "../../../agent/workspace/read-file-grpc.js";
 import { CHUNK_BYTES } from "../../../agent/workspace/read-file.js";
 import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../../helpers/agent.js";
@@ -64,6 +65,34 @@ describe("ReadFile: direct gRPC path and Connect path", () => {
     const viaConnect = observed(await outcomeOf(() => agentTestClients(stranger, "connect").workspace.readFile({ path: "data.bin" })));
     expect(viaGrpc.error?.rawMessage).toMatch(/^unauthenticated: /);
     expect(viaGrpc).toEqual(viaConnect);
+  });
+
+  it("grpc-js (an independent client) sees a refusal before any message as the status Connect sends", async () => {
+    const readVia = async (token: string, path: string) => {
+      const client = new grpcJs.Client(new URL(agent.url).host, grpcJs.credentials.createInsecure());
+      const md = new grpcJs.Metadata();
+      if (token) md.set("authorization", `Bearer ${token}`);
+      const call = client.makeServerStreamRequest(
+        READ_FILE_PATH,
+        (m: ReturnType<typeof create<typeof ReadFileRequestSchema>>) => Buffer.from(toBinary(ReadFileRequestSchema, m)),
+        (b: Buffer) => fromBinary(ReadFileResponseSchema, b),
+        create(ReadFileRequestSchema, { path }),
+        md,
+      );
+      try {
+        for await (const _ of call as AsyncIterable<unknown>);
+        return undefined;
+      } catch (err) {
+        const e = err as grpcJs.ServiceError;
+        return { code: e.code as number, rawMessage: decodeURIComponent(e.details) };
+      } finally {
+        client.close();
+      }
+    };
+    for (const [token, path] of [[agent.token, "missing.bin"], [agent.token, "dir"], ["not-the-token", "data.bin"], ["", "data.bin"]] as const) {
+      const viaConnect = await outcomeOf(() => agentTestClients({ url: agent.url, token }, "connect").workspace.readFile({ path }));
+      expect(await readVia(token, path)).toEqual({ code: viaConnect.error!.code, rawMessage: viaConnect.error!.rawMessage });
+    }
   });
 
   it("a file of many chunks read by a slow client arrives byte-exact (read buffers are reused only once sent)", async () => {
