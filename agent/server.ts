@@ -20,6 +20,7 @@ import { processService } from "./process/service.js";
 import { workspaceService } from "./workspace/service.js";
 import { DEFAULT_MAX_WATCHED_DIRECTORIES, WatchBudget } from "./workspace/deps.js";
 import { grpcReadFile, isPlainGrpcReadFile } from "./workspace/read-file-grpc.js";
+import { grpcReadFiles, isPlainGrpcReadFiles } from "./workspace/read-files-grpc.js";
 import type { CommandsNamespace } from "./process/pidns.js";
 
 export interface AgentServerOptions {
@@ -89,15 +90,21 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     contextValues: (req) => createContextValues().set(clientFinished, () => clientFinishedCleanly(req as http2.Http2ServerRequest)),
   });
 
-  // Plain gRPC ReadFile calls (the controller's exports) skip Connect's encoders; see read-file-grpc.ts.
-  const readFileDirect = grpcReadFile({ deps: { root, owner: options.runAs }, token: options.token, log, shutdown: shutdown.signal });
+  // Plain gRPC ReadFile and ReadFiles calls (the controller's exports and collections) skip Connect's
+  // encoders; see read-file-grpc.ts, read-files-grpc.ts and what they share, grpc-direct.ts.
+  const direct = { deps: { root, owner: options.runAs }, token: options.token, log, shutdown: shutdown.signal };
+  const readFileDirect = grpcReadFile(direct);
+  const readFilesDirect = grpcReadFiles({ ...direct, readMaxBytes: READ_MAX_BYTES });
+  const serveDirect = (procedure: string, serve: Promise<void>, res: http2.Http2ServerResponse): void => {
+    serve.catch((err: unknown) => {
+      log.error({ err, procedure }, "call failed");
+      res.stream?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+  };
   const route = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
-    if (isPlainGrpcReadFile(req)) {
-      readFileDirect(req, res).catch((err: unknown) => {
-        log.error({ err, procedure: "ReadFile" }, "call failed");
-        res.stream?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      });
-    } else handler(req, res);
+    if (isPlainGrpcReadFiles(req)) serveDirect("ReadFiles", readFilesDirect(req, res), res);
+    else if (isPlainGrpcReadFile(req)) serveDirect("ReadFile", readFileDirect(req, res), res);
+    else handler(req, res);
   };
 
   const settings = { initialWindowSize: STREAM_WINDOW_BYTES };

@@ -17,6 +17,7 @@ import { closeSync } from "node:fs";
 import { at } from "../confine.js";
 import { openWorkspaceRootSync, resolveInsideWorkspaceSync } from "../confine-sync.js";
 import { readFile } from "./read-file.js";
+import type { ChunkBuffers } from "./chunk-buffers.js";
 import { readSmallFileSync, SMALL_FILE_BYTES } from "./read-small.js";
 import { fileInfo } from "./stat.js";
 import type { WorkspaceDeps } from "./deps.js";
@@ -36,7 +37,8 @@ type Whole = MessageInitShape<typeof FileWholeSchema>;
 export const WHOLES_FILES = 256;
 export const WHOLES_BYTES = 1024 * 1024;
 
-export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext): AsyncGenerator<Response> {
+/** `buffers`: a big file's chunks are read into buffers the caller gives back once sent (read-files-grpc.ts), as in ReadFile. */
+export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext, options: { buffers?: ChunkBuffers } = {}): AsyncGenerator<Response> {
   if (req.paths.length > MAX_READ_FILES_PATHS) {
     throw new CrowNestError("invalid_request", `at most ${MAX_READ_FILES_PATHS} paths per call`);
   }
@@ -57,14 +59,20 @@ export async function* readFiles(deps: WorkspaceDeps, req: ReadFilesRequest, ctx
   ctx.signal.addEventListener("abort", closeRoot, { once: true });
   try {
     // Read at each walk, never kept: once closed (the client gone), a walk opens the root itself rather than use a number the process may have reused.
-    yield* readEach(deps, req, ctx, () => rootFd);
+    yield* readEach(deps, req, ctx, () => rootFd, options.buffers);
   } finally {
     ctx.signal.removeEventListener("abort", closeRoot);
     closeRoot();
   }
 }
 
-async function* readEach(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: HandlerContext, openRoot: () => number | undefined): AsyncGenerator<Response> {
+async function* readEach(
+  deps: WorkspaceDeps,
+  req: ReadFilesRequest,
+  ctx: HandlerContext,
+  openRoot: () => number | undefined,
+  buffers: ChunkBuffers | undefined,
+): AsyncGenerator<Response> {
   // Small files sent whole, gathered into one message (when the caller takes them); sent before anything else is.
   let wholes: Whole[] = [];
   let wholeBytes = 0;
@@ -104,7 +112,7 @@ async function* readEach(deps: WorkspaceDeps, req: ReadFilesRequest, ctx: Handle
         continue;
       }
       if (wholes.length > 0) yield gathered();
-      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow })) {
+      for await (const message of readFile(deps, create(ReadFileRequestSchema, { path }), ctx, { noFollow: req.noFollow, buffers })) {
         const event = message.event!;
         if (event.case === "header") yield { event: { case: "start", value: { index, header: event.value } } };
         else if (event.case === "chunk") yield { event: { case: "chunk", value: event.value } };
