@@ -127,8 +127,15 @@ describe("wholesParts", () => {
     ["an empty file (no data field, a trailer of size 0)", [whole(3, new Uint8Array(0))]],
     ["many, sizes across varint widths", [0, 1, 127, 128, 16_383, 16_384, 200_000, 262_144].map((n, i) => whole(1000 + i, randomBytes(n)))],
     ["a non-ASCII path, a pre-1970 mtime", [{ ...whole(7, randomBytes(5), "/workspace/ünï"), header: { path: "/workspace/ünï", mtime: { seconds: -5n, nanos: 1 } } }]],
+    ["64-bit sizes and times, an empty mtime, a header of only a path, large indexes", [
+      { ...whole(2 ** 31, randomBytes(2)), header: { path: "/workspace/big", size: 5n * 2n ** 40n, mode: 0o7777, mtime: { seconds: 2n ** 40n, nanos: 999_999_999 } } },
+      { ...whole(2 ** 32 - 1, randomBytes(2)), header: { path: "/workspace/e", mtime: {} } },
+      { ...whole(9, randomBytes(1)), header: { path: "/workspace/p" } },
+    ]],
     ["a trailer without a digest, a file without a trailer", [{ ...whole(1, randomBytes(3)), trailer: { size: 3n } }, { index: 2, header: { path: "/workspace/x" }, data: randomBytes(4) }]],
     ["256 files of 4 KiB", Array.from({ length: 256 }, (_, i) => whole(i, randomBytes(4096)))],
+    ["a file without a header", [{ index: 4, data: randomBytes(3), trailer: { size: 3n, sha256: "00".repeat(32) } }]],
+    ["a trailer of a 64-bit size", [{ ...whole(5, randomBytes(1)), trailer: { size: 2n ** 40n + 1n, sha256: "cd".repeat(32) } }]],
   ] as [string, Whole[]][])("%s: the bytes of toBinary in an envelope, each file's data its own buffer", (_name, files) => {
     const parts = wholesParts(files);
     const expected = toBinary(ReadFilesResponseSchema, create(ReadFilesResponseSchema, { event: { case: "wholes", value: { files } } }));
