@@ -114,10 +114,13 @@ describe("with real agents and the file store", () => {
     for (let i = 0; i < 5; i++) await writeRandomFile(join(ws, `small${i}.bin`), 4096);
     const sandbox = (await ctl.deps.db.getSandbox(sbx))!;
     const paths = ["big.bin", ...Array.from({ length: 5 }, (_, i) => `small${i}.bin`)];
+    // Looked up first: a scan of the process table can take longer than the agent takes to send 128 MiB.
+    const pid = (await agentPidOf(ctl.dataDir, sbx))!;
+    expect(pid).toBeGreaterThan(0);
     const exports = exportFiles(ctl.deps, paths.map((path) => ({ accountId: sandbox.accountId, sandbox, path, commandId: null })), 8);
     const all = track(Promise.allSettled(exports));
     await untilStreaming(join(blobDirOf(ctl), ".tmp"), all.state);
-    process.kill((await agentPidOf(ctl.dataDir, sbx))!, "SIGKILL");
+    process.kill(pid, "SIGKILL");
     const outcomes = await all.promise;
     // agent_unavailable, or sandbox_not_running for the files that failed after the runtime recorded the sandbox's end.
     const codes = outcomes.map((o) => (o.status === "fulfilled" ? "ok" : (o.reason as CrowNestError).code));
