@@ -1,6 +1,6 @@
-// What the ReadFiles direct-path tests share: the three clients a call is
-// made with (grpc-js and the controller's Connect client, both served by
-// the direct path; Connect's own protocol, served by Connect), what a caller
+// What the ReadFiles direct-path tests share: the clients a call is made
+// with (grpc-js, the controller's Connect client and its direct reader, all
+// served by the direct path; Connect's own protocol, served by Connect), what a caller
 // can observe of an outcome, and a raw HTTP/2 call for requests no client
 // would send.
 import { createHash } from "node:crypto";
@@ -19,8 +19,9 @@ export interface Observed {
   messages: unknown[];
   error?: { code: number; rawMessage: string };
 }
-export type Via = "grpc-js" | "controller" | "connect";
-export const VIAS: readonly Via[] = ["grpc-js", "controller", "connect"];
+/** grpc-js, the controller's Connect client, the controller's direct reader (what its collections use): all served by the direct path; Connect's protocol: served by Connect. */
+export type Via = "grpc-js" | "controller" | "controller-direct" | "connect";
+export const VIAS: readonly Via[] = ["grpc-js", "controller", "controller-direct", "connect"];
 
 /** Bytes as their length and sha256: deep equality over megabytes is slow. */
 export function digested(value: unknown): unknown {
@@ -53,6 +54,7 @@ export function readFilesVia(via: Via, endpoint: { url: string; token: string },
   if (via === "grpc-js") return grpcJsCall(endpoint, request, options);
   const callOptions = { ...(options.signal ? { signal: options.signal } : {}), ...(options.deadlineMs !== undefined ? { timeoutMs: options.deadlineMs } : {}) };
   if (via === "controller") return agentClients(endpoint).workspace.readFiles(request, callOptions);
+  if (via === "controller-direct") return agentClients(endpoint).readFilesDirect!(request, callOptions);
   return agentTestClients(endpoint, "connect").workspace.readFiles(request, callOptions);
 }
 

@@ -29,7 +29,7 @@ afterAll(async () => {
 const bigs = (n: number) => Array.from({ length: n }, () => "big.bin");
 
 describe("ReadFiles on the direct path: deadlines, cancellation, backpressure, shutdown", () => {
-  it.each(["grpc-js", "controller"] as Via[])("a deadline that passes mid-stream ends the call with deadline_exceeded (%s)", async (via) => {
+  it.each(["grpc-js", "controller", "controller-direct"] as Via[])("a deadline that passes mid-stream ends the call with deadline_exceeded (%s)", async (via) => {
     const started = Date.now();
     const outcome = await (async () => {
       let n = 0;
@@ -46,7 +46,7 @@ describe("ReadFiles on the direct path: deadlines, cancellation, backpressure, s
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it.each(["grpc-js", "controller"] as Via[])("a client that cancels mid-stream: the agent stops reading and closes its files (%s)", async (via) => {
+  it.each(["grpc-js", "controller", "controller-direct"] as Via[])("a client that cancels mid-stream: the agent stops reading and closes its files (%s)", async (via) => {
     const fds = () => readdirSync(`/proc/${agent.pid}/fd`).length;
     const fdsBefore = fds();
     const before = readBytes(agent.pid);
@@ -78,7 +78,7 @@ describe("ReadFiles on the direct path: deadlines, cancellation, backpressure, s
     let maxAhead = 0;
     let maxRss = 0;
     let nextPause = 20 * MiB;
-    for await (const m of readFilesVia("controller", agent, { paths, wholeFiles: true })) {
+    for await (const m of readFilesVia("controller-direct", agent, { paths, wholeFiles: true })) {
       expect(m.event.case).toBe("wholes");
       if (m.event.case !== "wholes") continue;
       for (const f of m.event.value.files) {
@@ -95,7 +95,7 @@ describe("ReadFiles on the direct path: deadlines, cancellation, backpressure, s
     }
     expect(files).toBe(1000);
     expect(received).toBe(1000 * 200 * 1024);
-    // The controller's client opens 4 MiB per stream and 16 MiB per session.
+    // The controller's sessions open 4 MiB per stream and 16 MiB per session.
     expect(maxAhead).toBeLessThan(32 * MiB);
     expect(maxRss - rssBefore).toBeLessThan(96 * MiB);
   });
@@ -137,7 +137,7 @@ describe("ReadFiles: the agent shutting down mid-call", () => {
 
   it("the call ends with the status Connect gives, and the agent exits 0", async () => {
     const viaConnect = await shutdownMidCall("connect");
-    for (const via of ["grpc-js", "controller"] as Via[]) {
+    for (const via of ["grpc-js", "controller", "controller-direct"] as Via[]) {
       const direct = await shutdownMidCall(via);
       expect(direct.exit).toBe(0);
       expect(direct.chunks).toBeLessThan(50 * 16);

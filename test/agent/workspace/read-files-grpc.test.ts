@@ -1,8 +1,8 @@
 // ReadFiles' direct gRPC path (agent/workspace/read-files-grpc.ts) against
 // Connect's: a plain gRPC call is served without Connect's encoders, a Connect
 // call through Connect, and a client must not be able to tell them apart. The
-// same tree is read through grpc-js and the controller's Connect client
-// (both direct) and through Connect's own protocol (Connect): the same
+// same tree is read through grpc-js, the controller's Connect client and its
+// direct reader (all direct) and through Connect's own protocol (Connect): the same
 // messages, the same refusals, the same statuses; and a `wholes` message's
 // wire bytes are exactly what toBinary and an envelope would give.
 import { randomBytes } from "node:crypto";
@@ -48,7 +48,7 @@ async function sameEverywhere(request: Request): Promise<Observed> {
   return first!;
 }
 
-describe("ReadFiles: direct gRPC path (grpc-js, the controller's client) and Connect path", () => {
+describe("ReadFiles: direct gRPC path (grpc-js, the controller's clients) and Connect path", () => {
   it.each([
     ["small files, whole", { paths: small(0, 300), wholeFiles: true }],
     ["small files, one event each", { paths: small(0, 40) }],
