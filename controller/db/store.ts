@@ -19,7 +19,7 @@ import * as idempotency from "./kysely/idempotency.js";
 import * as listings from "./kysely/listings.js";
 import { migrate, migrateInTurn } from "./kysely/locking.js";
 import * as packs from "./kysely/packs.js";
-import type { PackMemberOutcome, PackMemberReady } from "./kysely/packs.js";
+import type { PackMemberReady } from "./kysely/packs.js";
 import * as reservations from "./kysely/reservations.js";
 import type { ReadyFigures, ReservationResult } from "./kysely/reservations.js";
 import * as sandboxes from "./kysely/sandboxes.js";
@@ -155,9 +155,9 @@ export class KyselyMetadataStore extends KyselyEventStore implements MetadataSto
     return this.announcing(event, this.run(() => packs.deleteArtifactRecord(this.ctx, id, event)));
   }
 
-  async commitPack(pack: PackRow, members: PackMemberReady[]): Promise<PackMemberOutcome[]> {
+  async commitPack(pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
     const done = await this.run(() => packs.commitPack(this.ctx, pack, members));
-    const announced = members.find((m, i) => done[i] === true && m.event !== undefined);
+    const announced = members.find((m, i) => done[i] && m.event !== undefined);
     if (announced?.event) this.signal.emit(announced.event.accountId);
     return done;
   }

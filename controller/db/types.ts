@@ -96,17 +96,11 @@ export interface MetadataStore extends EventStore {
    */
   deleteArtifactRecord(id: string, event?: EventDraft): Promise<{ deleted: boolean; emptiedPack?: string }>;
   /**
-   * Makes a pack's members ready at their places in the pack (each with its
-   * event) and records the pack, in one transaction: a reserved member's
-   * pending record is marked ready (false: its record is gone); a member
-   * given with `record` was never reserved, and its record is written ready
-   * now if the account's quota has room ("quota": it had none). One result
-   * per member. No member made it: no pack row.
+   * Marks a pack's members (pending) ready at their places in the pack (each
+   * with its event) and records the pack, in one transaction; one result per
+   * member (false: its record is gone). No member made it: no pack row.
    */
-  commitPack(
-    pack: PackRow,
-    members: { id: string; ready: ReadyFigures; place: PackPlace; event?: EventDraft; record?: { row: ArtifactRow; quotaBytes: number } }[],
-  ): Promise<(boolean | "quota")[]>;
+  commitPack(pack: PackRow, members: { id: string; ready: ReadyFigures; place: PackPlace; event?: EventDraft }[]): Promise<boolean[]>;
   /** Bytes in live packs that no live member holds (crownest_pack_dead_bytes). */
   packDeadBytes(): Promise<number>;
   /** Ready, unexpired artifacts of one sandbox, newest first (createdAt desc, id desc), after the cursor. */

@@ -1,31 +1,19 @@
-// A pack's members made ready in a few statements instead of two each.
-// Members reserved before (pending records): one `UPDATE … FROM (VALUES …)
-// RETURNING id` per chunk (SQLite ≥ 3.33 and PostgreSQL both take it; a
-// VALUES list's columns are column1, column2, … in both); the rows and checks
-// are markReady's: only a pending record becomes ready, and one whose record
-// is gone is false. Members recorded here (a command's files that arrived
-// whole, never reserved): one multi-row insert of ready records, each within
-// the account's quota as its reservation would have been. Then one
-// multi-row insert of the attestations of both.
-import type { Transaction } from "kysely";
-import { artifactToDb, toMillis, toWhole } from "../mapper.js";
-import type { Database } from "../schema.js";
-import type { ArtifactRow, PackPlace } from "../types.js";
+// A pack's members marked ready in a few statements instead of two each:
+// one `UPDATE … FROM (VALUES …) RETURNING id` per chunk of members (SQLite ≥
+// 3.33 and PostgreSQL both take it; a VALUES list's columns are column1,
+// column2, … in both) and one multi-row insert of their attestations. The
+// rows and checks are markReady's: only a pending record becomes ready, and
+// one whose record is gone is false.
+import { toMillis, toWhole } from "../mapper.js";
+import type { PackPlace } from "../types.js";
 import type { Dialect, Executor } from "./context.js";
-import { insertLabels } from "./labels.js";
-import { lockAccount } from "./locking.js";
 import { insertRows, runShaped, shapedText } from "./rows-insert.js";
-import { accountBytes, markReady, type ReadyFigures } from "./reservations.js";
+import { markReady, type ReadyFigures } from "./reservations.js";
 
 export interface MemberMark {
   id: string;
   ready: ReadyFigures;
   place: PackPlace;
-}
-
-/** A member whose record is written ready here: its record as it would have been reserved, and its account's quota. */
-export interface MemberRecord extends MemberMark {
-  record: { row: ArtifactRow; quotaBytes: number };
 }
 
 /** Members per statement: 12 parameters each, far under both dialects' limits; one fixed size keeps one prepared text. */
@@ -46,59 +34,7 @@ export async function markMembersReady(trx: Executor, dialect: Dialect, members:
     for (const id of await updateChunk(trx, dialect, together.slice(i, i + CHUNK))) markedTogether.add(id);
   }
   for (const id of markedTogether) marked.add(id);
-  await insertAttestations(trx, dialect, together.filter((m) => markedTogether.has(m.id)));
-  return members.map((m) => marked.has(m.id));
-}
-
-/**
- * Writes the members' records ready, in member order while their account's
- * quota has room (reserveMany's rule: the accounts locked in sorted order,
- * each account's bytes summed once and carried forward). Whether each
- * member (in order) was recorded; false: over the quota.
- */
-export async function insertMembersReady(trx: Transaction<Database>, dialect: Dialect, members: MemberRecord[]): Promise<boolean[]> {
-  const accounts = [...new Set(members.map((m) => m.record.row.accountId))].sort();
-  const held = new Map<string, number>();
-  for (const accountId of accounts) {
-    await lockAccount(dialect, trx, accountId);
-    held.set(accountId, await accountBytes(trx, accountId));
-  }
-  const accepted: MemberRecord[] = [];
-  const results = members.map((m) => {
-    const { row, quotaBytes } = m.record;
-    const bytes = held.get(row.accountId)! + toWhole(m.ready.sizeBytes, "sizeBytes") + toWhole(m.ready.indexBytes ?? 0, "indexBytes");
-    if (bytes > toWhole(quotaBytes, "quotaBytes")) return false;
-    held.set(row.accountId, bytes);
-    accepted.push(m);
-    return true;
-  });
-  const rows = accepted.map(({ record: { row }, ready, place }): ArtifactRow => ({
-    ...row,
-    state: "ready",
-    sizeBytes: ready.sizeBytes,
-    sha256: ready.sha256,
-    contentType: ready.contentType,
-    createdAt: ready.createdAt,
-    expiresAt: ready.expiresAt,
-    pack: place,
-    mode: ready.mode ?? null,
-    mtime: ready.mtime ?? null,
-  }));
-  for (let i = 0; i < rows.length; i += CHUNK) {
-    // The columns are those artifactToDb gives (the same for every row it makes); index_bytes keeps its default, 0.
-    const records = rows.slice(i, i + CHUNK).map((row) => artifactToDb(row) as Record<string, unknown>);
-    const columns = Object.keys(records[0]!);
-    const parameters: unknown[] = [];
-    for (const record of records) for (const column of columns) parameters.push(record[column] ?? null);
-    await insertRows(trx, dialect, "artifacts", columns, parameters);
-  }
-  await insertLabels(trx, rows);
-  await insertAttestations(trx, dialect, accepted);
-  return results;
-}
-
-async function insertAttestations(trx: Executor, dialect: Dialect, members: MemberMark[]): Promise<void> {
-  const attested = members.filter((m) => m.ready.attestation);
+  const attested = together.filter((m) => m.ready.attestation && markedTogether.has(m.id));
   for (let i = 0; i < attested.length; i += CHUNK) {
     const parameters: unknown[] = [];
     for (const { id, ready } of attested.slice(i, i + CHUNK)) {
@@ -106,6 +42,7 @@ async function insertAttestations(trx: Executor, dialect: Dialect, members: Memb
     }
     await insertRows(trx, dialect, "artifact_attestations", ["artifact_id", "key_id", "envelope", "created_at"], parameters);
   }
+  return members.map((m) => marked.has(m.id));
 }
 
 async function updateChunk(trx: Executor, dialect: Dialect, chunk: MemberMark[]): Promise<string[]> {

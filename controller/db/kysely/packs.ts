@@ -8,7 +8,7 @@ import type { EventDraft } from "../event-types.js";
 import type { PackPlace, PackRow } from "../types.js";
 import { appendEvent, appendEvents } from "./events.js";
 import type { Ctx, Executor } from "./context.js";
-import { insertMembersReady, markMembersReady, type MemberRecord } from "./pack-members.js";
+import { markMembersReady } from "./pack-members.js";
 import type { ReadyFigures } from "./reservations.js";
 
 export interface PackMemberReady {
@@ -17,35 +17,22 @@ export interface PackMemberReady {
   place: PackPlace;
   /** artifact.created, written with the member's ready mark. */
   event?: EventDraft;
-  /** Never reserved: its record is written here, ready, within the account's quota (pack-members.ts). */
-  record?: MemberRecord["record"];
 }
 
-/** A member's outcome: ready; false, its (pending) record was gone; "quota", no room for a record written here. */
-export type PackMemberOutcome = boolean | "quota";
-
 /**
- * Makes the members ready at their places in the pack (a reserved member's
- * pending record marked, another's record written within the quota) and
- * records the pack with the members that made it, in one transaction. When
- * none made it, no pack row is written (the caller deletes the blob, or the
- * orphan sweeper does).
+ * Marks the members (still pending) ready at their place in the pack and
+ * records the pack with the members that made it, in one transaction. A
+ * member whose record is gone is false; when none made it, no pack row is
+ * written (the caller deletes the blob, or the orphan sweeper does).
  */
-export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<PackMemberOutcome[]> {
+export function commitPack({ db, dialect }: Ctx, pack: PackRow, members: PackMemberReady[]): Promise<boolean[]> {
   return db.transaction().execute(async (trx) => {
-    const recorded = members.filter((m): m is PackMemberReady & MemberRecord => m.record !== undefined);
-    const reserved = members.filter((m) => m.record === undefined);
-    const written = await insertMembersReady(trx, dialect, recorded);
-    const marked = await markMembersReady(trx, dialect, reserved);
-    const outcomes = new Map<PackMemberReady, PackMemberOutcome>();
-    recorded.forEach((m, i) => outcomes.set(m, written[i] ? true : "quota"));
-    reserved.forEach((m, i) => outcomes.set(m, marked[i]!));
-    const done = members.map((m) => outcomes.get(m)!);
+    const done = await markMembersReady(trx, dialect, members);
     const events: EventDraft[] = [];
     let liveMembers = 0;
     let liveBytes = 0;
     for (const [i, m] of members.entries()) {
-      if (done[i] !== true) continue;
+      if (!done[i]) continue;
       if (m.event) events.push(m.event);
       liveMembers++;
       liveBytes += m.place.length;

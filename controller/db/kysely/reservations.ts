@@ -31,7 +31,7 @@ export interface ReadyMark {
 export type Run = <T>(work: () => Promise<T>) => Promise<T>;
 
 /** Bytes an account holds: ready artifacts with their entry index, and pending ones by their reservation. */
-export async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
+async function accountBytes(trx: Executor, accountId: string, except?: string): Promise<number> {
   // Cast back to bigint: PostgreSQL's sum(bigint) is numeric.
   let q = trx
     .selectFrom("artifacts")

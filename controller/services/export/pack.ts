@@ -6,13 +6,11 @@
 // file of the request has joined or gone its own way; its members are then
 // marked ready together with the pack's row, in one transaction. Until then
 // they are pending: a crash leaves no ready member, and a pack blob no
-// record holds is the orphan sweeper's. A command's file that arrived whole
-// is not reserved at all: its record is written ready in that transaction,
-// within the quota (a crash leaves nothing of it). A file stored on its own (a big one)
+// record holds is the orphan sweeper's. A file stored on its own (a big one)
 // seals the pack gathered before it, so the members never wait for its bytes.
 import { CrowNestError, toCrowNestError } from "../../../common/errors.js";
 import type { EventDraft } from "../../db/event-types.js";
-import type { ArtifactRow, PackPlace, ReadyFigures } from "../../db/types.js";
+import type { PackPlace, ReadyFigures } from "../../db/types.js";
 import type { Deps } from "../../deps.js";
 import { newId } from "../../ids.js";
 
@@ -21,8 +19,7 @@ interface Member {
   ready: ReadyFigures;
   place: PackPlace;
   event: EventDraft | undefined;
-  record: MemberRecord | undefined;
-  resolve: (outcome: JoinOutcome) => void;
+  resolve: (marked: boolean) => void;
   reject: (err: unknown) => void;
 }
 
@@ -33,26 +30,16 @@ interface OpenPack {
   members: Member[];
 }
 
-/** A member never reserved: the record to write ready with its pack, within this quota. */
-export interface MemberRecord {
-  row: ArtifactRow;
-  quotaBytes: number;
-}
-
-/** Ready; false, its pending record was gone; "quota", its record (never reserved) found no room in the quota. */
-export type JoinOutcome = boolean | "quota";
-
 /** One file's say in its request's packs: it joins with its verified bytes, or leaves (too big, a directory, failed). */
 export interface PackSeat {
   /** Largest member. */
   readonly maxMemberBytes: number;
   /**
    * Adds the member's bytes to a pack; resolves once the pack is stored and
-   * the member made ready with its place (its JoinOutcome). With `record`,
-   * the member was never reserved and its record is written then.
+   * the member marked ready with its place (false: its record was gone).
    * Rejects (storage_unavailable) when the pack could not be stored.
    */
-  join(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event?: EventDraft, record?: MemberRecord): Promise<JoinOutcome>;
+  join(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event?: EventDraft): Promise<boolean>;
   /** Not joining (failed, or nothing to store); harmless after join. */
   leave(): void;
   /**
@@ -123,9 +110,9 @@ export class PackWriter {
     };
     return {
       maxMemberBytes: this.maxMemberBytes,
-      join: (id, ready, parts, size, event, record) => {
+      join: (id, ready, parts, size, event) => {
         if (decided) return Promise.reject(new CrowNestError("internal", "a file joined a pack twice"));
-        const joined = this.add(id, ready, parts, size, event, record);
+        const joined = this.add(id, ready, parts, size, event);
         onJoin?.();
         decide();
         return joined;
@@ -141,13 +128,13 @@ export class PackWriter {
     };
   }
 
-  private add(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event: EventDraft | undefined, record: MemberRecord | undefined): Promise<JoinOutcome> {
+  private add(id: string, ready: ReadyFigures, parts: Uint8Array[], size: number, event: EventDraft | undefined): Promise<boolean> {
     if (this.open && this.open.size + size > this.deps.config.packMaxBytes) this.seal();
     const pack = (this.open ??= { key: `${this.accountId}/${this.sandboxId}/${newId("pack")}`, parts: [], size: 0, members: [] });
     const place = { key: pack.key, offset: pack.size, length: size };
     pack.parts.push(...parts);
     pack.size += size;
-    const joined = new Promise<JoinOutcome>((resolve, reject) => pack.members.push({ id, ready, place, event, record, resolve, reject }));
+    const joined = new Promise<boolean>((resolve, reject) => pack.members.push({ id, ready, place, event, resolve, reject }));
     if (this.maxMembers !== undefined && pack.members.length >= this.maxMembers) this.seal();
     return joined;
   }
@@ -171,11 +158,11 @@ export class PackWriter {
       for (const m of pack.members) m.reject(failure);
       return;
     }
-    let marked: JoinOutcome[];
+    let marked: boolean[];
     try {
       marked = await deps.db.commitPack(
         { key: pack.key, accountId: this.accountId, sizeBytes: pack.size, createdAt: deps.clock.now() },
-        pack.members.map(({ id, ready, place, event, record }) => ({ id, ready, place, ...(event ? { event } : {}), ...(record ? { record } : {}) })),
+        pack.members.map(({ id, ready, place, event }) => ({ id, ready, place, ...(event ? { event } : {}) })),
       );
     } catch (err) {
       // Rolled back: nothing holds the pack.
@@ -183,7 +170,7 @@ export class PackWriter {
       for (const m of pack.members) m.reject(err);
       return;
     }
-    if (!marked.some((m) => m === true)) {
+    if (!marked.some(Boolean)) {
       await deps.blobs.delete(pack.key).catch((err: unknown) => {
         deps.log.warn({ pack: pack.key, err: toCrowNestError(err).message }, "could not delete a pack no member holds; left to the orphan sweeper");
       });

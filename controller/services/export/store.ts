@@ -53,12 +53,6 @@ export async function storeExport(
   const seat = source.pack;
   const packed = seat !== undefined && !isDirectory && header !== undefined && seat.maxMemberBytes > 0 && Number(header.size) <= seat.maxMemberBytes;
   if (seat !== undefined && !packed) await seat.bypass();
-  // A packed member that arrived whole is checked from the bytes in hand (checkWholeFile: the reader's checks).
-  const whole = packed ? source.whole : undefined;
-  // Such a file of a command's collection is not reserved: with its bytes in hand, nothing streams against the
-  // quota, and a command's files do not count in flight. Its record is written ready with its pack, within the
-  // quota then (one insert instead of a reservation and a ready mark); a crash before leaves no record at all.
-  const recordWithPack = whole !== undefined && (input.commandId ?? null) !== null;
 
   // A regular file is always stored as it is; an archive as the request says.
   const format: ArchiveFormat = isDirectory ? (input.format ?? "tar") : "tar";
@@ -69,10 +63,6 @@ export async function storeExport(
   // The quota holds for what is stored plus what the archive's entry index costs.
   let checkLimits: (bytes: number, indexBytes: number) => Promise<void>;
   let pending: ArtifactRow;
-  const quotaExceeded = () =>
-    new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
-      quotaBytes: limits.quotaBytes,
-    });
   try {
     name = input.name ?? defaultArtifactName(sourcePath, isDirectory, format);
     progress.name = name;
@@ -82,6 +72,10 @@ export async function storeExport(
 
     // Fail early on what the header already tells; the stream is checked again byte by byte.
     declared = header ? Number(header.size) : 0;
+    const quotaExceeded = () =>
+      new CrowNestError("quota_exceeded", `the account's stored bytes would exceed its quota (${limits.quotaBytes} bytes)`, {
+        quotaBytes: limits.quotaBytes,
+      });
     const tooLarge = (bytes: number): void => {
       if (bytes > limits.maxArtifactBytes) {
         throw new CrowNestError("too_large", `larger than the plan's largest artifact (${limits.maxArtifactBytes} bytes)`, {
@@ -112,33 +106,28 @@ export async function storeExport(
       ...(isDirectory ? { archiveFormat: format } : {}),
       ...(input.labels && Object.keys(input.labels).length > 0 ? { labels: input.labels } : {}),
     };
-    if (recordWithPack) {
-      // The quota is checked when the record is written (PackWriter → commitPack).
-      checkLimits = async (bytes: number) => tooLarge(bytes);
-    } else {
-      // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
-      // Exports through the artifact API count against the account's exports in flight; a
-      // command's collection counts as its command. Pending rows older than the reconciler's
-      // age are crashed exports and no longer count.
-      const inFlight =
-        pending.commandId === null
-          ? { limit: deps.config.limits.concurrentExports, since: new Date(pending.createdAt.getTime() - deps.config.pendingMaxAgeMs) }
-          : undefined;
-      const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes, inFlight);
-      if (!reserved.inserted) throw reserved.reason === "in_flight" ? rateLimited("concurrentExports", inFlight!.limit) : quotaExceeded();
-      // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
-      // atomically against every other export of the account (on every replica), or the export fails.
-      let reservedBytes = declared;
-      checkLimits = async (bytes: number, indexBytes: number): Promise<void> => {
-        tooLarge(bytes);
-        const need = bytes + indexBytes;
-        if (need <= reservedBytes) return;
-        const want = Math.min(limits.maxArtifactBytes, need + Math.max(RESERVE_STEP_BYTES, Math.floor(need / 4)));
-        const grown = await deps.db.growArtifactReservation(pending.id, accountId, need, Math.max(need, want), limits.quotaBytes);
-        if (grown === undefined) throw quotaExceeded();
-        reservedBytes = grown;
-      };
-    }
+    // The reservation checks the quota and tells what the account held besides it, for the mid-stream check.
+    // Exports through the artifact API count against the account's exports in flight; a
+    // command's collection counts as its command. Pending rows older than the reconciler's
+    // age are crashed exports and no longer count.
+    const inFlight =
+      pending.commandId === null
+        ? { limit: deps.config.limits.concurrentExports, since: new Date(pending.createdAt.getTime() - deps.config.pendingMaxAgeMs) }
+        : undefined;
+    const reserved = await deps.db.insertPendingArtifactWithinQuota(pending, limits.quotaBytes, inFlight);
+    if (!reserved.inserted) throw reserved.reason === "in_flight" ? rateLimited("concurrentExports", inFlight!.limit) : quotaExceeded();
+    // The quota holds while bytes stream: what arrives beyond the reservation is reserved first,
+    // atomically against every other export of the account (on every replica), or the export fails.
+    let reservedBytes = declared;
+    checkLimits = async (bytes: number, indexBytes: number): Promise<void> => {
+      tooLarge(bytes);
+      const need = bytes + indexBytes;
+      if (need <= reservedBytes) return;
+      const want = Math.min(limits.maxArtifactBytes, need + Math.max(RESERVE_STEP_BYTES, Math.floor(need / 4)));
+      const grown = await deps.db.growArtifactReservation(pending.id, accountId, need, Math.max(need, want), limits.quotaBytes);
+      if (grown === undefined) throw quotaExceeded();
+      reservedBytes = grown;
+    };
   } catch (err) {
     // The agent call is open: end it before giving up.
     abort.abort(err);
@@ -150,6 +139,8 @@ export async function storeExport(
   const indexBytes = () => indexer?.indexBytes ?? 0;
   const restartPoints: RestartPoint[] = [];
 
+  // A packed member that arrived whole is checked from the bytes in hand (checkWholeFile: the reader's checks).
+  const whole = packed ? source.whole : undefined;
   // The one agent-stream reader checks framing, sizes and the trailer; the
   // blob store hashes the bytes anyway, so the reader compares its digest.
   const reader = whole ? undefined : new AgentStreamReader(source.events, {
@@ -169,7 +160,7 @@ export async function storeExport(
     return failure;
   };
   // The record beats while the export runs, so the reconciler never takes a long export for a crashed one.
-  const stopHeartbeat = recordWithPack ? () => {} : startHeartbeat(deps, id, fail);
+  const stopHeartbeat = startHeartbeat(deps, id, fail);
 
   async function* agentBytes(): AsyncGenerator<Uint8Array> {
     const chunks = reader!.chunks();
@@ -266,12 +257,9 @@ export async function storeExport(
     const attestation = await attestArtifact(deps, made, originOf(input, sourcePath, format), sandbox, pending.createdAt, agentVersion);
     const created: EventDraft = { accountId: made.accountId, type: "artifact.created", data: { ...artifactView(made) }, createdAt };
     const signed = { ...ready, attestation };
-    const marked = packed
-      ? await seat.join(id, signed, parts, result.size, created, recordWithPack ? { row: pending, quotaBytes: limits.quotaBytes } : undefined)
-      : await deps.db.markArtifactReady(id, signed, created);
+    const marked = packed ? await seat.join(id, signed, parts, result.size, created) : await deps.db.markArtifactReady(id, signed, created);
     stopHeartbeat();
     parts = [];
-    if (marked === "quota") throw quotaExceeded();
     if (!marked) {
       throw new CrowNestError("internal", "the export's pending record disappeared");
     }
@@ -280,8 +268,7 @@ export async function storeExport(
   } catch (err) {
     stopHeartbeat();
     if (!abort.signal.aborted) abort.abort(err);
-    // A record written with its pack was never pending: there is nothing of its own to discard.
-    if (!recordWithPack) await discardPending(deps, pending, blobWritten);
+    await discardPending(deps, pending, blobWritten);
     throw err;
   }
 }
