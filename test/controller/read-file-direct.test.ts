@@ -6,17 +6,16 @@
 // the bound, a status the agent never sends.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { WorkspaceService } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGrpcPeer, type GrpcPeer } from "../helpers/grpc-peer.js";
 import { agentClients, AGENT_READ_MAX_BYTES } from "../../controller/runtime/agent-client.js";
 import { fromAgentError } from "../../controller/runtime/agent-errors.js";
 import { CHUNK_BYTES } from "../../agent/workspace/read-file.js";
-import { startAgent, type StartedAgent } from "../helpers/agent.js";
+import { killingAgentAfter, startAgent, type StartedAgent } from "../helpers/agent.js";
 import { HOSTILE_TOKEN, startHostileAgent, type HostileAgent, type RawBehaviour } from "../helpers/hostile-agent.js";
 import { outcomeOf, type Outcome } from "../agent/support.js";
 
@@ -160,17 +159,7 @@ describe("direct ReadFile against a real agent", () => {
         writeFileSync(join(victim.workspace, "big.bin"), randomBytes(64 * CHUNK_BYTES));
         const read = client === "direct" ? agentClients(victim).workspace.readFile : connectReadFile(victim);
         outcomes.push(
-          await outcomeOf(async function* () {
-            let n = 0;
-            for await (const m of read({ path: "big.bin" })) {
-              yield m;
-              if (++n === 2) {
-                const gone = new Promise((r) => victim.child.once("exit", r));
-                victim.child.kill("SIGKILL");
-                await gone;
-              }
-            }
-          }),
+          await outcomeOf(() => killingAgentAfter(victim, 2, read({ path: "big.bin" }))),
         );
       } finally {
         await victim.stop();
@@ -225,12 +214,10 @@ describe("direct ReadFile against a hostile agent", () => {
 
 describe("direct ReadFile against a peer with a bad status", () => {
   type Answer = "http-503" | "html" | "no-status" | "status-99" | "trailers-only-named" | "status-in-trailer" | "gzip";
-  let server: http2.Http2Server;
+  let peer: GrpcPeer;
   let url: string;
-  const sessions = new Set<http2.ServerHttp2Session>();
   beforeAll(async () => {
-    server = http2.createServer();
-    server.on("stream", (stream, headers) => {
+    peer = await startGrpcPeer((stream, headers) => {
       stream.on("error", () => {});
       stream.resume();
       const answer = String(headers["authorization"]).split(" ")[1] as Answer;
@@ -267,17 +254,10 @@ describe("direct ReadFile against a peer with a bad status", () => {
           break;
       }
     });
-    server.on("session", (s) => {
-      sessions.add(s);
-      s.on("error", () => {});
-      s.once("close", () => sessions.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    url = peer.url;
   });
   afterAll(async () => {
-    for (const s of sessions) s.destroy();
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
+    await peer?.close();
   });
 
   it.each(["http-503", "html", "no-status", "status-99", "trailers-only-named", "status-in-trailer", "gzip"] as Answer[])(

@@ -5,10 +5,10 @@
 // oversized envelopes, a reset after good messages. The same messages, the
 // same error (code and message), the same API code, and no stream left open.
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FileType, ReadFilesResponseSchema } from "../../gen/crownest/agent/v1/workspace_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGrpcPeer, type GrpcPeer } from "../helpers/grpc-peer.js";
 import { AGENT_READ_MAX_BYTES } from "../../controller/runtime/agent-client.js";
 import { apiCode, both, checkStreamsAfterEach, observed, sha } from "../helpers/read-files-clients.js";
 
@@ -23,9 +23,8 @@ describe("direct ReadFiles against a peer that breaks the protocol", () => {
     "http-503", "html", "no-status", "status-99", "trailers-only-named", "status-after-messages", "gzip",
     "garbage-protobuf", "compressed-flag", "cut-envelope", "split-envelopes", "reset-after-messages", "oversized-frame",
   ];
-  let server: http2.Http2Server;
+  let peer: GrpcPeer;
   let url: string;
-  const sessions = new Set<http2.ServerHttp2Session>();
   const envelope = (body: Uint8Array, flags = 0) => {
     const out = Buffer.alloc(5 + body.byteLength);
     out[0] = flags;
@@ -43,8 +42,7 @@ describe("direct ReadFiles against a peer that breaks the protocol", () => {
       ),
     );
   beforeAll(async () => {
-    server = http2.createServer();
-    server.on("stream", (stream, headers) => {
+    peer = await startGrpcPeer((stream, headers) => {
       stream.on("error", () => {});
       stream.resume();
       const answer = String(headers["authorization"]).split(" ")[1] as Answer;
@@ -118,17 +116,10 @@ describe("direct ReadFiles against a peer that breaks the protocol", () => {
         }
       }
     });
-    server.on("session", (s) => {
-      sessions.add(s);
-      s.on("error", () => {});
-      s.once("close", () => sessions.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    url = peer.url;
   });
   afterAll(async () => {
-    for (const s of sessions) s.destroy();
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
+    await peer?.close();
   });
 
   it.each(answers)("%s: the same messages and error as Connect's client, the same API code", async (answer) => {

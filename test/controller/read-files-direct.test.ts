@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_READ_MAX_BYTES, agentClients } from "../../controller/runtime/agent-client.js";
 import { CHUNK_BYTES } from "../../agent/workspace/read-file.js";
-import { startAgent, type StartedAgent } from "../helpers/agent.js";
+import { killingAgentAfter, startAgent, type StartedAgent } from "../helpers/agent.js";
 import { HOSTILE_TOKEN, startHostileAgent, type HostileAgent, type RawBehaviour, type WholesMode } from "../helpers/hostile-agent.js";
 import { outcomeOf, type Outcome } from "../agent/support.js";
 import {
@@ -137,17 +137,7 @@ describe("direct ReadFiles against a real agent", () => {
         writeFileSync(join(victim.workspace, "huge.bin"), randomBytes(64 * CHUNK_BYTES));
         const read = client === "direct" ? direct(victim) : connectReadFiles(victim);
         outcomes.push(
-          await outcomeOf(async function* () {
-            let n = 0;
-            for await (const m of read({ paths: ["huge.bin", "huge.bin"], wholeFiles: true })) {
-              yield m;
-              if (++n === 2) {
-                const gone = new Promise((r) => victim.child.once("exit", r));
-                victim.child.kill("SIGKILL");
-                await gone;
-              }
-            }
-          }),
+          await outcomeOf(() => killingAgentAfter(victim, 2, read({ paths: ["huge.bin", "huge.bin"], wholeFiles: true }))),
         );
       } finally {
         await victim.stop();

@@ -164,3 +164,16 @@ export function agentTestClients(
     health: createClient(Health, transport),
   };
 }
+
+/** The messages of `source`, the agent SIGKILLed (and gone) right after the `n`th: a stream cut by the agent's death. */
+export async function* killingAgentAfter<T>(agent: { child: ChildProcess }, n: number, source: AsyncIterable<T>): AsyncGenerator<T> {
+  let seen = 0;
+  for await (const message of source) {
+    yield message;
+    if (++seen === n) {
+      const gone = new Promise((r) => agent.child.once("exit", r));
+      agent.child.kill("SIGKILL");
+      await gone;
+    }
+  }
+}

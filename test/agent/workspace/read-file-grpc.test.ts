@@ -11,6 +11,7 @@ import * as grpcJs from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReadFileRequestSchema, ReadFileResponseSchema } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import { READ_FILE_PATH, chunkPrefix, isPlainGrpcReadFile } from "../../../agent/workspace/read-file-grpc.js";
+import { READ_FILES_PATH, isPlainGrpcReadFiles } from "../../../agent/workspace/read-files-grpc.js";
 import { CHUNK_BYTES } from "../../../agent/workspace/read-file.js";
 import { agentTestClients, startAgent, type AgentTestClients, type StartedAgent } from "../../helpers/agent.js";
 import { outcomeOf, type Outcome } from "../support.js";
@@ -147,8 +148,12 @@ describe("chunkPrefix", () => {
   );
 });
 
-describe("isPlainGrpcReadFile", () => {
-  const req = (headers: Record<string, string>, url = READ_FILE_PATH, method = "POST") => ({ method, url, headers }) as unknown as Http2ServerRequest;
+// Which requests each direct path serves (the same rule for both; the other method's path never).
+describe.each([
+  ["ReadFile", READ_FILE_PATH, READ_FILES_PATH, isPlainGrpcReadFile],
+  ["ReadFiles", READ_FILES_PATH, READ_FILE_PATH, isPlainGrpcReadFiles],
+] as const)("the direct %s path serves", (_method, path, otherPath, serves) => {
+  const req = (headers: Record<string, string>, url: string = path, method = "POST") => ({ method, url, headers }) as unknown as Http2ServerRequest;
   it.each([
     [{ "content-type": "application/grpc" }, true],
     [{ "content-type": "application/grpc+proto" }, true],
@@ -159,10 +164,10 @@ describe("isPlainGrpcReadFile", () => {
     [{ "content-type": "application/connect+proto" }, false],
     [{}, false],
   ] as const)("%j → %s", (headers, expected) => {
-    expect(isPlainGrpcReadFile(req(headers))).toBe(expected);
+    expect(serves(req(headers))).toBe(expected);
   });
-  it("other methods and verbs go to Connect", () => {
-    expect(isPlainGrpcReadFile(req({ "content-type": "application/grpc" }, "/crownest.agent.v1.WorkspaceService/ReadFiles"))).toBe(false);
-    expect(isPlainGrpcReadFile(req({ "content-type": "application/grpc" }, READ_FILE_PATH, "GET"))).toBe(false);
+  it("not the other method, nor another verb (they go to Connect)", () => {
+    expect(serves(req({ "content-type": "application/grpc" }, otherPath))).toBe(false);
+    expect(serves(req({ "content-type": "application/grpc" }, path, "GET"))).toBe(false);
   });
 });

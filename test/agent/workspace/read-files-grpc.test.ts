@@ -8,12 +8,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Http2ServerRequest } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FileType, ReadFilesRequestSchema, ReadFilesResponseSchema, type FileWholeSchema } from "../../../gen/crownest/agent/v1/workspace_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { READ_FILES_PATH, isPlainGrpcReadFiles, wholesParts } from "../../../agent/workspace/read-files-grpc.js";
+import { wholesParts } from "../../../agent/workspace/read-files-grpc.js";
 import { CHUNK_BYTES } from "../../../agent/workspace/read-file.js";
 import { SMALL_FILE_BYTES } from "../../../agent/workspace/read-small.js";
 import { startAgent, type StartedAgent } from "../../helpers/agent.js";
@@ -141,25 +140,5 @@ describe("wholesParts", () => {
     const expected = toBinary(ReadFilesResponseSchema, create(ReadFilesResponseSchema, { event: { case: "wholes", value: { files } } }));
     expect(Buffer.concat(parts).equals(enveloped(expected))).toBe(true);
     for (const f of files) if (f.data!.byteLength > 0) expect(parts).toContain(f.data);
-  });
-});
-
-describe("isPlainGrpcReadFiles", () => {
-  const req = (headers: Record<string, string>, url = READ_FILES_PATH, method = "POST") => ({ method, url, headers }) as unknown as Http2ServerRequest;
-  it.each([
-    [{ "content-type": "application/grpc" }, true],
-    [{ "content-type": "application/grpc+proto" }, true],
-    [{ "content-type": "application/grpc", "grpc-encoding": "identity" }, true],
-    [{ "content-type": "application/grpc", "grpc-encoding": "gzip" }, false],
-    [{ "content-type": "application/grpc+json" }, false],
-    [{ "content-type": "application/grpc-web+proto" }, false],
-    [{ "content-type": "application/connect+proto" }, false],
-    [{}, false],
-  ] as const)("%j → %s", (headers, expected) => {
-    expect(isPlainGrpcReadFiles(req(headers))).toBe(expected);
-  });
-  it("other methods and verbs go elsewhere", () => {
-    expect(isPlainGrpcReadFiles(req({ "content-type": "application/grpc" }, "/crownest.agent.v1.WorkspaceService/ReadFile"))).toBe(false);
-    expect(isPlainGrpcReadFiles(req({ "content-type": "application/grpc" }, READ_FILES_PATH, "GET"))).toBe(false);
   });
 });
