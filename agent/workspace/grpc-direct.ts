@@ -66,20 +66,6 @@ export function putVarint(out: Uint8Array, at: number, value: number): number {
   return at;
 }
 
-/** Writes the 5-byte gRPC envelope of an uncompressed message of `length` bytes at `at`. */
-export function putEnvelope(out: Buffer, at: number, length: number): number {
-  out[at] = 0;
-  out.writeUInt32BE(length, at + 1);
-  return at + 5;
-}
-
-/** One message in its envelope (a copy: for the small ones). */
-export function envelope(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.byteLength);
-  putEnvelope(out, 0, message.byteLength);
-  out.set(message, 5);
-  return out;
-}
 
 async function readRequest(req: Http2ServerRequest, signal: AbortSignal, method: DirectMethod<DescMessage>): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -16,7 +16,8 @@ import { ReadFileRequestSchema, ReadFileResponseSchema, WorkspaceService } from 
 import type { WorkspaceDeps } from "./deps.js";
 import { CHUNK_BYTES, readFile } from "./read-file.js";
 import { ChunkBuffers } from "./chunk-buffers.js";
-import { drained, envelope, grpcDirect, isPlainGrpc, putEnvelope, putVarint, varintSize, type GrpcDirectOptions } from "./grpc-direct.js";
+import { envelope, putEnvelope } from "../../common/grpc-envelope.js";
+import { drained, grpcDirect, isPlainGrpc, putVarint, varintSize, type GrpcDirectOptions } from "./grpc-direct.js";
 
 export const READ_FILE_PATH = `/${WorkspaceService.typeName}/${WorkspaceService.method.readFile.name}`;
 /** A ReadFileRequest is a path: anything near this size is not one. */

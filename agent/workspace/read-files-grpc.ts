@@ -23,7 +23,8 @@ import { CHUNK_BYTES } from "./read-file.js";
 import { readFiles } from "./read-files.js";
 import { ChunkBuffers } from "./chunk-buffers.js";
 import { writeChunk } from "./read-file-grpc.js";
-import { drained, envelope, grpcDirect, isPlainGrpc, putEnvelope, putVarint, varintSize, type GrpcDirectOptions } from "./grpc-direct.js";
+import { envelope, putEnvelope } from "../../common/grpc-envelope.js";
+import { drained, grpcDirect, isPlainGrpc, putVarint, varintSize, type GrpcDirectOptions } from "./grpc-direct.js";
 
 export const READ_FILES_PATH = `/${WorkspaceService.typeName}/${WorkspaceService.method.readFiles.name}`;
 

@@ -23,6 +23,7 @@ import { validateResponse, validateTrailer } from "@connectrpc/connect/protocol-
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { abortError, fromNodeReason, fromResetCode, webHeaders } from "./grpc-call-errors.js";
 import { EnvelopeParser } from "./grpc-envelopes.js";
+import { envelope } from "../../common/grpc-envelope.js";
 
 /**
  * Decoded messages (by their encoded size) held ahead of the consumer before
@@ -186,12 +187,7 @@ class DirectCall<I extends DescMessage, O extends DescMessage> implements AsyncI
     stream.on("close", this.onClose);
     stream.on("trailers", this.onTrailers);
     stream.on("end", this.onEnd);
-    const body = toBinary(this.method.input, create(this.method.input, this.request));
-    const envelope = Buffer.allocUnsafe(5 + body.byteLength);
-    envelope[0] = 0;
-    envelope.writeUInt32BE(body.byteLength, 1);
-    envelope.set(body, 5);
-    stream.end(envelope);
+    stream.end(envelope(toBinary(this.method.input, create(this.method.input, this.request))));
     // The response's headers, then the body in flowing mode: each chunk as it arrives, never joined with others.
     const response = await new Promise<IncomingHttpHeaders | undefined>((resolve) => {
       const onResponse = (h: IncomingHttpHeaders) => {
