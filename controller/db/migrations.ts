@@ -8,6 +8,7 @@ import { archiveLimits } from "./migrations/0006_archive_limits.js";
 import { events } from "./migrations/0008_events.js";
 import { listings } from "./migrations/0012_listings.js";
 import { dropAccountIndex } from "./migrations/0013_drop_account_index.js";
+import { heldBytes } from "./migrations/0014_held_bytes.js";
 import { packs } from "./migrations/0009_packs.js";
 import { sandboxImage } from "./migrations/0007_sandbox_image.js";
 import { collectModesLabels } from "./migrations/0010_collect.js";
@@ -257,6 +258,7 @@ export const migrations: Record<string, Migration> = {
   "0011_provenance": provenance,
   "0012_listings": listings,
   "0013_drop_account_index": dropAccountIndex,
+  "0014_held_bytes": heldBytes,
 };
 
 const provider: MigrationProvider = {

@@ -23,6 +23,8 @@ export interface AccountsTable {
   event_sequence: Generated<number | string>;
   /** The highest sequence retention removed. */
   events_swept_through: Generated<number | string>;
+  /** size_bytes + index_bytes over the account's artifacts, kept by triggers on artifacts (migration 0014). */
+  held_bytes: Generated<number | string>;
 }
 
 export interface ApiKeysTable {
