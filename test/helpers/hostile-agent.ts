@@ -23,7 +23,10 @@ export const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex
 /** What "slow.bin" holds: 400 bytes sent over about 4 s. */
 export const SLOW = Buffer.alloc(400, "s");
 
-const mtime = () => create(TimestampSchema, { seconds: BigInt(Math.floor(Date.now() / 1000)), nanos: 0 });
+// One modification time for every file it describes, taken when it loads: two calls compared
+// message for message (the direct reader against Connect's) must not straddle a second.
+const LOADED_AT = BigInt(Math.floor(Date.now() / 1000));
+const mtime = () => create(TimestampSchema, { seconds: LOADED_AT, nanos: 0 });
 export function fileInfo(path: string, type: FileType, size: number) {
   return { path, type, size: BigInt(size), mode: 0o644, mtime: mtime() };
 }
