@@ -1,7 +1,7 @@
-// Controllers for tests: a real process started from the sources (node
-// --import tsx controller/main.ts: the code `npm start` runs compiled from
-// dist/, without a build step per test), or an in-process one for fast
-// tests. Both listen on free ports of 127.0.0.1 with a fresh data dir.
+// Controllers for tests: a real process, compiled as `npm start` runs it
+// (node dist/controller/main.js; test/global-setup.ts builds dist/ from the
+// sources before the first test), or an in-process one for fast tests. Both
+// listen on free ports of 127.0.0.1 with a fresh data dir.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
@@ -15,8 +15,11 @@ import { createLogger, silentLogger } from "../../controller/log.js";
 import type { Clock } from "../../controller/clock.js";
 import { AGENT_EXE_INSIDE, AGENT_LIB_INSIDE, WORKSPACE_INSIDE } from "../../controller/runtime/isolation/layout.js";
 import { startTimeOf } from "../../controller/runtime/isolation/recognise.js";
+import { ensureDist } from "./dist.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** What `npm start` runs. */
+const CONTROLLER_MAIN = join(REPO_ROOT, "dist", "controller", "main.js");
 
 export interface ControllerProcess {
   httpUrl: string;
@@ -126,7 +129,8 @@ export async function startControllerProcess(options: StartProcessOptions = {}):
   const ownDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "crownest-ctl-")));
   dataDirsInUse.add(dataDir);
-  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "controller", "main.ts")], {
+  ensureDist();
+  const child = spawn(process.execPath, [CONTROLLER_MAIN], {
     cwd: REPO_ROOT,
     env: controllerEnv(dataDir, options.env),
     stdio: ["ignore", "pipe", "pipe"],
@@ -206,9 +210,10 @@ export async function startControllerProcess(options: StartProcessOptions = {}):
   };
 }
 
-/** Runs `node --import tsx controller/main.ts` to its end (for configuration errors): exit code and output. */
+/** Runs the compiled controller to its end (for configuration errors): exit code and output. */
 export async function runControllerToExit(env: Record<string, string>, dataDir: string, timeoutMs = 60_000) {
-  const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, "controller", "main.ts")], {
+  ensureDist();
+  const child = spawn(process.execPath, [CONTROLLER_MAIN], {
     cwd: REPO_ROOT,
     env: controllerEnv(dataDir, env),
     stdio: ["ignore", "pipe", "pipe"],
