@@ -101,6 +101,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     try {
       rows.push(...(await (await import("./archive-entry.js")).benchArchiveEntry(ctl, opts, log)));
       rows.push(...(await (await import("./archive-entry.js")).benchGzipEntry(ctl, opts, log)));
+      log("archive of many small files");
+      rows.push(...(await (await import("./archive-many.js")).benchArchiveMany(ctl, opts, log)));
     } finally {
       await ctl.stop();
     }

@@ -3,7 +3,8 @@
 // the header's entry count and the trailer's size/sha256 true to the bytes.
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import tar from "tar-stream";
@@ -14,7 +15,10 @@ import { chunksOf, expectRefused, outcomeOf, trailerOf } from "../support.js";
 let agent: StartedAgent;
 let c: AgentTestClients;
 
+let hostCanary: string;
 beforeAll(async () => {
+  hostCanary = join(mkdtempSync(join(tmpdir(), "crownest-canary-")), "secret.txt");
+  writeFileSync(hostCanary, "host-canary-bytes-never-archived");
   agent = await startAgent();
   c = agentTestClients(agent);
 });
@@ -146,6 +150,41 @@ describe("ReadArchive", () => {
     expect(trailerOf(outcome)).toBeUndefined();
     // The failure is the call's, not the agent's.
     expect((await c.health.check({})).status).toBe(1);
+  });
+
+  // Small files are read with plain synchronous syscalls (read-small.ts), not the streaming way:
+  // the same checks hold. The big first file keeps the archive busy after the listing, so the
+  // small one is changed between the listing and its read.
+  const canary = "host-canary-bytes-never-archived";
+  it.each([
+    ["grows", "file_changed", (f: string) => appendFileSync(f, "grown")],
+    ["is replaced by another file", "file_changed", (f: string) => {
+      writeFileSync(`${f}.new`, "second");
+      renameSync(`${f}.new`, f);
+    }],
+    ["is replaced by a symlink to a host file", "path_outside_workspace", (f: string) => {
+      unlinkSync(f);
+      symlinkSync(hostCanary, f);
+    }],
+  ] as [string, Parameters<typeof expectRefused>[1], (f: string) => void][])("a small file that %s after the listing fails the archive with %s, no trailer", async (_how, code, change) => {
+    const root = join(agent.workspace, `small-race-${code}-${Math.random().toString(36).slice(2)}`);
+    mkdirSync(root);
+    writeFileSync(join(root, "a-first.bin"), randomBytes(8 * 1024 * 1024));
+    const small = join(root, "b-small.txt");
+    writeFileSync(small, "second");
+    const outcome = await outcomeOf(async function* () {
+      let changed = false;
+      for await (const m of c.workspace.readArchive({ path: root.slice(agent.workspace.length + 1) })) {
+        yield m;
+        if (!changed && m.event.case === "chunk") {
+          changed = true;
+          change(small);
+        }
+      }
+    });
+    expectRefused(outcome, code);
+    expect(trailerOf(outcome)).toBeUndefined();
+    expect(chunksOf(outcome).includes(canary)).toBe(false);
   });
 
   it("an archive abandoned half-way releases its descriptors and the agent keeps serving", async () => {

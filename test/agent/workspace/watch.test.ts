@@ -133,7 +133,14 @@ describe("Watch", () => {
   });
 
   it("cancelling the call releases the watcher's inotify watches", async () => {
-    const baseline = inotifyWatches(agent.pid);
+    // The watches of the tests before are released asynchronously: the baseline is the count once it holds still.
+    let baseline = inotifyWatches(agent.pid);
+    for (let still = 0, i = 0; still < 5 && i < 200; i++) {
+      await sleep(20);
+      const now = inotifyWatches(agent.pid);
+      still = now === baseline ? still + 1 : 0;
+      baseline = now;
+    }
     mkdirSync(join(agent.workspace, "many", "a", "b"), { recursive: true });
     const w = await startWatch("many");
     expect(inotifyWatches(agent.pid)).toBeGreaterThan(baseline);
