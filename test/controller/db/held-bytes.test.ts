@@ -4,21 +4,14 @@
 // size and entry index), after any mix of the writes the services make, on
 // both dialects, with two replicas writing at once, and on a database
 // migrated with artifacts already in it.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
 import fc from "fast-check";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
-import pg from "pg";
+import { type Kysely, sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
-import { migrations } from "../../../controller/db/migrations.js";
 import type { ArtifactRow, MetadataStore, ReadyFigures, SandboxRow } from "../../../controller/db/types.js";
 import { newId } from "../../../controller/ids.js";
 import { databases, type TestDatabase } from "../../helpers/databases.js";
-import { freshPostgresUrl } from "../../helpers/pg.js";
+import { applyMigrations, migrationDatabases, migrationsBefore } from "../../helpers/migration-databases.js";
 import { heldBytes, pendingRow, seedSandbox } from "../../helpers/rows.js";
 
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
@@ -173,49 +166,13 @@ describe.each(databases)("held bytes (accounts.held_bytes): $name", (impl) => {
 });
 
 // A database holding artifacts before 0014: the migration fills in what each account holds.
-const oldDatabases = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-mig-"));
-      const file = join(dir, "meta.db");
-      return {
-        config: { kind: "sqlite", file } as DatabaseConfig,
-        raw: () => new Kysely<any>({ dialect: new SqliteDialect({ database: new BetterSqlite3(file) }) }),
-        schema: undefined as string | undefined,
-        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return {
-        config: { kind: "postgres", url: db.url } as DatabaseConfig,
-        raw: () => new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 1 }) }) }),
-        schema: db.schema as string | undefined,
-        cleanup: db.cleanup,
-      };
-    },
-  },
-];
-
-describe.each(oldDatabases)("migration 0014_held_bytes: $name", (impl) => {
+describe.each(migrationDatabases)("migration 0014_held_bytes: $name", (impl) => {
   it("fills in each account's total from the artifacts already stored, and the triggers keep it from there", async () => {
     const env = await impl.create();
     let store: MetadataStore | undefined;
     try {
       const raw = env.raw();
-      const migrator = new Migrator({
-        db: raw,
-        provider: { getMigrations: async () => Object.fromEntries(Object.entries(migrations).filter(([name]) => name < "0014")) },
-        migrationTableName: "crownest_migration",
-        migrationLockTableName: "crownest_migration_lock",
-        ...(env.schema === undefined ? {} : { migrationTableSchema: env.schema }),
-      });
-      const { error } = await migrator.migrateToLatest();
-      expect(error).toBeUndefined();
+      await applyMigrations(env, raw, migrationsBefore("0014"));
       const figures: Record<string, { state: string; size: number; index: number }[]> = {
         acct_a: [
           { state: "ready", size: 1_000, index: 0 },

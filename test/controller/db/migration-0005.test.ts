@@ -1,65 +1,22 @@
 // Upgrading a database whose idempotency keys stored an HTTP status and a REST
 // body (before migration 0005_idempotency_outcome): a finished key replays
 // the same result or the same error afterwards, on SQLite and PostgreSQL.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
-import pg from "pg";
+import { sql } from "kysely";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { applyMigrations, migrationDatabases, migrationsBefore } from "../../helpers/migration-databases.js";
 import { ManualClock } from "../../../controller/clock.js";
-import type { DatabaseConfig } from "../../../controller/config.js";
 import { openMetadataStore } from "../../../controller/db/factory.js";
-import { migrations } from "../../../controller/db/migrations.js";
 import { isReplayedError, withIdempotency } from "../../../controller/services/idempotency.js";
-import { freshPostgresUrl } from "../../helpers/pg.js";
 
-const implementations = [
-  {
-    name: "sqlite",
-    async create() {
-      const dir = mkdtempSync(join(tmpdir(), "crownest-mig-"));
-      const file = join(dir, "meta.db");
-      return {
-        config: { kind: "sqlite", file } as DatabaseConfig,
-        raw: () => new Kysely<any>({ dialect: new SqliteDialect({ database: new BetterSqlite3(file) }) }),
-        schema: undefined as string | undefined,
-        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-  {
-    name: "postgres",
-    async create() {
-      const db = await freshPostgresUrl();
-      return {
-        config: { kind: "postgres", url: db.url } as DatabaseConfig,
-        raw: () => new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 1 }) }) }),
-        schema: db.schema as string | undefined,
-        cleanup: db.cleanup,
-      };
-    },
-  },
-];
+const before = migrationsBefore("0005");
 
-const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < "0005"));
-
-describe.each(implementations)("migration 0005_idempotency_outcome: $name", (impl) => {
+describe.each(migrationDatabases)("migration 0005_idempotency_outcome: $name", (impl) => {
   it("finished keys replay the same result and the same error; an unfinished key stays in use", async () => {
     const env = await impl.create();
     try {
       const raw = env.raw();
-      const migrator = new Migrator({
-        db: raw,
-        provider: { getMigrations: async () => before },
-        migrationTableName: "crownest_migration",
-        migrationLockTableName: "crownest_migration_lock",
-        ...(env.schema === undefined ? {} : { migrationTableSchema: env.schema }),
-      });
-      const { error } = await migrator.migrateToLatest();
-      expect(error).toBeUndefined();
+      await applyMigrations(env, raw, before);
       const artifact = { id: "art_1", name: "a.txt", sizeBytes: 5 };
       const refusal = { error: { code: "file_not_found", message: "no such file: /workspace/x", details: { path: "/workspace/x" } } };
       await sql`insert into accounts (id, plan, created_at) values ('acct_default', 'developer', 1)`.execute(raw);
