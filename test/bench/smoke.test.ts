@@ -30,6 +30,7 @@ const EXPECTED_ROWS: RegExp[] = [
   /^agent idle RSS/,
   /^agent bundle size/,
   /^archive entry: one .+ entry out of a .+ archive$/,
+  /^archive of a directory of [\d,]+ × 1 KiB files \(file store\)$/,
   /^agent Glob over a tree of [\d,]+ files$/,
   /^collect of \d+ × .+ files: one glob vs \d+ path entries$/,
   /^collect of [\d,]+ × .+ files by one collect glob$/,
