@@ -72,7 +72,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (blobUrl.startsWith("file:")) {
     const dir = blobUrl.slice("file:".length).replace(/^\/\/(?=\/)/, "");
     if (dir === "") throw new ConfigError("CROWNEST_BLOB_URL", "file: needs a directory");
-    blob = { kind: "file", dir: resolve(dir) };
+    blob = { kind: "file", dir: resolve(dir), directWrites: bool(env, "CROWNEST_BLOB_DIRECT_WRITES", true) };
   } else if (blobUrl.startsWith("s3://")) {
     const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(blobUrl);
     if (!m) throw new ConfigError("CROWNEST_BLOB_URL", "expected s3://bucket/prefix with a valid bucket name");

@@ -12,7 +12,7 @@ import type { BlobStore } from "./types.js";
 export function openBlobStore(config: BlobConfig, metrics: Metrics, log?: Logger): BlobStore {
   switch (config.kind) {
     case "file":
-      return new MeteredBlobStore(new FileBlobStore(config.dir), metrics, "file");
+      return new MeteredBlobStore(new FileBlobStore(config.dir, config.directWrites), metrics, "file");
     case "s3":
       return new MeteredBlobStore(
         new S3BlobStore({

@@ -1,6 +1,9 @@
 // The file store's path for a body of unknown or large size: streamed
 // through a hashing meter into a temp file that is fsynced, then published.
+// A large body on a file system that takes them is written with O_DIRECT
+// (file-direct.ts); any other through the page cache.
 import { randomUUID } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
 import { open, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,6 +11,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DurablePublisher } from "./file-durable.js";
 import { SyncedFileSink } from "./file-durable.js";
+import { DirectFileSink, O_DIRECT } from "./file-direct.js";
 import { storageError, tmpPrefixOf } from "./file-layout.js";
 import { FirstFailure, HashingMeter, abortReason, raceAbort, toByteStream } from "./streams.js";
 import type { BlobWriteResult } from "./types.js";
@@ -19,11 +23,14 @@ export async function writeStreamed(
   finalPath: string,
   body: AsyncIterable<Uint8Array> | Readable,
   signal: AbortSignal | undefined,
+  direct = false,
 ): Promise<BlobWriteResult> {
   const tmpPath = join(tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
   let fh: FileHandle;
   try {
-    fh = await open(tmpPath, "wx", 0o600);
+    fh = direct
+      ? await open(tmpPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT, 0o600)
+      : await open(tmpPath, "wx", 0o600);
   } catch (err) {
     throw storageError("write", err);
   }
@@ -31,7 +38,7 @@ export async function writeStreamed(
   try {
     const source = toByteStream(body);
     const meter = new HashingMeter();
-    const sink = new SyncedFileSink(fh);
+    const sink = direct ? new DirectFileSink(fh) : new SyncedFileSink(fh);
     const failure = new FirstFailure();
     failure.watch(source, "source");
     failure.watch(meter, "source");

@@ -16,6 +16,7 @@ import { DurablePublisher } from "./file-durable.js";
 import { TMP_DIR, dirOfKey, isMissing, pathOfKey, storageError, tmpPrefixOf } from "./file-layout.js";
 import { SMALL_BODY_BYTES, gather, writeGathered } from "./file-small-write.js";
 import { writeStreamed } from "./file-stream-write.js";
+import { DIRECT_MIN_BYTES, probeDirectWrites } from "./file-direct.js";
 import { validatePrefix } from "./key.js";
 import { resolveRange } from "./range.js";
 import { abortReason, raceAbort } from "./streams.js";
@@ -34,8 +35,14 @@ export class FileBlobStore implements BlobStore {
   private readonly tmpDir: string;
   private ready: Promise<void> | undefined;
   private readonly publisher: DurablePublisher;
+  /** Whether the temp directory takes O_DIRECT writes: probed at the first large write (file-direct.ts). */
+  private direct: Promise<boolean> | undefined;
 
-  constructor(private readonly dir: string) {
+  /** `directWrites`: false never writes with O_DIRECT (CROWNEST_BLOB_DIRECT_WRITES=false). */
+  constructor(
+    private readonly dir: string,
+    private readonly directWrites = true,
+  ) {
     this.describe = `file:${dir}`;
     this.tmpDir = join(dir, TMP_DIR);
     this.publisher = new DurablePublisher(dir);
@@ -84,7 +91,16 @@ export class FileBlobStore implements BlobStore {
       if (gathered.rest === undefined) return writeGathered(this.publisher, this.tmpDir, key, finalPath, gathered.chunks, signal);
       body = gathered.rest;
     }
-    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal);
+    const large = options.sizeHint !== undefined && options.sizeHint >= DIRECT_MIN_BYTES;
+    const direct = large && this.directWrites && (await (this.direct ??= probeDirectWrites(this.tmpDir)));
+    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal, direct);
+  }
+
+  /** Whether large writes go direct here (false until a large write has probed the directory). */
+  async writesDirect(): Promise<boolean> {
+    if (!this.directWrites) return false;
+    await this.prepare();
+    return (this.direct ??= probeDirectWrites(this.tmpDir));
   }
 
   async read(key: string, range?: BlobRange, signal?: AbortSignal): Promise<Readable> {

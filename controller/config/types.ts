@@ -11,7 +11,8 @@ export interface ListenAddress {
 export type DatabaseConfig = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string };
 
 export type BlobConfig =
-  | { kind: "file"; dir: string }
+  /** directWrites: large writes with O_DIRECT where the directory takes them (CROWNEST_BLOB_DIRECT_WRITES, default true). */
+  | { kind: "file"; dir: string; directWrites?: boolean }
   | {
       kind: "s3";
       bucket: string;

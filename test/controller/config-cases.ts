@@ -19,6 +19,7 @@ export const BAD_VALUES: BadValue[] = [
   { variable: "CROWNEST_S3_ENDPOINT", value: "not a url", with: { CROWNEST_BLOB_URL: "s3://bucket/p" } },
   { variable: "CROWNEST_S3_REGION", value: "us east 1", with: { CROWNEST_BLOB_URL: "s3://bucket/p" } },
   { variable: "CROWNEST_S3_FORCE_PATH_STYLE", value: "maybe", with: { CROWNEST_BLOB_URL: "s3://bucket/p" } },
+  { variable: "CROWNEST_BLOB_DIRECT_WRITES", value: "sometimes" },
   { variable: "CROWNEST_API_KEY", value: "short" },
   { variable: "CROWNEST_SIGNING_SECRET", value: "short" },
   { variable: "CROWNEST_SIGNING_SECRET_PREVIOUS", value: "an-old-secret-long-enough,short" },

@@ -25,7 +25,8 @@ describe("loadConfig", () => {
     expect(config.httpAddr).toEqual({ host: "127.0.0.1", port: 8080 });
     expect(config.grpcAddr).toEqual({ host: "127.0.0.1", port: 8081 });
     expect(config.database).toEqual({ kind: "sqlite", file: join(dataDir, "crownest.db") });
-    expect(config.blob).toEqual({ kind: "file", dir: join(dataDir, "blobs") });
+    expect(config.blob).toEqual({ kind: "file", dir: join(dataDir, "blobs"), directWrites: true });
+    expect(loadConfig({ CROWNEST_DATA_DIR: dataDir, CROWNEST_BLOB_DIRECT_WRITES: "false" }).blob).toMatchObject({ kind: "file", directWrites: false });
     expect(config.runtime).toBe("local");
     expect(config.downloadUrlTtlSeconds).toBe(300);
     expect(config.plans.free.retentionDays).toBe(7);
