@@ -31,23 +31,44 @@ const ALIGN = 4096;
 /** One write's bytes; two slots, so one fills while the other is written. */
 const SLOT_BYTES = 1024 * 1024;
 const SLOTS = 2;
+/** A write's staging memory: its two slots. */
+const STAGING_BYTES = SLOT_BYTES * SLOTS;
+/**
+ * Large writes that can go direct at once; one more goes buffered until one
+ * ends. Their staging blocks share one WebAssembly memory: each such memory
+ * reserves ~10 GiB of address space (V8's guard regions), so one per
+ * process, not one per write. Only blocks in use are ever touched (RSS).
+ */
+const STAGING_BLOCKS = 8;
 const WASM_PAGE = 64 * 1024;
-/** Staging buffers kept for the next writes once a write is done with them. */
-const POOL_MAX = 4;
 
 export const O_DIRECT: number = fsConstants.O_DIRECT ?? 0;
 
-const pool: Buffer[] = [];
 /** Node has the WebAssembly global; the project's type libraries do not declare it. */
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory;
 
-function takeStaging(): Buffer {
-  const pages = (SLOT_BYTES * SLOTS) / WASM_PAGE;
-  return pool.pop() ?? Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer);
+/** The staging memory (null: it could not be made, e.g. under an address-space limit), and its free blocks, last freed first. */
+let arena: Buffer | null | undefined;
+const freeBlocks: number[] = [];
+
+/** A free staging block, or undefined when every block is in use (or there is no staging memory): that write goes buffered. */
+export function takeStaging(): Buffer | undefined {
+  if (arena === undefined) {
+    try {
+      const pages = (STAGING_BYTES * STAGING_BLOCKS) / WASM_PAGE;
+      arena = Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer);
+      for (let i = STAGING_BLOCKS - 1; i >= 0; i--) freeBlocks.push(i);
+    } catch {
+      arena = null;
+    }
+  }
+  const block = arena ? freeBlocks.pop() : undefined;
+  return block === undefined ? undefined : arena!.subarray(block * STAGING_BYTES, (block + 1) * STAGING_BYTES);
 }
 
-function giveStaging(staging: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(staging);
+/** Gives a block back once nothing reads from it any more. */
+export function giveStaging(staging: Buffer): void {
+  freeBlocks.push(staging.byteOffset / STAGING_BYTES);
 }
 
 /**
@@ -59,6 +80,7 @@ export async function probeDirectWrites(dir: string): Promise<boolean> {
   const path = join(dir, `.direct-probe-${process.pid}-${Date.now()}`);
   let fh: FileHandle | undefined;
   const staging = takeStaging();
+  if (staging === undefined) return false;
   try {
     fh = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT, 0o600);
     staging.fill(0, 0, ALIGN);
@@ -80,7 +102,7 @@ export async function probeDirectWrites(dir: string): Promise<boolean> {
  * fails fails the stream at the next chunk or at the end.
  */
 export class DirectFileSink extends Writable {
-  private staging: Buffer | undefined = takeStaging();
+  private staging: Buffer | undefined;
   private slot = 0;
   private fill = 0;
   /** File offset of the current slot's first byte. */
@@ -89,20 +111,30 @@ export class DirectFileSink extends Writable {
   /** Each slot's write in flight (settled with its error, never rejected). */
   private readonly inFlight: (Promise<Error | undefined> | undefined)[] = new Array(SLOTS).fill(undefined);
 
-  constructor(private readonly fh: FileHandle) {
+  /** `staging` (from takeStaging) is the sink's until it is destroyed, then given back. */
+  constructor(
+    private readonly fh: FileHandle,
+    staging: Buffer,
+  ) {
     super({ highWaterMark: SLOT_BYTES });
+    this.staging = staging;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.take(chunk).then(() => callback(), callback);
   }
 
+  /** The staging memory; after every await, since a destroyed sink has given it back (to another write). */
+  private block(): Buffer {
+    if (this.staging === undefined) throw new Error("the write was stopped");
+    return this.staging;
+  }
+
   private async take(chunk: Buffer): Promise<void> {
-    const staging = this.staging!;
     let at = 0;
     while (at < chunk.byteLength) {
       const n = Math.min(SLOT_BYTES - this.fill, chunk.byteLength - at);
-      chunk.copy(staging, this.slot * SLOT_BYTES + this.fill, at, at + n);
+      chunk.copy(this.block(), this.slot * SLOT_BYTES + this.fill, at, at + n);
       this.fill += n;
       this.total += n;
       at += n;
@@ -113,7 +145,7 @@ export class DirectFileSink extends Writable {
   /** Starts the current slot's write (`length` aligned), moves to the next slot and waits until that one is free. */
   private async flushSlot(length: number): Promise<void> {
     const slot = this.slot;
-    this.inFlight[slot] = writeAll(this.fh, this.staging!, slot * SLOT_BYTES, length, this.position).then(
+    this.inFlight[slot] = writeAll(this.fh, this.block(), slot * SLOT_BYTES, length, this.position).then(
       () => undefined,
       (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
     );
@@ -137,7 +169,7 @@ export class DirectFileSink extends Writable {
       if (this.fill > 0) {
         // The last block, padded to the alignment; the truncate below gives the file its real length.
         const padded = Math.ceil(this.fill / ALIGN) * ALIGN;
-        this.staging!.fill(0, this.slot * SLOT_BYTES + this.fill, this.slot * SLOT_BYTES + padded);
+        this.block().fill(0, this.slot * SLOT_BYTES + this.fill, this.slot * SLOT_BYTES + padded);
         await this.flushSlot(padded);
       }
       for (let s = 0; s < SLOTS; s++) await this.settle(s);
@@ -149,10 +181,9 @@ export class DirectFileSink extends Writable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // The staging memory goes back only once no write reads from it any more.
     const writes = this.inFlight.filter((w) => w !== undefined);
-    void Promise.all(writes).then(() => {
-      if (this.staging) giveStaging(this.staging);
-      this.staging = undefined;
-    });
+    const staging = this.staging;
+    this.staging = undefined;
+    if (staging) void Promise.all(writes).then(() => giveStaging(staging));
     callback(error);
   }
 }

@@ -11,7 +11,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DurablePublisher } from "./file-durable.js";
 import { SyncedFileSink } from "./file-durable.js";
-import { DirectFileSink, O_DIRECT } from "./file-direct.js";
+import { DirectFileSink, O_DIRECT, giveStaging } from "./file-direct.js";
 import { storageError, tmpPrefixOf } from "./file-layout.js";
 import { FirstFailure, HashingMeter, abortReason, raceAbort, toByteStream } from "./streams.js";
 import type { BlobWriteResult } from "./types.js";
@@ -23,22 +23,24 @@ export async function writeStreamed(
   finalPath: string,
   body: AsyncIterable<Uint8Array> | Readable,
   signal: AbortSignal | undefined,
-  direct = false,
+  /** A staging block (file-direct.ts): written with O_DIRECT from it; the write owns it from here. */
+  staging?: Buffer,
 ): Promise<BlobWriteResult> {
   const tmpPath = join(tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
   let fh: FileHandle;
   try {
-    fh = direct
+    fh = staging
       ? await open(tmpPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT, 0o600)
       : await open(tmpPath, "wx", 0o600);
   } catch (err) {
+    if (staging) giveStaging(staging);
     throw storageError("write", err);
   }
   let closed = false;
   try {
     const source = toByteStream(body);
     const meter = new HashingMeter();
-    const sink = direct ? new DirectFileSink(fh) : new SyncedFileSink(fh);
+    const sink = staging ? new DirectFileSink(fh, staging) : new SyncedFileSink(fh);
     const failure = new FirstFailure();
     failure.watch(source, "source");
     failure.watch(meter, "source");

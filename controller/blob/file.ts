@@ -16,7 +16,7 @@ import { DurablePublisher } from "./file-durable.js";
 import { TMP_DIR, dirOfKey, isMissing, pathOfKey, storageError, tmpPrefixOf } from "./file-layout.js";
 import { SMALL_BODY_BYTES, gather, writeGathered } from "./file-small-write.js";
 import { writeStreamed } from "./file-stream-write.js";
-import { DIRECT_MIN_BYTES, probeDirectWrites } from "./file-direct.js";
+import { DIRECT_MIN_BYTES, probeDirectWrites, takeStaging } from "./file-direct.js";
 import { validatePrefix } from "./key.js";
 import { resolveRange } from "./range.js";
 import { abortReason, raceAbort } from "./streams.js";
@@ -92,8 +92,9 @@ export class FileBlobStore implements BlobStore {
       body = gathered.rest;
     }
     const large = options.sizeHint !== undefined && options.sizeHint >= DIRECT_MIN_BYTES;
-    const direct = large && this.directWrites && (await (this.direct ??= probeDirectWrites(this.tmpDir)));
-    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal, direct);
+    // Direct when the directory takes it and a staging block is free (else this one goes buffered).
+    const staging = large && this.directWrites && (await (this.direct ??= probeDirectWrites(this.tmpDir))) ? takeStaging() : undefined;
+    return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal, staging);
   }
 
   /** Whether large writes go direct here (false until a large write has probed the directory). */

@@ -119,6 +119,32 @@ describe("FileBlobStore: large writes with O_DIRECT", () => {
     expect(await store.write("k/next", chunked(data, 11), { sizeHint: data.byteLength })).toEqual({ size: data.byteLength, sha256: sha(data) });
   });
 
+  it("more large writes at once than staging blocks: the extra one goes through the page cache, every one byte-exact", async () => {
+    const store = new FileBlobStore(dir);
+    const size = DIRECT_MIN_BYTES + 12_345;
+    const datas = Array.from({ length: 9 }, (_, i) => bytesOf(size, 100 + i));
+    // Every write holds its staging block until all nine have begun.
+    let begun = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    async function* held(data: Buffer, seed: number): AsyncGenerator<Uint8Array> {
+      yield data.subarray(0, 3 * MiB);
+      if (++begun === datas.length) open();
+      await gate;
+      yield* chunked(data.subarray(3 * MiB), seed);
+    }
+    const results = await Promise.all(datas.map((data, i) => store.write(`k/many-${i}`, held(data, i), { sizeHint: size })));
+    results.forEach((r, i) => expect(r).toEqual({ size, sha256: sha(datas[i]!) }));
+    const resident = datas.map((_, i) => residentBytes(join(dir, "k", `many-${i}`)));
+    expect(resident.filter((b) => b >= size)).toHaveLength(1);
+    expect(resident.filter((b) => b < size / 8)).toHaveLength(8);
+    for (const [i, data] of datas.entries()) expect(sha(await readFile(join(dir, "k", `many-${i}`)))).toBe(sha(data));
+    // The blocks came back: the next large write goes direct again.
+    const next = bytesOf(size, 99);
+    await store.write("k/after", chunked(next, 9), { sizeHint: size });
+    expect(residentBytes(join(dir, "k", "after"))).toBeLessThan(size / 8);
+  });
+
   it("a file system that fills up mid-write: storage_unavailable, no partial file, no temp file; a write that fits then succeeds", async () => {
     // A 16 MiB tmpfs (it takes O_DIRECT since Linux 6.6; elsewhere this runs the buffered path, with the same outcome).
     const mnt = join(root, "full");
