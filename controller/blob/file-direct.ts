@@ -23,7 +23,6 @@ import { open, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { recycleAssembled } from "../assembly-buffers.js";
 
 /** Bodies declared at least this large are written direct (a pack of small files or a small export gains nothing). */
 export const DIRECT_MIN_BYTES = 8 * 1024 * 1024;
@@ -141,8 +140,6 @@ export class DirectFileSink extends Writable {
       at += n;
       if (this.fill === SLOT_BYTES) await this.flushSlot(SLOT_BYTES);
     }
-    // Copied out, and nothing after the sink reads a chunk: its message buffer may take the next message.
-    recycleAssembled(chunk);
   }
 
   /** Starts the current slot's write (`length` aligned), moves to the next slot and waits until that one is free. */

@@ -1,11 +1,9 @@
 // gRPC's length-prefixed messages out of an HTTP/2 body read chunk by chunk
 // (grpc-direct-stream.ts): the 5-byte prefixes are parsed from the chunks as
 // they come; a message that lies whole in one chunk is handed on as a view of
-// it (no copy), one across chunks is assembled once (into a reused buffer
-// where its last reader recycles it: assembly-buffers.ts). What Connect's envelope
+// it (no copy), one across chunks is assembled once. What Connect's envelope
 // decoder refuses is refused here with the same codes and messages.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { assemblyBuffer } from "../assembly-buffers.js";
 
 export class EnvelopeParser {
   // The envelope being read: its 5-byte prefix (possibly split across chunks), then its bytes.
@@ -56,7 +54,7 @@ export class EnvelopeParser {
           at += length;
           continue;
         }
-        this.message = assemblyBuffer(length);
+        this.message = Buffer.allocUnsafe(length);
         this.messageFill = 0;
       }
       const take = Math.min(this.message.byteLength - this.messageFill, n - at);
