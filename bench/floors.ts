@@ -39,8 +39,16 @@ export interface Floors {
 
 const perGiB = (cpu: number, bytes: number) => cpu / (bytes / GiB);
 
-/** Plain read of `path` with one reused 1 MiB buffer, and sha256 of the same bytes: CPU-s/GiB of each. */
-export async function readAndHashFloors(path: string): Promise<{ read: number; sha256: number; bytes: number }> {
+/**
+ * Bytes each floor measures at the least: the file is read again until this
+ * much has passed. CPU time moves in scheduler ticks (a few ms), and a 4 MiB
+ * quick-mode file hashed in ~3 ms could read as no CPU at all, every floor
+ * zero and the CPU bound infinite.
+ */
+export const FLOOR_MIN_BYTES = 64 * 1024 * 1024;
+
+/** Plain read of `path` with one reused 1 MiB buffer (again from its start until `minBytes` have passed), and sha256 of the same bytes: CPU-s/GiB of each. */
+export async function readAndHashFloors(path: string, minBytes = FLOOR_MIN_BYTES): Promise<{ read: number; sha256: number; bytes: number }> {
   const fh = await open(path, "r");
   const buf = Buffer.allocUnsafe(BUFFER_BYTES);
   const hash = createHash("sha256");
@@ -48,13 +56,19 @@ export async function readAndHashFloors(path: string): Promise<{ read: number; s
   let hashCpu = 0;
   let bytes = 0;
   try {
-    for (;;) {
+    for (let position = 0; ; ) {
       // The read runs on the thread pool, the hash on this thread: both are in this process's CPU time, each timed apart.
       const r0 = process.cpuUsage();
-      const { bytesRead } = await fh.read(buf, 0, BUFFER_BYTES, null);
+      const { bytesRead } = await fh.read(buf, 0, BUFFER_BYTES, position);
       const r = process.cpuUsage(r0);
       readCpu += (r.user + r.system) / 1e6;
-      if (bytesRead === 0) break;
+      if (bytesRead === 0) {
+        // The end of the file: another pass while too little has been measured (never for an empty file).
+        if (bytes >= minBytes || position === 0) break;
+        position = 0;
+        continue;
+      }
+      position += bytesRead;
       bytes += bytesRead;
       const h0 = process.cpuUsage();
       hash.update(bytesRead === BUFFER_BYTES ? buf : buf.subarray(0, bytesRead));
@@ -131,7 +145,7 @@ export async function transportFloors(bytes: number): Promise<{ send: number; re
   }
 }
 
-/** Every floor of exporting `path` into `destDir`, and the CPU bound they set on this machine's cores. */
+/** Every floor of exporting `path` into `destDir` (each over the file's bytes, or FLOOR_MIN_BYTES when the file is smaller), and the CPU bound they set on this machine's cores. */
 export async function measureFloors(path: string, destDir: string, log: (line: string) => void): Promise<Floors> {
   const { read, sha256, bytes } = await readAndHashFloors(path);
   const write = await writeFsyncFloor(destDir, bytes);
