@@ -42,7 +42,9 @@ const STAGING_BYTES = SLOT_BYTES * SLOTS;
 const STAGING_BLOCKS = 8;
 const WASM_PAGE = 64 * 1024;
 
-export const O_DIRECT: number = fsConstants.O_DIRECT ?? 0;
+const O_DIRECT: number = fsConstants.O_DIRECT ?? 0;
+/** A new temp file opened for direct writes (the probe's and every direct write's). */
+export const DIRECT_CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT;
 
 /** Node has the WebAssembly global; the project's type libraries do not declare it. */
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory;
@@ -82,7 +84,7 @@ export async function probeDirectWrites(dir: string): Promise<boolean> {
   const staging = takeStaging();
   if (staging === undefined) return false;
   try {
-    fh = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT, 0o600);
+    fh = await open(path, DIRECT_CREATE_FLAGS, 0o600);
     staging.fill(0, 0, ALIGN);
     const { bytesWritten } = await fh.write(staging, 0, ALIGN, 0);
     return bytesWritten === ALIGN;

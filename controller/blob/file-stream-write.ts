@@ -3,7 +3,6 @@
 // A large body on a file system that takes them is written with O_DIRECT
 // (file-direct.ts); any other through the page cache.
 import { randomUUID } from "node:crypto";
-import { constants as fsConstants } from "node:fs";
 import { open, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,7 +10,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { DurablePublisher } from "./file-durable.js";
 import { SyncedFileSink } from "./file-durable.js";
-import { DirectFileSink, O_DIRECT, giveStaging } from "./file-direct.js";
+import { DIRECT_CREATE_FLAGS, DirectFileSink, giveStaging } from "./file-direct.js";
 import { storageError, tmpPrefixOf } from "./file-layout.js";
 import { FirstFailure, HashingMeter, abortReason, raceAbort, toByteStream } from "./streams.js";
 import type { BlobWriteResult } from "./types.js";
@@ -29,9 +28,7 @@ export async function writeStreamed(
   const tmpPath = join(tmpDir, `${tmpPrefixOf(key)}${randomUUID()}`);
   let fh: FileHandle;
   try {
-    fh = staging
-      ? await open(tmpPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DIRECT, 0o600)
-      : await open(tmpPath, "wx", 0o600);
+    fh = await open(tmpPath, staging ? DIRECT_CREATE_FLAGS : "wx", 0o600);
   } catch (err) {
     if (staging) giveStaging(staging);
     throw storageError("write", err);

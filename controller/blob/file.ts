@@ -93,11 +93,11 @@ export class FileBlobStore implements BlobStore {
     }
     const large = options.sizeHint !== undefined && options.sizeHint >= DIRECT_MIN_BYTES;
     // Direct when the directory takes it and a staging block is free (else this one goes buffered).
-    const staging = large && this.directWrites && (await (this.direct ??= probeDirectWrites(this.tmpDir))) ? takeStaging() : undefined;
+    const staging = large && (await this.writesDirect()) ? takeStaging() : undefined;
     return writeStreamed(this.publisher, this.tmpDir, key, finalPath, body, signal, staging);
   }
 
-  /** Whether large writes go direct here (false until a large write has probed the directory). */
+  /** Whether large writes go direct here: off by configuration, else the directory's probe (made once). */
   async writesDirect(): Promise<boolean> {
     if (!this.directWrites) return false;
     await this.prepare();
